@@ -1,0 +1,109 @@
+// reverse-mode autograd: ops record a backward closure on their output; backward() walks the graph once
+import type { Tensor } from "./tensor.ts";
+
+/** What an op records: its differentiable inputs and how to map the output gradient to theirs. */
+export interface GradNode {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** Gradients for each input (null where an input needs none); runs with grad recording off. */
+  readonly backward: (g: Tensor) => readonly (Tensor | null)[];
+}
+
+let gradEnabled = true;
+
+/** Whether ops currently record a graph. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording any graph (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Runs `fn` with recording switched on or off. */
+export function withGrad<T>(enabled: boolean, fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = enabled;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/**
+ * Records `backward` on `out` when recording is on and some input requires grad; otherwise `out`
+ * stays a plain tensor, so frozen weights and inference keep no graph at all.
+ */
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"]): Tensor {
+  if (!gradEnabled) return out;
+  let any = false;
+  for (const t of inputs) if (t.requiresGrad) any = true;
+  if (!any) return out;
+  out.requiresGrad = true;
+  out.gradNode = { op, inputs, backward };
+  return out;
+}
+
+/** Tensors reachable from `root` through nodes that require grad, in topological order (inputs first). */
+function topoSort(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const ins = t.gradNode?.inputs ?? [];
+    if (i < ins.length) {
+      top[1]++;
+      const c = ins[i];
+      if (c.requiresGrad && !seen.has(c)) {
+        seen.add(c);
+        stack.push([c, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+/**
+ * Back-propagates `grad` (default 1 for a scalar root) to every leaf that requires grad, adding to
+ * its `.grad`. The graph is released afterwards unless `retainGraph`.
+ */
+export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false): void {
+  const order = topoSort(root);
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(root, grad);
+  noGrad(() => {
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      const g = grads.get(t);
+      grads.delete(t);
+      if (!g) continue;
+      const node = t.gradNode;
+      if (!node) {
+        t.grad = t.grad ? add(t.grad, g) : g;
+        continue;
+      }
+      const gi = node.backward(g);
+      node.inputs.forEach((inp, k) => {
+        const gk = gi[k];
+        if (!gk || !inp.requiresGrad) return;
+        const prev = grads.get(inp);
+        grads.set(inp, prev ? add(prev, gk) : gk);
+      });
+      if (!retainGraph) t.gradNode = null;
+    }
+  });
+}

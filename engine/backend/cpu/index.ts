@@ -1,0 +1,57 @@
+// the cpu backend: typed-array storage and the plain TypeScript kernels
+import type { DType, TypedArray } from "../../dtype.ts";
+import { allocArray } from "../../dtype.ts";
+import type { Backend } from "../backend.ts";
+import { binary, unary, where } from "./elementwise.ts";
+import { concat, expand, gather, indexAdd, pad, permute, slice } from "./movement.ts";
+import { reduce, softmax } from "./reduce.ts";
+import { gemm as plainGemm, matmul as plainMatmul, transpose2d } from "./matmul.ts";
+import type { Gemm } from "./conv.ts";
+import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
+
+/** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
+export interface FastKernels {
+  gemm: Gemm;
+  matmul: typeof plainMatmul;
+}
+let fast: FastKernels | null = null;
+
+/** Installs faster float32 kernels (float64 keeps the plain path); pass null to restore the plain path. */
+export function setFastKernels(k: FastKernels | null): void {
+  fast = k;
+}
+
+function gemmFor(x: TypedArray): Gemm {
+  return fast && x instanceof Float32Array ? fast.gemm : plainGemm;
+}
+
+export const cpuBackend: Backend<TypedArray> = {
+  name: "cpu",
+  zeros: (dtype: DType, size: number) => allocArray(dtype, size),
+  fromHost: (data) => data,
+  toHost: (s) => s,
+  fill: (dtype, size, value) => allocArray(dtype, size).fill(value),
+  cast: (x, to) => {
+    const out = allocArray(to, x.length);
+    out.set(x);
+    return out;
+  },
+  unary,
+  binary,
+  where,
+  reduce,
+  permute,
+  expand,
+  slice,
+  pad,
+  concat,
+  gather,
+  indexAdd,
+  matmul: (a, b, p) => (fast && a instanceof Float32Array ? fast.matmul(a, b, p) : plainMatmul(a, b, p)),
+  conv2d: (x, xs, w, ws, p) => conv2d(x, xs, w, ws, p, gemmFor(x)),
+  conv2dBackwardInput: (gy, gys, w, ws, xs, p) => conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
+  conv2dBackwardWeight: (x, xs, gy, gys, ws, p) => conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
+  upsampleNearest,
+  poolSum,
+  softmax,
+};

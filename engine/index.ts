@@ -1,0 +1,20 @@
+// the engine's public surface: Tensor, creation, ops, autograd, random, backends, errors
+export { Tensor, getDefaultBackend, setDefaultBackend } from "./tensor.ts";
+export type { TensorLike } from "./tensor.ts";
+export * from "./creation.ts";
+export * from "./ops/elementwise.ts";
+export { sum, mean, max, min, variance, sumTo } from "./ops/reduce.ts";
+export * from "./ops/movement.ts";
+export * from "./ops/matmul.ts";
+export * from "./ops/softmax.ts";
+export * from "./ops/conv.ts";
+export * from "./functional.ts";
+export { noGrad, withGrad, isGradEnabled } from "./autograd.ts";
+export { Generator, defaultGenerator, manualSeed } from "./random.ts";
+export type { DType, TypedArray } from "./dtype.ts";
+export type { Shape } from "./shape.ts";
+export { sizeOf, broadcastShapes } from "./shape.ts";
+export type { Backend, Storage, UnaryOp, BinaryOp, ReduceOp } from "./backend/backend.ts";
+export { cpuBackend, setFastKernels } from "./backend/cpu/index.ts";
+export * from "./errors.ts";
+export { DIFFERENTIABLE_OPS } from "./registry.ts";

@@ -1,0 +1,159 @@
+// Tensor: shape + contiguous storage on a backend + dtype + an optional autograd node
+import type { GradNode } from "./autograd.ts";
+import { runBackward } from "./autograd.ts";
+import type { Backend, Storage } from "./backend/backend.ts";
+import { cpuBackend } from "./backend/cpu/index.ts";
+import type { DType, TypedArray } from "./dtype.ts";
+import { ShapeError } from "./errors.ts";
+import type { Shape } from "./shape.ts";
+import { sizeOf } from "./shape.ts";
+import * as E from "./ops/elementwise.ts";
+import * as R from "./ops/reduce.ts";
+import * as M from "./ops/movement.ts";
+import * as MM from "./ops/matmul.ts";
+import * as S from "./ops/softmax.ts";
+
+let defaultBackend: Backend = cpuBackend as Backend;
+
+/** The backend new tensors are created on. */
+export function getDefaultBackend(): Backend {
+  return defaultBackend;
+}
+/** Sets the backend new tensors are created on. */
+export function setDefaultBackend(b: Backend): void {
+  defaultBackend = b;
+}
+
+export type TensorLike = Tensor | number;
+
+/** An n-dimensional array with reverse-mode autograd. Storage is contiguous and row-major. */
+export class Tensor {
+  readonly shape: Shape;
+  readonly dtype: DType;
+  readonly backend: Backend;
+  storage: Storage;
+  /** Whether gradients flow to (or through) this tensor. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after `backward()`; never mutated in place. */
+  grad: Tensor | null = null;
+  /** The op that produced this tensor, while a graph is recorded. */
+  gradNode: GradNode | null = null;
+
+  constructor(storage: Storage, shape: Shape, dtype: DType, backend: Backend = defaultBackend) {
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.backend = backend;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+  /** Host array of the elements (the cpu backend returns its storage itself: treat it as read-only). */
+  get data(): TypedArray {
+    return this.backend.toHost(this.storage);
+  }
+  /** The elements as a plain array. */
+  toArray(): number[] {
+    return Array.from(this.data);
+  }
+  /** The single element of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new ShapeError(`item: tensor must have one element, got shape [${this.shape}]`);
+    return this.data[0];
+  }
+  /** Marks a leaf as requiring grad (in place); returns this. */
+  requiresGrad_(flag = true): this {
+    this.requiresGrad = flag;
+    return this;
+  }
+  /** Same storage, cut from the graph. */
+  detach(): Tensor {
+    return new Tensor(this.storage, this.shape, this.dtype, this.backend);
+  }
+  /** A copy with its own storage (no graph). */
+  clone(): Tensor {
+    return M.contiguousCopy(this);
+  }
+  zeroGrad(): void {
+    this.grad = null;
+  }
+  /** Back-propagates from this tensor (a scalar unless `grad` is given). */
+  backward(grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
+    if (!this.requiresGrad) throw new ShapeError("backward: tensor does not require grad (no input on its path requires grad)");
+    let g = grad;
+    if (!g) {
+      if (this.size !== 1) throw new ShapeError(`backward: implicit gradient needs a scalar, got shape [${this.shape}]; pass a gradient`);
+      g = new Tensor(this.backend.fill(this.dtype, 1, 1), this.shape, this.dtype, this.backend);
+    } else if (g.shape.join() !== this.shape.join()) {
+      throw new ShapeError(`backward: gradient shape [${g.shape}] differs from tensor shape [${this.shape}]`);
+    }
+    runBackward(this, g, E.add, opts.retainGraph ?? false);
+  }
+  toString(): string {
+    return `Tensor(shape=[${this.shape}], dtype=${this.dtype}${this.requiresGrad ? ", requiresGrad" : ""})`;
+  }
+
+  // elementwise
+  add(o: TensorLike): Tensor { return E.add(this, o); }
+  sub(o: TensorLike): Tensor { return E.sub(this, o); }
+  mul(o: TensorLike): Tensor { return E.mul(this, o); }
+  div(o: TensorLike): Tensor { return E.div(this, o); }
+  pow(o: TensorLike): Tensor { return E.pow(this, o); }
+  maximum(o: TensorLike): Tensor { return E.maximum(this, o); }
+  minimum(o: TensorLike): Tensor { return E.minimum(this, o); }
+  lt(o: TensorLike): Tensor { return E.lt(this, o); }
+  le(o: TensorLike): Tensor { return E.le(this, o); }
+  gt(o: TensorLike): Tensor { return E.gt(this, o); }
+  ge(o: TensorLike): Tensor { return E.ge(this, o); }
+  eq(o: TensorLike): Tensor { return E.eq(this, o); }
+  ne(o: TensorLike): Tensor { return E.ne(this, o); }
+  neg(): Tensor { return E.neg(this); }
+  exp(): Tensor { return E.exp(this); }
+  log(): Tensor { return E.log(this); }
+  sqrt(): Tensor { return E.sqrt(this); }
+  rsqrt(): Tensor { return E.rsqrt(this); }
+  abs(): Tensor { return E.abs(this); }
+  sign(): Tensor { return E.sign(this); }
+  square(): Tensor { return E.square(this); }
+  tanh(): Tensor { return E.tanh(this); }
+  sigmoid(): Tensor { return E.sigmoid(this); }
+  relu(): Tensor { return E.relu(this); }
+  silu(): Tensor { return E.silu(this); }
+  gelu(approximate: "none" | "tanh" = "none"): Tensor { return approximate === "tanh" ? E.geluTanh(this) : E.gelu(this); }
+  sin(): Tensor { return E.sin(this); }
+  cos(): Tensor { return E.cos(this); }
+  clamp(lo?: number, hi?: number): Tensor { return E.clamp(this, lo, hi); }
+  // reductions
+  sum(axes?: number | readonly number[], keepdim = false): Tensor { return R.sum(this, axes, keepdim); }
+  mean(axes?: number | readonly number[], keepdim = false): Tensor { return R.mean(this, axes, keepdim); }
+  max(axes?: number | readonly number[], keepdim = false): Tensor { return R.max(this, axes, keepdim); }
+  min(axes?: number | readonly number[], keepdim = false): Tensor { return R.min(this, axes, keepdim); }
+  var(axes?: number | readonly number[], keepdim = false, correction = 1): Tensor { return R.variance(this, axes, keepdim, correction); }
+  // movement
+  reshape(shape: readonly number[]): Tensor { return M.reshape(this, shape); }
+  view(...shape: number[]): Tensor { return M.reshape(this, shape); }
+  flatten(start = 0, end = -1): Tensor { return M.flatten(this, start, end); }
+  permute(...perm: number[]): Tensor { return M.permute(this, perm); }
+  transpose(a = -2, b = -1): Tensor { return M.transpose(this, a, b); }
+  get T(): Tensor { return M.transpose(this, -2, -1); }
+  expand(shape: readonly number[]): Tensor { return M.expand(this, shape); }
+  squeeze(axis?: number): Tensor { return M.squeeze(this, axis); }
+  unsqueeze(axis: number): Tensor { return M.unsqueeze(this, axis); }
+  slice(axis: number, start: number, end?: number, step = 1): Tensor { return M.narrowSlice(this, axis, start, end, step); }
+  chunk(n: number, axis = 0): Tensor[] { return M.chunk(this, n, axis); }
+  split(sizes: number | readonly number[], axis = 0): Tensor[] { return M.split(this, sizes, axis); }
+  pad(pads: readonly (readonly [number, number])[], value = 0): Tensor { return M.pad(this, pads, value); }
+  indexSelect(axis: number, index: ArrayLike<number> | Tensor): Tensor { return M.indexSelect(this, axis, index); }
+  // linear algebra and nn
+  matmul(o: Tensor): Tensor { return MM.matmul(this, o); }
+  softmax(axis = -1): Tensor { return S.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return S.logSoftmax(this, axis); }
+  /** Converts to another dtype (differentiable). */
+  to(dtype: DType): Tensor { return E.cast(this, dtype); }
+  float(): Tensor { return E.cast(this, "float32"); }
+  double(): Tensor { return E.cast(this, "float64"); }
+}
