@@ -1,0 +1,150 @@
+// Adam and AdamW with parameter groups (as torch.optim): only parameters handed over get state
+import { Tensor } from "../engine/index.ts";
+import { ConfigError, ShapeError } from "../engine/errors.ts";
+
+export interface ParamGroup {
+  params: Tensor[];
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** optional label, for logs and saved state */
+  name?: string;
+}
+interface Group {
+  params: Tensor[];
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  name: string;
+}
+export interface AdamOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** decoupled weight decay (AdamW) instead of L2 added to the gradient (Adam) */
+  decoupled?: boolean;
+}
+
+/** Serializable optimizer state: step counts and moment buffers per parameter (by group and index). */
+export interface AdamState {
+  step: number;
+  groups: { name: string; lr: number; size: number[] }[];
+  moments: { m: Float32Array | Float64Array; v: Float32Array | Float64Array }[][];
+}
+
+/** Adam (Kingma & Ba) with bias correction; AdamW when `decoupled`. Updates parameters in place. */
+export class Adam {
+  readonly groups: Group[];
+  readonly decoupled: boolean;
+  private stepCount = 0;
+  private readonly m = new Map<Tensor, Float64Array>();
+  private readonly v = new Map<Tensor, Float64Array>();
+
+  constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions = {}) {
+    const list: ParamGroup[] = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
+    this.decoupled = opts.decoupled ?? false;
+    const seen = new Set<Tensor>();
+    this.groups = list.map((g, i) => {
+      for (const p of g.params) {
+        if (seen.has(p)) throw new ConfigError(`Adam: a parameter appears in more than one group (group ${i})`);
+        if (!p.requiresGrad) throw new ConfigError(`Adam: group ${i} holds a parameter that does not require grad, shape [${p.shape}]`);
+        seen.add(p);
+      }
+      const grp: Group = {
+        params: g.params,
+        lr: g.lr ?? opts.lr ?? 1e-3,
+        betas: g.betas ?? opts.betas ?? [0.9, 0.999],
+        eps: g.eps ?? opts.eps ?? 1e-8,
+        weightDecay: g.weightDecay ?? opts.weightDecay ?? (this.decoupled ? 1e-2 : 0),
+        name: g.name ?? `group${i}`,
+      };
+      if (!(grp.lr >= 0)) throw new ConfigError(`Adam: lr must be >= 0, got ${grp.lr}`);
+      return grp;
+    });
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** Parameters under optimisation. */
+  params(): Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params()) p.grad = null;
+  }
+
+  /** One update with each group's current lr; parameters without a gradient are skipped. */
+  step(): void {
+    this.stepCount++;
+    const t = this.stepCount;
+    for (const g of this.groups) {
+      const [b1, b2] = g.betas;
+      const bc1 = 1 - Math.pow(b1, t), bc2 = 1 - Math.pow(b2, t);
+      for (const p of g.params) {
+        if (!p.grad) continue;
+        const w = p.data, gr = p.grad.data;
+        if (gr.length !== w.length) throw new ShapeError(`Adam: gradient of shape [${p.grad.shape}] for parameter [${p.shape}]`);
+        let m = this.m.get(p), v = this.v.get(p);
+        if (!m || !v) {
+          m = new Float64Array(w.length);
+          v = new Float64Array(w.length);
+          this.m.set(p, m);
+          this.v.set(p, v);
+        }
+        const lr = g.lr, eps = g.eps, wd = g.weightDecay;
+        const stepSize = lr / bc1, sq = Math.sqrt(bc2);
+        if (this.decoupled && wd !== 0) for (let i = 0; i < w.length; i++) w[i] *= 1 - lr * wd;
+        for (let i = 0; i < w.length; i++) {
+          let gi = gr[i];
+          if (!this.decoupled && wd !== 0) gi += wd * w[i];
+          m[i] = b1 * m[i] + (1 - b1) * gi;
+          v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+          w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / sq + eps);
+        }
+        p.storage = p.backend.fromHost(w);
+      }
+    }
+  }
+
+  /** Sets the lr of every group (or one group by index). */
+  setLr(lr: number, group?: number): void {
+    if (group === undefined) for (const g of this.groups) g.lr = lr;
+    else this.groups[group].lr = lr;
+  }
+
+  stateDict(): AdamState {
+    return {
+      step: this.stepCount,
+      groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, size: g.params.map((p) => p.size) })),
+      moments: this.groups.map((g) => g.params.map((p) => ({ m: this.m.get(p) ?? new Float64Array(p.size), v: this.v.get(p) ?? new Float64Array(p.size) }))),
+    };
+  }
+
+  loadStateDict(s: AdamState): void {
+    if (s.moments.length !== this.groups.length) throw new ConfigError(`Adam: saved state has ${s.moments.length} groups, optimizer has ${this.groups.length}`);
+    this.groups.forEach((g, gi) => {
+      if (s.moments[gi].length !== g.params.length) throw new ConfigError(`Adam: group ${g.name} has ${g.params.length} parameters, saved state ${s.moments[gi].length}`);
+      g.params.forEach((p, pi) => {
+        const mo = s.moments[gi][pi];
+        if (mo.m.length !== p.size) throw new ConfigError(`Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`);
+        this.m.set(p, Float64Array.from(mo.m));
+        this.v.set(p, Float64Array.from(mo.v));
+      });
+      g.lr = s.groups[gi]?.lr ?? g.lr;
+    });
+    this.stepCount = s.step;
+  }
+}
+
+/** AdamW: Adam with decoupled weight decay (default 1e-2). */
+export class AdamW extends Adam {
+  constructor(params: Tensor[] | ParamGroup[], opts: Omit<AdamOptions, "decoupled"> = {}) {
+    super(params, { ...opts, decoupled: true });
+  }
+}
