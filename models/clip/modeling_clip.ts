@@ -1,7 +1,7 @@
 // CLIP text and vision transformers, mirroring transformers models/clip/modeling_clip.py
 // (CLIPTextModel, CLIPVisionModel, *WithProjection, CLIPModel); field names are checkpoint key segments.
-import { concat, gelu, narrowSlice, quickGelu, scaledDotProductAttention, Tensor, tensor } from "../../engine/index.ts";
-import { ConfigError, ShapeError } from "../../engine/errors.ts";
+import { concat, embedding, gelu, narrowSlice, noGrad, quickGelu, scaledDotProductAttention, Tensor, tensor } from "../../engine/index.ts";
+import { ConfigError, ShapeError, StateDictError } from "../../engine/errors.ts";
 import { readSafetensors, readSafetensorsHeader } from "../../data/safetensors.ts";
 import { Conv2d, Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, parameter, withShapeOnly } from "../nn/module.ts";
@@ -203,13 +203,60 @@ export class CLIPTextEmbeddings extends Module {
     this.position_embedding = new Embedding(config.max_position_embeddings, config.hidden_size);
     this.position_embedding.weight = parameter(this.position_embedding.weight.shape, { kind: "normal", std });
   }
+  /**
+   * Rows for tokens added after the base vocabulary (ids V, V+1, ...), kept apart from the base
+   * table so that only they train and carry optimizer state (Custom Diffusion's modifier tokens).
+   * Not a state-dict key: `mergeAddedTokens()` folds them into token_embedding.weight.
+   */
+  _addedRows: Tensor | null = null;
+
+  /** Base rows plus added rows. */
+  get vocabSize(): number {
+    return this.token_embedding.weight.shape[0] + (this._addedRows?.shape[0] ?? 0);
+  }
+
+  /** Appends rows (n, D) for new token ids; returns the first new id. */
+  addTokenRows(rows: Tensor): number {
+    const d = this.token_embedding.weight.shape[1];
+    if (rows.ndim !== 2 || rows.shape[1] !== d) throw new ShapeError(`CLIPTextEmbeddings: added rows must be (n, ${d}), got [${rows.shape}]`);
+    const first = this.vocabSize;
+    this._addedRows = this._addedRows ? concat([this._addedRows.detach(), rows], 0).requiresGrad_(rows.requiresGrad) : rows;
+    return first;
+  }
+
+  /** Folds the added rows into token_embedding.weight (a new, larger parameter). */
+  mergeAddedTokens(): void {
+    if (!this._addedRows) return;
+    const w = noGrad(() => concat([this.token_embedding.weight, this._addedRows as Tensor], 0));
+    this.token_embedding.weight = w.detach().requiresGrad_(this.token_embedding.weight.requiresGrad);
+    this._addedRows = null;
+  }
+
   /** ids (B*L) -> (B, L, D); positions 0..L-1 */
   forward(ids: ArrayLike<number>, batch: number, length: number): Tensor {
     const maxPos = this.position_embedding.numEmbeddings;
     if (length > maxPos) throw new ShapeError(`CLIPTextEmbeddings: sequence length ${length} exceeds max_position_embeddings ${maxPos}`);
-    const tok = this.token_embedding.forward(ids, [batch, length]); // (B, L, D)
     const pos = narrowSlice(this.position_embedding.weight, 0, 0, length); // (L, D)
-    return tok.add(pos);
+    const base = this.token_embedding.weight.shape[0];
+    const extra = this._addedRows;
+    let anyNew = false;
+    for (let i = 0; i < ids.length; i++) if (ids[i] >= base) anyNew = true;
+    if (!extra || !anyNew) return this.token_embedding.forward(ids, [batch, length]).add(pos); // (B, L, D)
+    // rows from the base table where id < V, from the added rows elsewhere
+    const n = ids.length;
+    const baseIds = new Int32Array(n), newIds = new Int32Array(n), isNew = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id >= base) {
+        newIds[i] = id - base;
+        isNew[i] = 1;
+      } else baseIds[i] = id;
+    }
+    const w = this.token_embedding.weight;
+    const m = tensor(isNew, [batch, length, 1], { dtype: w.dtype }); // (B, L, 1)
+    const fromBase = embedding(w, baseIds, [batch, length]).mul(m.neg().add(1)); // (B, L, D)
+    const fromNew = embedding(extra, newIds, [batch, length]).mul(m); // (B, L, D)
+    return fromBase.add(fromNew).add(pos);
   }
 }
 
@@ -227,7 +274,7 @@ export class CLIPTextTransformer extends Module {
   /** ids (B, L) -> last_hidden_state (B, L, D) and pooler_output (B, D). */
   forward(inputIds: InputIds, shape?: readonly number[], opts: CLIPTextForwardOptions = {}): CLIPOutput {
     const { ids, batch, length } = flattenIds(inputIds, shape);
-    const vocab = this.config.vocab_size;
+    const vocab = this.embeddings.vocabSize;
     for (let i = 0; i < ids.length; i++) if (ids[i] < 0 || ids[i] >= vocab) throw new ShapeError(`CLIPTextTransformer: token id ${ids[i]} at ${i} is outside the vocabulary [0, ${vocab})`);
     const x = this.embeddings.forward(ids, batch, length); // (B, L, D)
     const mask = opts.attentionMask ? paddingMask(opts.attentionMask, batch, length, x) : null; // (B, 1, 1, L)
@@ -337,7 +384,9 @@ export class CLIPTextModel extends Module {
   }
   /** Writes config.json and model.safetensors as transformers' save_pretrained lays them out. */
   save(folder: string): void {
-    saveModel(this, folder, WEIGHTS_NAME, textConfigJson(this.config, "CLIPTextModel"));
+    const emb = this.text_model.embeddings;
+    if (emb._addedRows) throw new StateDictError("CLIPTextModel.save: the model has added token rows; call text_model.embeddings.mergeAddedTokens() first");
+    saveModel(this, folder, WEIGHTS_NAME, textConfigJson({ ...this.config, vocab_size: emb.token_embedding.weight.shape[0] }, "CLIPTextModel"));
   }
   /** ids (B, L) -> last_hidden_state (B, L, D), pooler_output (B, D) */
   forward(inputIds: InputIds, shape?: readonly number[], opts: CLIPTextForwardOptions = {}): CLIPOutput {
