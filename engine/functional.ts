@@ -3,7 +3,7 @@ import { ShapeError } from "./errors.ts";
 import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
-import { add, div, mul, rsqrt, sigmoid, square, sub, where } from "./ops/elementwise.ts";
+import { add, div, maximum, mul, rsqrt, sigmoid, square, sub, where } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
 import { mm } from "./ops/matmul.ts";
@@ -90,6 +90,7 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
  * Mean squared error. With a mask (broadcastable to `pred`, e.g. (N, 1, H, W)): per sample
  * sum(mask * (pred - target)^2) / sum(mask) over the non-batch axes (the mask's own elements are
  * counted, not its broadcast), then the mean over the batch - as Custom Diffusion's masked loss.
+ * A sample with an empty mask contributes 0.
  */
 export function mseLoss(pred: Tensor, target: Tensor, mask?: Tensor | null): Tensor {
   if (pred.shape.join() !== target.shape.join()) throw new ShapeError(`mseLoss: pred [${pred.shape}] and target [${target.shape}] differ`);
@@ -97,7 +98,8 @@ export function mseLoss(pred: Tensor, target: Tensor, mask?: Tensor | null): Ten
   if (!mask) return mean(err);
   if (mask.ndim !== pred.ndim || mask.shape[0] !== pred.shape[0]) throw new ShapeError(`mseLoss: mask [${mask.shape}] must have the rank and batch size of pred [${pred.shape}]`);
   const axes = Array.from({ length: pred.ndim - 1 }, (_, i) => i + 1);
-  return mean(div(sum(mul(err, mask), axes), sum(mask, axes)));
+  // a sample whose mask is empty contributes 0 (its numerator is 0 too) instead of 0/0
+  return mean(div(sum(mul(err, mask), axes), maximum(sum(mask, axes), 1e-30)));
 }
 
 /** Embedding lookup: rows of `weight` (V, D) at integer `ids`; result has shape ids.shape + [D]. */

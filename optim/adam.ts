@@ -40,8 +40,9 @@ export class Adam {
   readonly groups: Group[];
   readonly decoupled: boolean;
   private stepCount = 0;
-  private readonly m = new Map<Tensor, Float64Array>();
-  private readonly v = new Map<Tensor, Float64Array>();
+  // moments in the parameter's own precision (float32 for float32 weights, as torch keeps them)
+  private readonly m = new Map<Tensor, Float32Array | Float64Array>();
+  private readonly v = new Map<Tensor, Float32Array | Float64Array>();
 
   constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions = {}) {
     const list: ParamGroup[] = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
@@ -92,8 +93,9 @@ export class Adam {
         if (gr.length !== w.length) throw new ShapeError(`Adam: gradient of shape [${p.grad.shape}] for parameter [${p.shape}]`);
         let m = this.m.get(p), v = this.v.get(p);
         if (!m || !v) {
-          m = new Float64Array(w.length);
-          v = new Float64Array(w.length);
+          const Ctor = w instanceof Float64Array ? Float64Array : Float32Array;
+          m = new Ctor(w.length);
+          v = new Ctor(w.length);
           this.m.set(p, m);
           this.v.set(p, v);
         }
@@ -122,7 +124,7 @@ export class Adam {
     return {
       step: this.stepCount,
       groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, size: g.params.map((p) => p.size) })),
-      moments: this.groups.map((g) => g.params.map((p) => ({ m: this.m.get(p) ?? new Float64Array(p.size), v: this.v.get(p) ?? new Float64Array(p.size) }))),
+      moments: this.groups.map((g) => g.params.map((p) => ({ m: (this.m.get(p) ?? new Float32Array(p.size)).slice(), v: (this.v.get(p) ?? new Float32Array(p.size)).slice() }))),
     };
   }
 
@@ -133,8 +135,9 @@ export class Adam {
       g.params.forEach((p, pi) => {
         const mo = s.moments[gi][pi];
         if (mo.m.length !== p.size) throw new ConfigError(`Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`);
-        this.m.set(p, Float64Array.from(mo.m));
-        this.v.set(p, Float64Array.from(mo.v));
+        const Ctor = p.dtype === "float64" ? Float64Array : Float32Array;
+        this.m.set(p, Ctor.from(mo.m));
+        this.v.set(p, Ctor.from(mo.v));
       });
       g.lr = s.groups[gi]?.lr ?? g.lr;
     });

@@ -91,7 +91,7 @@ export const PRETRAINED_CONFIG_KEYS: readonly string[] = [
   "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
   "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "architectures", "finetuning_task",
   "id2label", "label2id", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params",
-  "problem_type", "transformers_version", "model_type", "dropout", "attn_implementation",
+  "problem_type", "transformers_version", "model_type", "dropout", "attn_implementation", "dtype", "output_hidden_states_before_dropout",
 ];
 
 function checkActAndDropout(name: string, c: { hidden_act: string; attention_dropout: number; hidden_size: number; num_attention_heads: number }): void {

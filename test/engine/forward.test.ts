@@ -127,6 +127,9 @@ test("mse loss with a mask averages over the valid region per sample", () => {
   const p = T.tensor([1, 2, 0, 3], [2, 1, 1, 2], f64), t = T.zeros([2, 1, 1, 2], f64);
   const m = T.tensor([1, 0, 1, 1], [2, 1, 1, 2], f64);
   assertClose([T.mseLoss(p, t, m).item()], [2.75], 1e-15, 0);
+  // a sample with an empty mask contributes 0, not NaN: (1 + 0) / 2
+  const m0 = T.tensor([1, 0, 0, 0], [2, 1, 1, 2], f64);
+  assertClose([T.mseLoss(p, t, m0).item()], [0.5], 1e-15, 0);
   // masked-out pixels get exactly zero gradient
   const q = T.tensor([1, 2, 0, 3], [2, 1, 1, 2], { dtype: "float64", requiresGrad: true });
   T.mseLoss(q, t, m).backward();

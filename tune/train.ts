@@ -1,0 +1,336 @@
+// The Custom Diffusion training loop: K/V (or wider) fine-tuning of cross-attention plus modifier-token
+// rows, masked loss with prior preservation, AdamW, checkpoints that resume exactly, progress and ETA
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ConfigError } from "../engine/errors.ts";
+import { Generator, Tensor, mseLoss, noGrad, randn, tensor, concat, chunk } from "../engine/index.ts";
+import type { Image } from "../data/images.ts";
+import { makeGrid, writePng } from "../data/images.ts";
+import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
+import type { AdamState, ScheduleName } from "../optim/index.ts";
+import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
+import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
+import { CustomDiffusionAttnProcessor } from "../models/custom_diffusion.ts";
+import { AttnProcessor } from "../models/attention_processor.ts";
+import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import type { ConceptSpec, TrainExample } from "./dataset.ts";
+import { augmentInstance, listImages, loadImages, prepareClassImage } from "./dataset.ts";
+import type { FreezeModel } from "./params.ts";
+import { selectParameters } from "./params.ts";
+import type { Delta } from "./delta.ts";
+import { baseFingerprint, extractDelta, loadDelta, saveDelta } from "./delta.ts";
+import { addModifierTokens, defaultModifierTokens, resolveInitializers, tokenRows } from "./tokens.ts";
+
+export interface CustomiseOptions {
+  concepts: ConceptSpec[];
+  outputDir: string;
+  /** one per concept; default <new1>, <new2>, ... */
+  modifierTokens?: string[];
+  /** one per token; default ktn, pll, ucd, then other rare single tokens */
+  initializerTokens?: string[];
+  freezeModel?: FreezeModel;
+  /** training resolution in pixels (default: the UNet's sample size times the VAE factor) */
+  resolution?: number;
+  maxTrainSteps?: number;
+  trainBatchSize?: number;
+  /** per-sample lr when scaleLr, else the lr used */
+  learningRate?: number;
+  /** lr x batch size (x2 with prior preservation), as the reference scripts */
+  scaleLr?: boolean;
+  lrScheduler?: ScheduleName;
+  lrWarmupSteps?: number;
+  adamBeta1?: number;
+  adamBeta2?: number;
+  adamWeightDecay?: number;
+  adamEpsilon?: number;
+  maxGradNorm?: number;
+  priorLossWeight?: number;
+  numClassImages?: number;
+  hflip?: boolean;
+  noaug?: boolean;
+  seed?: number;
+  /** write a resumable checkpoint every N steps (0: none) */
+  checkpointingSteps?: number;
+  /** continue from the newest checkpoint in outputDir */
+  resume?: boolean;
+  validationPrompt?: string[];
+  /** validation grid every N steps (0: only at the end when prompts are given) */
+  validationSteps?: number;
+  validationInferenceSteps?: number;
+  validationGuidanceScale?: number;
+  log?: (line: string) => void;
+  /** stop after this many steps of this process (simulates an interruption; the run stays resumable) */
+  stopAfter?: number;
+}
+
+export interface CustomiseResult {
+  delta: Delta;
+  losses: number[];
+  learningRate: number;
+  steps: number;
+  seconds: number;
+  outputDir: string;
+}
+
+interface Sample {
+  image: Image;
+  prompt: string;
+}
+
+const DEFAULTS = {
+  freezeModel: "crossattn_kv" as FreezeModel, maxTrainSteps: 250, trainBatchSize: 2, learningRate: 1e-5, scaleLr: false,
+  lrScheduler: "constant" as ScheduleName, lrWarmupSteps: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamWeightDecay: 1e-2,
+  adamEpsilon: 1e-8, maxGradNorm: 1, priorLossWeight: 1, numClassImages: 200, hflip: false, noaug: false, seed: 42,
+  checkpointingSteps: 0, resume: false, validationSteps: 0, validationInferenceSteps: 25, validationGuidanceScale: 1,
+};
+
+/** Class images of a concept: a folder of images, or a folder with images.txt + caption.txt (retrieval output). */
+function classSamples(spec: ConceptSpec, resolution: number, max: number): Sample[] {
+  if (!spec.class_data_dir) return [];
+  const dir = spec.class_data_dir;
+  const imgList = path.join(dir, "images.txt"), capList = path.join(dir, "caption.txt");
+  if (fs.existsSync(imgList)) {
+    const files = fs.readFileSync(imgList, "utf8").split("\n").filter(Boolean).slice(0, max).map((f) => (path.isAbsolute(f) ? f : path.join(dir, f)));
+    const caps = fs.existsSync(capList) ? fs.readFileSync(capList, "utf8").split("\n") : [];
+    const imgs = loadImages(files, resolution);
+    return imgs.map((image, i) => ({ image, prompt: caps[i]?.trim() || spec.class_prompt }));
+  }
+  const imgs = loadImages(listImages(dir).slice(0, max), resolution);
+  return imgs.map((image) => ({ image, prompt: spec.class_prompt }));
+}
+
+/** Newest `checkpoint-<step>` folder in `dir/checkpoints`, or null. */
+export function latestCheckpoint(dir: string): { step: number; path: string } | null {
+  const root = path.join(dir, "checkpoints");
+  if (!fs.existsSync(root)) return null;
+  const found = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => ({ step: Number(m[1]), path: path.join(root, m[0]) }));
+  found.sort((a, b) => b.step - a.step);
+  return found[0] ?? null;
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
+}
+
+/**
+ * Customises `pipe` in place on the given concepts (Custom Diffusion) and writes the delta to
+ * `outputDir`. The pipeline's UNet keeps the trained weights and its tokenizer/text encoder the new
+ * tokens, so it can sample right away.
+ */
+export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptions): CustomiseResult {
+  const o = { ...DEFAULTS, ...options };
+  const log = o.log ?? ((s: string) => console.log(s));
+  if (o.concepts.length === 0) throw new ConfigError("customise: no concepts given");
+  const t0 = performance.now();
+  const { unet, textEncoder, tokenizer, vae } = pipe;
+  const factor = pipe.vaeScaleFactor;
+  const resolution = o.resolution ?? (unet.config.sample_size ?? 64) * factor;
+  if (resolution % factor !== 0) throw new ConfigError(`customise: resolution ${resolution} must be a multiple of ${factor}`);
+  const maskSize = resolution / factor;
+
+  // 1. modifier tokens, one per concept
+  const tokens = o.modifierTokens ?? defaultModifierTokens(o.concepts.length);
+  const inits = resolveInitializers(tokenizer, tokens.length, o.initializerTokens ?? [], log);
+  for (const t of tokens) if (!o.concepts.some((c) => c.instance_prompt.includes(t))) log(`warning: no instance prompt mentions ${t}; it will not train`);
+  const fingerprint = baseFingerprint(unet);
+  const { rows } = addModifierTokens(tokenizer, textEncoder, tokens, inits);
+  log(`modifier tokens: ${tokens.map((t, i) => `${t} (from "${inits[i]}")`).join(", ")}`);
+
+  // 2. what trains: the selected UNet weights and the new token rows; everything else is frozen
+  textEncoder.requiresGrad_(false);
+  vae?.requiresGrad_(false);
+  const sel = selectParameters(unet, o.freezeModel);
+  log(`training ${o.freezeModel}: ${sel.count.toLocaleString("en")} of ${sel.total.toLocaleString("en")} UNet parameters (${(100 * sel.share).toFixed(2)}%) in ${sel.params.length} tensors, plus ${rows.size.toLocaleString("en")} token-embedding values`);
+  for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
+
+  // 3. data, decoded up front so a bad file stops the run before training
+  const instances: Sample[] = o.concepts.flatMap((c) => loadImages(listImages(c.instance_data_dir), resolution).map((image) => ({ image, prompt: c.instance_prompt })));
+  const classes: Sample[] = o.concepts.flatMap((c) => classSamples(c, resolution, o.numClassImages));
+  const prior = classes.length > 0;
+  if (instances.length === 0) throw new ConfigError(`customise: no images in ${o.concepts.map((c) => c.instance_data_dir).join(", ")}`);
+  log(`data: ${instances.length} target image(s), ${classes.length} regularisation image(s)${prior ? ` (prior loss weight ${o.priorLossWeight})` : ""}, resolution ${resolution}, augmentation ${o.noaug ? "off" : "on"}`);
+
+  // 4. optimizer
+  const lr = o.scaleLr ? o.learningRate * o.trainBatchSize * (prior ? 2 : 1) : o.learningRate;
+  log(`learning rate ${lr.toExponential(3)}${o.scaleLr ? ` (${o.learningRate} x batch ${o.trainBatchSize}${prior ? " x 2 for prior preservation" : ""})` : ""}, ${o.maxTrainSteps} steps, batch ${o.trainBatchSize}`);
+  const opt = new AdamW([
+    { params: sel.params.map(([, p]) => p), name: "unet" },
+    { params: [rows], name: "tokens" },
+  ], { lr, betas: [o.adamBeta1, o.adamBeta2], eps: o.adamEpsilon, weightDecay: o.adamWeightDecay });
+  const noiseScheduler = DDPMScheduler.fromConfig(pipe.scheduler.config as unknown as Record<string, unknown>);
+  const T = noiseScheduler.config.num_train_timesteps;
+  const pred = noiseScheduler.config.prediction_type;
+
+  // 5. state: generator, data order, step; restored from a checkpoint when resuming
+  const g = new Generator(o.seed);
+  const length = Math.max(instances.length, classes.length);
+  let order: number[] = [];
+  let cursor = 0;
+  let step = 0;
+  const losses: number[] = [];
+  const keys = sel.params.map(([k]) => k);
+  fs.mkdirSync(o.outputDir, { recursive: true });
+  if (o.resume) {
+    const ck = latestCheckpoint(o.outputDir);
+    if (ck) {
+      const st = JSON.parse(fs.readFileSync(path.join(ck.path, "state.json"), "utf8")) as { step: number; generator: number[]; order: number[]; cursor: number; losses: number[] };
+      const d = loadDelta(ck.path);
+      const sd = unet.stateDict();
+      for (const [k, v] of d.unet) (sd.get(k) as Tensor).storage = (sd.get(k) as Tensor).backend.fromHost(Float32Array.from(v.data));
+      const saved = tokens.map((t) => d.tokens.get(t));
+      if (saved.some((r) => !r)) throw new ConfigError(`resume: checkpoint ${ck.path} lacks token rows for ${tokens.join(", ")}`);
+      const flat = new Float32Array(rows.size);
+      saved.forEach((r, i) => flat.set(r as Float32Array, i * rows.shape[1]));
+      rows.storage = rows.backend.fromHost(flat);
+      opt.loadStateDict(readOptimizerState(path.join(ck.path, "optimizer.safetensors"), opt.stateDict()));
+      g.setState(st.generator);
+      order = st.order;
+      cursor = st.cursor;
+      step = st.step;
+      losses.push(...st.losses);
+      log(`resumed from ${ck.path} at step ${step}`);
+    } else log("resume: no checkpoint yet, starting from step 0");
+  }
+
+  const aug = { resolution, maskSize, aug: !o.noaug, hflip: o.hflip };
+  const nextIndex = (): number => {
+    if (cursor >= order.length) {
+      order = Array.from({ length }, (_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = g.randint(0, i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      cursor = 0;
+    }
+    return order[cursor++];
+  };
+
+  const startStep = step;
+  const tStart = performance.now();
+  let stopped = false;
+  while (step < o.maxTrainSteps) {
+    if (o.stopAfter !== undefined && step - startStep >= o.stopAfter) {
+      stopped = true;
+      break;
+    }
+    // batch: B target examples, then B regularisation examples
+    const ex: TrainExample[] = [];
+    const idx = Array.from({ length: o.trainBatchSize }, () => nextIndex());
+    for (const i of idx) {
+      const s = instances[i % instances.length];
+      ex.push(augmentInstance(s.image, s.prompt, aug, g));
+    }
+    if (prior) for (const i of idx) {
+      const s = classes[i % classes.length];
+      ex.push(prepareClassImage(s.image, s.prompt, aug, g));
+    }
+    const b = ex.length;
+    const pixels = tensor(concatF32(ex.map((e) => e.pixels)), [b, 3, resolution, resolution]);
+    const mask = tensor(concatF32(ex.map((e) => e.mask)), [b, 1, maskSize, maskSize]);
+    const latents = noGrad(() => (vae ? vae.encode(pixels).sample(g).mul(vae.config.scaling_factor) : pixels));
+    const noise = randn(latents.shape, { generator: g });
+    const ts = Array.from({ length: b }, () => g.randint(0, T));
+    const noisy = noiseScheduler.addNoise(latents, noise, ts);
+    const target = pred === "v_prediction" ? noiseScheduler.getVelocity(latents, noise, ts) : pred === "epsilon" ? noise : latents;
+    const ids = ex.map((e) => tokenizer.encode(e.prompt, { maxLength: Math.min(tokenizer.modelMaxLength, textEncoder.config.max_position_embeddings) }));
+    const ehs = textEncoder.forward(ids).last_hidden_state; // (b, L, D)
+    const out = unet.forward(noisy, ts, ehs);
+    let loss: Tensor;
+    if (prior) {
+      const [pi, pc] = chunk(out, 2, 0), [ti, tc] = chunk(target, 2, 0), [mi] = chunk(mask, 2, 0);
+      loss = mseLoss(pi, ti, mi).add(mseLoss(pc, tc).mul(o.priorLossWeight));
+    } else loss = mseLoss(out, target, mask);
+    opt.zeroGrad();
+    loss.backward();
+    if (o.maxGradNorm > 0) clipGradNorm(opt.params(), o.maxGradNorm);
+    opt.setLr(lr * lrLambda(o.lrScheduler, step, o.lrWarmupSteps, o.maxTrainSteps));
+    opt.step();
+    step++;
+    const l = loss.item();
+    losses.push(l);
+    const done = step - startStep;
+    const el = (performance.now() - tStart) / 1000;
+    if (step === 1 || step % 10 === 0 || step === o.maxTrainSteps) {
+      const recent = losses.slice(-10);
+      const avg = recent.reduce((s, v) => s + v, 0) / recent.length;
+      log(`step ${step}/${o.maxTrainSteps}  loss ${l.toFixed(4)} (avg ${avg.toFixed(4)})  ${(done / el).toFixed(2)} steps/s  ETA ${fmtTime((el / done) * (o.maxTrainSteps - step))}`);
+    }
+    if (o.checkpointingSteps > 0 && step % o.checkpointingSteps === 0 && step < o.maxTrainSteps) {
+      writeCheckpoint(o.outputDir, step, extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint), opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
+    }
+    if (o.validationPrompt && o.validationSteps > 0 && step % o.validationSteps === 0) validate(pipe, o, step);
+  }
+  const delta = extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint);
+  const seconds = (performance.now() - t0) / 1000;
+  if (!stopped) {
+    saveDelta(o.outputDir, delta);
+    writeJsonAtomic(path.join(o.outputDir, "custom_diffusion_config.json"), {
+      ...o, log: undefined, learning_rate_used: lr, modifier_tokens: tokens, initializer_tokens: inits, resolution,
+      base_fingerprint: fingerprint, steps: step, seconds: +seconds.toFixed(1), final_loss: losses[losses.length - 1],
+    });
+    if (o.validationPrompt) validate(pipe, o, step);
+    log(`saved delta to ${o.outputDir} (${delta.unet.size} tensors, ${delta.tokens.size} token${delta.tokens.size === 1 ? "" : "s"}) in ${fmtTime(seconds)}`);
+  } else if (o.checkpointingSteps > 0) {
+    writeCheckpoint(o.outputDir, step, delta, opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
+  }
+  for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new AttnProcessor());
+  unet.requiresGrad_(false);
+  rows.requiresGrad = false;
+  return { delta, losses, learningRate: lr, steps: step, seconds, outputDir: o.outputDir };
+}
+
+function concatF32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+function validate(pipe: StableDiffusionPipeline, o: typeof DEFAULTS & CustomiseOptions, step: number): void {
+  const prompts = o.validationPrompt ?? [];
+  if (prompts.length === 0) return;
+  const { images } = pipe.generate({ prompt: prompts, numInferenceSteps: o.validationInferenceSteps, guidanceScale: o.validationGuidanceScale, seed: o.seed });
+  const dir = path.join(o.outputDir, "validation");
+  fs.mkdirSync(dir, { recursive: true });
+  writePng(path.join(dir, `step-${String(step).padStart(5, "0")}.png`), makeGrid(images, { cols: Math.min(4, images.length), pad: 2 }));
+}
+
+/** Writes checkpoint-<step> atomically (a temporary folder renamed into place); keeps the two newest. */
+function writeCheckpoint(dir: string, step: number, delta: Delta, optState: AdamState, state: object): void {
+  const root = path.join(dir, "checkpoints");
+  fs.mkdirSync(root, { recursive: true });
+  const final = path.join(root, `checkpoint-${step}`);
+  const tmp = `${final}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  saveDelta(tmp, delta);
+  const mom = new Map<string, { shape: number[]; data: Float32Array }>();
+  optState.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
+    mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
+    mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
+  }));
+  writeSafetensors(path.join(tmp, "optimizer.safetensors"), mom, { metadata: { step: String(optState.step), groups: JSON.stringify(optState.groups) } });
+  writeJsonAtomic(path.join(tmp, "state.json"), state);
+  fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(tmp, final);
+  const all = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  for (const s of all.slice(2)) fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
+}
+
+function readOptimizerState(file: string, like: AdamState): AdamState {
+  const { tensors, metadata } = readSafetensors(file);
+  return {
+    step: Number(metadata.step),
+    groups: JSON.parse(metadata.groups ?? "[]") as AdamState["groups"],
+    moments: like.moments.map((grp, gi) => grp.map((_, pi) => {
+      const m = tensors.get(`${gi}.${pi}.m`), v = tensors.get(`${gi}.${pi}.v`);
+      if (!m || !v) throw new ConfigError(`resume: ${file} lacks the moments of group ${gi} parameter ${pi}`);
+      return { m: m.data, v: v.data };
+    })),
+  };
+}
