@@ -1,0 +1,54 @@
+// the command line end to end on a tiny saved pipeline: customise writes a delta, sample applies it
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { main } from "../../cli/main.ts";
+import { readImage } from "../../data/images.ts";
+import { conceptFolder, tinyPipeline, tmpDir } from "../tune/tiny.ts";
+
+test("customise then sample with the delta, from a saved diffusers-layout folder", () => {
+  const model = path.join(tmpDir(), "model");
+  tinyPipeline().save(model);
+  const out = path.join(tmpDir(), "delta");
+  const logs: string[] = [];
+  const orig = console.log;
+  console.log = (s: string) => logs.push(String(s));
+  try {
+    assert.is(main(["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "photo of a <new1> square", "--class", "square", "--out", out, "--steps", "3", "--lr", "1e-3"]), 0);
+  } finally {
+    console.log = orig;
+  }
+  assert.ok(logs.some((l) => /^step 3\/3 /.test(l)), "progress lines are printed");
+  assert.ok(fs.existsSync(path.join(out, "pytorch_custom_diffusion_weights.safetensors")));
+  assert.ok(fs.existsSync(path.join(out, "<new1>.safetensors")));
+  const png = path.join(tmpDir(), "s.png");
+  const err = process.stderr.write;
+  process.stderr.write = () => true;
+  try {
+    assert.is(main(["sample", "--model", model, "--delta", out, "--prompt", "photo of a <new1> square", "--steps", "2", "--guidance", "1", "--n", "2", "--out", png]), 0);
+  } finally {
+    process.stderr.write = err;
+  }
+  const img = readImage(png);
+  assert.is(img.height, 8 + 2 * 2); // grid padding around the row
+  assert.is(img.width, 8 * 2 + 2 * 3);
+});
+
+test("bad arguments give a readable error and a non-zero status", () => {
+  const errs: string[] = [];
+  const orig = console.error;
+  console.error = (s: string) => errs.push(String(s));
+  try {
+    assert.is(main(["sample", "--prompt", "x", "--out", "/tmp/x.png"]), 1);
+    assert.is(main(["frobnicate"]), 2);
+    assert.is(main(["customise", "--model", "/nonexistent", "--images", "/tmp", "--prompt", "p", "--class", "c", "--out", "/tmp/o", "--steps", "x"]), 1);
+  } finally {
+    console.error = orig;
+  }
+  assert.match(errs[0], /--model is required/);
+  assert.match(errs[1], /unknown command "frobnicate"/);
+  assert.match(errs[2], /--steps must be a number|does not exist|no unet/);
+});
+
+test.run();
