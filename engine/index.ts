@@ -15,6 +15,6 @@ export type { DType, TypedArray } from "./dtype.ts";
 export type { Shape } from "./shape.ts";
 export { sizeOf, broadcastShapes } from "./shape.ts";
 export type { Backend, Storage, UnaryOp, BinaryOp, ReduceOp } from "./backend/backend.ts";
-export { cpuBackend, setFastKernels } from "./backend/cpu/index.ts";
+export { cpuBackend, setFastKernels, getFastKernels, useWasmKernels } from "./backend/cpu/index.ts";
 export * from "./errors.ts";
 export { DIFFERENTIABLE_OPS } from "./registry.ts";

@@ -8,17 +8,30 @@ import { reduce, softmax } from "./reduce.ts";
 import { gemm as plainGemm, matmul as plainMatmul, transpose2d } from "./matmul.ts";
 import type { Gemm } from "./conv.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
+import { wasmFastKernels } from "./fast.ts";
 
 /** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
 export interface FastKernels {
   gemm: Gemm;
   matmul: typeof plainMatmul;
 }
-let fast: FastKernels | null = null;
+// WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
+let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
 
 /** Installs faster float32 kernels (float64 keeps the plain path); pass null to restore the plain path. */
 export function setFastKernels(k: FastKernels | null): void {
   fast = k;
+}
+
+/** The float32 fast kernels in use, or null (plain TypeScript). */
+export function getFastKernels(): FastKernels | null {
+  return fast;
+}
+
+/** Switches the WebAssembly SIMD kernels on (default) or off; returns whether they are on. */
+export function useWasmKernels(on: boolean): boolean {
+  fast = on ? wasmFastKernels() : null;
+  return fast !== null;
 }
 
 function gemmFor(x: TypedArray): Gemm {
