@@ -1,0 +1,193 @@
+// Pretrains the small world (UNet + text encoder jointly) on the emoji corpus; resumable.
+// Run: npx tsx world/train.ts [--steps 1150] [--batch 64] [--out runs/world] [--resume] [--checkpoint-every 50] [--seed 0]
+// Recipe: v-prediction, cosine (squaredcos_cap_v2) schedule, AdamW lr 1e-3 with 100 warm-up steps, weight
+// decay 0.01, grad clip 1, random h-flip, 10% caption dropout, EMA of the weights (used for sampling).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { Generator, Tensor, mseLoss, noGrad, randn, tensor } from "../engine/index.ts";
+import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
+import type { AdamState } from "../optim/index.ts";
+import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
+import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
+import { loadWorldDataset } from "./dataset.ts";
+import { WORLD_MAX_TOKENS, WORLD_SCHEDULER_CONFIG, buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer } from "./model.ts";
+
+export interface WorldTrainOptions {
+  steps: number;
+  batch: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  captionDropout: number;
+  seed: number;
+  out: string;
+  checkpointEvery: number;
+  resume: boolean;
+  /** stop after this many steps of this process (the run stays resumable) */
+  stopAfter?: number;
+  log?: (s: string) => void;
+}
+
+export const WORLD_RECIPE: Omit<WorldTrainOptions, "out" | "resume"> = {
+  steps: 1150, batch: 64, lr: 1e-3, warmup: 100, weightDecay: 0.01, captionDropout: 0.1, seed: 0, checkpointEvery: 50,
+};
+
+function emaDecay(n: number): number {
+  return Math.min(0.999, (1 + n) / (10 + n));
+}
+
+function hflip(img: Float32Array, size: number): Float32Array {
+  const out = new Float32Array(img.length);
+  for (let c = 0; c < 3; c++) for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) out[(c * size + y) * size + x] = img[(c * size + y) * size + size - 1 - x];
+  return out;
+}
+
+interface State {
+  step: number;
+  generator: number[];
+  losses: number[];
+  seconds: number;
+}
+
+/** Trains (or resumes) the world; returns the pipeline holding the EMA weights. */
+export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipeline; losses: number[]; seconds: number } {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const ds = loadWorldDataset();
+  fs.mkdirSync(opts.out, { recursive: true });
+  const tokDir = path.join(opts.out, "tokenizer");
+  const tokenizer = writeRestrictedTokenizer(tokDir, worldTokenIds(ds.tokenIds));
+  const pipe = buildWorldPipeline(tokenizer, opts.seed);
+  const { unet, textEncoder } = pipe;
+  const named: [string, Tensor][] = [...unet.namedParameters().map(([k, p]) => [`unet.${k}`, p] as [string, Tensor]), ...textEncoder.namedParameters().map(([k, p]) => [`text_encoder.${k}`, p] as [string, Tensor])];
+  const params = named.map(([, p]) => p);
+  const decay = params.filter((p) => p.ndim >= 2), noDecay = params.filter((p) => p.ndim < 2);
+  const opt = new AdamW([{ params: decay, name: "decay" }, { params: noDecay, name: "no_decay", weightDecay: 0 }], { lr: opts.lr, weightDecay: opts.weightDecay });
+  const ema = named.map(([, p]) => Float32Array.from(p.data));
+  const sched = DDPMScheduler.fromConfig(WORLD_SCHEDULER_CONFIG as never);
+  const g = new Generator(opts.seed);
+  let state: State = { step: 0, generator: g.getState(), losses: [], seconds: 0 };
+  const ckRoot = path.join(opts.out, "checkpoints");
+  if (opts.resume) {
+    const latest = fs.existsSync(ckRoot) ? fs.readdirSync(ckRoot).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).sort((a, b) => Number(b[1]) - Number(a[1]))[0] : undefined;
+    if (latest) {
+      const dir = path.join(ckRoot, latest[0]);
+      const w = readSafetensors(path.join(dir, "weights.safetensors")).tensors;
+      const e = readSafetensors(path.join(dir, "ema.safetensors")).tensors;
+      named.forEach(([k, p], i) => {
+        const v = w.get(k), ev = e.get(k);
+        if (!v || !ev) throw new Error(`resume: ${dir} lacks ${k}`);
+        p.storage = p.backend.fromHost(Float32Array.from(v.data));
+        ema[i] = Float32Array.from(ev.data);
+      });
+      const mo = readSafetensors(path.join(dir, "optimizer.safetensors"));
+      const like = opt.stateDict();
+      opt.loadStateDict({
+        step: Number(mo.metadata.step), groups: like.groups,
+        moments: like.moments.map((grp, gi) => grp.map((_, pi) => ({ m: mo.tensors.get(`${gi}.${pi}.m`)!.data, v: mo.tensors.get(`${gi}.${pi}.v`)!.data }))),
+      } as AdamState);
+      state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as State;
+      g.setState(state.generator);
+      log(`resumed from ${dir} at step ${state.step}`);
+    }
+  }
+  log(`world: UNet ${unet.numParameters().toLocaleString("en")} + text encoder ${textEncoder.numParameters().toLocaleString("en")} parameters; ${ds.images.length} images of ${ds.classes.length} classes; batch ${opts.batch}, ${opts.steps} steps`);
+  const size = ds.size;
+  const templates = ds.captionTemplates;
+  const t0 = performance.now();
+  const startStep = state.step;
+  while (state.step < opts.steps) {
+    if (opts.stopAfter !== undefined && state.step - startStep >= opts.stopAfter) break;
+    const B = opts.batch;
+    const px = new Float32Array(B * 3 * size * size);
+    const prompts: string[] = [];
+    for (let i = 0; i < B; i++) {
+      const k = g.randint(0, ds.images.length);
+      const img = g.random() < 0.5 ? hflip(ds.images[k], size) : ds.images[k];
+      px.set(img, i * 3 * size * size);
+      const tpl = templates[g.randint(0, templates.length)];
+      const cap = tpl.replace("{}", ds.captions[k]).replace(/^a ([aeiou])/, "an $1");
+      prompts.push(g.random() < opts.captionDropout ? "" : cap);
+    }
+    const x0 = tensor(px, [B, 3, size, size]);
+    const noise = randn(x0.shape, { generator: g });
+    const ts = Array.from({ length: B }, () => g.randint(0, sched.config.num_train_timesteps));
+    const noisy = sched.addNoise(x0, noise, ts);
+    const target = sched.getVelocity(x0, noise, ts);
+    const ehs = textEncoder.forward(prompts.map((p) => tokenizer.encode(p, { maxLength: WORLD_MAX_TOKENS }))).last_hidden_state;
+    const loss = mseLoss(unet.forward(noisy, ts, ehs), target);
+    opt.zeroGrad();
+    loss.backward();
+    clipGradNorm(params, 1);
+    opt.setLr(opts.lr * lrLambda("constant_with_warmup", state.step, opts.warmup));
+    opt.step();
+    state.step++;
+    const d = emaDecay(state.step);
+    noGrad(() => named.forEach(([, p], i) => {
+      const e = ema[i], w = p.data;
+      for (let j = 0; j < e.length; j++) e[j] = d * e[j] + (1 - d) * w[j];
+    }));
+    const l = loss.item();
+    state.losses.push(+l.toFixed(5));
+    const el = (performance.now() - t0) / 1000;
+    const done = state.step - startStep;
+    if (state.step % 10 === 0 || done === 1) {
+      const recent = state.losses.slice(-20);
+      log(`step ${state.step}/${opts.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  ${(el / done).toFixed(2)} s/step  ETA ${((el / done) * (opts.steps - state.step) / 60).toFixed(1)} min`);
+    }
+    if (opts.checkpointEvery > 0 && state.step % opts.checkpointEvery === 0) {
+      state.generator = g.getState();
+      state.seconds += (performance.now() - t0) / 1000 - (state.seconds - state.seconds);
+      writeWorldCheckpoint(ckRoot, state, named, ema, opt.stateDict());
+    }
+  }
+  const seconds = state.seconds + (performance.now() - t0) / 1000;
+  // sampling uses the EMA weights
+  named.forEach(([, p], i) => (p.storage = p.backend.fromHost(Float32Array.from(ema[i]))));
+  unet.eval();
+  textEncoder.eval();
+  return { pipe, losses: state.losses, seconds };
+}
+
+function writeWorldCheckpoint(root: string, state: State, named: [string, Tensor][], ema: Float32Array[], opt: AdamState): void {
+  fs.mkdirSync(root, { recursive: true });
+  const final = path.join(root, `checkpoint-${state.step}`);
+  const tmp = `${final}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  writeSafetensors(path.join(tmp, "weights.safetensors"), new Map(named.map(([k, p]) => [k, { shape: p.shape, data: p.data }])));
+  writeSafetensors(path.join(tmp, "ema.safetensors"), new Map(named.map(([k, p], i) => [k, { shape: p.shape, data: ema[i] }])));
+  const mom = new Map<string, { shape: number[]; data: Float32Array }>();
+  opt.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
+    mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
+    mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
+  }));
+  writeSafetensors(path.join(tmp, "optimizer.safetensors"), mom, { metadata: { step: String(opt.step) } });
+  writeJsonAtomic(path.join(tmp, "state.json"), state);
+  fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(tmp, final);
+  const all = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  for (const s of all.slice(2)) fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
+}
+
+if (process.argv[1] && /world[\\/]train\.ts$/.test(process.argv[1])) {
+  const { values: v } = parseArgs({ options: {
+    steps: { type: "string" }, batch: { type: "string" }, out: { type: "string" }, resume: { type: "boolean" },
+    "checkpoint-every": { type: "string" }, seed: { type: "string" }, "stop-after": { type: "string" }, save: { type: "string" },
+  } });
+  const o: WorldTrainOptions = {
+    ...WORLD_RECIPE, out: v.out ?? "runs/world", resume: v.resume ?? false,
+    ...(v.steps ? { steps: Number(v.steps) } : {}), ...(v.batch ? { batch: Number(v.batch) } : {}),
+    ...(v["checkpoint-every"] ? { checkpointEvery: Number(v["checkpoint-every"]) } : {}), ...(v.seed ? { seed: Number(v.seed) } : {}),
+    ...(v["stop-after"] ? { stopAfter: Number(v["stop-after"]) } : {}),
+  };
+  const r = trainWorld(o);
+  if (r.losses.length >= o.steps) {
+    const dest = v.save ?? path.join(o.out, "model");
+    r.pipe.save(dest);
+    writeJsonAtomic(path.join(dest, "training.json"), { recipe: { ...o, log: undefined }, steps: r.losses.length, seconds: +r.seconds.toFixed(0), final_loss_avg50: +(r.losses.slice(-50).reduce((a, b) => a + b, 0) / Math.min(50, r.losses.length)).toFixed(5), machine: `${(await import("node:os")).cpus()[0]?.model} x${(await import("node:os")).cpus().length}`, node: process.version });
+    console.log(`saved the EMA model to ${dest}`);
+  }
+}
