@@ -10,8 +10,18 @@ import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
 import type { ConceptSpec } from "../tune/dataset.ts";
 import { customise } from "../tune/train.ts";
 import type { FreezeModel } from "../tune/params.ts";
-import { applyDeltaToUNet, loadDelta } from "../tune/delta.ts";
+import type { Delta } from "../tune/delta.ts";
+import { applyDeltaToUNet, loadDelta, saveDelta } from "../tune/delta.ts";
 import { installTokens } from "../tune/tokens.ts";
+import { formatMergeReport, mergeDeltas, readCaptions, saveMerged } from "../tune/merge.ts";
+import { compressDelta, formatCompression, isCompressed, loadCompressed, saveCompressed } from "../tune/compress.ts";
+import { stackDeltas } from "../tune/stack.ts";
+import { analyzeWeights, formatAnalysis, writeAnalysis } from "../tune/analyze.ts";
+import { clipScorer, evaluate, formatEvaluation } from "../tune/evaluate.ts";
+import { listImages, loadImages } from "../tune/dataset.ts";
+import { CLIPModel } from "../models/clip/modeling_clip.ts";
+import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
+import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
 import { int, list, num } from "./args.ts";
 
 const HELP = `cdiff - Custom Diffusion on a pure-TypeScript engine
@@ -21,6 +31,11 @@ usage: cdiff <command> [options]
 commands:
   customise   fine-tune a model on a concept (folder of images + prompt) and write a delta
   sample      generate images from a model, optionally with one or more deltas applied
+  merge       merge several deltas into one in closed form (constrained least squares)
+  compress    store a delta in low-rank form (truncated SVD of W - W0)
+  stack       add several deltas' changes onto the base (W0 + sum_i (W_i - W0))
+  analyze     per-layer weight change ||W' - W|| / ||W|| between a base and a fine-tuned model (JSON, CSV, PNG)
+  eval        text-alignment, image-alignment and KID of generated images with a CLIP model
 
 cdiff customise --model DIR --images DIR --prompt "photo of a <new1> dog" --class dog --out DIR
   --model DIR            diffusers-layout model folder (unet/, text_encoder/, tokenizer/, scheduler/, vae/)
@@ -33,8 +48,15 @@ cdiff customise --model DIR --images DIR --prompt "photo of a <new1> dog" --clas
   --checkpoint-every N   resumable checkpoints; --resume continues from the newest
   --validation-prompt TEXT (repeatable)  --validation-every N
 cdiff sample --model DIR [--delta DIR ...] --prompt TEXT [--prompt TEXT ...] --out FILE.png
+  several --delta are stacked (tokens renumbered <new1>.. in order; prompts use the new names)
   --steps N (50)  --guidance X (7.5)  --seed N (0)  --n N images per prompt (1)
   --scheduler ddim|ddpm  --eta X (0)  --height N  --width N  --negative TEXT
+cdiff merge --model DIR --delta DIR --class WORD --delta DIR --class WORD [...] --captions FILE --out DIR
+  --num-captions N (200)  --duplicates mean|first  --ridge X (0)
+cdiff compress --model DIR --delta DIR [--ratio 0.6 | --rank K] --out DIR
+cdiff stack --model DIR --delta DIR --delta DIR [...] --out DIR
+cdiff analyze --model DIR (--tuned DIR | --delta DIR) --out DIR [--chart layers|groups]
+cdiff eval --clip DIR --images DIR --prompts FILE [--targets DIR] [--real DIR] [--replace "<new1>=dog"]
 `;
 
 function loadPipeline(dir: string | undefined): StableDiffusionPipeline {
@@ -95,13 +117,18 @@ function cmdSample(argv: string[]): void {
   if (prompts.length === 0) throw new ConfigError("sample needs --prompt TEXT");
   if (!v.out) throw new ConfigError("sample needs --out FILE.png");
   const pipe = loadPipeline(v.model);
-  const deltas = list(v.delta);
-  if (deltas.length > 1) throw new ConfigError("sample: several deltas are applied with `cdiff stack` or `cdiff merge` first; pass one --delta");
-  for (const d of deltas) {
-    const delta = loadDelta(d);
+  const dirs = list(v.delta);
+  if (dirs.length > 0) {
+    const loaded = dirs.map((d) => readDelta(d, pipe.unet, v.force ?? false));
+    let delta = loaded[0];
+    if (loaded.length > 1) {
+      const st = stackDeltas(pipe.unet, loaded);
+      delta = st.delta;
+      st.tokenMap.forEach((m, i) => console.log(`stacked ${dirs[i]}: ${[...m].map(([a, b]) => `${a} -> ${b}`).join(", ") || "no tokens"}`));
+    }
     applyDeltaToUNet(pipe.unet, delta, { force: v.force ?? false });
     installTokens(pipe.tokenizer, pipe.textEncoder, delta.tokens);
-    console.log(`applied ${d}: ${delta.unet.size} tensors, tokens ${[...delta.tokens.keys()].join(", ") || "none"}`);
+    console.log(`applied ${dirs.join(" + ")}: ${delta.unet.size} tensors, tokens ${[...delta.tokens.keys()].join(", ") || "none"}`);
   }
   if (v.scheduler === "ddpm") pipe.scheduler = DDPMScheduler.fromConfig(pipe.scheduler.config as unknown as Record<string, unknown>);
   else if (v.scheduler === "ddim") pipe.scheduler = DDIMScheduler.fromConfig(pipe.scheduler.config as unknown as Record<string, unknown>);
@@ -121,7 +148,94 @@ function cmdSample(argv: string[]): void {
   console.log(`wrote ${v.out} (${images.length} image${images.length > 1 ? "s" : ""})`);
 }
 
-const COMMANDS: Record<string, (argv: string[]) => void> = { customise: cmdCustomise, customize: cmdCustomise, sample: cmdSample };
+/** A delta folder, full or compressed. */
+function readDelta(dir: string, unet: UNet2DConditionModel, force: boolean): Delta {
+  return isCompressed(dir) ? loadCompressed(dir, unet, { force }) : loadDelta(dir);
+}
+
+function cmdMerge(argv: string[]): void {
+  const { values: v } = parseArgs({ args: argv, options: {
+    model: { type: "string" }, delta: { type: "string", multiple: true }, class: { type: "string", multiple: true }, captions: { type: "string" },
+    "num-captions": { type: "string" }, duplicates: { type: "string" }, ridge: { type: "string" }, out: { type: "string" },
+  } });
+  const dirs = list(v.delta), classes = list(v.class);
+  if (dirs.length < 2) throw new ConfigError("merge needs at least two --delta DIR");
+  if (classes.length !== dirs.length) throw new ConfigError(`merge needs one --class per --delta (got ${classes.length} for ${dirs.length})`);
+  if (!v.captions) throw new ConfigError("merge needs --captions FILE (regularisation captions, one a line)");
+  if (!v.out) throw new ConfigError("merge needs --out DIR");
+  const pipe = loadPipeline(v.model);
+  const deltas = dirs.map((d) => readDelta(d, pipe.unet, false));
+  const dup = v.duplicates ?? "mean";
+  if (dup !== "mean" && dup !== "first") throw new ConfigError(`--duplicates must be mean or first, got "${dup}"`);
+  const r = mergeDeltas(pipe, deltas, { regCaptions: readCaptions(v.captions, int(v["num-captions"], "num-captions", 200)), classWords: classes, duplicates: dup, ridge: num(v.ridge, "ridge", 0), log: (s) => console.log(s) });
+  for (const line of formatMergeReport(r.report)) console.log(line);
+  r.tokenMap.forEach((m, i) => console.log(`${dirs[i]}: ${[...m].map(([a, b]) => `${a} -> ${b}`).join(", ")}`));
+  saveMerged(v.out, r, dirs);
+  console.log(`wrote ${v.out}`);
+}
+
+function cmdCompress(argv: string[]): void {
+  const { values: v } = parseArgs({ args: argv, options: { model: { type: "string" }, delta: { type: "string" }, ratio: { type: "string" }, rank: { type: "string" }, out: { type: "string" } } });
+  if (!v.delta || !v.out) throw new ConfigError("compress needs --delta DIR and --out DIR");
+  const pipe = loadPipeline(v.model);
+  const c = compressDelta(loadDelta(v.delta), pipe.unet, v.rank ? { rank: int(v.rank, "rank", 1) } : { ratio: num(v.ratio, "ratio", 0.6) });
+  for (const line of formatCompression(c)) console.log(line);
+  saveCompressed(v.out, c);
+  console.log(`wrote ${v.out}`);
+}
+
+function cmdStack(argv: string[]): void {
+  const { values: v } = parseArgs({ args: argv, options: { model: { type: "string" }, delta: { type: "string", multiple: true }, out: { type: "string" } } });
+  const dirs = list(v.delta);
+  if (dirs.length < 2 || !v.out) throw new ConfigError("stack needs two or more --delta DIR and --out DIR");
+  const pipe = loadPipeline(v.model);
+  const r = stackDeltas(pipe.unet, dirs.map((d) => readDelta(d, pipe.unet, false)));
+  r.tokenMap.forEach((m, i) => console.log(`${dirs[i]}: ${[...m].map(([a, b]) => `${a} -> ${b}`).join(", ") || "no tokens"}`));
+  saveDelta(v.out, r.delta, { stacked_from: JSON.stringify(dirs) });
+  console.log(`wrote ${v.out}`);
+}
+
+function cmdAnalyze(argv: string[]): void {
+  const { values: v } = parseArgs({ args: argv, options: { model: { type: "string" }, tuned: { type: "string" }, delta: { type: "string" }, out: { type: "string" }, chart: { type: "string" }, name: { type: "string" } } });
+  if (!v.model || !v.out || (!v.tuned && !v.delta)) throw new ConfigError("analyze needs --model DIR (the base UNet or pipeline), --tuned DIR or --delta DIR, and --out DIR");
+  const unetDir = (d: string) => (fs.existsSync(path.join(d, "unet")) ? path.join(d, "unet") : d);
+  const base = UNet2DConditionModel.fromPretrained(unetDir(v.model));
+  const tuned = v.tuned ? UNet2DConditionModel.fromPretrained(unetDir(v.tuned)) : readDelta(v.delta as string, base, true).unet;
+  const chart = v.chart ?? "layers";
+  if (chart !== "layers" && chart !== "groups") throw new ConfigError(`--chart must be layers or groups, got "${chart}"`);
+  const a = analyzeWeights(base, tuned);
+  for (const line of formatAnalysis(a)) console.log(line);
+  const files = writeAnalysis(a, v.out, { chart, ...(v.name ? { name: v.name } : {}) });
+  console.log(`wrote ${Object.values(files).join(", ")}`);
+}
+
+function cmdEval(argv: string[]): void {
+  const { values: v } = parseArgs({ args: argv, options: {
+    clip: { type: "string" }, images: { type: "string" }, prompts: { type: "string" }, targets: { type: "string" }, real: { type: "string" },
+    replace: { type: "string", multiple: true }, resolution: { type: "string" },
+  } });
+  if (!v.clip || !v.images || !v.prompts) throw new ConfigError("eval needs --clip DIR (a CLIPModel folder with a tokenizer/), --images DIR and --prompts FILE");
+  const model = CLIPModel.fromPretrained(v.clip);
+  const tokDir = fs.existsSync(path.join(v.clip, "tokenizer")) ? path.join(v.clip, "tokenizer") : v.clip;
+  const tokenizer = fs.existsSync(path.join(tokDir, "vocab.json")) ? CLIPTokenizer.fromPretrained(tokDir) : CLIPTokenizer.default();
+  const res = int(v.resolution, "resolution", 224);
+  const generated = loadImages(listImages(v.images), res);
+  const prompts = fs.readFileSync(v.prompts, "utf8").split("\n").map((l) => l.trim()).filter(Boolean);
+  const all = prompts.length === 1 ? generated.map(() => prompts[0]) : prompts;
+  const replacements = Object.fromEntries(list(v.replace).map((r) => r.split("=") as [string, string]));
+  const report = evaluate({
+    scorer: clipScorer(model, tokenizer), generated, prompts: all, replacements,
+    ...(v.targets ? { targets: loadImages(listImages(v.targets), res) } : {}),
+    ...(v.real ? { real: loadImages(listImages(v.real), res) } : {}),
+  });
+  for (const line of formatEvaluation(report)) console.log(line);
+}
+
+
+const COMMANDS: Record<string, (argv: string[]) => void> = {
+  customise: cmdCustomise, customize: cmdCustomise, sample: cmdSample, merge: cmdMerge, compress: cmdCompress,
+  stack: cmdStack, analyze: cmdAnalyze, eval: cmdEval,
+};
 
 export function main(argv: string[]): number {
   const [cmd, ...rest] = argv;

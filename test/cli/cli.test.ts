@@ -35,6 +35,39 @@ test("customise then sample with the delta, from a saved diffusers-layout folder
   assert.is(img.width, 8 * 2 + 2 * 3);
 });
 
+test("compress, stack and analyze from the command line", () => {
+  const model = path.join(tmpDir(), "model");
+  tinyPipeline().save(model);
+  const quiet = console.log;
+  const lines: string[] = [];
+  console.log = (s: string) => lines.push(String(s));
+  try {
+    const a = path.join(tmpDir(), "a"), b = path.join(tmpDir(), "b");
+    assert.is(main(["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "a <new1> square", "--class", "square", "--out", a, "--steps", "2", "--lr", "1e-2"]), 0);
+    assert.is(main(["customise", "--model", model, "--images", conceptFolder([0, 0, 1]), "--prompt", "a <new1> square", "--class", "square", "--out", b, "--steps", "2", "--lr", "1e-2"]), 0);
+    const st = path.join(tmpDir(), "stacked");
+    assert.is(main(["stack", "--model", model, "--delta", a, "--delta", b, "--out", st]), 0);
+    assert.ok(lines.some((l) => l.includes("<new1> -> <new2>")), "the second delta's token is renumbered");
+    assert.ok(fs.existsSync(path.join(st, "<new2>.safetensors")));
+    const c = path.join(tmpDir(), "compressed");
+    assert.is(main(["compress", "--model", model, "--delta", a, "--rank", "2", "--out", c]), 0);
+    const an = path.join(tmpDir(), "analysis");
+    assert.is(main(["analyze", "--model", model, "--delta", a, "--out", an]), 0);
+    assert.ok(fs.readdirSync(an).some((f) => f.endsWith(".png")));
+    // several deltas at sampling time are stacked
+    const png = path.join(tmpDir(), "s.png");
+    const err = process.stderr.write;
+    process.stderr.write = () => true;
+    try {
+      assert.is(main(["sample", "--model", model, "--delta", a, "--delta", c, "--prompt", "a <new1> square and a <new2> square", "--steps", "2", "--guidance", "1", "--out", png]), 0);
+    } finally {
+      process.stderr.write = err;
+    }
+  } finally {
+    console.log = quiet;
+  }
+});
+
 test("bad arguments give a readable error and a non-zero status", () => {
   const errs: string[] = [];
   const orig = console.error;

@@ -1,0 +1,47 @@
+// Stacking deltas at inference (neither public implementation can): W = W0 + sum_i (W_i - W0) per key,
+// every delta's tokens kept and renumbered <new1>.. in order, with the mapping to rewrite prompts
+import { ConfigError } from "../engine/errors.ts";
+import type { Module } from "../models/nn/module.ts";
+import type { Delta, HostTensor } from "./delta.ts";
+import { checkSameBase, renumberTokens, rewritePrompt } from "./merge.ts";
+import type { FreezeModel } from "./params.ts";
+
+export { rewritePrompt };
+
+/** Result of {@link stackDeltas}. */
+export interface StackResult {
+  delta: Delta;
+  /** per input delta: its token -> the stacked token */
+  tokenMap: Map<string, string>[];
+}
+
+const WIDER: Record<FreezeModel, number> = { crossattn_kv: 0, crossattn: 1, full: 2 };
+
+/**
+ * Sums the deltas' changes onto the base (float64 accumulation): keys any delta changes appear in the
+ * result; a delta without a key contributes nothing there. Deltas must share the base.
+ * @param weights optional scale per delta (default 1 each)
+ */
+export function stackDeltas(baseUnet: Module, deltas: readonly Delta[], weights?: readonly number[]): StackResult {
+  if (deltas.length === 0) throw new ConfigError("stack: no deltas");
+  if (weights && weights.length !== deltas.length) throw new ConfigError(`stack: ${deltas.length} deltas but ${weights.length} weights`);
+  const fp = checkSameBase(baseUnet, deltas, "stack");
+  const sd = baseUnet.stateDict();
+  const keys = [...sd.keys()].filter((k) => deltas.some((d) => d.unet.has(k)));
+  const unet = new Map<string, HostTensor>();
+  for (const k of keys) {
+    const p = sd.get(k)!;
+    const w0 = p.data;
+    const acc = Float64Array.from(w0);
+    deltas.forEach((d, i) => {
+      const v = d.unet.get(k);
+      if (!v) return;
+      const s = weights?.[i] ?? 1;
+      for (let q = 0; q < acc.length; q++) acc[q] += s * (v.data[q]! - w0[q]!);
+    });
+    unet.set(k, { shape: [...p.shape], data: Float32Array.from(acc) });
+  }
+  const { tokens, tokenMap } = renumberTokens(deltas);
+  const freezeModel = deltas.map((d) => d.freezeModel).reduce((a, b) => (WIDER[b] > WIDER[a] ? b : a));
+  return { delta: { unet, tokens, freezeModel, baseFingerprint: fp }, tokenMap };
+}
