@@ -1,10 +1,11 @@
-// which UNet weights Custom Diffusion trains: crossattn_kv (default), crossattn, or full
+// which UNet weights Custom Diffusion trains: crossattn_kv (default), crossattn, full, or none (token only)
 import { ConfigError } from "../engine/errors.ts";
 import type { Tensor } from "../engine/index.ts";
 import type { Module } from "../models/nn/module.ts";
 
-export type FreezeModel = "crossattn_kv" | "crossattn" | "full";
-export const FREEZE_MODELS: readonly FreezeModel[] = ["crossattn_kv", "crossattn", "full"];
+/** `none` trains only the modifier-token rows (Textual-Inversion-like baseline). */
+export type FreezeModel = "crossattn_kv" | "crossattn" | "full" | "none";
+export const FREEZE_MODELS: readonly FreezeModel[] = ["crossattn_kv", "crossattn", "full", "none"];
 
 const KV = /\.attn2\.to_[kv]\.weight$/;
 const QOUT = /\.attn2\.(to_q\.weight|to_out\.0\.(weight|bias))$/;
@@ -18,6 +19,8 @@ export function isTrained(key: string, mode: FreezeModel): boolean {
       return KV.test(key) || QOUT.test(key);
     case "full":
       return true;
+    case "none":
+      return false;
     default:
       throw new ConfigError(`freeze_model must be one of ${FREEZE_MODELS.join(", ")}, got "${mode satisfies never}"`);
   }
@@ -48,6 +51,6 @@ export function selectParameters(unet: Module, mode: FreezeModel): Selection {
       count += p.size;
     }
   }
-  if (params.length === 0) throw new ConfigError(`freeze_model ${mode}: the model has no cross-attention (attn2) layers to train`);
-  return { params, count, total, share: count / total };
+  if (params.length === 0 && mode !== "none") throw new ConfigError(`freeze_model ${mode}: the model has no cross-attention (attn2) layers to train`);
+  return { params, count, total, share: total > 0 ? count / total : 0 };
 }

@@ -15,7 +15,7 @@ export interface StackResult {
   tokenMap: Map<string, string>[];
 }
 
-const WIDER: Record<FreezeModel, number> = { crossattn_kv: 0, crossattn: 1, full: 2 };
+const WIDER: Record<FreezeModel, number> = { none: -1, crossattn_kv: 0, crossattn: 1, full: 2 };
 
 /**
  * Sums the deltas' changes onto the base (float64 accumulation): keys any delta changes appear in the

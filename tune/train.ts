@@ -157,7 +157,7 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
   const lr = o.scaleLr ? o.learningRate * o.trainBatchSize * (prior ? 2 : 1) : o.learningRate;
   log(`learning rate ${lr.toExponential(3)}${o.scaleLr ? ` (${o.learningRate} x batch ${o.trainBatchSize}${prior ? " x 2 for prior preservation" : ""})` : ""}, ${o.maxTrainSteps} steps, batch ${o.trainBatchSize}`);
   const opt = new AdamW([
-    { params: sel.params.map(([, p]) => p), name: "unet" },
+    ...(sel.params.length ? [{ params: sel.params.map(([, p]) => p), name: "unet" }] : []),
     { params: [rows], name: "tokens" },
   ], { lr, betas: [o.adamBeta1, o.adamBeta2], eps: o.adamEpsilon, weightDecay: o.adamWeightDecay });
   const noiseScheduler = DDPMScheduler.fromConfig(pipe.scheduler.config as unknown as Record<string, unknown>);

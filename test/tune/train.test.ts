@@ -94,6 +94,20 @@ test("the training loss on one concept falls (fixed noise and timesteps before a
   assert.ok(after < 0.85 * before, `loss before ${before.toFixed(4)}, after ${after.toFixed(4)}`);
 });
 
+test("token-only (freeze_model none) changes only the token row", () => {
+  const pipe = tinyPipeline();
+  const u0 = snapshot(pipe.unet);
+  const r = customise(pipe, { ...base, freezeModel: "none", concepts: [{ instance_prompt: "photo of a <new1> square", class_prompt: "square", instance_data_dir: conceptFolder([1, 1, 0]) }], outputDir: tmpDir() });
+  for (const [k, p] of pipe.unet.namedParameters()) assert.ok(Array.from(p.data).every((v, i) => v === u0.get(k)![i]), `${k} must not change`);
+  assert.is(r.delta.unet.size, 0);
+  const init = pipe.textEncoder.text_model.embeddings.token_embedding.weight.data;
+  const id = pipe.tokenizer.idsForTokenString("pll")[0];
+  assert.ok(r.delta.tokens.get("<new1>")!.some((v, j) => v !== init[id * 16 + j]));
+  const back = loadDelta(r.outputDir);
+  assert.is(back.freezeModel, "none");
+  assert.is(back.tokens.size, 1);
+});
+
 test("three concepts train jointly, each with its own token", () => {
   const pipe = tinyPipeline();
   const te0 = pipe.textEncoder.text_model.embeddings.token_embedding.weight.data;
