@@ -1,0 +1,56 @@
+// One pretraining step of the small world (UNet + text encoder, batch 64, AdamW) against PyTorch on the
+// same architecture (bench/torch_world_step.py; skipped with a note when `import torch` fails).
+// Run: npx tsx bench/world_step.ts [--json] [--batch 64]
+import { execFileSync } from "node:child_process";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Generator, mseLoss, randn } from "../engine/index.ts";
+import { AdamW, clipGradNorm } from "../optim/index.ts";
+import { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } from "../world/model.ts";
+import { loadWorldDataset } from "../world/dataset.ts";
+
+const json = process.argv.includes("--json");
+const bi = process.argv.indexOf("--batch");
+const batch = bi >= 0 ? Number(process.argv[bi + 1]) : 64;
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const ds = loadWorldDataset();
+const tokenizer = writeRestrictedTokenizer(path.join(os.tmpdir(), `world-tok-${process.pid}`), worldTokenIds(ds.tokenIds));
+const pipe = buildWorldPipeline(tokenizer, 0);
+const params = [...pipe.unet.parameters(), ...pipe.textEncoder.parameters()];
+const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
+const g = new Generator(0);
+const x0 = randn([batch, 3, 16, 16], { generator: g });
+const ids = Array.from({ length: batch }, (_, i) => tokenizer.encode(ds.captions[i % ds.captions.length], { maxLength: WORLD_MAX_TOKENS }));
+const times: number[] = [];
+for (let step = 0; step < 4; step++) {
+  const t0 = performance.now();
+  const noise = randn(x0.shape, { generator: g });
+  const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
+  const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, pipe.textEncoder.forward(ids).last_hidden_state), noise);
+  opt.zeroGrad();
+  loss.backward();
+  clipGradNorm(params, 1);
+  opt.step();
+  if (step > 0) times.push(performance.now() - t0);
+}
+times.sort((a, b) => a - b);
+const ms = times[1];
+let torchMs: number | null = null;
+let note = "";
+try {
+  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), "1", String(batch), String(tokenizer.vocabSize)], {
+    encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", OPENBLAS_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  torchMs = (JSON.parse(out.trim().split("\n").pop() as string) as { ms: number }).ms;
+} catch {
+  note = "PyTorch baseline skipped: `import torch` failed in /usr/bin/python3 (Debian's python3-torch provides it)";
+}
+const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: "cpu", threads: 1, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
+if (json) console.log(JSON.stringify(row));
+else {
+  console.log(`${row.name} (${row.shape}): ours ${row.ms} ms${torchMs === null ? "" : `, PyTorch ${row.baseline_ms} ms (ratio ${row.ratio}, above 1 means faster than PyTorch)`}`);
+  if (note) console.log(note);
+  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; median of 3 steps after one warm-up`);
+}
