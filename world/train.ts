@@ -3,6 +3,7 @@
 // Recipe: v-prediction, cosine (squaredcos_cap_v2) schedule, AdamW lr 1e-3 with 100 warm-up steps, weight
 // decay 0.01, grad clip 1, random h-flip, 10% caption dropout, EMA of the weights (used for sampling).
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { Generator, Tensor, mseLoss, noGrad, randn, tensor } from "../engine/index.ts";
@@ -187,7 +188,7 @@ if (process.argv[1] && /world[\\/]train\.ts$/.test(process.argv[1])) {
   if (r.losses.length >= o.steps) {
     const dest = v.save ?? path.join(o.out, "model");
     r.pipe.save(dest);
-    writeJsonAtomic(path.join(dest, "training.json"), { recipe: { ...o, log: undefined }, steps: r.losses.length, seconds: +r.seconds.toFixed(0), final_loss_avg50: +(r.losses.slice(-50).reduce((a, b) => a + b, 0) / Math.min(50, r.losses.length)).toFixed(5), machine: `${(await import("node:os")).cpus()[0]?.model} x${(await import("node:os")).cpus().length}`, node: process.version });
+    writeJsonAtomic(path.join(dest, "training.json"), { recipe: { ...o, log: undefined }, steps: r.losses.length, seconds: +r.seconds.toFixed(0), final_loss_avg50: +(r.losses.slice(-50).reduce((a, b) => a + b, 0) / Math.min(50, r.losses.length)).toFixed(5), machine: `${os.cpus()[0]?.model} x${os.cpus().length}`, node: process.version });
     console.log(`saved the EMA model to ${dest}`);
   }
 }
