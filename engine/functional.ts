@@ -1,12 +1,13 @@
-// composite ops built from primitives (no hand-written backward): norms, attention, losses, activations
+// composite ops built from primitives (no hand-written backward): norms, losses, activations; fused attention re-exported
 import { ShapeError } from "./errors.ts";
 import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
+import { record } from "./autograd.ts";
+import type { Storage } from "./backend/backend.ts";
 import { add, div, maximum, mul, rsqrt, sigmoid, square, sub, where } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
-import { mm } from "./ops/matmul.ts";
 import { softmax, logSoftmax } from "./ops/softmax.ts";
 import { rand, full } from "./creation.ts";
 
@@ -30,11 +31,10 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?
   return y;
 }
 
-/** Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine. */
-export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  if (x.ndim < 2) throw new ShapeError(`groupNorm: input must be (N, C, ...), got [${x.shape}]`);
+/** Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine (composite reference). */
+export function groupNormComposite(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  checkGroups(x, groups);
   const [n, c] = x.shape as [number, number];
-  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new ShapeError(`groupNorm: ${c} channels of [${x.shape}] do not split into ${groups} groups`);
   const g = reshape(x, [n, groups, -1]);
   const mu = mean(g, 2, true);
   const d = sub(g, mu);
@@ -46,35 +46,47 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bia
   return y;
 }
 
-export interface AttentionOptions {
-  /** additive mask broadcast to (..., Lq, Lk), or a 0/1 mask when `maskIsBoolean` (1 = keep) */
-  mask?: Tensor | null;
-  maskIsBoolean?: boolean;
-  /** hide keys after the query position */
-  causal?: boolean;
-  /** defaults to 1/sqrt(head dim) */
-  scale?: number;
+function checkGroups(x: Tensor, groups: number): void {
+  if (x.ndim < 2) throw new ShapeError(`groupNorm: input must be (N, C, ...), got [${x.shape}]`);
+  const c = x.shape[1]!;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new ShapeError(`groupNorm: ${c} channels of [${x.shape}] do not split into ${groups} groups`);
 }
 
-/** softmax(q k^T * scale + mask) v for q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv). */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  const d = q.shape[q.ndim - 1];
-  if (k.shape[k.ndim - 1] !== d) throw new ShapeError(`attention: query [${q.shape}] and key [${k.shape}] head sizes differ`);
-  const scale = opts.scale ?? 1 / Math.sqrt(d);
-  let s = mul(mm(q, k, false, true), scale); // (..., Lq, Lk)
-  const lq = q.shape[q.ndim - 2], lk = k.shape[k.ndim - 2];
-  if (opts.causal) s = add(s, causalMask(lq, lk, q));
-  if (opts.mask) s = opts.maskIsBoolean ? where(opts.mask, s, -Infinity) : add(s, opts.mask);
-  return mm(softmax(s, -1), v);
+interface FusedGroupNorm {
+  groupNorm(x: Storage, w: Storage | null, b: Storage | null, p: GroupNormSizes): { y: Storage; mean: Float64Array; rstd: Float64Array };
+  groupNormBackward(x: Storage, w: Storage | null, gy: Storage, mean: Float64Array, rstd: Float64Array, p: GroupNormSizes, affine: boolean): { dx: Storage; dw: Storage | null; db: Storage | null };
+}
+interface GroupNormSizes { n: number; c: number; s: number; groups: number; eps: number }
+
+/**
+ * Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine, as
+ * torch.nn.functional.group_norm. One primitive with a single-pass kernel and an analytic backward
+ * where the backend has it; the composite otherwise.
+ */
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  checkGroups(x, groups);
+  const be = x.backend as Partial<FusedGroupNorm>;
+  if (typeof be.groupNorm !== "function" || typeof be.groupNormBackward !== "function") return groupNormComposite(x, groups, weight, bias, eps);
+  const [n, c] = x.shape as [number, number];
+  for (const [name, t] of [["weight", weight], ["bias", bias]] as const) {
+    if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new ShapeError(`groupNorm: ${name} must be [${c}], got [${t.shape}]`);
+    if (t && t.dtype !== x.dtype) throw new ShapeError(`groupNorm: ${name} dtype ${t.dtype} differs from input ${x.dtype}`);
+  }
+  const p: GroupNormSizes = { n, c, s: x.size / Math.max(1, n * c), groups, eps };
+  const f = be as FusedGroupNorm;
+  const r = f.groupNorm(x.storage, weight ? weight.storage : null, bias ? bias.storage : null, p);
+  const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (N, C, ...)
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  return record(y, "groupNorm", inputs, (g) => {
+    const gr = f.groupNormBackward(x.storage, weight ? weight.storage : null, g.storage, r.mean, r.rstd, p, !!(weight || bias));
+    const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gr.dx, x.shape, x.dtype, x.backend) : null];
+    if (weight) res.push(weight.requiresGrad && gr.dw ? new Tensor(gr.dw, [c], x.dtype, x.backend) : null);
+    if (bias) res.push(bias.requiresGrad && gr.db ? new Tensor(gr.db, [c], x.dtype, x.backend) : null);
+    return res;
+  });
 }
 
-/** (Lq, Lk) additive mask with -inf where key j > query i (+ offset Lk - Lq). */
-export function causalMask(lq: number, lk: number, like: Tensor): Tensor {
-  const m = full([lq, lk], 0, { dtype: like.dtype });
-  const data = m.data;
-  for (let i = 0; i < lq; i++) for (let j = i + 1 + (lk - lq); j < lk; j++) data[i * lk + j] = -Infinity;
-  return new Tensor(like.backend.fromHost(data), [lq, lk], like.dtype, like.backend);
-}
+export { scaledDotProductAttention, causalMask, type AttentionOptions } from "./ops/attention.ts";
 
 /** Inverted dropout: in training, zeroes with probability p and scales the rest by 1/(1-p). */
 export function dropout(x: Tensor, p: number, training: boolean, generator: Generator = defaultGenerator): Tensor {

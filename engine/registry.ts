@@ -11,6 +11,7 @@ export const DIFFERENTIABLE_OPS = [
   "concat", "stack", "split", "chunk", "indexSelect", "indexAdd", "contiguousCopy",
   // linear algebra and nn
   "mm", "matmul", "linear", "conv2d", "upsampleNearest2d", "poolSum", "avgPool2d", "softmax", "logSoftmax",
+  "scaledDotProductAttention",
   // composites
-  "quickGelu", "layerNorm", "groupNorm", "scaledDotProductAttention", "dropout", "mseLoss", "embedding", "crossEntropy",
+  "quickGelu", "layerNorm", "groupNorm", "dropout", "mseLoss", "embedding", "crossEntropy",
 ] as const;

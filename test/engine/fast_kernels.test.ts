@@ -3,6 +3,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as T from "../../engine/index.ts";
 import { closeness } from "../helpers.ts";
+import { attentionComposite } from "../../engine/ops/attention.ts";
+import { PARALLEL_MIN_WORK, getNumThreads, matmulF32Batched, setNumThreads } from "../../engine/backend/cpu/wasm/index.ts";
 
 const fastOn = T.useWasmKernels(true);
 
@@ -60,6 +62,129 @@ test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups
       assert.ok(closeness(f[i], p[i], ...tol(kk)) <= 1, `conv2d ${xs} ${ws} ${JSON.stringify(o)}: ${what}`);
     });
   }
+});
+
+/** Runs f with 1 thread and with `n` threads (the pool splits whenever the work allows). */
+function threaded<R>(n: number, f: () => R): [R, R] {
+  const prev = setNumThreads(1);
+  try {
+    const one = f();
+    setNumThreads(n);
+    return [one, f()];
+  } finally {
+    setNumThreads(prev);
+  }
+}
+
+const same = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => a.length === b.length && Array.prototype.every.call(a, (x: number, i: number) => Object.is(x, b[i]));
+
+test("threaded GEMM equals single-threaded bit for bit: split by N, by M, by batch, odd sizes", () => {
+  const g = new T.Generator(2);
+  // sizes above the split threshold so the pool is used; 3 threads also splits unevenly
+  const cases: [number, number, number, number, boolean, boolean][] = [
+    [1, 129, 1025, 65, false, false], [1, 2049, 63, 33, true, false], [1, 1, 4099, 1031, false, true],
+    [3, 257, 129, 65, true, true], [7, 17, 513, 129, false, false],
+  ];
+  for (const [batch, m, n, k, ta, tb] of cases) {
+    assert.ok(batch * m * n * k >= 2 * PARALLEL_MIN_WORK || m === 1, `case ${m}x${n}x${k} is big enough to split`);
+    const a = T.randn([batch * m * k], { generator: g }).data as Float32Array, b = T.randn([batch * k * n], { generator: g }).data as Float32Array;
+    for (const th of [2, 3]) {
+      const [one, many] = threaded(th, () => matmulF32Batched(a, b, batch, m, n, k, ta, tb));
+      assert.ok(same(one, many), `${batch}x${m}x${n}x${k} ${ta} ${tb}, ${th} threads`);
+    }
+  }
+});
+
+test("fused attention matches the composite: odd sizes, causal, additive and boolean masks, broadcast batch", () => {
+  const g = new T.Generator(3);
+  const shapes: [number[], number[], number[]][] = [
+    [[1, 1, 3], [1, 1, 3], [1, 1, 2]],
+    [[2, 17, 8], [2, 65, 8], [2, 65, 5]],
+    [[3, 63, 16], [3, 63, 16], [3, 63, 16]],
+    [[2, 2, 129, 40], [2, 2, 77, 40], [2, 2, 77, 40]],
+    [[2, 3, 65, 4], [1, 3, 17, 4], [1, 3, 17, 3]],
+  ];
+  for (const [qs, ks, vs] of shapes) {
+    const lq = qs[qs.length - 2]!, lk = ks[ks.length - 2]!;
+    const masks: (T.AttentionOptions & { what: string })[] = [
+      { what: "plain" },
+      { what: "causal", causal: true },
+      { what: "additive row mask", mask: T.randn([lq, lk], { generator: g }) },
+      { what: "boolean key mask", mask: T.tensor(Array.from({ length: lk }, (_, j) => (j % 3 === 2 ? 0 : 1)), [1, lk]), maskIsBoolean: true },
+      { what: "causal + scale", causal: true, scale: 0.3 },
+    ];
+    // causal with lq > lk leaves rows with no key: the composite gives NaN there, the fused kernel zeros (tested below)
+    for (const o of masks.filter((m) => !(m.causal && lq > lk))) {
+      const q = T.randn(qs, { generator: g }), k = T.randn(ks, { generator: g }), v = T.randn(vs, { generator: g });
+      const r = T.randn(attentionComposite(q, k, v, o).shape, { generator: g });
+      const run = (f: typeof attentionComposite) => {
+        const [ql, kl, vl] = [q, k, v].map((t) => t.detach().requiresGrad_());
+        const y = f(ql!, kl!, vl!, o);
+        T.sum(T.mul(y, r)).backward();
+        return [y.data, ql!.grad!.data, kl!.grad!.data, vl!.grad!.data];
+      };
+      const ref = run(attentionComposite), got = run(T.scaledDotProductAttention);
+      ["output", "grad q", "grad k", "grad v"].forEach((what, i) => {
+        assert.ok(closeness(got[i]!, ref[i]!, ...tol(4 * lk)) <= 1, `attention ${qs} ${ks} ${o.what}: ${what}`);
+      });
+    }
+  }
+});
+
+test("conv2d forward and backward: threaded equals single-threaded bit for bit", () => {
+  const g = new T.Generator(5);
+  const x = T.randn([2, 64, 33, 31], { generator: g }), w = T.randn([48, 64, 3, 3], { generator: g });
+  const run = () => {
+    const xl = x.detach().requiresGrad_(), wl = w.detach().requiresGrad_();
+    const y = T.conv2d(xl, wl, null, { padding: 1, stride: [1, 2] });
+    T.sum(T.mul(y, y)).backward();
+    return [y.data, xl.grad!.data, wl.grad!.data];
+  };
+  const [one, two] = threaded(2, run);
+  one.forEach((a, i) => assert.ok(same(a, two[i]!), `conv2d threaded ${["forward", "grad input", "grad weight"][i]}`));
+});
+
+test("fused attention: threaded equals single-threaded, and a fully masked row gives zeros", () => {
+  const g = new T.Generator(4);
+  const q = T.randn([5, 200, 24], { generator: g }), k = T.randn([5, 300, 24], { generator: g }), v = T.randn([5, 300, 8], { generator: g });
+  const run = () => {
+    const [ql, kl, vl] = [q, k, v].map((t) => t.detach().requiresGrad_());
+    const y = T.scaledDotProductAttention(ql!, kl!, vl!, { causal: true });
+    T.sum(T.mul(y, y)).backward();
+    return [y.data, ql!.grad!.data, kl!.grad!.data, vl!.grad!.data];
+  };
+  const [one, two] = threaded(2, run);
+  one.forEach((x, i) => assert.ok(same(x, two[i]!), `threaded attention output ${i}`));
+  const mask = T.tensor([[0, 0, 0], [-Infinity, -Infinity, -Infinity]]);
+  const y = T.scaledDotProductAttention(T.ones([1, 2, 4]), T.ones([1, 3, 4]), T.ones([1, 3, 2]), { mask });
+  assert.equal(Array.from(y.data), [1, 1, 0, 0]);
+});
+
+test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3", () => {
+  const g = new T.Generator(6);
+  const cases: [number[], number, boolean][] = [[[1, 3, 1, 1], 1, true], [[2, 6, 17, 3], 3, true], [[3, 64, 9], 32, false], [[2, 32, 5, 7], 32, true]];
+  for (const [shape, groups, affine] of cases) {
+    const c = shape[1]!;
+    const x = T.randn(shape, { generator: g }).mul(3).add(1), w = T.randn([c], { generator: g }), b = T.randn([c], { generator: g });
+    const r = T.randn(shape, { generator: g });
+    const run = (f: typeof T.groupNorm) => {
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = affine ? f(xl!, groups, wl!, bl!) : f(xl!, groups);
+      T.sum(T.mul(y, r)).backward();
+      return affine ? [y.data, xl!.grad!.data, wl!.grad!.data, bl!.grad!.data] : [y.data, xl!.grad!.data];
+    };
+    const ref = run(T.groupNormComposite), got = run(T.groupNorm);
+    const n = x.size / groups;
+    got.forEach((a, i) => assert.ok(closeness(a, ref[i]!, ...tol(n)) <= 1, `groupNorm ${shape} g${groups} output ${i}`));
+  }
+});
+
+test("thread count: setNumThreads validates and round-trips", () => {
+  const prev = getNumThreads();
+  assert.throws(() => setNumThreads(0), RangeError);
+  setNumThreads(3);
+  assert.is(getNumThreads(), 3);
+  setNumThreads(prev);
 });
 
 test.run();

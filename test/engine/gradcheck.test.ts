@@ -103,10 +103,17 @@ def("logSoftmax", () => gradcheck("logSoftmax", (x) => T.logSoftmax(x, -1), [rnd
 // composites
 def("quickGelu", () => gradcheck("quickGelu", T.quickGelu, [rnd([3, 4], 100)]));
 def("layerNorm", () => gradcheck("layerNorm", (x, w, b) => T.layerNorm(x, [4], w, b), [rnd([2, 3, 4], 101), rnd([4], 102), rnd([4], 103)]));
-def("groupNorm", () => gradcheck("groupNorm", (x, w, b) => T.groupNorm(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 104), rnd([4], 105), rnd([4], 106)]));
+def("groupNorm", () => {
+  gradcheck("groupNorm", (x, w, b) => T.groupNorm(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 104), rnd([4], 105), rnd([4], 106)]);
+  gradcheck("groupNorm no affine rank 3", (x) => T.groupNorm(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 128)]);
+});
 def("scaledDotProductAttention", () => {
   gradcheck("attention", (q, k, v) => T.scaledDotProductAttention(q, k, v), [rnd([2, 3, 4], 107), rnd([2, 5, 4], 108), rnd([2, 5, 2], 109)]);
   gradcheck("attention causal", (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true }), [rnd([2, 4, 3], 110), rnd([2, 4, 3], 111), rnd([2, 4, 3], 112)]);
+  // the fused primitive's analytic backward: Lq < Lk causal offset, additive row mask, broadcast batch
+  gradcheck("attention causal Lq<Lk", (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true, scale: 0.7 }), [rnd([1, 3, 2], 121), rnd([1, 5, 2], 122), rnd([1, 5, 3], 123)]);
+  const mask = rnd([3, 4], 124);
+  gradcheck("attention mask broadcast", (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask }), [rnd([2, 2, 3, 2], 125), rnd([1, 2, 4, 2], 126), rnd([2, 1, 4, 2], 127)]);
 });
 def("dropout", () => gradcheck("dropout", (x) => T.dropout(x, 0.4, true, new T.Generator(7)), [rnd([4, 5], 113)]));
 def("mseLoss", () => {

@@ -6,12 +6,14 @@ import type { Conv2dParams } from "../backend.ts";
 export type Gemm = (A: TypedArray, aOff: number, B: TypedArray, bOff: number, C: TypedArray, cOff: number, M: number, K: number, N: number) => void;
 export type Transpose = (x: TypedArray, off: number, rows: number, cols: number) => TypedArray;
 
-interface Geo {
+/** Convolution geometry: sizes, strides, padding, output size, groups and per-group channels. */
+export interface Geo {
   n: number; c: number; h: number; w: number; o: number; kh: number; kw: number;
   sh: number; sw: number; ph: number; pw: number; ho: number; wo: number; g: number; cg: number; og: number;
 }
 
-function geometry(xShape: Shape, wShape: Shape, p: Conv2dParams): Geo {
+/** The geometry of a convolution of x (N, C, H, W) with w (O, C/g, kH, kW). */
+export function geometry(xShape: Shape, wShape: Shape, p: Conv2dParams): Geo {
   const [n, c, h, w] = xShape as [number, number, number, number];
   const [o, , kh, kw] = wShape as [number, number, number, number];
   const [sh, sw] = p.stride, [ph, pw] = p.padding;
@@ -20,19 +22,20 @@ function geometry(xShape: Shape, wShape: Shape, p: Conv2dParams): Geo {
   return { n, c, h, w, o, kh, kw, sh, sw, ph, pw, ho, wo, g: p.groups, cg: c / p.groups, og: o / p.groups };
 }
 
-function isPointwise(q: Geo): boolean {
+/** 1x1 kernel, stride 1, no padding: the input is its own im2col matrix. */
+export function isPointwise(q: Geo): boolean {
   return q.kh === 1 && q.kw === 1 && q.sh === 1 && q.sw === 1 && q.ph === 0 && q.pw === 0;
 }
 
-// col[(ci*kh + ky)*kw + kx, oy*wo + ox] = x[ci, oy*sh - ph + ky, ox*sw - pw + kx] for channels [c0, c0+cg)
-function im2col(x: TypedArray, xOff: number, q: Geo, c0: number, col: TypedArray): void {
+/** col[colOff + (ci*kh + ky)*kw + kx, oy*wo + ox] = x[ci, oy*sh - ph + ky, ox*sw - pw + kx] for channels [c0, c0+cg). */
+export function im2col(x: TypedArray, xOff: number, q: Geo, c0: number, col: TypedArray, colOff = 0): void {
   const { h, w, kh, kw, sh, sw, ph, pw, ho, wo, cg } = q;
   const L = ho * wo;
   for (let ci = 0; ci < cg; ci++) {
     const xc = xOff + (c0 + ci) * h * w;
     for (let ky = 0; ky < kh; ky++) {
       for (let kx = 0; kx < kw; kx++) {
-        const row = ((ci * kh + ky) * kw + kx) * L;
+        const row = colOff + ((ci * kh + ky) * kw + kx) * L;
         for (let oy = 0; oy < ho; oy++) {
           const iy = oy * sh - ph + ky;
           const dst = row + oy * wo;
@@ -41,6 +44,14 @@ function im2col(x: TypedArray, xOff: number, q: Geo, c0: number, col: TypedArray
             continue;
           }
           const src = xc + iy * w;
+          if (sw === 1) {
+            // interior run copied straight, the padded ends zeroed
+            const lo = Math.min(wo, Math.max(0, pw - kx)), hi = Math.max(lo, Math.min(wo, w + pw - kx));
+            for (let ox = 0; ox < lo; ox++) col[dst + ox] = 0;
+            for (let ox = lo; ox < hi; ox++) col[dst + ox] = x[src + ox - pw + kx];
+            for (let ox = hi; ox < wo; ox++) col[dst + ox] = 0;
+            continue;
+          }
           for (let ox = 0; ox < wo; ox++) {
             const ix = ox * sw - pw + kx;
             col[dst + ox] = ix >= 0 && ix < w ? x[src + ix] : 0;
@@ -51,15 +62,15 @@ function im2col(x: TypedArray, xOff: number, q: Geo, c0: number, col: TypedArray
   }
 }
 
-// the adjoint of im2col: gx[ci, iy, ix] += col[...]
-function col2im(col: TypedArray, q: Geo, c0: number, gx: TypedArray, gxOff: number): void {
+/** The adjoint of {@link im2col}: gx[ci, iy, ix] += col[colOff + ...]. */
+export function col2im(col: TypedArray, q: Geo, c0: number, gx: TypedArray, gxOff: number, colOff = 0): void {
   const { h, w, kh, kw, sh, sw, ph, pw, ho, wo, cg } = q;
   const L = ho * wo;
   for (let ci = 0; ci < cg; ci++) {
     const xc = gxOff + (c0 + ci) * h * w;
     for (let ky = 0; ky < kh; ky++) {
       for (let kx = 0; kx < kw; kx++) {
-        const row = ((ci * kh + ky) * kw + kx) * L;
+        const row = colOff + ((ci * kh + ky) * kw + kx) * L;
         for (let oy = 0; oy < ho; oy++) {
           const iy = oy * sh - ph + ky;
           if (iy < 0 || iy >= h) continue;

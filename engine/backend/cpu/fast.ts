@@ -2,7 +2,10 @@
 import type { TypedArray } from "../../dtype.ts";
 import type { MatmulParams } from "../backend.ts";
 import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
-import { matmulF32Batched, simdAvailable, bestVariant } from "./wasm/sgemm.ts";
+import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, type SgemmKernel } from "./wasm/sgemm.ts";
+import type { Shape } from "../../shape.ts";
+import type { Conv2dParams } from "../backend.ts";
+import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
 
 // below this many multiply-adds the copies into WebAssembly memory cost more than they save
 const MIN_WORK = 16 * 16 * 16;
@@ -23,7 +26,96 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 }
 
 /** The SIMD kernels, or null where WebAssembly SIMD is unavailable. */
-export function wasmFastKernels(): { gemm: typeof gemm; matmul: typeof matmul; variant: string } | null {
+export function wasmFastKernels(): {
+  gemm: typeof gemm; matmul: typeof matmul; variant: string;
+  conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
+} | null {
   if (!simdAvailable()) return null;
-  return { gemm, matmul, variant: bestVariant() };
+  return { gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32 };
+}
+
+/** Arena blocks for one call: allocated together, freed together. */
+function blocks(kern: SgemmKernel, sizes: readonly number[]): number[] {
+  return sizes.map((n) => kern.arena.alloc(Math.max(1, n)));
+}
+
+function release(kern: SgemmKernel, ptrs: readonly number[]): void {
+  for (const p of ptrs) kern.arena.free(p);
+}
+
+/** Float32 conv2d forward in the arena: im2col written straight into it, one (threaded) GEMM per image and group. */
+export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, p: Conv2dParams): Float32Array {
+  const q = geometry(xShape, wShape, p);
+  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
+  const kern = sgemmKernel();
+  const [xP, wP, colP, oP] = blocks(kern, [pw ? x.length : 0, w.length, pw ? 0 : R * L, q.n * q.o * L]);
+  try {
+    let h = kern.arena.heapF32();
+    h.set(w, wP! / 4);
+    if (pw) h.set(x, xP! / 4);
+    for (let b = 0; b < q.n; b++) {
+      for (let g = 0; g < q.g; g++) {
+        let col = colP!;
+        if (pw) col = xP! + (b * q.c + g * q.cg) * L * 4;
+        else im2col(x, b * q.c * q.h * q.w, q, g * q.cg, (h = kern.arena.heapF32()), colP! / 4);
+        // out[og, L] = W[og, R] @ col[R, L]
+        kern.sgemm(false, false, q.og, L, R, 1, wP! + g * q.og * R * 4, R, col, L, 0, oP! + (b * q.o + g * q.og) * L * 4, L);
+      }
+    }
+    h = kern.arena.heapF32();
+    return h.slice(oP! / 4, oP! / 4 + q.n * q.o * L);
+  } finally {
+    release(kern, [xP!, wP!, colP!, oP!]);
+  }
+}
+
+/** Float32 gradient of conv2d with respect to its input: col = W^T gy by GEMM (no transpose copy), then col2im. */
+export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Float32Array, wShape: Shape, xShape: Shape, p: Conv2dParams): Float32Array {
+  const q = geometry(xShape, wShape, p);
+  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
+  const kern = sgemmKernel();
+  const gx = new Float32Array(q.n * q.c * q.h * q.w);
+  const [gyP, wP, colP] = blocks(kern, [gy.length, w.length, pw ? gx.length : R * L]);
+  try {
+    const h0 = kern.arena.heapF32();
+    h0.set(gy, gyP! / 4);
+    h0.set(w, wP! / 4);
+    for (let b = 0; b < q.n; b++) {
+      for (let g = 0; g < q.g; g++) {
+        const dst = pw ? colP! + (b * q.c + g * q.cg) * L * 4 : colP!;
+        // col[R, L] = W_g^T[R, og] @ gy[og, L]
+        kern.sgemm(true, false, R, L, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + (b * q.o + g * q.og) * L * 4, L, 0, dst, L);
+        if (!pw) col2im(kern.arena.heapF32(), q, g * q.cg, gx, b * q.c * q.h * q.w, colP! / 4);
+      }
+    }
+    if (pw) gx.set(kern.arena.heapF32().subarray(colP! / 4, colP! / 4 + gx.length));
+    return gx;
+  } finally {
+    release(kern, [gyP!, wP!, colP!]);
+  }
+}
+
+/** Float32 gradient of conv2d with respect to its weight: gW += gy col^T by GEMM with a transposed operand. */
+export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Float32Array, gyShape: Shape, wShape: Shape, p: Conv2dParams): Float32Array {
+  const q = geometry(xShape, wShape, p);
+  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
+  const kern = sgemmKernel();
+  const [xP, gyP, colP, gwP] = blocks(kern, [pw ? x.length : 0, gy.length, pw ? 0 : R * L, q.o * R]);
+  try {
+    const h0 = kern.arena.heapF32();
+    h0.set(gy, gyP! / 4);
+    if (pw) h0.set(x, xP! / 4);
+    for (let b = 0; b < q.n; b++) {
+      for (let g = 0; g < q.g; g++) {
+        let col = colP!;
+        if (pw) col = xP! + (b * q.c + g * q.cg) * L * 4;
+        else im2col(x, b * q.c * q.h * q.w, q, g * q.cg, kern.arena.heapF32(), colP! / 4);
+        // gW[og, R] (+)= gy[og, L] @ col^T[L, R]
+        kern.sgemm(false, true, q.og, R, L, 1, gyP! + (b * q.o + g * q.og) * L * 4, L, col, L, b === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
+      }
+    }
+    return kern.arena.heapF32().slice(gwP! / 4, gwP! / 4 + q.o * R);
+  } finally {
+    release(kern, [xP!, gyP!, colP!, gwP!]);
+  }
 }

@@ -1,7 +1,8 @@
 // the cpu backend: typed-array storage and the plain TypeScript kernels
 import type { DType, TypedArray } from "../../dtype.ts";
 import { allocArray } from "../../dtype.ts";
-import type { Backend } from "../backend.ts";
+import type { Backend, Conv2dParams } from "../backend.ts";
+import type { Shape } from "../../shape.ts";
 import { binary, unary, where } from "./elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "./movement.ts";
 import { reduce, softmax } from "./reduce.ts";
@@ -9,11 +10,17 @@ import { gemm as plainGemm, matmul as plainMatmul, transpose2d } from "./matmul.
 import type { Gemm } from "./conv.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
 import { wasmFastKernels } from "./fast.ts";
+import { attentionBackward, attentionForward } from "./attention.ts";
+import { groupNormBackward, groupNormForward } from "./norm.ts";
 
 /** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
 export interface FastKernels {
   gemm: Gemm;
   matmul: typeof plainMatmul;
+  /** float32 convolutions working in the kernel's memory (optional: else im2col + `gemm`) */
+  conv2d?: (x: Float32Array, xs: Shape, w: Float32Array, ws: Shape, p: Conv2dParams) => Float32Array;
+  conv2dBackwardInput?: (gy: Float32Array, gys: Shape, w: Float32Array, ws: Shape, xs: Shape, p: Conv2dParams) => Float32Array;
+  conv2dBackwardWeight?: (x: Float32Array, xs: Shape, gy: Float32Array, gys: Shape, ws: Shape, p: Conv2dParams) => Float32Array;
 }
 // WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
 let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
@@ -38,7 +45,13 @@ function gemmFor(x: TypedArray): Gemm {
   return fast && x instanceof Float32Array ? fast.gemm : plainGemm;
 }
 
-export const cpuBackend: Backend<TypedArray> = {
+/** The cpu backend: the {@link Backend} kernels plus fused attention (see engine/ops/attention.ts). */
+export const cpuBackend: Backend<TypedArray> & {
+  attention: typeof attentionForward;
+  attentionBackward: typeof attentionBackward;
+  groupNorm: typeof groupNormForward;
+  groupNormBackward: typeof groupNormBackward;
+} = {
   name: "cpu",
   zeros: (dtype: DType, size: number) => allocArray(dtype, size),
   fromHost: (data) => data,
@@ -61,10 +74,21 @@ export const cpuBackend: Backend<TypedArray> = {
   gather,
   indexAdd,
   matmul: (a, b, p) => (fast && a instanceof Float32Array ? fast.matmul(a, b, p) : plainMatmul(a, b, p)),
-  conv2d: (x, xs, w, ws, p) => conv2d(x, xs, w, ws, p, gemmFor(x)),
-  conv2dBackwardInput: (gy, gys, w, ws, xs, p) => conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
-  conv2dBackwardWeight: (x, xs, gy, gys, ws, p) => conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
+  conv2d: (x, xs, w, ws, p) =>
+    fast?.conv2d && x instanceof Float32Array && w instanceof Float32Array ? fast.conv2d(x, xs, w, ws, p) : conv2d(x, xs, w, ws, p, gemmFor(x)),
+  conv2dBackwardInput: (gy, gys, w, ws, xs, p) =>
+    fast?.conv2dBackwardInput && gy instanceof Float32Array && w instanceof Float32Array
+      ? fast.conv2dBackwardInput(gy, gys, w, ws, xs, p)
+      : conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
+  conv2dBackwardWeight: (x, xs, gy, gys, ws, p) =>
+    fast?.conv2dBackwardWeight && x instanceof Float32Array && gy instanceof Float32Array
+      ? fast.conv2dBackwardWeight(x, xs, gy, gys, ws, p)
+      : conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
   upsampleNearest,
   poolSum,
   softmax,
+  attention: attentionForward,
+  attentionBackward,
+  groupNorm: groupNormForward,
+  groupNormBackward,
 };

@@ -138,7 +138,9 @@ export class Func {
 
   // f32 arithmetic
   f32Add(): this { return this.op(0x92); }
+  f32Sub(): this { return this.op(0x93); }
   f32Mul(): this { return this.op(0x94); }
+  f32Max(): this { return this.op(0x97); }
 
   // SIMD
   v128Load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }
@@ -150,8 +152,16 @@ export class Func {
     return this.simd(0x0d, ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
   }
   f32x4Splat(): this { return this.simd(0x13); }
+  i32x4Splat(): this { return this.simd(0x11); }
+  f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
+  f32x4Nearest(): this { return this.simd(0x6a); }
+  i32x4Shl(): this { return this.simd(0xab); }
+  i32x4Add(): this { return this.simd(0xae); }
   f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Sub(): this { return this.simd(0xe5); }
   f32x4Mul(): this { return this.simd(0xe6); }
+  f32x4Max(): this { return this.simd(0xe9); }
+  i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   /** Relaxed-SIMD fused multiply-add: a*b + c (stack: a, b, c). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }
 }

@@ -6,6 +6,8 @@ export type { MicroKernelConfig } from "./kernels.ts";
 export { sgemmTS } from "./reference.ts";
 export {
   bestVariant, defaultArena, matmulF32, matmulF32Batched, relaxedSimdAvailable, sgemm, sgemmBatched,
-  sgemmKernel, simdAvailable,
+  sgemmKernel, simdAvailable, WasmSgemm, PARALLEL_MIN_WORK,
   type BatchedMatmulOptions, type BlockSizes, type SgemmKernel, type SgemmKernelOptions, type SgemmVariant,
 } from "./sgemm.ts";
+export { getNumThreads, setNumThreads, WorkerPool, type Job } from "./pool.ts";
+export { CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_src.ts";

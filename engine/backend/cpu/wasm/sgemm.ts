@@ -6,6 +6,10 @@ import { WasmArena } from "./arena.ts";
 import { probeRelaxedSimd, probeSimd, sgemmModuleBytes, type MicroKernelConfig, type SgemmExports } from "./kernels.ts";
 import { sgemmTS } from "./reference.ts";
 import { requireWasm } from "./runtime.ts";
+import { gemmDriver } from "./driver.ts";
+import { rowModuleBytes, type RowExports } from "./rowops.ts";
+import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_src.ts";
+import { CMD_GEMM, WorkerPool, getNumThreads, type Job, type ThreadBuffers } from "./pool.ts";
 
 /** Kernel flavours: fused relaxed-SIMD wasm, plain wasm SIMD (mul + add), plain TypeScript. */
 export type SgemmVariant = "relaxed" | "simd" | "ts";
@@ -110,15 +114,22 @@ function validate(
 }
 
 const roundUp = (x: number, m: number): number => Math.ceil(x / m) * m;
-/** Splits n into near-equal blocks of at most `max`, each rounded up to a multiple of `mult`. */
-const balanced = (n: number, max: number, mult: number): number => roundUp(Math.ceil(n / Math.ceil(n / max)), mult);
 
-class WasmSgemm implements SgemmKernel {
+/** Multiply-adds per thread below which a GEMM is not split (waking a worker costs ~20-50 us). */
+export const PARALLEL_MIN_WORK = 1 << 21;
+
+/** The WebAssembly SIMD GEMM on one arena, with its worker pool. */
+export class WasmSgemm implements SgemmKernel {
   readonly variant: SgemmVariant;
   private readonly ex: SgemmExports;
   private readonly mr: number;
   private readonly nr: number;
   private readonly blocks: BlockSizes;
+  private readonly module: object;
+  private readonly rowModule: object;
+  /** Row kernels (softmax passes) on the same memory; workers see them as `ctx.row`. */
+  readonly rows: RowExports;
+  private pool: WorkerPool | null = null;
   private packA = 0;
   private packB = 0;
   private packAFloats = 0;
@@ -134,8 +145,50 @@ class WasmSgemm implements SgemmKernel {
     this.blocks = { mc: roundUp(b.mc, this.mr), kc: b.kc, nc: roundUp(b.nc, this.nr) };
     const bytes = sgemmModuleBytes(micro, { initial: 0, maximum: arena.maximumPages, shared: arena.shared });
     const api = requireWasm();
-    const inst = new api.Instance(new api.Module(bytes), { env: { memory: arena.memory } });
+    this.module = new api.Module(bytes);
+    this.rowModule = new api.Module(rowModuleBytes({ initial: 0, maximum: arena.maximumPages, shared: arena.shared }));
+    this.rows = new api.Instance(this.rowModule, { env: { memory: arena.memory } }).exports as unknown as RowExports;
+    const inst = new api.Instance(this.module, { env: { memory: arena.memory } });
     this.ex = inst.exports as unknown as SgemmExports;
+  }
+
+  /** Packing buffers of the largest block sizes for one thread. */
+  private threadBuffers(): ThreadBuffers {
+    const { mc, kc, nc } = this.blocks;
+    return { packA: this.arena.alloc(mc * kc), packB: this.arena.alloc(kc * nc), scratch: this.arena.alloc(this.mr * this.nr) };
+  }
+
+  /**
+   * The worker pool sized for `threads` (the calling thread included), or null for one thread or
+   * a non-shared memory. Workers start on first use; extra workers from a larger setting are kept.
+   */
+  workerPool(threads: number = getNumThreads()): WorkerPool | null {
+    if (threads <= 1 || !this.arena.shared) return null;
+    if (this.pool && this.pool.size >= threads - 1) return this.pool;
+    this.pool?.close();
+    const bufs = Array.from({ length: threads - 1 }, () => this.threadBuffers());
+    const { mr, nr } = this;
+    this.pool = new WorkerPool(this.module, this.arena.memory, bufs, { mr, nr, ...this.blocks }, this.kernels, { row: this.rowModule });
+    return this.pool;
+  }
+
+  /** Extra JavaScript kernels (command id to function source) the workers register. */
+  readonly kernels: Record<number, string> = { [CMD_ATTN_FWD]: ATTN_FWD_JS, [CMD_ATTN_BWD]: ATTN_BWD_JS };
+
+  /** The calling thread's packing buffers. */
+  localBuffers(): ThreadBuffers {
+    this.buffers(this.blocks.mc * this.blocks.kc, this.blocks.kc * this.blocks.nc);
+    return { packA: this.packA, packB: this.packB, scratch: this.scratch };
+  }
+
+  /** Micro-tile and block sizes. */
+  get consts(): { mr: number; nr: number; mc: number; kc: number; nc: number } {
+    return { mr: this.mr, nr: this.nr, ...this.blocks };
+  }
+
+  /** The module's exports (for kernels that drive packing and macro-kernels themselves). */
+  get exports(): SgemmExports {
+    return this.ex;
   }
 
   /** Grows the packing buffers to at least the given float counts (they are kept between calls). */
@@ -159,7 +212,7 @@ class WasmSgemm implements SgemmKernel {
     aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
   ): void {
     validate(transA, transB, M, N, K, aPtr, lda, bPtr, ldb, cPtr, ldc, this.arena.byteLength);
-    this.run(transA, transB, M, N, K, alpha, aPtr, lda, bPtr, ldb, beta, cPtr, ldc);
+    this.run(transA, transB, M, N, K, alpha, aPtr, lda, 0, bPtr, ldb, 0, beta, cPtr, ldc, 0);
   }
 
   sgemmBatched(
@@ -173,47 +226,61 @@ class WasmSgemm implements SgemmKernel {
     const bytes = this.arena.byteLength;
     validate(transA, transB, M, N, K, aPtr, lda, bPtr, ldb, cPtr, ldc, bytes);
     validate(transA, transB, M, N, K, aPtr + last * strideA * 4, lda, bPtr + last * strideB * 4, ldb, cPtr + last * strideC * 4, ldc, bytes);
-    for (let t = 0; t < batch; t++) {
-      this.run(transA, transB, M, N, K, alpha, aPtr + t * strideA * 4, lda, bPtr + t * strideB * 4, ldb, beta, cPtr + t * strideC * 4, ldc);
-    }
+    this.run(transA, transB, M, N, K, alpha, aPtr, lda, strideA, bPtr, ldb, strideB, beta, cPtr, ldc, strideC, batch);
   }
 
   private run(
     transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
+    aPtr: number, lda: number, sA: number, bPtr: number, ldb: number, sB: number,
+    beta: number, cPtr: number, ldc: number, sC: number, batch = 1,
   ): void {
-    if (M === 0 || N === 0) return;
+    if (M === 0 || N === 0 || batch === 0) return;
     const ex = this.ex;
     const ldcB = ldc * 4;
     if (K === 0 || alpha === 0) {
-      if (beta !== 1) ex.scale(cPtr, ldcB, M, N, beta, beta === 0 ? 1 : 0);
+      if (beta !== 1) for (let t = 0; t < batch; t++) ex.scale(cPtr + t * sC * 4, ldcB, M, N, beta, beta === 0 ? 1 : 0);
       return;
     }
     let acc0 = 1;
     if (beta === 0) acc0 = 0;
-    else if (beta !== 1) ex.scale(cPtr, ldcB, M, N, beta, 0);
+    else if (beta !== 1) for (let t = 0; t < batch; t++) ex.scale(cPtr + t * sC * 4, ldcB, M, N, beta, 0);
     const { mr, nr } = this;
-    const MC = balanced(M, this.blocks.mc, mr);
-    const KC = balanced(K, this.blocks.kc, 1);
-    const NC = balanced(N, this.blocks.nc, nr);
-    this.buffers(MC * KC, KC * NC);
-    // byte strides of op(A)[i, k] and op(B)[k, j]
-    const aIs = transA ? 4 : lda * 4, aKs = transA ? lda * 4 : 4;
-    const bJs = transB ? ldb * 4 : 4, bKs = transB ? 4 : ldb * 4;
-    const { packA, packB, scratch } = this;
-    for (let jc = 0; jc < N; jc += NC) {
-      const nc = Math.min(NC, N - jc);
-      for (let pc = 0; pc < K; pc += KC) {
-        const kc = Math.min(KC, K - pc);
-        ex.packB(bPtr + pc * bKs + jc * bJs, bKs, bJs, kc, nc, packB);
-        const acc = pc === 0 ? acc0 : 1;
-        for (let ic = 0; ic < M; ic += MC) {
-          const mc = Math.min(MC, M - ic);
-          ex.packA(aPtr + ic * aIs + pc * aKs, aKs, aIs, kc, mc, packA);
-          ex.macro(mc, nc, kc, packA, packB, cPtr + (ic * ldc + jc) * 4, ldcB, alpha, acc, scratch);
-        }
-      }
+    const { mc, kc, nc } = this.blocks;
+    const local = this.localBuffers();
+    const drive = (m: number, n: number, a: number, b: number, c: number, bt: number): void =>
+      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, transA, transB, m, n, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, bt);
+    const work = M * N * K * batch;
+    const threads = Math.min(getNumThreads(), Math.floor(work / PARALLEL_MIN_WORK));
+    const pool = threads > 1 ? this.workerPool(threads) : null;
+    if (!pool) {
+      drive(M, N, aPtr, bPtr, cPtr, batch);
+      return;
     }
+    const job = (m: number, n: number, a: number, b: number, c: number, bt: number): Job => ({
+      cmd: CMD_GEMM, args: [+transA, +transB, m, n, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, bt],
+    });
+    // op(A)[i, k] and op(B)[k, j] byte strides along i and j
+    const aIs = transA ? 4 : lda * 4, bJs = transB ? ldb * 4 : 4;
+    if (batch >= threads) {
+      // whole batch items per thread
+      const per = Math.ceil(batch / threads);
+      const jobs: Job[] = [];
+      for (let t0 = per; t0 < batch; t0 += per) jobs.push(job(M, N, aPtr + t0 * sA * 4, bPtr + t0 * sB * 4, cPtr + t0 * sC * 4, Math.min(per, batch - t0)));
+      pool.run(jobs, () => drive(M, N, aPtr, bPtr, cPtr, per));
+      return;
+    }
+    // split the larger of M and N into `threads` parts of whole micro-tiles, for every batch item at once
+    const byN = N >= M;
+    const len = byN ? N : M, mult = byN ? nr : mr;
+    const part = roundUp(Math.ceil(len / threads), mult);
+    const jobs: Job[] = [];
+    for (let s = part; s < len; s += part) {
+      const w = Math.min(part, len - s);
+      jobs.push(byN
+        ? job(M, w, aPtr, bPtr + s * bJs, cPtr + s * 4, batch)
+        : job(w, N, aPtr + s * aIs, bPtr, cPtr + s * ldc * 4, batch));
+    }
+    pool.run(jobs, () => (byN ? drive(M, Math.min(part, N), aPtr, bPtr, cPtr, batch) : drive(Math.min(part, M), N, aPtr, bPtr, cPtr, batch)));
   }
 }
 

@@ -1,0 +1,227 @@
+// fused attention kernels of the cpu backend: chunked softmax(scale Q K^T + mask) V and its backward by
+// recomputation; float32 runs the WebAssembly SIMD GEMM per query chunk on the worker pool, other
+// dtypes (and runtimes without SIMD) a plain TypeScript loop with the same algorithm.
+import type { TypedArray } from "../../dtype.ts";
+import { getFastKernels } from "./index.ts";
+import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_src.ts";
+import { gemmDriver } from "./wasm/driver.ts";
+import { getNumThreads, type Job } from "./wasm/pool.ts";
+import { WasmSgemm, sgemmKernel, simdAvailable } from "./wasm/sgemm.ts";
+
+/** Sizes of a batched attention: q (batch, lq, d), k (batch, lk, d), v (batch, lk, dv). */
+export interface AttentionParams {
+  batch: number;
+  lq: number;
+  lk: number;
+  d: number;
+  dv: number;
+  scale: number;
+  /** hide key j > i + (lk - lq) */
+  causal: boolean;
+  /** element strides of the additive mask per batch item (0 broadcasts) and per query row (0 broadcasts); rows are lk long */
+  maskStrideB: number;
+  maskStrideQ: number;
+}
+
+/** Forward result: the output and the per-row log-sum-exp the backward recomputes from. */
+export interface AttentionForward {
+  o: TypedArray;
+  lse: TypedArray;
+}
+
+/** Gradients of q, k and v. */
+export interface AttentionGrads {
+  dq: TypedArray;
+  dk: TypedArray;
+  dv: TypedArray;
+}
+
+type Kernel = (ctx: object, a: ArrayLike<number>) => void;
+const fwdJS = new Function(`return ${ATTN_FWD_JS}`)() as Kernel;
+const bwdJS = new Function(`return ${ATTN_BWD_JS}`)() as Kernel;
+
+// below this many multiply-adds per batch item the pool is not worth waking
+const PARALLEL_MIN_ITEM = 1 << 16;
+
+function like(x: TypedArray, n: number): TypedArray {
+  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+}
+
+/** Query rows per chunk: about 64K scores per thread, a multiple of 4, between 4 and 256. */
+function chunkRows(lk: number): number {
+  return Math.max(4, Math.min(256, Math.floor(65536 / Math.max(1, lk) / 4) * 4));
+}
+
+function wasmKernel(): WasmSgemm | null {
+  if (!getFastKernels() || !simdAvailable()) return null;
+  const k = sgemmKernel();
+  return k instanceof WasmSgemm ? k : null;
+}
+
+/** Runs `kernel` over batch items split across the calling thread and the pool. */
+function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kernel, scratchFloats: number[], args: (b0: number, b1: number, scratch: number[]) => number[]): void {
+  const arena = kern.arena;
+  const work = p.lq * p.lk * (p.d + p.dv);
+  const threads = Math.max(1, Math.min(getNumThreads(), p.batch, work >= PARALLEL_MIN_ITEM ? p.batch : 1));
+  const pool = threads > 1 ? kern.workerPool(threads) : null;
+  const nt = pool ? threads : 1;
+  const scratch = Array.from({ length: nt }, () => scratchFloats.map((n) => arena.alloc(n)));
+  const local = kern.localBuffers();
+  const { mr, nr, mc, kc, nc } = kern.consts;
+  const ex = kern.exports;
+  const ctx = {
+    row: kern.rows,
+    heap: () => arena.heapF32(),
+    gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
+      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
+  };
+  try {
+    const per = Math.ceil(p.batch / nt);
+    const jobs: Job[] = [];
+    for (let t = 1; t < nt; t++) {
+      const b0 = t * per, b1 = Math.min(p.batch, b0 + per);
+      if (b0 < b1) jobs.push({ cmd, args: args(b0, b1, scratch[t]!) });
+    }
+    const mine = () => kernel(ctx, args(0, Math.min(per, p.batch), scratch[0]!));
+    if (pool && jobs.length > 0) pool.run(jobs, mine);
+    else mine();
+  } finally {
+    for (const s of scratch) for (const ptr of s) arena.free(ptr);
+  }
+}
+
+/** Copies arrays into fresh arena blocks; returns their byte offsets (0 for null). */
+function stageIn(kern: WasmSgemm, xs: readonly (TypedArray | null)[]): number[] {
+  const arena = kern.arena;
+  const ptrs = xs.map((x) => (x ? arena.alloc(x.length) : 0));
+  const h = arena.heapF32();
+  xs.forEach((x, i) => x && h.set(x, ptrs[i]! / 4));
+  return ptrs;
+}
+
+function freeAll(kern: WasmSgemm, ptrs: readonly number[]): void {
+  for (const p of ptrs) if (p !== 0) kern.arena.free(p);
+}
+
+function commonArgs(p: AttentionParams): number[] {
+  return [p.lq, p.lk, p.d, p.dv, p.scale, p.causal ? 1 : 0];
+}
+
+/** softmax(scale q k^T + mask) v per batch item, with the row log-sum-exp (chunked, never batch x lq x lk). */
+export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
+  const kern = q instanceof Float32Array && k instanceof Float32Array && v instanceof Float32Array && (!mask || mask instanceof Float32Array) ? wasmKernel() : null;
+  if (!kern) return plainForward(q, k, v, mask, p);
+  const CQ = chunkRows(p.lk);
+  const [qP, kP, vP, mP] = stageIn(kern, [q, k, v, mask]);
+  const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
+  try {
+    runSplit(kern, p, CMD_ATTN_FWD, fwdJS, [CQ * p.lk], (b0, b1, s) => [b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ]);
+    const h = kern.arena.heapF32();
+    return {
+      o: h.slice(oP / 4, oP / 4 + p.batch * p.lq * p.dv),
+      lse: h.slice(lseP / 4, lseP / 4 + p.batch * p.lq),
+    };
+  } finally {
+    freeAll(kern, [qP!, kP!, vP!, mP!, oP, lseP]);
+  }
+}
+
+/** Gradients of {@link attentionForward} given its output `o`, row log-sum-exp `lse` and the output gradient. */
+export function attentionBackward(
+  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+): AttentionGrads {
+  const f32 = [q, k, v, o, lse, gO].every((x) => x instanceof Float32Array) && (!mask || mask instanceof Float32Array);
+  const kern = f32 ? wasmKernel() : null;
+  if (!kern) return plainBackward(q, k, v, mask, o, lse, gO, p);
+  const CQ = chunkRows(p.lk);
+  const [qP, kP, vP, mP, oP, lseP, gP] = stageIn(kern, [q, k, v, mask, o, lse, gO]);
+  const arena = kern.arena;
+  const dqP = arena.alloc(q.length), dkP = arena.alloc(k.length), dvP = arena.alloc(v.length);
+  try {
+    runSplit(kern, p, CMD_ATTN_BWD, bwdJS, [CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
+      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ,
+    ]);
+    const h = arena.heapF32();
+    return {
+      dq: h.slice(dqP / 4, dqP / 4 + q.length),
+      dk: h.slice(dkP / 4, dkP / 4 + k.length),
+      dv: h.slice(dvP / 4, dvP / 4 + v.length),
+    };
+  } finally {
+    freeAll(kern, [qP!, kP!, vP!, mP!, oP!, lseP!, gP!, dqP, dkP, dvP]);
+  }
+}
+
+/** Key columns visible to query row i (causal: j <= i + lk - lq). */
+function visible(p: AttentionParams, i: number): number {
+  return p.causal ? Math.max(0, Math.min(p.lk, i + p.lk - p.lq + 1)) : p.lk;
+}
+
+function plainForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
+  const { batch, lq, lk, d, dv, scale } = p;
+  const o = like(q, batch * lq * dv), lse = like(q, batch * lq);
+  const s = new Float64Array(lk);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < lq; i++) {
+      const lim = visible(p, i), qi = (b * lq + i) * d, m = b * p.maskStrideB + i * p.maskStrideQ;
+      let mx = -Infinity;
+      for (let j = 0; j < lim; j++) {
+        let acc = 0;
+        const kj = (b * lk + j) * d;
+        for (let c = 0; c < d; c++) acc += q[qi + c] * k[kj + c];
+        s[j] = acc * scale + (mask ? mask[m + j] : 0);
+        if (s[j] > mx) mx = s[j];
+      }
+      const oi = (b * lq + i) * dv;
+      if (mx === -Infinity) {
+        lse[b * lq + i] = -Infinity;
+        continue;
+      }
+      let sum = 0;
+      for (let j = 0; j < lim; j++) sum += (s[j] = Math.exp(s[j] - mx));
+      for (let j = 0; j < lim; j++) {
+        const w = s[j] / sum, vj = (b * lk + j) * dv;
+        for (let c = 0; c < dv; c++) o[oi + c] += w * v[vj + c];
+      }
+      lse[b * lq + i] = mx + Math.log(sum);
+    }
+  }
+  return { o, lse };
+}
+
+function plainBackward(
+  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+): AttentionGrads {
+  const { batch, lq, lk, d, dv, scale } = p;
+  const dq = like(q, q.length), dk = like(k, k.length), dV = like(v, v.length);
+  const P = new Float64Array(lk);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < lq; i++) {
+      const L = lse[b * lq + i];
+      if (L === -Infinity) continue;
+      const lim = visible(p, i), qi = (b * lq + i) * d, oi = (b * lq + i) * dv, m = b * p.maskStrideB + i * p.maskStrideQ;
+      let D = 0;
+      for (let c = 0; c < dv; c++) D += gO[oi + c] * o[oi + c];
+      for (let j = 0; j < lim; j++) {
+        let acc = 0;
+        const kj = (b * lk + j) * d;
+        for (let c = 0; c < d; c++) acc += q[qi + c] * k[kj + c];
+        P[j] = Math.exp(acc * scale + (mask ? mask[m + j] : 0) - L);
+      }
+      for (let j = 0; j < lim; j++) {
+        const vj = (b * lk + j) * dv, kj = (b * lk + j) * d;
+        let dp = 0;
+        for (let c = 0; c < dv; c++) {
+          dp += gO[oi + c] * v[vj + c];
+          dV[vj + c] += P[j] * gO[oi + c];
+        }
+        const ds = P[j] * (dp - D) * scale;
+        for (let c = 0; c < d; c++) {
+          dq[qi + c] += ds * k[kj + c];
+          dk[kj + c] += ds * q[qi + c];
+        }
+      }
+    }
+  }
+  return { dq, dk, dv: dV };
+}

@@ -1,0 +1,83 @@
+// single-pass group normalisation kernels of the cpu backend (forward saving mean and 1/std, analytic
+// backward), as torch.nn.functional.group_norm; statistics accumulate in float64 for either dtype
+import type { TypedArray } from "../../dtype.ts";
+
+/** Sizes of a group norm over x (n, c, s) with `groups` groups of c/groups channels. */
+export interface GroupNormParams {
+  n: number;
+  c: number;
+  /** elements per channel (product of the spatial axes) */
+  s: number;
+  groups: number;
+  eps: number;
+}
+
+function like(x: TypedArray, n: number): TypedArray {
+  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+}
+
+/** y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c] per (sample, group); returns y, mean and 1/std per (n, group). */
+export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias: TypedArray | null, p: GroupNormParams): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
+  const { n, c, s, groups, eps } = p;
+  const cg = c / groups, len = cg * s;
+  const y = like(x, x.length), mean = new Float64Array(n * groups), rstd = new Float64Array(n * groups);
+  for (let ng = 0; ng < n * groups; ng++) {
+    const o = ng * len;
+    let sum = 0;
+    for (let i = 0; i < len; i++) sum += x[o + i];
+    const mu = sum / len;
+    let sq = 0;
+    for (let i = 0; i < len; i++) {
+      const d = x[o + i] - mu;
+      sq += d * d;
+    }
+    const r = 1 / Math.sqrt(sq / len + eps);
+    mean[ng] = mu;
+    rstd[ng] = r;
+    const c0 = (ng % groups) * cg;
+    for (let ch = 0; ch < cg; ch++) {
+      const a = r * (weight ? weight[c0 + ch] : 1), b = (bias ? bias[c0 + ch] : 0) - mu * a;
+      const q = o + ch * s;
+      for (let i = 0; i < s; i++) y[q + i] = x[q + i] * a + b;
+    }
+  }
+  return { y, mean, rstd };
+}
+
+/** Gradients of {@link groupNormForward}: dx, and dweight / dbias (per channel) when the affine terms exist. */
+export function groupNormBackward(
+  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: Float64Array, rstd: Float64Array, p: GroupNormParams, affine: boolean,
+): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
+  const { n, c, s, groups } = p;
+  const cg = c / groups, len = cg * s;
+  const dx = like(x, x.length);
+  const dwAcc = new Float64Array(c), dbAcc = new Float64Array(c);
+  for (let ng = 0; ng < n * groups; ng++) {
+    const o = ng * len, mu = mean[ng]!, r = rstd[ng]!, c0 = (ng % groups) * cg;
+    // sums over the group of g = gy * w and g * xhat
+    let sg = 0, sgx = 0;
+    for (let ch = 0; ch < cg; ch++) {
+      const w = weight ? weight[c0 + ch] : 1, q = o + ch * s;
+      let a = 0, b = 0;
+      for (let i = 0; i < s; i++) {
+        const gv = gy[q + i];
+        a += gv;
+        b += gv * (x[q + i] - mu);
+      }
+      dbAcc[c0 + ch] += a;
+      dwAcc[c0 + ch] += b * r;
+      sg += a * w;
+      sgx += b * r * w;
+    }
+    const mg = sg / len, mgx = sgx / len;
+    for (let ch = 0; ch < cg; ch++) {
+      const w = weight ? weight[c0 + ch] : 1, q = o + ch * s;
+      for (let i = 0; i < s; i++) dx[q + i] = r * (gy[q + i] * w - mg - (x[q + i] - mu) * r * mgx);
+    }
+  }
+  if (!affine) return { dx, dw: null, db: null };
+  const dw = like(x, c), db = like(x, c);
+  dw.set(dwAcc);
+  db.set(dbAcc);
+  return { dx, dw, db };
+}

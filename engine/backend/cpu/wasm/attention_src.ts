@@ -1,0 +1,107 @@
+// Chunked attention (forward, and backward by recomputation) as plain JavaScript source run by the
+// calling thread and the pool's workers on the shared arena; the products go through the SIMD GEMM.
+// Never holds more than CQ x Lk scores per thread (flash-attention style, one query chunk at a time).
+
+/** Worker command ids of the attention kernels. */
+export const CMD_ATTN_FWD = 2;
+export const CMD_ATTN_BWD = 3;
+
+/**
+ * `attnForward(ctx, a)` for batch items [a[0], a[1]): O = softmax(scale Q K^T + mask) V and the
+ * row log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k, v, mask (0 = none),
+ * maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ. Pointers are bytes.
+ * Causal hides key j > i + (Lk - Lq). A row with every key masked gives zeros (lse = -Infinity).
+ */
+export const ATTN_FWD_JS = `function attnForward(ctx, a) {
+  const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
+  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP = a[16], CQ = a[17];
+  const off = Lk - Lq;
+  const h = ctx.heap(), row = ctx.row;
+  for (let b = b0; b < b1; b++) {
+    const q = qP + b * Lq * d * 4, k = kP + b * Lk * d * 4, v = vP + b * Lk * dv * 4, o = oP + b * Lq * dv * 4;
+    for (let i0 = 0; i0 < Lq; i0 += CQ) {
+      const cq = Math.min(CQ, Lq - i0);
+      const n = causal ? Math.max(0, Math.min(Lk, i0 + cq + off)) : Lk;
+      if (n === 0) {
+        h.fill(0, (o + i0 * dv * 4) / 4, (o + (i0 + cq) * dv * 4) / 4);
+        for (let r = 0; r < cq; r++) h[lseP / 4 + b * Lq + i0 + r] = -Infinity;
+        continue;
+      }
+      ctx.gemm(0, 1, cq, n, d, scale, q + i0 * d * 4, d, 0, k, d, 0, 0, sP, Lk, 0, 1);
+      for (let r = 0; r < cq; r++) {
+        const i = i0 + r, s = sP / 4 + r * Lk;
+        const lim = causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
+        if (mP) {
+          const m = mP / 4 + b * mSB + i * mSQ;
+          for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+        }
+        const mx = row.rowMax(s * 4, lim);
+        if (mx === -Infinity) {
+          h.fill(0, s, s + n);
+          h[lseP / 4 + b * Lq + i] = -Infinity;
+          continue;
+        }
+        const sum = row.rowExp(s * 4, lim, mx);
+        row.rowScale(s * 4, lim, 1 / sum);
+        h.fill(0, s + lim, s + n);
+        h[lseP / 4 + b * Lq + i] = mx + Math.log(sum);
+      }
+      ctx.gemm(0, 0, cq, dv, n, 1, sP, Lk, 0, v, dv, 0, 0, o + i0 * dv * 4, dv, 0, 1);
+    }
+  }
+}`;
+
+/**
+ * `attnBackward(ctx, a)` for batch items [a[0], a[1]): dQ, dK, dV from dO, recomputing the scores
+ * chunk by chunk from the saved log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k,
+ * v, mask, maskStrideB, maskStrideQ, o, lse, dO, dQ, dK, dV, scratch P (CQ x Lk), scratch dP
+ * (CQ x Lk), scratch D (CQ), CQ.
+ */
+export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
+  const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
+  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15];
+  const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP = a[20], pP = a[21], DP = a[22], CQ = a[23];
+  const off = Lk - Lq;
+  const h = ctx.heap(), row = ctx.row;
+  for (let b = b0; b < b1; b++) {
+    const q = qP + b * Lq * d * 4, k = kP + b * Lk * d * 4, v = vP + b * Lk * dv * 4, o = oP + b * Lq * dv * 4;
+    const gO = doP + b * Lq * dv * 4, gQ = dqP + b * Lq * d * 4, gK = dkP + b * Lk * d * 4, gV = dvP + b * Lk * dv * 4;
+    h.fill(0, gK / 4, gK / 4 + Lk * d);
+    h.fill(0, gV / 4, gV / 4 + Lk * dv);
+    for (let i0 = 0; i0 < Lq; i0 += CQ) {
+      const cq = Math.min(CQ, Lq - i0);
+      const n = causal ? Math.max(0, Math.min(Lk, i0 + cq + off)) : Lk;
+      if (n === 0) {
+        h.fill(0, (gQ + i0 * d * 4) / 4, (gQ + (i0 + cq) * d * 4) / 4);
+        continue;
+      }
+      ctx.gemm(0, 1, cq, n, d, scale, q + i0 * d * 4, d, 0, k, d, 0, 0, sP, Lk, 0, 1);
+      for (let r = 0; r < cq; r++) {
+        const i = i0 + r, s = sP / 4 + r * Lk;
+        const lse = h[lseP / 4 + b * Lq + i];
+        const lim = lse === -Infinity ? 0 : causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
+        if (mP) {
+          const m = mP / 4 + b * mSB + i * mSQ;
+          for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+        }
+        row.rowExp(s * 4, lim, lse);
+        h.fill(0, s + lim, s + n);
+        let dsum = 0;
+        const go = gO / 4 + i * dv, oo = o / 4 + i * dv;
+        for (let c = 0; c < dv; c++) dsum += h[go + c] * h[oo + c];
+        h[DP / 4 + r] = dsum;
+      }
+      // dV += P^T dO
+      ctx.gemm(1, 0, n, dv, cq, 1, sP, Lk, 0, gO + i0 * dv * 4, dv, 0, 1, gV, dv, 0, 1);
+      // dP = dO V^T
+      ctx.gemm(0, 1, cq, n, dv, 1, gO + i0 * dv * 4, dv, 0, v, dv, 0, 0, pP, Lk, 0, 1);
+      // dS = P * (dP - D) * scale
+      for (let r = 0; r < cq; r++) {
+        row.rowDs(sP + r * Lk * 4, pP + r * Lk * 4, n, h[DP / 4 + r], scale);
+      }
+      // dQ = dS K, dK += dS^T Q
+      ctx.gemm(0, 0, cq, d, n, 1, sP, Lk, 0, k, d, 0, 0, gQ + i0 * d * 4, d, 0, 1);
+      ctx.gemm(1, 0, n, d, cq, 1, sP, Lk, 0, q + i0 * d * 4, d, 0, 1, gK, d, 0, 1);
+    }
+  }
+}`;

@@ -1,0 +1,121 @@
+// scaled dot-product attention as one primitive (torch.nn.functional.scaled_dot_product_attention):
+// a fused, chunked backend kernel with an analytic backward, and the composite reference it must match
+import { record } from "../autograd.ts";
+import type { Storage } from "../backend/backend.ts";
+import { full } from "../creation.ts";
+import { ShapeError } from "../errors.ts";
+import { broadcastShapes, sizeOf } from "../shape.ts";
+import { Tensor } from "../tensor.ts";
+import { add, mul, where } from "./elementwise.ts";
+import { mm } from "./matmul.ts";
+import { expand, reshape } from "./movement.ts";
+import { sumTo } from "./reduce.ts";
+import { softmax } from "./softmax.ts";
+import { out, same } from "./util.ts";
+
+export interface AttentionOptions {
+  /** additive mask broadcast to (..., Lq, Lk), or a 0/1 mask when `maskIsBoolean` (1 = keep) */
+  mask?: Tensor | null;
+  maskIsBoolean?: boolean;
+  /** hide keys after the query position */
+  causal?: boolean;
+  /** defaults to 1/sqrt(head dim) */
+  scale?: number;
+}
+
+/** Sizes passed to a backend's fused attention (see engine/backend/cpu/attention.ts). */
+interface FusedParams {
+  batch: number; lq: number; lk: number; d: number; dv: number; scale: number; causal: boolean;
+  maskStrideB: number; maskStrideQ: number;
+}
+
+/** What a backend offers for fused attention; backends without it run the composite. */
+interface FusedAttention {
+  attention(q: Storage, k: Storage, v: Storage, mask: Storage | null, p: FusedParams): { o: Storage; lse: Storage };
+  attentionBackward(q: Storage, k: Storage, v: Storage, mask: Storage | null, o: Storage, lse: Storage, gO: Storage, p: FusedParams): { dq: Storage; dk: Storage; dv: Storage };
+}
+
+function fused(t: Tensor): FusedAttention | null {
+  const b = t.backend as Partial<FusedAttention>;
+  return typeof b.attention === "function" && typeof b.attentionBackward === "function" ? (b as FusedAttention) : null;
+}
+
+/** (Lq, Lk) additive mask with -inf where key j > query i (+ offset Lk - Lq). */
+export function causalMask(lq: number, lk: number, like: Tensor): Tensor {
+  const m = full([lq, lk], 0, { dtype: like.dtype });
+  const data = m.data;
+  for (let i = 0; i < lq; i++) for (let j = i + 1 + (lk - lq); j < lk; j++) data[i * lk + j] = -Infinity;
+  return new Tensor(like.backend.fromHost(data), [lq, lk], like.dtype, like.backend);
+}
+
+function check(q: Tensor, k: Tensor, v: Tensor): void {
+  same("attention", [q, k, v]);
+  if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) throw new ShapeError(`attention: q, k, v must have rank >= 2, got [${q.shape}], [${k.shape}], [${v.shape}]`);
+  const d = q.shape[q.ndim - 1];
+  if (k.shape[k.ndim - 1] !== d) throw new ShapeError(`attention: query [${q.shape}] and key [${k.shape}] head sizes differ`);
+  if (k.shape[k.ndim - 2] !== v.shape[v.ndim - 2]) throw new ShapeError(`attention: key [${k.shape}] and value [${v.shape}] lengths differ`);
+}
+
+/**
+ * The composite reference: softmax(q k^T * scale + mask) v from mm, softmax and elementwise ops,
+ * materialising the (..., Lq, Lk) scores. Kept for tests and for masks that require grad.
+ */
+export function attentionComposite(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  check(q, k, v);
+  const d = q.shape[q.ndim - 1];
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  let s = mul(mm(q, k, false, true), scale); // (..., Lq, Lk)
+  const lq = q.shape[q.ndim - 2], lk = k.shape[k.ndim - 2];
+  if (opts.causal) s = add(s, causalMask(lq, lk, q));
+  if (opts.mask) s = opts.maskIsBoolean ? where(opts.mask, s, -Infinity) : add(s, opts.mask);
+  return mm(softmax(s, -1), v);
+}
+
+/**
+ * softmax(q k^T * scale + mask) v for q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv), batch axes
+ * broadcast. One primitive with a fused, chunked kernel (the (..., Lq, Lk) scores are never held
+ * whole) and an analytic backward that recomputes them; a row whose keys are all masked gives zeros.
+ * Falls back to {@link attentionComposite} on backends without the kernel or when the mask requires grad.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  check(q, k, v);
+  const be = fused(q);
+  if (!be || opts.mask?.requiresGrad) return attentionComposite(q, k, v, opts);
+  const d = q.shape[q.ndim - 1], dv = v.shape[v.ndim - 1];
+  const lq = q.shape[q.ndim - 2], lk = k.shape[k.ndim - 2];
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const batchShape = broadcastShapes("attention", broadcastShapes("attention", q.shape.slice(0, -2), k.shape.slice(0, -2)), v.shape.slice(0, -2));
+  const batch = sizeOf(batchShape);
+  const full3 = (t: Tensor, r: number, c: number): Tensor => (t.shape.slice(0, -2).join() === batchShape.join() ? t : expand(t, [...batchShape, r, c]));
+  const qe = full3(q, lq, d), ke = full3(k, lk, d), ve = full3(v, lk, dv);
+  // the mask as additive (mB, mQ, lk) with mB in {1, batch} and mQ in {1, lq}
+  let mask: Tensor | null = null, maskStrideB = 0, maskStrideQ = 0;
+  if (opts.mask) {
+    let m = opts.mask;
+    if (opts.maskIsBoolean) m = where(m, full([], 0, { dtype: q.dtype }), full([], -Infinity, { dtype: q.dtype }));
+    if (m.dtype !== q.dtype) throw new ShapeError(`attention: mask dtype ${m.dtype} differs from ${q.dtype}`);
+    const mshape = [...new Array<number>(Math.max(0, q.ndim - m.ndim)).fill(1), ...m.shape];
+    const mBatch = mshape.slice(0, -2), mq = mshape[mshape.length - 2]!, mk = mshape[mshape.length - 1]!;
+    broadcastShapes("attention mask", [...batchShape, lq, lk], mshape);
+    const rows = mq === 1 ? 1 : lq;
+    const perItem = sizeOf(mBatch) === 1;
+    const target = perItem ? [1, rows, lk] : [...batchShape, rows, lk];
+    m = reshape(m, mshape);
+    if (mk !== lk || (!perItem && mBatch.join() !== batchShape.join())) m = expand(m, perItem ? [...mBatch, rows, lk] : target);
+    mask = reshape(m, [perItem ? 1 : batch, rows, lk]);
+    maskStrideB = perItem ? 0 : rows * lk;
+    maskStrideQ = rows === 1 ? 0 : lk;
+  }
+  const p: FusedParams = { batch, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB, maskStrideQ };
+  const r = be.attention(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, p);
+  const y = out(q, r.o, [...batchShape, lq, dv]); // (..., Lq, dv)
+  return record(y, "scaledDotProductAttention", [q, k, v], (g) => {
+    const gr = be.attentionBackward(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, r.o, r.lse, g.storage, p);
+    const back = (t: Tensor, s: Storage, rows: number, cols: number): Tensor | null => {
+      if (!t.requiresGrad) return null;
+      const full = out(q, s, [...batchShape, rows, cols]);
+      return full.shape.join() === t.shape.join() ? full : sumTo(full, t.shape);
+    };
+    return [back(q, gr.dq, lq, d), back(k, gr.dk, lk, d), back(v, gr.dv, lk, dv)];
+  });
+}
