@@ -99,6 +99,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
   const templates = ds.captionTemplates;
   const t0 = performance.now();
   const startStep = state.step;
+  const secondsBefore = state.seconds;
   while (state.step < opts.steps) {
     if (opts.stopAfter !== undefined && state.step - startStep >= opts.stopAfter) break;
     const B = opts.batch;
@@ -140,11 +141,11 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
     }
     if (opts.checkpointEvery > 0 && state.step % opts.checkpointEvery === 0) {
       state.generator = g.getState();
-      state.seconds += (performance.now() - t0) / 1000 - (state.seconds - state.seconds);
+      state.seconds = secondsBefore + (performance.now() - t0) / 1000;
       writeWorldCheckpoint(ckRoot, state, named, ema, opt.stateDict());
     }
   }
-  const seconds = state.seconds + (performance.now() - t0) / 1000;
+  const seconds = secondsBefore + (performance.now() - t0) / 1000;
   // sampling uses the EMA weights
   named.forEach(([, p], i) => (p.storage = p.backend.fromHost(Float32Array.from(ema[i]))));
   unet.eval();
