@@ -15,7 +15,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) console.error("note: run with node --expose-gc for memory figures");
 const mb = () => process.memoryUsage().arrayBuffers / 2 ** 20;
 
-function run(mode: FreezeModel, size: number, steps = 3): { ms: number; peakMB: number; trained: number } {
+function run(mode: FreezeModel, size: number, steps = 3): { ms: number; peakMB: number; trained: number; stateMB: number } {
   const unet = withInitGenerator(new Generator(0), () => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, sample_size: size }));
   const sel = selectParameters(unet, mode);
   for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
@@ -40,7 +40,11 @@ function run(mode: FreezeModel, size: number, steps = 3): { ms: number; peakMB: 
     if (process.env.BENCH_DEBUG) console.error(mode, s, (performance.now() - t0).toFixed(0), "ms", (afterFwd - base).toFixed(1), (afterStep - base).toFixed(1));
   }
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], peakMB: peak, trained: sel.count };
+  // what training keeps per trained parameter: its gradient and Adam's two moments (float32 each)
+  const gradBytes = unet.parameters().reduce((s, p) => s + (p.grad ? p.grad.size * 4 : 0), 0);
+  const st = opt.stateDict();
+  const momentBytes = st.moments.flat().reduce((s, m) => s + (m.m.byteLength + m.v.byteLength), 0);
+  return { ms: times[Math.floor(times.length / 2)], peakMB: peak, trained: sel.count, stateMB: (gradBytes + momentBytes) / 2 ** 20 };
 }
 
 const size = 32;
@@ -53,12 +57,12 @@ if (modeArg >= 0) {
 } else {
   // each mode in its own process, so peak memory is that mode's alone
   const { execFileSync } = await import("node:child_process");
-  const child = (mode: string) => JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", new URL(import.meta.url).pathname, "--child", mode], { encoding: "utf8" }).trim().split("\n").pop() as string) as { ms: number; peakMB: number; trained: number; maxRssMB: number };
+  const child = (mode: string) => JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", new URL(import.meta.url).pathname, "--child", mode], { encoding: "utf8" }).trim().split("\n").pop() as string) as { ms: number; peakMB: number; trained: number; maxRssMB: number; stateMB: number };
   const kv = child("crossattn_kv"), full = child("full");
   for (const [name, r] of [["crossattn_kv", kv], ["full", full]] as const) {
-    const row = { name: `train step ${name}`, shape: `tiny UNet (32,64) B2 ${size}x${size}`, backend: "cpu-js", threads: 1, ms: +r.ms.toFixed(1), trained_params: r.trained, peak_rss_mb: +r.maxRssMB.toFixed(0), baseline: "full", baseline_ms: +full.ms.toFixed(1), ratio: +(full.ms / r.ms).toFixed(3) };
+    const row = { name: `train step ${name}`, shape: `tiny UNet (32,64) B2 ${size}x${size}`, backend: "cpu-js", threads: 1, ms: +r.ms.toFixed(1), trained_params: r.trained, peak_rss_mb: +r.maxRssMB.toFixed(0), grad_and_optimizer_mb: +r.stateMB.toFixed(2), baseline: "full", baseline_ms: +full.ms.toFixed(1), ratio: +(full.ms / r.ms).toFixed(3) };
     if (json) console.log(JSON.stringify(row));
-    else console.log(`${row.name.padEnd(26)} ${String(row.ms).padStart(8)} ms  peak RSS ${String(row.peak_rss_mb).padStart(5)} MB  trained ${r.trained.toLocaleString("en")} params  speed vs full ${row.ratio}x`);
+    else console.log(`${row.name.padEnd(26)} ${String(row.ms).padStart(8)} ms  peak RSS ${String(row.peak_rss_mb).padStart(5)} MB  gradients + Adam state ${row.grad_and_optimizer_mb.toFixed(2).padStart(6)} MB  trained ${r.trained.toLocaleString("en")} params  speed vs full ${row.ratio}x`);
   }
   if (!json) console.log(`\nmachine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; median of 3 steps after one warm-up; each mode in its own process`);
 }
