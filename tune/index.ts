@@ -10,3 +10,5 @@ export { stackDeltas } from "./stack.ts";
 export * from "./analyze.ts";
 export * from "./evaluate.ts";
 export * from "./chart.ts";
+export * from "./retrieve.ts";
+export * from "./generate_reg.ts";

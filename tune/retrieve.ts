@@ -59,6 +59,9 @@ export interface RetrievalResult {
   distribution: { max: number; p99: number; p90: number; p50: number; mean: number; min: number };
 }
 
+/** retrieval.json lists at most this many scored entries, best first. */
+const SCORES_WRITTEN = 2000;
+
 const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg"]);
 
 function readLines(file: string): string[] {
@@ -152,8 +155,8 @@ function l2(v: ArrayLike<number>): number {
  * Retrieval regularisation, offline: ranks the corpus captions by the cosine similarity of their
  * text features to the class prompt's, keeps those with cosine > `threshold` (best first, at most
  * `max`), and writes `out/images.txt` (absolute image paths) + `out/caption.txt` (the format
- * tune/train.ts reads as a concept's `class_data_dir`) + `out/retrieval.json` (every score, the
- * distribution). Identical captions are encoded once.
+ * tune/train.ts reads as a concept's `class_data_dir`) + `out/retrieval.json` (the best 2,000 scores
+ * and the distribution over all). Identical captions are encoded once.
  * @throws ConfigError naming the corpus when no caption passes (retrieval.json is still written, with
  *   the best captions, to help choose a threshold), or when the corpus is missing or malformed
  */
@@ -187,7 +190,8 @@ export function retrieveRegularisation(o: RetrievalOptions): RetrievalResult {
   writeJsonAtomic(path.join(o.out, "retrieval.json"), {
     corpus: path.resolve(o.corpus), class_prompt: o.classPrompt, threshold, max, total: entries.length, passed: passing.length, kept: kept.length,
     distribution: Object.fromEntries(Object.entries(distribution).map(([k, v]) => [k, r4(v)])),
-    scores: ranked.map((e) => ({ image: e.image, caption: e.caption, score: r4(e.score) })),
+    // the best SCORES_WRITTEN entries (all of a small corpus): enough to choose a threshold
+    scores: ranked.slice(0, SCORES_WRITTEN).map((e) => ({ image: e.image, caption: e.caption, score: r4(e.score) })),
   });
   const best = ranked.slice(0, 5).map((e) => `"${e.caption}" ${e.score.toFixed(3)}`).join(", ");
   if (kept.length === 0) {
