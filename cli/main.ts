@@ -19,6 +19,9 @@ import { stackDeltas } from "../tune/stack.ts";
 import { analyzeWeights, formatAnalysis, writeAnalysis } from "../tune/analyze.ts";
 import { clipScorer, evaluate, formatEvaluation } from "../tune/evaluate.ts";
 import { listImages, loadImages } from "../tune/dataset.ts";
+import { retrieveRegularisation } from "../tune/retrieve.ts";
+import { generateRegularisation } from "../tune/generate_reg.ts";
+import { noGrad } from "../engine/index.ts";
 import { CLIPModel } from "../models/clip/modeling_clip.ts";
 import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
@@ -42,6 +45,10 @@ cdiff customise --model DIR --images DIR --prompt "photo of a <new1> dog" --clas
   --images DIR           target images (PNG/JPEG), or --concepts-list FILE.json (diffusers' concepts_list)
   --prompt TEXT          instance prompt with the modifier token; --class WORD the class prompt
   --class-data DIR       regularisation images (a folder, or images.txt + caption.txt)
+  --class-retrieve PATH  retrieve regularisation images from a local image+caption corpus by text similarity
+                         to the class prompt (--retrieve-threshold 0.85, --num-class-images 200)
+  --class-generate N     sample N regularisation images "photo of a {class}" from the base model
+                         (cached in --reg-cache DIR, default ~/.cache/custom-diffusion-ts; --guidance X)
   --freeze-model M       crossattn_kv (default) | crossattn | full
   --steps N (250)  --batch N (2)  --lr X (1e-5)  --scale-lr  --prior-weight X (1)
   --noaug  --hflip  --seed N (42)  --resolution N
@@ -74,7 +81,8 @@ function cmdCustomise(argv: string[]): void {
       "scale-lr": { type: "boolean" }, "prior-weight": { type: "string" }, noaug: { type: "boolean" }, hflip: { type: "boolean" },
       seed: { type: "string" }, resolution: { type: "string" }, "checkpoint-every": { type: "string" }, resume: { type: "boolean" },
       "validation-prompt": { type: "string", multiple: true }, "validation-every": { type: "string" },
-      "initializer-token": { type: "string", multiple: true },
+      "initializer-token": { type: "string", multiple: true }, "class-retrieve": { type: "string" }, "retrieve-threshold": { type: "string" },
+      "num-class-images": { type: "string" }, "class-generate": { type: "string" }, guidance: { type: "string" }, "reg-cache": { type: "string" },
     },
   });
   let concepts: ConceptSpec[];
@@ -91,11 +99,31 @@ function cmdCustomise(argv: string[]): void {
   }
   if (!v.out) throw new ConfigError("customise needs --out DIR");
   const pipe = loadPipeline(v.model);
+  const numClass = int(v["num-class-images"], "num-class-images", 200);
+  if (v["class-retrieve"] || v["class-generate"]) {
+    concepts = concepts.map((c, i) => {
+      if (c.class_data_dir) return c;
+      let dir: string;
+      if (v["class-retrieve"]) {
+        // the pooled text features of the model's own text encoder (CLIP text features for Stable Diffusion)
+        const feats = (texts: readonly string[]) => {
+          const out = noGrad(() => pipe.textEncoder.forward(pipe.tokenize(texts)).pooler_output);
+          const d = out.shape[1], data = out.data;
+          return texts.map((_, k) => Float64Array.from(data.subarray(k * d, (k + 1) * d)));
+        };
+        dir = path.join(v.out as string, "regularisation", String(i));
+        retrieveRegularisation({ corpus: v["class-retrieve"] as string, classPrompt: c.class_prompt, textFeatures: feats, threshold: num(v["retrieve-threshold"], "retrieve-threshold", 0.85), max: numClass, out: dir, log: (s) => console.log(s) });
+      } else {
+        dir = generateRegularisation({ pipeline: pipe, classPrompt: c.class_prompt, numImages: int(v["class-generate"], "class-generate", 200), guidanceScale: num(v.guidance, "guidance", 7.5), log: (s) => console.log(s), ...(v["reg-cache"] ? { cacheDir: v["reg-cache"] } : {}) }).dir;
+      }
+      return { ...c, class_data_dir: dir };
+    });
+  }
   customise(pipe, {
     concepts, outputDir: v.out,
     freezeModel: (v["freeze-model"] ?? "crossattn_kv") as FreezeModel,
     maxTrainSteps: int(v.steps, "steps", 250), trainBatchSize: int(v.batch, "batch", 2), learningRate: num(v.lr, "lr", 1e-5),
-    scaleLr: v["scale-lr"] ?? false, priorLossWeight: num(v["prior-weight"], "prior-weight", 1), noaug: v.noaug ?? false,
+    numClassImages: numClass, scaleLr: v["scale-lr"] ?? false, priorLossWeight: num(v["prior-weight"], "prior-weight", 1), noaug: v.noaug ?? false,
     hflip: v.hflip ?? false, seed: int(v.seed, "seed", 42), checkpointingSteps: int(v["checkpoint-every"], "checkpoint-every", 0),
     resume: v.resume ?? false, validationPrompt: list(v["validation-prompt"]), validationSteps: int(v["validation-every"], "validation-every", 0),
     ...(v.resolution ? { resolution: int(v.resolution, "resolution", 0) } : {}),

@@ -68,6 +68,24 @@ test("compress, stack and analyze from the command line", () => {
   }
 });
 
+test("customise with generated regularisation images reuses its cache on a second run", () => {
+  const model = path.join(tmpDir(), "model");
+  tinyPipeline().save(model);
+  const cache = tmpDir();
+  const lines: string[] = [];
+  const orig = console.log;
+  console.log = (s: string) => lines.push(String(s));
+  try {
+    const args = ["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "a <new1> square", "--class", "square", "--steps", "1", "--class-generate", "2", "--guidance", "1", "--reg-cache", cache];
+    assert.is(main([...args, "--out", path.join(tmpDir(), "o1")]), 0);
+    assert.ok(lines.some((l) => /2 regularisation image/.test(l)), "the generated images are used");
+    assert.is(main([...args, "--out", path.join(tmpDir(), "o2")]), 0);
+    assert.ok(lines.some((l) => /reusing 2 cached images/.test(l)), lines.join("\n"));
+  } finally {
+    console.log = orig;
+  }
+});
+
 test("bad arguments give a readable error and a non-zero status", () => {
   const errs: string[] = [];
   const orig = console.error;
