@@ -6,7 +6,6 @@ import { ConfigError } from "../engine/errors.ts";
 import { Generator, Tensor, mseLoss, noGrad, randn, tensor, concat, chunk } from "../engine/index.ts";
 import type { Image } from "../data/images.ts";
 import { makeGrid, writePng } from "../data/images.ts";
-import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState, ScheduleName } from "../optim/index.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
@@ -20,6 +19,7 @@ import type { FreezeModel } from "./params.ts";
 import { selectParameters } from "./params.ts";
 import type { Delta } from "./delta.ts";
 import { baseFingerprint, extractDelta, loadDelta, saveDelta } from "./delta.ts";
+import { latestCheckpointIn, readOptimizerState, writeCheckpoint, writeOptimizerState } from "./checkpoint.ts";
 import { addModifierTokens, defaultModifierTokens, resolveInitializers, tokenRows } from "./tokens.ts";
 
 export interface CustomiseOptions {
@@ -102,11 +102,7 @@ function classSamples(spec: ConceptSpec, resolution: number, max: number): Sampl
 
 /** Newest `checkpoint-<step>` folder in `dir/checkpoints`, or null. */
 export function latestCheckpoint(dir: string): { step: number; path: string } | null {
-  const root = path.join(dir, "checkpoints");
-  if (!fs.existsSync(root)) return null;
-  const found = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => ({ step: Number(m[1]), path: path.join(root, m[0]) }));
-  found.sort((a, b) => b.step - a.step);
-  return found[0] ?? null;
+  return latestCheckpointIn(path.join(dir, "checkpoints"));
 }
 
 function fmtTime(s: number): string {
@@ -259,7 +255,7 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
       log(`step ${step}/${o.maxTrainSteps}  loss ${l.toFixed(4)} (avg ${avg.toFixed(4)})  ${(done / el).toFixed(2)} steps/s  ETA ${fmtTime((el / done) * (o.maxTrainSteps - step))}`);
     }
     if (o.checkpointingSteps > 0 && step % o.checkpointingSteps === 0 && step < o.maxTrainSteps) {
-      writeCheckpoint(o.outputDir, step, extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint), opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
+      saveCheckpoint(o.outputDir, step, extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint), opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
     }
     if (o.validationPrompt && o.validationSteps > 0 && step % o.validationSteps === 0) validate(pipe, o, step);
   }
@@ -274,7 +270,7 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
     if (o.validationPrompt) validate(pipe, o, step);
     log(`saved delta to ${o.outputDir} (${delta.unet.size} tensors, ${delta.tokens.size} token${delta.tokens.size === 1 ? "" : "s"}) in ${fmtTime(seconds)}`);
   } else if (o.checkpointingSteps > 0) {
-    writeCheckpoint(o.outputDir, step, delta, opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
+    saveCheckpoint(o.outputDir, step, delta, opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
   }
   for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new AttnProcessor());
   unet.requiresGrad_(false);
@@ -301,36 +297,10 @@ function validate(pipe: StableDiffusionPipeline, o: typeof DEFAULTS & CustomiseO
   writePng(path.join(dir, `step-${String(step).padStart(5, "0")}.png`), makeGrid(images, { cols: Math.min(4, images.length), pad: 2 }));
 }
 
-/** Writes checkpoint-<step> atomically (a temporary folder renamed into place); keeps the two newest. */
-function writeCheckpoint(dir: string, step: number, delta: Delta, optState: AdamState, state: object): void {
-  const root = path.join(dir, "checkpoints");
-  fs.mkdirSync(root, { recursive: true });
-  const final = path.join(root, `checkpoint-${step}`);
-  const tmp = `${final}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  saveDelta(tmp, delta);
-  const mom = new Map<string, { shape: number[]; data: Float32Array }>();
-  optState.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
-    mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
-    mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
-  }));
-  writeSafetensors(path.join(tmp, "optimizer.safetensors"), mom, { metadata: { step: String(optState.step), groups: JSON.stringify(optState.groups) } });
-  writeJsonAtomic(path.join(tmp, "state.json"), state);
-  fs.rmSync(final, { recursive: true, force: true });
-  fs.renameSync(tmp, final);
-  const all = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
-  for (const s of all.slice(2)) fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
-}
-
-function readOptimizerState(file: string, like: AdamState): AdamState {
-  const { tensors, metadata } = readSafetensors(file);
-  return {
-    step: Number(metadata.step),
-    groups: JSON.parse(metadata.groups ?? "[]") as AdamState["groups"],
-    moments: like.moments.map((grp, gi) => grp.map((_, pi) => {
-      const m = tensors.get(`${gi}.${pi}.m`), v = tensors.get(`${gi}.${pi}.v`);
-      if (!m || !v) throw new ConfigError(`resume: ${file} lacks the moments of group ${gi} parameter ${pi}`);
-      return { m: m.data, v: v.data };
-    })),
-  };
+function saveCheckpoint(dir: string, step: number, delta: Delta, optState: AdamState, state: object): void {
+  writeCheckpoint(path.join(dir, "checkpoints"), step, (tmp) => {
+    saveDelta(tmp, delta);
+    writeOptimizerState(path.join(tmp, "optimizer.safetensors"), optState);
+    writeJsonAtomic(path.join(tmp, "state.json"), state);
+  });
 }

@@ -10,10 +10,11 @@ import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import { writeJsonAtomic } from "../models/modeling_utils.ts";
 import { WORLD_MODEL_DIR, buildWorldPipeline } from "./model.ts";
 import { WORLD_RECIPE } from "./train.ts";
+import { checkpointSteps } from "../tune/checkpoint.ts";
 
 export function exportWorld(run: string, out: string, step?: number): { step: number; dir: string } {
   const root = path.join(run, "checkpoints");
-  const steps = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  const steps = checkpointSteps(root);
   const s = step ?? steps[0];
   if (s === undefined || !steps.includes(s)) throw new Error(`export: no checkpoint ${step ?? ""} in ${root} (have ${steps.join(", ") || "none"})`);
   const dir = path.join(root, `checkpoint-${s}`);

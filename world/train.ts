@@ -11,6 +11,7 @@ import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState } from "../optim/index.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
+import { latestCheckpointIn, readOptimizerState, writeCheckpoint, writeOptimizerState } from "../tune/checkpoint.ts";
 import { writeJsonAtomic } from "../models/modeling_utils.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
 import { loadWorldDataset } from "./dataset.ts";
@@ -72,9 +73,9 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
   let state: State = { step: 0, generator: g.getState(), losses: [], seconds: 0 };
   const ckRoot = path.join(opts.out, "checkpoints");
   if (opts.resume) {
-    const latest = fs.existsSync(ckRoot) ? fs.readdirSync(ckRoot).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).sort((a, b) => Number(b[1]) - Number(a[1]))[0] : undefined;
+    const latest = latestCheckpointIn(ckRoot);
     if (latest) {
-      const dir = path.join(ckRoot, latest[0]);
+      const dir = latest.path;
       const w = readSafetensors(path.join(dir, "weights.safetensors")).tensors;
       const e = readSafetensors(path.join(dir, "ema.safetensors")).tensors;
       named.forEach(([k, p], i) => {
@@ -83,12 +84,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
         p.storage = p.backend.fromHost(Float32Array.from(v.data));
         ema[i] = Float32Array.from(ev.data);
       });
-      const mo = readSafetensors(path.join(dir, "optimizer.safetensors"));
-      const like = opt.stateDict();
-      opt.loadStateDict({
-        step: Number(mo.metadata.step), groups: like.groups,
-        moments: like.moments.map((grp, gi) => grp.map((_, pi) => ({ m: mo.tensors.get(`${gi}.${pi}.m`)!.data, v: mo.tensors.get(`${gi}.${pi}.v`)!.data }))),
-      } as AdamState);
+      opt.loadStateDict(readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict()));
       state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as State;
       g.setState(state.generator);
       log(`resumed from ${dir} at step ${state.step}`);
@@ -154,24 +150,12 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
 }
 
 function writeWorldCheckpoint(root: string, state: State, named: [string, Tensor][], ema: Float32Array[], opt: AdamState): void {
-  fs.mkdirSync(root, { recursive: true });
-  const final = path.join(root, `checkpoint-${state.step}`);
-  const tmp = `${final}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp);
-  writeSafetensors(path.join(tmp, "weights.safetensors"), new Map(named.map(([k, p]) => [k, { shape: p.shape, data: p.data }])));
-  writeSafetensors(path.join(tmp, "ema.safetensors"), new Map(named.map(([k, p], i) => [k, { shape: p.shape, data: ema[i] }])));
-  const mom = new Map<string, { shape: number[]; data: Float32Array }>();
-  opt.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
-    mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
-    mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
-  }));
-  writeSafetensors(path.join(tmp, "optimizer.safetensors"), mom, { metadata: { step: String(opt.step) } });
-  writeJsonAtomic(path.join(tmp, "state.json"), state);
-  fs.rmSync(final, { recursive: true, force: true });
-  fs.renameSync(tmp, final);
-  const all = fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
-  for (const s of all.slice(2)) fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
+  writeCheckpoint(root, state.step, (tmp) => {
+    writeSafetensors(path.join(tmp, "weights.safetensors"), new Map(named.map(([k, p]) => [k, { shape: p.shape, data: p.data }])));
+    writeSafetensors(path.join(tmp, "ema.safetensors"), new Map(named.map(([k, p], i) => [k, { shape: p.shape, data: ema[i] }])));
+    writeOptimizerState(path.join(tmp, "optimizer.safetensors"), opt);
+    writeJsonAtomic(path.join(tmp, "state.json"), state);
+  });
 }
 
 if (process.argv[1] && /world[\\/]train\.ts$/.test(process.argv[1])) {
