@@ -62,7 +62,7 @@ cdiff merge --model DIR --delta DIR --class WORD --delta DIR --class WORD [...] 
   --num-captions N (200)  --duplicates mean|first  --ridge X (0)
 cdiff compress --model DIR --delta DIR [--ratio 0.6 | --rank K] --out DIR
 cdiff stack --model DIR --delta DIR --delta DIR [...] --out DIR
-cdiff analyze --model DIR (--tuned DIR | --delta DIR) --out DIR [--chart layers|groups]
+cdiff analyze --model DIR (--tuned DIR | --delta DIR) --out DIR [--chart layers|groups] [--by layer|tensor]
 cdiff eval --clip DIR --images DIR --prompts FILE [--targets DIR] [--real DIR] [--replace "<new1>=dog"]
 `;
 
@@ -224,14 +224,16 @@ function cmdStack(argv: string[]): void {
 }
 
 function cmdAnalyze(argv: string[]): void {
-  const { values: v } = parseArgs({ args: argv, options: { model: { type: "string" }, tuned: { type: "string" }, delta: { type: "string" }, out: { type: "string" }, chart: { type: "string" }, name: { type: "string" } } });
+  const { values: v } = parseArgs({ args: argv, options: { model: { type: "string" }, tuned: { type: "string" }, delta: { type: "string" }, out: { type: "string" }, chart: { type: "string" }, name: { type: "string" }, by: { type: "string" } } });
   if (!v.model || !v.out || (!v.tuned && !v.delta)) throw new ConfigError("analyze needs --model DIR (the base UNet or pipeline), --tuned DIR or --delta DIR, and --out DIR");
   const unetDir = (d: string) => (fs.existsSync(path.join(d, "unet")) ? path.join(d, "unet") : d);
   const base = UNet2DConditionModel.fromPretrained(unetDir(v.model));
   const tuned = v.tuned ? UNet2DConditionModel.fromPretrained(unetDir(v.tuned)) : readDelta(v.delta as string, base, true).unet;
   const chart = v.chart ?? "layers";
   if (chart !== "layers" && chart !== "groups") throw new ConfigError(`--chart must be layers or groups, got "${chart}"`);
-  const a = analyzeWeights(base, tuned);
+  const by = v.by ?? "layer";
+  if (by !== "layer" && by !== "tensor") throw new ConfigError(`--by must be layer or tensor, got "${by}"`);
+  const a = analyzeWeights(base, tuned, { by });
   for (const line of formatAnalysis(a)) console.log(line);
   const files = writeAnalysis(a, v.out, { chart, ...(v.name ? { name: v.name } : {}) });
   console.log(`wrote ${Object.values(files).join(", ")}`);

@@ -59,7 +59,7 @@ const paramsOf = (m: Source): Map<string, Values> => (m instanceof Map ? m : new
  * Compares every parameter of `base` with `tuned` (a Module, or a map of replacement values such as
  * a delta's `unet`, where missing keys count as unchanged). Keys and shapes must agree.
  */
-export function analyzeWeights(base: Module, tuned: Source): WeightAnalysis {
+export function analyzeWeights(base: Module, tuned: Source, opts: { by?: "tensor" | "layer" } = {}): WeightAnalysis {
   const b = paramsOf(base), t = paramsOf(tuned);
   const partial = tuned instanceof Map;
   for (const k of t.keys()) if (!b.has(k)) throw new ConfigError(`analyze: the tuned model has ${k}, which the base does not`);
@@ -77,6 +77,7 @@ export function analyzeWeights(base: Module, tuned: Source): WeightAnalysis {
     const norm = Math.sqrt(n2), changeNorm = Math.sqrt(c2);
     layers.push({ key: k, group: layerGroup(k), numel: a.length, norm, changeNorm, delta: norm > 0 ? changeNorm / norm : null });
   }
+  if (opts.by === "layer") layers.splice(0, layers.length, ...poolByLayer(layers));
   const totalParams = layers.reduce((s, l) => s + l.numel, 0);
   const groups = LAYER_GROUPS.map((g): GroupSummary => {
     const ls = layers.filter((l) => l.group === g);
@@ -89,6 +90,22 @@ export function analyzeWeights(base: Module, tuned: Source): WeightAnalysis {
     };
   });
   return { layers, groups, totalParams };
+}
+
+/** Pools tensors of one module (`...to_k.weight` and `...to_k.bias` -> `...to_k`): norms combine in quadrature. */
+function poolByLayer(tensors: readonly LayerChange[]): LayerChange[] {
+  const byKey = new Map<string, LayerChange>();
+  for (const t of tensors) {
+    const key = t.key.replace(/\.[^.]+$/, "");
+    const prev = byKey.get(key);
+    if (!prev) {
+      byKey.set(key, { ...t, key });
+      continue;
+    }
+    const norm = Math.hypot(prev.norm, t.norm), changeNorm = Math.hypot(prev.changeNorm, t.changeNorm);
+    byKey.set(key, { key, group: prev.group, numel: prev.numel + t.numel, norm, changeNorm, delta: norm > 0 ? changeNorm / norm : null });
+  }
+  return [...byKey.values()];
 }
 
 /** CSV: key,group,numel,norm,change_norm,delta (RFC 4180 quoting where needed). */
