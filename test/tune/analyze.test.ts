@@ -50,6 +50,22 @@ test("Delta_l = ||theta' - theta|| / ||theta|| per tensor, grouped", () => {
   assert.throws(() => analyzeWeights(base, new Map([["nope", { shape: [1], data: [0] }]])), /nope/);
 });
 
+test("per layer: a module's weight and bias pool in quadrature", () => {
+  class M extends Module {
+    lin = new Linear(1, 1);
+  }
+  const base = new M(), tuned = new M();
+  base.lin.weight = tensor([[3]]).requiresGrad_();
+  base.lin.bias = tensor([4]).requiresGrad_();
+  tuned.lin.weight = tensor([[3]]).requiresGrad_();
+  tuned.lin.bias = tensor([4.5]).requiresGrad_();
+  const a = analyzeWeights(base, tuned, { by: "layer" });
+  assert.is(a.layers.length, 1);
+  assert.is(a.layers[0].key, "lin");
+  assert.ok(Math.abs(a.layers[0].delta! - 0.5 / 5) < 1e-12); // ||(0, 0.5)|| / ||(3, 4)||
+  assert.is(analyzeWeights(base, tuned).layers.length, 2);
+});
+
 test("writes JSON, CSV and a PNG chart of the expected size", () => {
   const base = set(new Block(), { a1: [3, 0, 0, 4], a2: [1, 0, 0, 0], pw: [0, 2], pb: [0] });
   const tuned = set(new Block(), { a1: [3, 0, 0, 4.5], a2: [1, 1, 0, 0], pw: [0, 2], pb: [0.25] });
