@@ -12,6 +12,8 @@ import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stabl
 import { loadHeldoutConcepts, loadWorldDataset } from "./dataset.ts";
 import type { HeldoutConcept, WorldDataset } from "./dataset.ts";
 import { WORLD_MODEL_DIR, loadWorld } from "./model.ts";
+import { loadWorldScorer } from "./scorer.ts";
+import { imageAlignment } from "../tune/evaluate.ts";
 
 export interface DemoOptions {
   concept: string;
@@ -69,8 +71,8 @@ function writeImages(dir: string, images: Float32Array[], size: number): void {
 
 export interface DemoResult {
   concept: HeldoutConcept;
-  before: { targetDistance: number };
-  after: { targetDistance: number; drift: number };
+  before: { targetDistance: number; imageAlignment: number };
+  after: { targetDistance: number; imageAlignment: number; drift: number };
   seconds: number;
   files: string[];
 }
@@ -106,6 +108,11 @@ export function runDemo(o: DemoOptions): DemoResult {
   const extra = concept.prompts.filter((p) => /^a \w+ <new1>/.test(p)).slice(0, 2).map((p) => ({ p, s: sample(pipe, p, n, o.seed) }));
   const afterDist = distanceToTargets(afterConcept, concept.images);
   const drift = pairedDistance(beforeClass, afterClass);
+  // image-alignment with the world's own image-text scorer (mean cosine of image features)
+  const scorer = loadWorldScorer();
+  const targetFeats = scorer.imageFeaturesCHW(concept.images);
+  const alignBefore = imageAlignment(scorer.imageFeaturesCHW(beforeClass), targetFeats);
+  const alignAfter = imageAlignment(scorer.imageFeaturesCHW(afterConcept), targetFeats);
   const toImg = (xs: Float32Array[]): Image[] => xs.map((x) => chwToImage(x, 3, size, size));
   const targetsRow = toImg(concept.images);
   while (targetsRow.length < n) targetsRow.push(chwToImage(new Float32Array(3 * size * size).fill(1), 3, size, size));
@@ -114,12 +121,13 @@ export function runDemo(o: DemoOptions): DemoResult {
   writePng(beforePng, upscale(makeGrid([...targetsRow, ...toImg(beforeClass)], { cols: n, pad: 1 }), 4));
   writePng(afterPng, upscale(makeGrid([...targetsRow, ...toImg(afterConcept), ...toImg(afterClass), ...extra.flatMap((e) => toImg(e.s))], { cols: n, pad: 1 }), 4));
   const seconds = (performance.now() - t0) / 1000;
-  const result: DemoResult = { concept, before: { targetDistance: beforeDist }, after: { targetDistance: afterDist, drift }, seconds, files: [beforePng, afterPng, path.join(o.out, "delta")] };
+  const result: DemoResult = { concept, before: { targetDistance: beforeDist, imageAlignment: alignBefore }, after: { targetDistance: afterDist, imageAlignment: alignAfter, drift }, seconds, files: [beforePng, afterPng, path.join(o.out, "delta")] };
   fs.writeFileSync(path.join(o.out, "demo.json"), JSON.stringify({ concept: concept.name, class: concept.class, steps: o.steps, freeze_model: o.freezeModel,
     rows_before: ["target images", `"${classPrompt}" before`], rows_after: ["target images", `"${concept.prompts[0]}"`, `"${classPrompt}" after`, ...extra.map((e) => `"${e.p}"`)],
-    distance_to_targets_before: +beforeDist.toFixed(4), distance_to_targets_after: +afterDist.toFixed(4), class_drift: +drift.toFixed(4), seconds: +seconds.toFixed(1) }, null, 2) + "\n");
-  log(`"${classPrompt}" samples before: distance to the ${concept.name} images ${beforeDist.toFixed(3)}`);
-  log(`"${concept.prompts[0]}" after:  distance ${afterDist.toFixed(3)} (lower is closer to the concept)`);
+    distance_to_targets_before: +beforeDist.toFixed(4), distance_to_targets_after: +afterDist.toFixed(4),
+    image_alignment_before: +alignBefore.toFixed(4), image_alignment_after: +alignAfter.toFixed(4), class_drift: +drift.toFixed(4), seconds: +seconds.toFixed(1) }, null, 2) + "\n");
+  log(`"${classPrompt}" samples before: distance to the ${concept.name} images ${beforeDist.toFixed(3)}, image-alignment ${alignBefore.toFixed(3)}`);
+  log(`"${concept.prompts[0]}" after:  distance ${afterDist.toFixed(3)} (lower is closer to the concept), image-alignment ${alignAfter.toFixed(3)} (higher is closer)`);
   log(`"${classPrompt}" drift (same seeds, before vs after): ${drift.toFixed(3)}`);
   log(`wrote ${beforePng} (targets; "${classPrompt}" before) and ${afterPng} (targets; "${concept.prompts[0]}"; "${classPrompt}" after; ${extra.map((e) => `"${e.p}"`).join("; ")}) in ${seconds.toFixed(0)} s`);
   return result;
