@@ -16,12 +16,16 @@ export function quickGelu(x: Tensor): Tensor {
   return mul(x, sigmoid(mul(x, 1.702)));
 }
 
-/** Layer normalisation over the last `normalizedDims` axes, with optional affine weight and bias. */
-export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+function checkLayerNorm(x: Tensor, normalizedShape: readonly number[]): number[] {
   const k = normalizedShape.length;
   const tail = x.shape.slice(x.ndim - k);
-  if (k === 0 || tail.join() !== normalizedShape.join()) throw new ShapeError(`layerNorm: normalized shape [${normalizedShape}] does not end input shape [${x.shape}]`);
-  const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
+  if (k === 0 || k > x.ndim || tail.join() !== normalizedShape.join()) throw new ShapeError(`layerNorm: normalized shape [${normalizedShape}] does not end input shape [${x.shape}]`);
+  return Array.from({ length: k }, (_, i) => x.ndim - k + i);
+}
+
+/** Layer normalisation over the last `normalizedDims` axes from primitives (the reference the fused kernel must match). */
+export function layerNormComposite(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  const axes = checkLayerNorm(x, normalizedShape);
   const mu = mean(x, axes, true);
   const d = sub(x, mu);
   const v = mean(square(d), axes, true);
@@ -29,6 +33,40 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?
   if (weight) y = mul(y, weight);
   if (bias) y = add(y, bias);
   return y;
+}
+
+interface LayerNormSizes { rows: number; d: number; eps: number }
+interface FusedLayerNorm {
+  layerNorm(x: Storage, w: Storage | null, b: Storage | null, p: LayerNormSizes): { y: Storage; mean: Float64Array; rstd: Float64Array };
+  layerNormBackward(x: Storage, w: Storage | null, gy: Storage, mean: Float64Array, rstd: Float64Array, p: LayerNormSizes, affine: boolean): { dx: Storage; dw: Storage | null; db: Storage | null };
+}
+
+/**
+ * Layer normalisation over the last `normalizedShape.length` axes, with optional affine weight and
+ * bias of `normalizedShape`, as torch.nn.functional.layer_norm. One primitive with a single-pass
+ * kernel and an analytic backward where the backend has it; the composite otherwise.
+ */
+export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  checkLayerNorm(x, normalizedShape);
+  const be = x.backend as Partial<FusedLayerNorm>;
+  const d = normalizedShape.reduce((p, v) => p * v, 1);
+  const affineOk = [weight, bias].every((t) => !t || (t.dtype === x.dtype && t.size === d && t.shape.join() === normalizedShape.join()));
+  if (typeof be.layerNorm !== "function" || typeof be.layerNormBackward !== "function" || !affineOk || d === 0) {
+    return layerNormComposite(x, normalizedShape, weight, bias, eps);
+  }
+  const p: LayerNormSizes = { rows: x.size / d, d, eps };
+  const f = be as FusedLayerNorm;
+  const r = f.layerNorm(x.storage, weight ? weight.storage : null, bias ? bias.storage : null, p);
+  const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (..., *normalizedShape)
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  return record(y, "layerNorm", inputs, (g) => {
+    const affine = !!((weight && weight.requiresGrad) || (bias && bias.requiresGrad));
+    const gr = f.layerNormBackward(x.storage, weight ? weight.storage : null, g.storage, r.mean, r.rstd, p, affine);
+    const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gr.dx, x.shape, x.dtype, x.backend) : null];
+    if (weight) res.push(weight.requiresGrad && gr.dw ? new Tensor(gr.dw, weight.shape, x.dtype, x.backend) : null);
+    if (bias) res.push(bias.requiresGrad && gr.db ? new Tensor(gr.db, bias.shape, x.dtype, x.backend) : null);
+    return res;
+  });
 }
 
 /** Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine (composite reference). */

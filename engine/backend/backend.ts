@@ -7,7 +7,9 @@ export type UnaryOp =
   | "silu" | "gelu" | "gelu_tanh" | "erf" | "sin" | "cos" | "square" | "reciprocal";
 export type BinaryOp =
   | "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum"
-  | "lt" | "le" | "gt" | "ge" | "eq" | "ne";
+  | "lt" | "le" | "gt" | "ge" | "eq" | "ne"
+  // fused activation backwards: a = output gradient, b = the forward input (sigmoid_grad, tanh_grad: the output)
+  | "silu_grad" | "gelu_grad" | "sigmoid_grad" | "tanh_grad";
 export type ReduceOp = "sum" | "max" | "min";
 
 /** Opaque storage handle; only the backend that made it reads it. */

@@ -48,29 +48,22 @@ export function reciprocal(x: Tensor): Tensor {
 }
 export function tanh(x: Tensor): Tensor {
   const y = un("tanh", x);
-  return record(y, "tanh", [x], (g) => [mul(g, rsubScalar(1, un("square", y)))]); // 1 - tanh^2
+  return record(y, "tanh", [x], (g) => [bin("tanh_grad", g, y)]); // g (1 - tanh^2)
 }
 export function sigmoid(x: Tensor): Tensor {
   const y = un("sigmoid", x);
-  return record(y, "sigmoid", [x], (g) => [mul(g, mul(y, rsubScalar(1, y)))]);
+  return record(y, "sigmoid", [x], (g) => [bin("sigmoid_grad", g, y)]); // g s (1 - s)
 }
 export function relu(x: Tensor): Tensor {
   return record(un("relu", x), "relu", [x], (g) => [mul(g, un("step", x))]);
 }
 export function silu(x: Tensor): Tensor {
   // d x s(x) = s (1 + x (1 - s))
-  return record(un("silu", x), "silu", [x], (g) => {
-    const s = un("sigmoid", x);
-    return [mul(g, mul(s, add(mul(x, rsubScalar(1, s)), 1)))];
-  });
+  return record(un("silu", x), "silu", [x], (g) => [bin("silu_grad", g, x)]);
 }
 export function gelu(x: Tensor): Tensor {
   // gelu(x) = x Phi(x); d = Phi(x) + x phi(x)
-  return record(un("gelu", x), "gelu", [x], (g) => {
-    const cdf = mul(add(un("erf", mul(x, Math.SQRT1_2)), 1), 0.5);
-    const pdf = mul(un("exp", mul(un("square", x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
-    return [mul(g, add(cdf, mul(x, pdf)))];
-  });
+  return record(un("gelu", x), "gelu", [x], (g) => [bin("gelu_grad", g, x)]);
 }
 export function geluTanh(x: Tensor): Tensor {
   // u = c (x + a x^3), y = x (1 + tanh u) / 2; dy = (1 + t)/2 + x (1 - t^2) c (1 + 3 a x^2) / 2

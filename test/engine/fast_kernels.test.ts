@@ -179,6 +179,48 @@ test("fused group norm matches the composite: odd sizes, no affine, one group, r
   }
 });
 
+test("fused layer norm matches the composite: odd sizes, no affine, weight only, two axes", () => {
+  const g = new T.Generator(7);
+  const cases: [number[], number[], "both" | "weight" | "none"][] = [[[1, 1], [1], "both"], [[3, 17], [17], "both"], [[2, 5, 63], [63], "weight"], [[4, 65], [65], "none"], [[2, 3, 5, 7], [5, 7], "both"]];
+  for (const [shape, ns, affine] of cases) {
+    const x = T.randn(shape, { generator: g }).mul(3).add(1), w = T.randn(ns, { generator: g }), b = T.randn(ns, { generator: g });
+    const r = T.randn(shape, { generator: g });
+    const run = (f: typeof T.layerNorm) => {
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = f(xl!, ns, affine === "none" ? null : wl!, affine === "both" ? bl! : null);
+      T.sum(T.mul(y, r)).backward();
+      return [y.data, xl!.grad!.data, ...(affine === "none" ? [] : [wl!.grad!.data]), ...(affine === "both" ? [bl!.grad!.data] : [])];
+    };
+    const ref = run(T.layerNormComposite), got = run(T.layerNorm);
+    const n = ns.reduce((p, v) => p * v, 1);
+    assert.is(got.length, ref.length);
+    got.forEach((a, i) => assert.ok(closeness(a, ref[i]!, ...tol(n * 4)) <= 1, `layerNorm ${shape} ${affine} output ${i}`));
+  }
+});
+
+test("fused activation backwards match their composite rules (float32 and float64)", () => {
+  const g = new T.Generator(8);
+  for (const dtype of ["float32", "float64"] as const) {
+    const x = T.randn([3, 17, 5], { generator: g, dtype }).mul(3), gy = T.randn([3, 17, 5], { generator: g, dtype });
+    const grad = (f: (t: T.Tensor) => T.Tensor) => {
+      const xl = x.detach().requiresGrad_();
+      T.sum(T.mul(f(xl), gy)).backward();
+      return xl.grad!.data;
+    };
+    const s = T.noGrad(() => T.sigmoid(x)), t = T.noGrad(() => T.tanh(x));
+    const cdf = T.noGrad(() => T.mul(T.add(T.erf(T.mul(x, Math.SQRT1_2)), 1), 0.5));
+    const pdf = T.noGrad(() => T.mul(T.exp(T.mul(T.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI)));
+    const expect: [string, (t: T.Tensor) => T.Tensor, T.Tensor][] = [
+      ["silu", T.silu, T.mul(gy, T.mul(s, T.add(T.mul(x, T.sub(1, s)), 1)))],
+      ["sigmoid", T.sigmoid, T.mul(gy, T.mul(s, T.sub(1, s)))],
+      ["tanh", T.tanh, T.mul(gy, T.sub(1, T.square(t)))],
+      ["gelu", T.gelu, T.mul(gy, T.add(cdf, T.mul(x, pdf)))],
+    ];
+    const [at, rt] = dtype === "float32" ? [1e-6, 1e-5] : [1e-13, 1e-12];
+    for (const [name, f, want] of expect) assert.ok(closeness(grad(f), want.data, at, rt) <= 1, `${name} ${dtype}`);
+  }
+});
+
 test("thread count: setNumThreads validates and round-trips", () => {
   const prev = getNumThreads();
   assert.throws(() => setNumThreads(0), RangeError);

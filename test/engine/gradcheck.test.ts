@@ -102,7 +102,13 @@ def("softmax", () => gradcheck("softmax", (x) => T.softmax(x, 1), [rnd([2, 4, 3]
 def("logSoftmax", () => gradcheck("logSoftmax", (x) => T.logSoftmax(x, -1), [rnd([2, 5], 93)]));
 // composites
 def("quickGelu", () => gradcheck("quickGelu", T.quickGelu, [rnd([3, 4], 100)]));
-def("layerNorm", () => gradcheck("layerNorm", (x, w, b) => T.layerNorm(x, [4], w, b), [rnd([2, 3, 4], 101), rnd([4], 102), rnd([4], 103)]));
+def("layerNorm", () => {
+  // the fused primitive (single-pass kernel, analytic backward): affine, weight only, none, two normalised axes
+  gradcheck("layerNorm", (x, w, b) => T.layerNorm(x, [4], w, b), [rnd([2, 3, 4], 101), rnd([4], 102), rnd([4], 103)]);
+  gradcheck("layerNorm weight only", (x, w) => T.layerNorm(x, [5], w, null, 1e-3), [rnd([3, 5], 129), rnd([5], 130)]);
+  gradcheck("layerNorm no affine two axes", (x) => T.layerNorm(x, [2, 3], null, null, 1e-3), [rnd([2, 2, 3], 131)]);
+  gradcheck("layerNorm composite", (x, w, b) => T.layerNormComposite(x, [4], w, b), [rnd([2, 3, 4], 101), rnd([4], 102), rnd([4], 103)]);
+});
 def("groupNorm", () => {
   gradcheck("groupNorm", (x, w, b) => T.groupNorm(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 104), rnd([4], 105), rnd([4], 106)]);
   gradcheck("groupNorm no affine rank 3", (x) => T.groupNorm(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 128)]);

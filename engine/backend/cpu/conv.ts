@@ -76,6 +76,13 @@ export function col2im(col: TypedArray, q: Geo, c0: number, gx: TypedArray, gxOf
           if (iy < 0 || iy >= h) continue;
           const src = row + oy * wo;
           const dst = xc + iy * w;
+          if (sw === 1) {
+            // only the interior run [lo, hi) lands inside the input row
+            const lo = Math.min(wo, Math.max(0, pw - kx)), hi = Math.max(lo, Math.min(wo, w + pw - kx));
+            const d0 = dst - pw + kx;
+            for (let ox = lo; ox < hi; ox++) gx[d0 + ox] += col[src + ox];
+            continue;
+          }
           for (let ox = 0; ox < wo; ox++) {
             const ix = ox * sw - pw + kx;
             if (ix >= 0 && ix < w) gx[dst + ix] += col[src + ox];

@@ -41,10 +41,24 @@ const BINARY: { [K in BinaryOp]: string } = {
   ge: "(x >= y ? 1 : 0)",
   eq: "(x === y ? 1 : 0)",
   ne: "(x !== y ? 1 : 0)",
+  // x = output gradient, y = input: g s (1 + y (1 - s)) with s = sigmoid(y)
+  silu_grad: "x * dsilu(y)",
+  // g (Phi(y) + y phi(y))
+  gelu_grad: "x * (0.5 * (1 + erf(y * 0.7071067811865476)) + y * Math.exp(-0.5 * y * y) * 0.3989422804014327)",
+  // y = sigmoid output: g y (1 - y)
+  sigmoid_grad: "x * y * (1 - y)",
+  // y = tanh output: g (1 - y^2)
+  tanh_grad: "x * (1 - y * y)",
 };
 
+/** d/dy of y sigmoid(y): s (1 + y (1 - s)). */
+function dsilu(y: number): number {
+  const s = 1 / (1 + Math.exp(-y));
+  return s * (1 + y * (1 - s));
+}
+
 type UnaryFn = (x: TypedArray, out: TypedArray, erf: (v: number) => number) => void;
-type BinaryFn = (a: TypedArray, b: TypedArray, out: TypedArray, shape: number[], sa: number[], sb: number[]) => void;
+type BinaryFn = (a: TypedArray, b: TypedArray, out: TypedArray, shape: number[], sa: number[], sb: number[], erf: (v: number) => number, dsilu: (v: number) => number) => void;
 
 const unaryCache = new Map<string, UnaryFn>();
 const binaryCache = new Map<string, BinaryFn>();
@@ -69,7 +83,7 @@ function binaryFn(op: string, expr: string): BinaryFn {
   let f = binaryCache.get(op);
   if (!f) {
     f = new Function(
-      "a", "b", "out", "shape", "sa", "sb",
+      "a", "b", "out", "shape", "sa", "sb", "erf", "dsilu",
       `"use strict";
       const nd = shape.length, inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
       let outer = 1; for (let d = 0; d < nd - 1; d++) outer *= shape[d];
@@ -132,7 +146,7 @@ export function binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray
   const out = new (a.constructor as Float32ArrayConstructor)(sizeOf(outShape)) as TypedArray;
   if (out.length === 0) return out;
   const c = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
-  binaryFn(op, BINARY[op])(a, b, out, c.shape, c.strides[0], c.strides[1]);
+  binaryFn(op, BINARY[op])(a, b, out, c.shape, c.strides[0], c.strides[1], a instanceof Float64Array ? erf64 : erf32, dsilu);
   return out;
 }
 

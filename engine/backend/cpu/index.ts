@@ -11,7 +11,7 @@ import type { Gemm } from "./conv.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
 import { wasmFastKernels } from "./fast.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
-import { groupNormBackward, groupNormForward } from "./norm.ts";
+import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward } from "./norm.ts";
 
 /** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
 export interface FastKernels {
@@ -51,6 +51,8 @@ export const cpuBackend: Backend<TypedArray> & {
   attentionBackward: typeof attentionBackward;
   groupNorm: typeof groupNormForward;
   groupNormBackward: typeof groupNormBackward;
+  layerNorm: typeof layerNormForward;
+  layerNormBackward: typeof layerNormBackward;
 } = {
   name: "cpu",
   zeros: (dtype: DType, size: number) => allocArray(dtype, size),
@@ -91,4 +93,6 @@ export const cpuBackend: Backend<TypedArray> & {
   attentionBackward,
   groupNorm: groupNormForward,
   groupNormBackward,
+  layerNorm: layerNormForward,
+  layerNormBackward,
 };

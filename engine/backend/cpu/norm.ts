@@ -81,3 +81,70 @@ export function groupNormBackward(
   db.set(dbAcc);
   return { dx, dw, db };
 }
+
+/** Sizes of a layer norm over the last `d` elements of `rows` rows. */
+export interface LayerNormParams {
+  rows: number;
+  d: number;
+  eps: number;
+}
+
+/** y = (x - mean) / sqrt(var + eps) * weight + bias per row of d elements; returns y, mean and 1/std per row. */
+export function layerNormForward(x: TypedArray, weight: TypedArray | null, bias: TypedArray | null, p: LayerNormParams): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
+  const { rows, d, eps } = p;
+  const y = like(x, x.length), mean = new Float64Array(rows), rstd = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    let sum = 0;
+    for (let i = 0; i < d; i++) sum += x[o + i];
+    const mu = sum / d;
+    let sq = 0;
+    for (let i = 0; i < d; i++) {
+      const v = x[o + i] - mu;
+      sq += v * v;
+    }
+    const rs = 1 / Math.sqrt(sq / d + eps);
+    mean[r] = mu;
+    rstd[r] = rs;
+    if (weight && bias) for (let i = 0; i < d; i++) y[o + i] = (x[o + i] - mu) * rs * weight[i] + bias[i];
+    else if (weight) for (let i = 0; i < d; i++) y[o + i] = (x[o + i] - mu) * rs * weight[i];
+    else if (bias) for (let i = 0; i < d; i++) y[o + i] = (x[o + i] - mu) * rs + bias[i];
+    else for (let i = 0; i < d; i++) y[o + i] = (x[o + i] - mu) * rs;
+  }
+  return { y, mean, rstd };
+}
+
+/**
+ * Gradients of {@link layerNormForward}: dx = rstd (g w - mean(g w) - xhat mean(g w xhat)) per row,
+ * and dweight = sum g xhat, dbias = sum g over rows (when `affine`).
+ */
+export function layerNormBackward(
+  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: Float64Array, rstd: Float64Array, p: LayerNormParams, affine: boolean,
+): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
+  const { rows, d } = p;
+  const dx = like(x, x.length);
+  const dwAcc = new Float64Array(affine ? d : 0), dbAcc = new Float64Array(affine ? d : 0);
+  for (let r = 0; r < rows; r++) {
+    const o = r * d, mu = mean[r]!, rs = rstd[r]!;
+    let sg = 0, sgx = 0;
+    for (let i = 0; i < d; i++) {
+      const gv = gy[o + i], xh = (x[o + i] - mu) * rs, gw = weight ? gv * weight[i] : gv;
+      sg += gw;
+      sgx += gw * xh;
+      if (affine) {
+        dbAcc[i] += gv;
+        dwAcc[i] += gv * xh;
+      }
+    }
+    const mg = sg / d, mgx = sgx / d;
+    for (let i = 0; i < d; i++) {
+      const xh = (x[o + i] - mu) * rs, gw = weight ? gy[o + i] * weight[i] : gy[o + i];
+      dx[o + i] = rs * (gw - mg - xh * mgx);
+    }
+  }
+  if (!affine) return { dx, dw: null, db: null };
+  const dw = like(x, d), db = like(x, d);
+  dw.set(dwAcc);
+  db.set(dbAcc);
+  return { dx, dw, db };
+}

@@ -9,13 +9,18 @@ function like(x: TypedArray, n: number): TypedArray {
 
 function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inner: number): TypedArray {
   const out = like(x, outer * inner);
+  let acc = new Float64Array(0);
   for (let o = 0; o < outer; o++) {
     const base = o * len * inner;
     if (inner === 1) {
       if (op === "sum") {
-        let s = 0;
-        for (let j = 0; j < len; j++) s += x[base + j];
-        out[o] = s;
+        // four partial sums break the add dependency chain
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0, j = 0;
+        for (; j + 3 < len; j += 4) {
+          s0 += x[base + j]; s1 += x[base + j + 1]; s2 += x[base + j + 2]; s3 += x[base + j + 3];
+        }
+        for (; j < len; j++) s0 += x[base + j];
+        out[o] = s0 + s1 + (s2 + s3);
       } else {
         let m = op === "max" ? -Infinity : Infinity;
         for (let j = 0; j < len; j++) {
@@ -26,8 +31,9 @@ function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inn
       }
       continue;
     }
-    const acc = new Float64Array(inner);
+    if (acc.length !== inner) acc = new Float64Array(inner);
     if (op === "sum") {
+      acc.fill(0);
       for (let j = 0; j < len; j++) {
         const row = base + j * inner;
         for (let i = 0; i < inner; i++) acc[i] += x[row + i];
