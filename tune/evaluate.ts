@@ -16,6 +16,19 @@ export interface FeatureScorer {
   textFeatures(texts: readonly string[]): Vec[];
 }
 
+/** Images (HWC in [0, 1]; alpha composited on white) -> (N, 3, size, size) CLIP pixel values (resize, crop, normalise). */
+export function clipPixelValues(images: readonly Image[], size: number): Float32Array {
+  const px = new Float32Array(images.length * 3 * size * size); // (N, 3, size, size)
+  images.forEach((im0, i) => {
+    const im = im0.channels === 3 ? im0 : toRGB(im0);
+    const { width: w, height: h } = im, plane = w * h;
+    const chw = new Float32Array(3 * plane);
+    for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) chw[c * plane + p] = im.data[p * 3 + c]!;
+    px.set(clipPreprocess(chw, 3, h, w, { size, cropSize: size }), i * 3 * size * size);
+  });
+  return px;
+}
+
 /** A {@link FeatureScorer} over a CLIPModel: CLIPImageProcessor preprocessing, projected pooled features. */
 export function clipScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { batchSize?: number } = {}): FeatureScorer {
   const bs = opts.batchSize ?? 8;
@@ -30,14 +43,7 @@ export function clipScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { b
       const out: Float64Array[] = [];
       for (let b0 = 0; b0 < images.length; b0 += bs) {
         const batch = images.slice(b0, b0 + bs);
-        const px = new Float32Array(batch.length * 3 * size * size);
-        batch.forEach((im0, i) => {
-          const im = im0.channels === 3 ? im0 : toRGB(im0);
-          const { width: w, height: h } = im, plane = w * h;
-          const chw = new Float32Array(3 * plane);
-          for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) chw[c * plane + p] = im.data[p * 3 + c]!;
-          px.set(clipPreprocess(chw, 3, h, w, { size, cropSize: size }), i * 3 * size * size);
-        });
+        const px = clipPixelValues(batch, size);
         const f = noGrad(() => model.getImageFeatures(tensor(px, [batch.length, 3, size, size])));
         out.push(...rows(f.data, batch.length));
       }

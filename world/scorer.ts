@@ -8,12 +8,13 @@ import { Generator, noGrad, tensor } from "../engine/index.ts";
 import { ConfigError } from "../engine/errors.ts";
 import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import type { Image } from "../data/images.ts";
-import { chwToImage, toRGB, writePng } from "../data/images.ts";
+import { chwToImage, writePng } from "../data/images.ts";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { withInitGenerator } from "../models/nn/module.ts";
 import { CLIPModel } from "../models/clip/modeling_clip.ts";
-import { CLIP_MEAN, CLIP_STD, clipPreprocess } from "../models/clip/image_processing_clip.ts";
+import { CLIP_MEAN, CLIP_STD } from "../models/clip/image_processing_clip.ts";
 import type { FeatureScorer } from "../tune/evaluate.ts";
+import { clipPixelValues } from "../tune/evaluate.ts";
 import type { WorldDataset } from "./dataset.ts";
 import { loadWorldDataset } from "./dataset.ts";
 import { applyTemplate } from "./build_dataset.ts";
@@ -117,15 +118,7 @@ export function worldScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { 
     model,
     tokenizer,
     imageFeatures: (images) => batched(images, (batch) => {
-      const px = new Float32Array(batch.length * 3 * size * size); // (n, 3, size, size)
-      batch.forEach((im0, i) => {
-        const im = im0.channels === 3 ? im0 : toRGB(im0);
-        const { width: w, height: h } = im, plane = w * h;
-        const chw = new Float32Array(3 * plane);
-        for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) chw[c * plane + p] = im.data[p * 3 + c]!;
-        px.set(clipPreprocess(chw, 3, h, w, { size, cropSize: size }), i * 3 * size * size);
-      });
-      return fromPixels(px, batch.length);
+      return fromPixels(clipPixelValues(batch, size), batch.length);
     }),
     imageFeaturesCHW: (images) => batched(images, (batch) => fromPixels(worldPixelValues(batch, size), batch.length)),
     textFeatures: (texts) => batched(texts, (batch) => noGrad(() => model.getTextFeatures(batch.map((t) => encodeWorldText(tokenizer, t, maxLen))).data)),
