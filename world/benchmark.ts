@@ -1,7 +1,8 @@
 // The held-out concept benchmark of the small world (the paper's Tables 1 and 3 in miniature): per concept,
 // K/V (crossattn_kv), crossattn, full (DreamBooth-like), token-only (Textual-Inversion-like), and the
 // ablations without regularisation and without augmentation; then two concepts jointly and by merge.
-// Run: npx tsx world/benchmark.ts [--concepts "unicorn face,tiger face"] [--variants kv,full] [--steps 250] [--out out/benchmark]
+// Run: npx tsx world/benchmark.ts [--concepts "unicorn face,tiger face"] [--variants kv,full] [--steps 250] [--out out/benchmark] [--resume]
+// Grids (one PNG per concept): row 1 the concept's images, row 2 the base model on class prompts, then one row per variant.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
@@ -44,6 +45,8 @@ export interface Metrics {
   classMatch: number;
   kid: number;
   drift: number;
+  /** Share of plain "{class}" samples after customising whose nearest training image is still of the class. */
+  classKept: number;
 }
 
 function samples(pipe: StableDiffusionPipeline, prompts: string[], n: number, seed: number): { prompt: string; x: Float32Array }[] {
@@ -71,6 +74,7 @@ export function measure(pipe: StableDiffusionPipeline, scorer: WorldScorer, ds: 
       classMatch: matched / gen.length,
       kid: k.mean * 1e3,
       drift: pairedDistance(classBefore, classAfter),
+      classKept: classAfter.filter((x) => ds.labels[nearestImage(x, ds)] === concept.classIndex).length / classAfter.length,
     },
     gen: gen.map((g) => g.x),
     classAfter,
@@ -91,7 +95,7 @@ const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : "-");
 if (process.argv[1] && /world[\\/]benchmark\.ts$/.test(process.argv[1])) {
   const { values: v } = parseArgs({ options: {
     concepts: { type: "string" }, variants: { type: "string" }, steps: { type: "string" }, out: { type: "string" }, model: { type: "string" },
-    n: { type: "string" }, seed: { type: "string" }, "no-multi": { type: "boolean" },
+    n: { type: "string" }, seed: { type: "string" }, "no-multi": { type: "boolean" }, resume: { type: "boolean" },
   } });
   const out = v.out ?? "out/benchmark";
   const steps = Number(v.steps ?? 250), n = Number(v.n ?? 2), seed = Number(v.seed ?? 0);
@@ -102,66 +106,122 @@ if (process.argv[1] && /world[\\/]benchmark\.ts$/.test(process.argv[1])) {
   const variants = (v.variants ?? Object.keys(VARIANTS).join(",")).split(",").map((k) => [k, VARIANTS[k.trim()]] as const);
   for (const [k, vv] of variants) if (!vv) throw new Error(`unknown variant "${k}"; use ${Object.keys(VARIANTS).join(", ")}`);
   const scorer = loadWorldScorer();
-  const rows: { concept: string; variant: string; m: Metrics; seconds: number }[] = [];
+  type Row = { concept: string; variant: string; m: Metrics; seconds: number; tiles?: number[][] };
   fs.mkdirSync(out, { recursive: true });
+  // every finished run is recorded at once (atomically), so an interrupted benchmark resumes where it stopped
+  const partialPath = path.join(out, "rows.partial.json");
+  const done: Row[] = v.resume && fs.existsSync(partialPath) ? (JSON.parse(fs.readFileSync(partialPath, "utf8")) as { steps: number; n: number; seed: number; rows: Row[] }).rows : [];
+  if (v.resume && done.length) {
+    const prev = JSON.parse(fs.readFileSync(partialPath, "utf8")) as { steps: number; n: number; seed: number; model?: string };
+    if (prev.steps !== steps || prev.n !== n || prev.seed !== seed) throw new Error(`${partialPath} was written with --steps ${prev.steps} --n ${prev.n} --seed ${prev.seed}; resume with the same settings or remove it`);
+    console.log(`resuming: ${done.length} runs already in ${partialPath}`);
+  }
+  const rows: Row[] = [];
+  const record = (r: Row) => {
+    rows.push(r);
+    if (!done.includes(r)) done.push(r);
+    const tmp = `${partialPath}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ steps, n, seed, rows: done }));
+    fs.renameSync(tmp, partialPath);
+  };
+  const find = (concept: string, variant: string) => done.find((r) => r.concept === concept && r.variant === variant);
+  const round = (x: Float32Array[]) => x.map((t) => Array.from(t, (q) => Math.round(q * 1000) / 1000));
+  const blank = () => new Float32Array(3 * ds.size * ds.size).fill(1);
+  const row6 = (t: Float32Array[]) => [...t.slice(0, 6), ...Array.from({ length: Math.max(0, 6 - t.length) }, blank)];
   const t0 = performance.now();
   for (const c of concepts) {
     const dirs = conceptDirs(out, ds, c, ds.size);
-    const base = loadWorld(model);
-    const classBefore = samples(base, [c.class], 4, seed + 1).map((s) => s.x);
-    const baseM = measure(base, scorer, ds, c, c.prompts.map((p) => p.replace(c.token, "").replace(/\s+/g, " ").trim()), classBefore, n, seed);
-    rows.push({ concept: c.name, variant: "base model (class prompts)", m: baseM.m, seconds: 0 });
-    const grid: Float32Array[] = [...c.images, ...baseM.gen.slice(0, 6)];
-    for (const [key, vr] of variants) {
-      const ts = performance.now();
-      const pipe = loadWorld(model);
-      customise(pipe, {
-        concepts: [{ instance_prompt: `photo of a ${c.token} ${c.class}`, class_prompt: c.class, instance_data_dir: dirs.inst, ...(vr!.reg ? { class_data_dir: dirs.cls } : {}) }],
-        outputDir: path.join(out, "deltas", c.name.replace(/\W+/g, "_"), key), freezeModel: vr!.freezeModel, maxTrainSteps: steps, trainBatchSize: 4,
-        learningRate: vr!.lr, noaug: !vr!.aug, hflip: true, seed, log: () => {},
-      });
-      const r = measure(pipe, scorer, ds, c, c.prompts, classBefore, n, seed);
-      rows.push({ concept: c.name, variant: vr!.name, m: r.m, seconds: (performance.now() - ts) / 1000 });
-      grid.push(...r.gen.slice(0, 6));
-      console.log(`${c.name} / ${vr!.name}: text ${fmt(r.m.textAlignment)} image ${fmt(r.m.imageAlignment)} class-match ${fmt(r.m.classMatch)} KID ${fmt(r.m.kid)} drift ${fmt(r.m.drift)} (${((performance.now() - ts) / 1000).toFixed(0)} s)`);
+    let classBefore: Float32Array[] | undefined;
+    const before = () => (classBefore ??= samples(loadWorld(model), [c.class], 8, seed + 1).map((s) => s.x));
+    const baseName = "base model (class prompts)";
+    let baseRow = find(c.name, baseName);
+    if (baseRow) rows.push(baseRow);
+    else {
+      const baseM = measure(loadWorld(model), scorer, ds, c, c.prompts.map((p) => p.replace(c.token, "").replace(/\s+/g, " ").trim()), before(), n, seed);
+      record(baseRow = { concept: c.name, variant: baseName, m: baseM.m, seconds: 0, tiles: round(baseM.gen.slice(0, 6)) });
     }
-    while (grid.length % 6 !== 0 && grid.length < 6) grid.push(new Float32Array(3 * ds.size * ds.size).fill(1));
+    // grid: the concept's images, the base model's class samples, then one row per variant
+    const grid: Float32Array[] = [...row6(c.images), ...row6((baseRow.tiles ?? []).map((t) => Float32Array.from(t)))];
+    for (const [key, vr] of variants) {
+      let row = find(c.name, vr!.name);
+      if (row) rows.push(row);
+      else {
+        const ts = performance.now();
+        const pipe = loadWorld(model);
+        customise(pipe, {
+          concepts: [{ instance_prompt: `photo of a ${c.token} ${c.class}`, class_prompt: c.class, instance_data_dir: dirs.inst, ...(vr!.reg ? { class_data_dir: dirs.cls } : {}) }],
+          outputDir: path.join(out, "deltas", c.name.replace(/\W+/g, "_"), key), freezeModel: vr!.freezeModel, maxTrainSteps: steps, trainBatchSize: 4,
+          learningRate: vr!.lr, noaug: !vr!.aug, hflip: true, seed, log: () => {},
+        });
+        const r = measure(pipe, scorer, ds, c, c.prompts, before(), n, seed);
+        record(row = { concept: c.name, variant: vr!.name, m: r.m, seconds: (performance.now() - ts) / 1000, tiles: round(r.gen.slice(0, 6)) });
+      }
+      grid.push(...row6((row.tiles ?? []).map((t) => Float32Array.from(t))));
+      console.log(`${c.name} / ${vr!.name}: text ${fmt(row.m.textAlignment)} image ${fmt(row.m.imageAlignment)} class-match ${fmt(row.m.classMatch)} KID ${fmt(row.m.kid)} drift ${fmt(row.m.drift)} (${row.seconds.toFixed(0)} s)`);
+    }
     writePng(path.join(out, `${c.name.replace(/\W+/g, "_")}.png`), upscale(makeGrid(grid.map((g) => chwToImage(g, 3, ds.size, ds.size)), { cols: 6, pad: 1 }), 4));
   }
   // two concepts: jointly (two tokens) and by the closed-form merge of the single K/V deltas
   if (!v["no-multi"] && concepts.length >= 2 && variants.some(([k]) => k === "kv")) {
     const [a, b] = concepts;
     const dirsA = conceptDirs(out, ds, a, ds.size), dirsB = conceptDirs(out, ds, b, ds.size);
-    const joint = loadWorld(model);
-    customise(joint, {
-      concepts: [
-        { instance_prompt: `photo of a <new1> ${a.class}`, class_prompt: a.class, instance_data_dir: dirsA.inst, class_data_dir: dirsA.cls },
-        { instance_prompt: `photo of a <new2> ${b.class}`, class_prompt: b.class, instance_data_dir: dirsB.inst, class_data_dir: dirsB.cls },
-      ],
-      outputDir: path.join(out, "deltas", "joint"), maxTrainSteps: 2 * steps, trainBatchSize: 4, learningRate: 1e-3, hflip: true, seed, log: () => {},
-    });
-    const merged = loadWorld(model);
-    const da = loadDelta(path.join(out, "deltas", a.name.replace(/\W+/g, "_"), "kv")), db = loadDelta(path.join(out, "deltas", b.name.replace(/\W+/g, "_"), "kv"));
-    const mr = mergeDeltas(merged, [da, db], { regCaptions: loadCaptionLines().slice(0, 200), classWords: [a.class, b.class] });
-    applyDeltaToUNet(merged.unet, mr.delta);
-    installTokens(merged.tokenizer, merged.textEncoder, mr.delta.tokens);
-    for (const [label, pipe] of [["joint training", joint], ["closed-form merge", merged]] as const) {
-      for (const [c, tok] of [[a, "<new1>"], [b, "<new2>"]] as const) {
-        const classBefore = samples(loadWorld(model), [c.class], 4, seed + 1).map((s) => s.x);
-        const prompts = promptsWithToken(c, tok); // the merge renumbers tokens <new1>, <new2> in input order too
-        const r = measure(pipe, scorer, ds, c, prompts, classBefore, n, seed);
-        rows.push({ concept: `${c.name} (with ${c === a ? b.name : a.name})`, variant: label, m: r.m, seconds: 0 });
-        console.log(`${c.name} / ${label}: text ${fmt(r.m.textAlignment)} image ${fmt(r.m.imageAlignment)} class-match ${fmt(r.m.classMatch)}`);
+    const labels = ["joint training", "closed-form merge"] as const;
+    const names = (c: HeldoutConcept) => `${c.name} (with ${c === a ? b.name : a.name})`;
+    const have = labels.every((l) => [a, b].every((c) => find(names(c), l)));
+    if (have) for (const l of labels) for (const c of [a, b]) rows.push(find(names(c), l)!);
+    else {
+      const joint = loadWorld(model);
+      const ts = performance.now();
+      customise(joint, {
+        concepts: [
+          { instance_prompt: `photo of a <new1> ${a.class}`, class_prompt: a.class, instance_data_dir: dirsA.inst, class_data_dir: dirsA.cls },
+          { instance_prompt: `photo of a <new2> ${b.class}`, class_prompt: b.class, instance_data_dir: dirsB.inst, class_data_dir: dirsB.cls },
+        ],
+        outputDir: path.join(out, "deltas", "joint"), maxTrainSteps: 2 * steps, trainBatchSize: 4, learningRate: 1e-3, hflip: true, seed, log: () => {},
+      });
+      const jointSeconds = (performance.now() - ts) / 1000;
+      const merged = loadWorld(model);
+      const tm = performance.now();
+      const da = loadDelta(path.join(out, "deltas", a.name.replace(/\W+/g, "_"), "kv")), db = loadDelta(path.join(out, "deltas", b.name.replace(/\W+/g, "_"), "kv"));
+      const mr = mergeDeltas(merged, [da, db], { regCaptions: loadCaptionLines().slice(0, 200), classWords: [a.class, b.class] });
+      applyDeltaToUNet(merged.unet, mr.delta);
+      installTokens(merged.tokenizer, merged.textEncoder, mr.delta.tokens);
+      const mergeSeconds = (performance.now() - tm) / 1000;
+      for (const [label, pipe, secs] of [[labels[0], joint, jointSeconds], [labels[1], merged, mergeSeconds]] as const) {
+        for (const [c, tok] of [[a, "<new1>"], [b, "<new2>"]] as const) {
+          const classBefore = samples(loadWorld(model), [c.class], 8, seed + 1).map((s) => s.x);
+          const prompts = promptsWithToken(c, tok); // the merge renumbers tokens <new1>, <new2> in input order too
+          const r = measure(pipe, scorer, ds, c, prompts, classBefore, n, seed);
+          record({ concept: names(c), variant: label, m: r.m, seconds: secs, tiles: round(r.gen.slice(0, 6)) });
+        }
       }
     }
+    for (const l of labels) for (const c of [a, b]) {
+      const r = find(names(c), l)!;
+      console.log(`${c.name} / ${l}: text ${fmt(r.m.textAlignment)} image ${fmt(r.m.imageAlignment)} class-match ${fmt(r.m.classMatch)}`);
+    }
   }
-  const md = [
-    `| concept | method | text-alignment | image-alignment | class-match | KID x10^3 | drift |`,
+  // the mean over concepts of each method (the paper's Table 1 in miniature)
+  const methods = [...new Set(rows.filter((r) => !r.concept.includes("(with ")).map((r) => r.variant))];
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  const summary = methods.map((variant) => {
+    const rs = rows.filter((r) => r.variant === variant && !r.concept.includes("(with "));
+    const m = {} as Metrics;
+    for (const k of ["textAlignment", "imageAlignment", "classMatch", "kid", "drift", "classKept"] as const) m[k] = mean(rs.map((r) => r.m[k]));
+    return { variant, concepts: rs.length, m };
+  });
+  const smd = [
+    `| method (mean over concepts) | concepts | text-alignment | image-alignment | class-match | class kept | drift |`,
     `|---|---|---|---|---|---|---|`,
-    ...rows.map((r) => `| ${r.concept} | ${r.variant} | ${fmt(r.m.textAlignment)} | ${fmt(r.m.imageAlignment)} | ${fmt(r.m.classMatch)} | ${fmt(r.m.kid)} | ${fmt(r.m.drift)} |`),
+    ...summary.map((r) => `| ${r.variant} | ${r.concepts} | ${fmt(r.m.textAlignment)} | ${fmt(r.m.imageAlignment)} | ${fmt(r.m.classMatch)} | ${fmt(r.m.classKept)} | ${fmt(r.m.drift)} |`),
   ].join("\n");
-  const notes = `${steps} steps per run, ${n} samples per prompt; text- and image-alignment are cosines of the world scorer's features (the modifier token is dropped from the prompt for text-alignment); class-match is the share of samples whose nearest training image is of the concept's class; KID (x10^3) compares plain "{class}" samples after customising with the class's real images (only 2 per class in this world, so it is noisy); drift is the pixel RMS change of "{class}" samples with the same seeds. ${((performance.now() - t0) / 60000).toFixed(1)} min in all.`;
-  fs.writeFileSync(path.join(out, "results.md"), `${md}\n\n${notes}\n`);
-  fs.writeFileSync(path.join(out, "results.json"), JSON.stringify({ steps, n, seed, rows }, null, 2) + "\n");
-  console.log(md);
+  const md = [
+    `| concept | method | text-alignment | image-alignment | class-match | class kept | drift | KID x10^3 |`,
+    `|---|---|---|---|---|---|---|---|`,
+    ...rows.map((r) => `| ${r.concept} | ${r.variant} | ${fmt(r.m.textAlignment)} | ${fmt(r.m.imageAlignment)} | ${fmt(r.m.classMatch)} | ${fmt(r.m.classKept)} | ${fmt(r.m.drift)} | ${fmt(r.m.kid)} |`),
+  ].join("\n");
+  const notes = `${steps} steps per run, ${n} samples per prompt; text- and image-alignment are cosines of the world scorer's features (the modifier token is dropped from the prompt for text-alignment); class-match is the share of samples whose nearest training image is of the concept's class; class kept is the same share for 8 plain "{class}" samples after customising (the regularisation measure of this world); drift is the pixel RMS change of those samples with the same seeds; KID (x10^3) compares them with the class's real images, of which this world has only 2, so it is noise and kept for completeness. ${(rows.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(1)} min of customising and measuring in all (2-core machine).`;
+  fs.writeFileSync(path.join(out, "results.md"), `${smd}\n\n${md}\n\n${notes}\n`);
+  fs.writeFileSync(path.join(out, "results.json"), JSON.stringify({ steps, n, seed, summary, rows: rows.map(({ tiles: _t, ...r }) => r) }, null, 2) + "\n");
+  console.log(`${smd}\n\n${md}`);
 }
