@@ -7,6 +7,25 @@ export interface GradNode {
   readonly inputs: readonly Tensor[];
   /** Gradients for each input (null where an input needs none); runs with grad recording off. */
   readonly backward: (g: Tensor) => readonly (Tensor | null)[];
+  /**
+   * Frees what the op saved for its backward outside the JS heap (e.g. attention probabilities in
+   * WebAssembly memory). Called once: when backward drops the node (no retainGraph), or when the
+   * graph is garbage-collected without a backward.
+   */
+  readonly release?: () => void;
+}
+
+// a graph dropped without backward still returns its saved blocks, whenever the collector runs
+const unreleased = new FinalizationRegistry<() => void>((free) => free());
+
+/** Wraps `free` so it runs at most once. */
+function once(free: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    free();
+  };
 }
 
 let gradEnabled = true;
@@ -42,14 +61,24 @@ export function withGrad<T>(enabled: boolean, fn: () => T): T {
  * Records `backward` on `out` when recording is on and some input requires grad; otherwise `out`
  * stays a plain tensor, so frozen weights and inference keep no graph at all.
  */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"]): Tensor {
-  if (!gradEnabled) return out;
-  let any = false;
-  for (const t of inputs) if (t.requiresGrad) any = true;
-  if (!any) return out;
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"], release?: () => void): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
+    release?.();
+    return out;
+  }
   out.requiresGrad = true;
-  out.gradNode = { op, inputs, backward };
+  if (release) {
+    const free = once(release);
+    const node: GradNode = { op, inputs, backward, release: free };
+    unreleased.register(node, free, node);
+    out.gradNode = node;
+  } else out.gradNode = { op, inputs, backward };
   return out;
+}
+
+/** Whether {@link record} would keep a graph for an op on these inputs now. */
+export function willRecord(inputs: readonly Tensor[]): boolean {
+  return gradEnabled && inputs.some((t) => t.requiresGrad);
 }
 
 /** Tensors reachable from `root` through nodes that require grad, in topological order (inputs first). */
@@ -103,7 +132,13 @@ export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tens
         const prev = grads.get(inp);
         grads.set(inp, prev ? add(prev, gk) : gk);
       });
-      if (!retainGraph) t.gradNode = null;
+      if (!retainGraph) {
+        t.gradNode = null;
+        if (node.release) {
+          unreleased.unregister(node);
+          node.release();
+        }
+      }
     }
   });
 }

@@ -1,6 +1,6 @@
 // scaled dot-product attention as one primitive (torch.nn.functional.scaled_dot_product_attention):
 // a fused, chunked backend kernel with an analytic backward, and the composite reference it must match
-import { record } from "../autograd.ts";
+import { record, willRecord } from "../autograd.ts";
 import type { Storage } from "../backend/backend.ts";
 import { full } from "../creation.ts";
 import { ShapeError } from "../errors.ts";
@@ -27,12 +27,19 @@ export interface AttentionOptions {
 interface FusedParams {
   batch: number; lq: number; lk: number; d: number; dv: number; scale: number; causal: boolean;
   maskStrideB: number; maskStrideQ: number;
+  /** the backward will run: the backend may keep the probabilities for it (returned as `saved`) */
+  forBackward?: boolean;
+}
+
+/** What a backend kept from the forward for the backward (e.g. the probabilities); freed by `release`. */
+interface SavedAttention {
+  release(): void;
 }
 
 /** What a backend offers for fused attention; backends without it run the composite. */
 interface FusedAttention {
-  attention(q: Storage, k: Storage, v: Storage, mask: Storage | null, p: FusedParams): { o: Storage; lse: Storage };
-  attentionBackward(q: Storage, k: Storage, v: Storage, mask: Storage | null, o: Storage, lse: Storage, gO: Storage, p: FusedParams): { dq: Storage; dk: Storage; dv: Storage };
+  attention(q: Storage, k: Storage, v: Storage, mask: Storage | null, p: FusedParams): { o: Storage; lse: Storage; saved?: SavedAttention | null };
+  attentionBackward(q: Storage, k: Storage, v: Storage, mask: Storage | null, o: Storage, lse: Storage, gO: Storage, p: FusedParams, saved?: SavedAttention | null): { dq: Storage; dk: Storage; dv: Storage };
 }
 
 function fused(t: Tensor): FusedAttention | null {
@@ -106,16 +113,17 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     maskStrideB = perItem ? 0 : rows * lk;
     maskStrideQ = rows === 1 ? 0 : lk;
   }
-  const p: FusedParams = { batch, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB, maskStrideQ };
+  const p: FusedParams = { batch, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB, maskStrideQ, forBackward: willRecord([q, k, v]) };
   const r = be.attention(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, p);
+  const saved = r.saved ?? null;
   const y = out(q, r.o, [...batchShape, lq, dv]); // (..., Lq, dv)
   return record(y, "scaledDotProductAttention", [q, k, v], (g) => {
-    const gr = be.attentionBackward(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, r.o, r.lse, g.storage, p);
+    const gr = be.attentionBackward(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, r.o, r.lse, g.storage, p, saved);
     const back = (t: Tensor, s: Storage, rows: number, cols: number): Tensor | null => {
       if (!t.requiresGrad) return null;
       const full = out(q, s, [...batchShape, rows, cols]);
       return full.shape.join() === t.shape.join() ? full : sumTo(full, t.shape);
     };
     return [back(q, gr.dq, lq, d), back(k, gr.dk, lk, d), back(v, gr.dv, lk, dv)];
-  });
+  }, saved ? () => saved.release() : undefined);
 }

@@ -5,6 +5,7 @@ import * as T from "../../engine/index.ts";
 import { closeness } from "../helpers.ts";
 import { attentionComposite } from "../../engine/ops/attention.ts";
 import { PARALLEL_MIN_WORK, getNumThreads, matmulF32Batched, setNumThreads } from "../../engine/backend/cpu/wasm/index.ts";
+import { WasmSgemm, sgemmKernel } from "../../engine/backend/cpu/wasm/sgemm.ts";
 
 const fastOn = T.useWasmKernels(true);
 
@@ -158,6 +159,53 @@ test("fused attention: threaded equals single-threaded, and a fully masked row g
   const mask = T.tensor([[0, 0, 0], [-Infinity, -Infinity, -Infinity]]);
   const y = T.scaledDotProductAttention(T.ones([1, 2, 4]), T.ones([1, 3, 4]), T.ones([1, 3, 2]), { mask });
   assert.equal(Array.from(y.data), [1, 1, 0, 0]);
+});
+
+test("fused attention keeps short-key probabilities for the backward and returns them after it", () => {
+  const g = new T.Generator(8);
+  const arena = (sgemmKernel() as WasmSgemm).arena;
+  const q = T.randn([3, 50, 16], { generator: g }), k = T.randn([3, 20, 16], { generator: g }), v = T.randn([3, 20, 8], { generator: g });
+  const r = T.randn([3, 50, 8], { generator: g });
+  const live0 = arena.stats().live;
+  // inference keeps nothing
+  T.noGrad(() => T.scaledDotProductAttention(q, k, v));
+  assert.is(arena.stats().live, live0, "no block held after an inference call");
+  const [ql, kl, vl] = [q, k, v].map((t) => t.detach().requiresGrad_());
+  const y = T.scaledDotProductAttention(ql!, kl!, vl!);
+  assert.ok(arena.stats().live >= live0 + 3 * 50 * 20 * 4, "probabilities held between forward and backward");
+  const loss = T.sum(T.mul(y, r));
+  loss.backward(undefined, { retainGraph: true });
+  const first = [ql!.grad!.data.slice(), kl!.grad!.data.slice(), vl!.grad!.data.slice()];
+  for (const t of [ql, kl, vl]) t!.grad = null;
+  loss.backward();
+  const second = [ql!.grad!.data, kl!.grad!.data, vl!.grad!.data];
+  first.forEach((a, i) => assert.ok(same(a, second[i]!), `a retained graph gives the same gradient twice (${i})`));
+  assert.is(arena.stats().live, live0, "the block is returned once the graph is released");
+  const ref = (() => {
+    const [a, b, c] = [q, k, v].map((t) => t.detach().requiresGrad_());
+    T.sum(T.mul(attentionComposite(a!, b!, c!), r)).backward();
+    return [a!.grad!.data, b!.grad!.data, c!.grad!.data];
+  })();
+  second.forEach((a, i) => assert.ok(closeness(a, ref[i]!, ...tol(80)) <= 1, `kept-probability gradient ${i} matches the composite`));
+});
+
+test("softmax and log-softmax on the last axis: SIMD rows agree with the plain path, masked rows NaN in both", () => {
+  const g = new T.Generator(9);
+  for (const shape of [[1, 1], [3, 1], [2, 3, 17], [5, 77], [4, 129], [70000, 5], [3, 4096], [2, 1, 300000]]) {
+    const x = T.randn(shape, { generator: g }).mul(4);
+    const n = shape[shape.length - 1]!;
+    if (x.size > n) for (let j = 0; j < n; j++) x.data[n + j] = -Infinity; // second row fully masked
+    x.data[0] = -Infinity;
+    for (const log of [false, true]) {
+      const [plain, fastOut] = both(() => (log ? T.logSoftmax(x, -1) : T.softmax(x, -1)).data);
+      assert.is(plain.length, fastOut.length);
+      for (let i = 0; i < plain.length; i++) {
+        const a = plain[i]!, b = fastOut[i]!;
+        if (Number.isNaN(a) || Number.isNaN(b)) assert.ok(Number.isNaN(a) && Number.isNaN(b), `[${shape}] ${log ? "log-" : ""}softmax NaN at ${i}: ${a} vs ${b}`);
+        else assert.ok(a === b || Math.abs(a - b) <= 1e-7 * Math.sqrt(n) * Math.max(1, Math.abs(a)) + 1e-6 * Math.abs(a), `[${shape}] ${log ? "log-" : ""}softmax at ${i}: ${a} vs ${b}`);
+      }
+    }
+  }
 });
 
 test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3", () => {

@@ -21,12 +21,45 @@ export interface AttentionParams {
   /** element strides of the additive mask per batch item (0 broadcasts) and per query row (0 broadcasts); rows are lk long */
   maskStrideB: number;
   maskStrideQ: number;
+  /** the backward will run: the probabilities may be kept for it */
+  forBackward?: boolean;
+}
+
+/**
+ * Probabilities the forward kept in WebAssembly memory for the backward (batch x lq x lk floats), so
+ * the backward neither recomputes Q K^T nor the exponentials. Kept only when they cost no more than
+ * q and o together (lk <= 2 (d + dv): cross-attention over 77 tokens, short self-attention); long
+ * sequences recompute chunk by chunk. `release` returns the block (autograd calls it after backward).
+ */
+export class KeptProbs {
+  private ptr: number;
+  constructor(readonly kern: WasmSgemm, ptr: number, readonly floats: number) {
+    this.ptr = ptr;
+  }
+  /** Byte offset of the block, or 0 once released. */
+  get pointer(): number {
+    return this.ptr;
+  }
+  release(): void {
+    if (this.ptr === 0) return;
+    this.kern.arena.free(this.ptr);
+    this.ptr = 0;
+  }
+}
+
+// the kept probabilities may take at most this many bytes
+const KEEP_MAX_BYTES = 512 * 2 ** 20;
+
+function keepProbs(p: AttentionParams): boolean {
+  return !!p.forBackward && p.lk <= 2 * (p.d + p.dv) && p.batch * p.lq * p.lk * 4 <= KEEP_MAX_BYTES;
 }
 
 /** Forward result: the output and the per-row log-sum-exp the backward recomputes from. */
 export interface AttentionForward {
   o: TypedArray;
   lse: TypedArray;
+  /** the probabilities, where kept for the backward */
+  saved?: KeptProbs | null;
 }
 
 /** Gradients of q, k and v. */
@@ -114,13 +147,20 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
   const CQ = chunkRows(p.lk);
   const [qP, kP, vP, mP] = stageIn(kern, [q, k, v, mask]);
   const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
+  const keep = keepProbs(p) ? new KeptProbs(kern, kern.arena.alloc(p.batch * p.lq * p.lk), p.batch * p.lq * p.lk) : null;
   try {
-    runSplit(kern, p, CMD_ATTN_FWD, fwdJS, [CQ * p.lk], (b0, b1, s) => [b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ]);
+    runSplit(kern, p, CMD_ATTN_FWD, fwdJS, [keep ? 0 : CQ * p.lk, 2 * CQ], (b0, b1, s) => [
+      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ, s[1]!, keep ? keep.pointer : 0,
+    ]);
     const h = kern.arena.heapF32();
     return {
       o: h.slice(oP / 4, oP / 4 + p.batch * p.lq * p.dv),
       lse: h.slice(lseP / 4, lseP / 4 + p.batch * p.lq),
+      saved: keep,
     };
+  } catch (e) {
+    keep?.release();
+    throw e;
   } finally {
     freeAll(kern, [qP!, kP!, vP!, mP!, oP, lseP]);
   }
@@ -129,17 +169,19 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
 /** Gradients of {@link attentionForward} given its output `o`, row log-sum-exp `lse` and the output gradient. */
 export function attentionBackward(
   q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+  saved?: unknown,
 ): AttentionGrads {
   const f32 = [q, k, v, o, lse, gO].every((x) => x instanceof Float32Array) && (!mask || mask instanceof Float32Array);
   const kern = f32 ? wasmKernel() : null;
   if (!kern) return plainBackward(q, k, v, mask, o, lse, gO, p);
   const CQ = chunkRows(p.lk);
+  const kept = saved instanceof KeptProbs && saved.kern === kern && saved.pointer !== 0 && saved.floats === p.batch * p.lq * p.lk ? saved.pointer : 0;
   const [qP, kP, vP, mP, oP, lseP, gP] = stageIn(kern, [q, k, v, mask, o, lse, gO]);
   const arena = kern.arena;
   const dqP = arena.alloc(q.length), dkP = arena.alloc(k.length), dvP = arena.alloc(v.length);
   try {
-    runSplit(kern, p, CMD_ATTN_BWD, bwdJS, [CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
-      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ,
+    runSplit(kern, p, CMD_ATTN_BWD, bwdJS, [kept ? 0 : CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
+      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ, kept,
     ]);
     const h = arena.heapF32();
     return {

@@ -2,7 +2,7 @@
 import type { TypedArray } from "../../dtype.ts";
 import type { MatmulParams } from "../backend.ts";
 import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
-import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, type SgemmKernel } from "./wasm/sgemm.ts";
+import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, WasmSgemm, type SgemmKernel } from "./wasm/sgemm.ts";
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
@@ -29,9 +29,52 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
+  softmaxRows: typeof softmaxRowsF32;
 } | null {
   if (!simdAvailable()) return null;
-  return { gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32 };
+  return {
+    gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
+    softmaxRows: softmaxRowsF32,
+  };
+}
+
+// rows per call of the row kernels, so the staging block stays cache-sized (~1 MiB)
+const SOFTMAX_BLOCK_FLOATS = 1 << 18;
+const SOFTMAX_MAX_ROW = 4096;
+
+/**
+ * Softmax (or log-softmax) over contiguous rows of n floats with the SIMD row kernels: max, exp with
+ * its sum and the scaling run in WebAssembly, a block of rows at a time; null where unavailable.
+ */
+export function softmaxRowsF32(x: Float32Array, rows: number, n: number, log: boolean): Float32Array | null {
+  const kern = sgemmKernel();
+  // the row sums accumulate in float32: past a few thousand terms the plain path's float64 sum is kept
+  if (!(kern instanceof WasmSgemm) || n === 0 || n > SOFTMAX_MAX_ROW) return null;
+  const out = new Float32Array(rows * n);
+  const per = Math.max(1, Math.floor(SOFTMAX_BLOCK_FLOATS / n));
+  const [sP, stats] = blocks(kern, [Math.min(rows, per) * n, 2 * Math.min(rows, per)]);
+  try {
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const nr = Math.min(per, rows - r0);
+      let h = kern.arena.heapF32();
+      h.set(x.subarray(r0 * n, (r0 + nr) * n), sP! / 4);
+      kern.rows.rowsSoftmax(sP!, nr, n * 4, n, stats!, stats! + nr * 4);
+      h = kern.arena.heapF32();
+      if (!log) out.set(h.subarray(sP! / 4, sP! / 4 + nr * n), r0 * n);
+      for (let r = 0; r < nr; r++) {
+        const mx = h[stats! / 4 + r]!, sum = h[stats! / 4 + nr + r]!, base = (r0 + r) * n;
+        // a row of -Infinity has no softmax: NaN, as the plain path and PyTorch give
+        if (sum === 0) out.fill(NaN, base, base + n);
+        else if (log) {
+          const lse = mx + Math.log(sum);
+          for (let j = 0; j < n; j++) out[base + j] = x[base + j]! - lse;
+        }
+      }
+    }
+    return out;
+  } finally {
+    release(kern, [sP!, stats!]);
+  }
 }
 
 /** Arena blocks for one call: allocated together, freed together. */

@@ -21,6 +21,8 @@ export interface FastKernels {
   conv2d?: (x: Float32Array, xs: Shape, w: Float32Array, ws: Shape, p: Conv2dParams) => Float32Array;
   conv2dBackwardInput?: (gy: Float32Array, gys: Shape, w: Float32Array, ws: Shape, xs: Shape, p: Conv2dParams) => Float32Array;
   conv2dBackwardWeight?: (x: Float32Array, xs: Shape, gy: Float32Array, gys: Shape, ws: Shape, p: Conv2dParams) => Float32Array;
+  /** float32 softmax over contiguous rows (optional; null = not handled) */
+  softmaxRows?: (x: Float32Array, rows: number, n: number, log: boolean) => Float32Array | null;
 }
 // WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
 let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
@@ -88,7 +90,14 @@ export const cpuBackend: Backend<TypedArray> & {
       : conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
   upsampleNearest,
   poolSum,
-  softmax,
+  softmax: (x, shape, axis, log) => {
+    if (fast?.softmaxRows && x instanceof Float32Array && axis === shape.length - 1) {
+      const n = shape[axis]!;
+      const r = fast.softmaxRows(x, n === 0 ? 0 : x.length / n, n, log);
+      if (r) return r;
+    }
+    return softmax(x, shape, axis, log);
+  },
   attention: attentionForward,
   attentionBackward,
   groupNorm: groupNormForward,

@@ -43,6 +43,11 @@ export function permute(x: TypedArray, shape: Shape, perm: readonly number[]): T
 
 export function expand(x: TypedArray, shape: Shape, outShape: Shape): TypedArray {
   const out = like(x, sizeOf(outShape));
+  if (x.length === 1) {
+    // a scalar broadcast (the gradient of a sum, a constant): one fill
+    out.fill(x[0] as never);
+    return out;
+  }
   copyStrided(x, 0, broadcastStrides(shape, outShape), out, 0, stridesOf(outShape), outShape);
   return out;
 }

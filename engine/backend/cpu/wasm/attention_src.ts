@@ -9,12 +9,13 @@ export const CMD_ATTN_BWD = 3;
 /**
  * `attnForward(ctx, a)` for batch items [a[0], a[1]): O = softmax(scale Q K^T + mask) V and the
  * row log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k, v, mask (0 = none),
- * maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ. Pointers are bytes.
+ * maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ, scratch (2 CQ floats), probs
+ * (0, or room for batch x Lq x Lk floats: the probabilities are kept there for the backward). Pointers are bytes.
  * Causal hides key j > i + (Lk - Lq). A row with every key masked gives zeros (lse = -Infinity).
  */
 export const ATTN_FWD_JS = `function attnForward(ctx, a) {
   const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
-  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP = a[16], CQ = a[17];
+  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP0 = a[16], CQ = a[17], xP = a[18], keep = a[19];
   const off = Lk - Lq;
   const h = ctx.heap(), row = ctx.row;
   for (let b = b0; b < b1; b++) {
@@ -27,10 +28,17 @@ export const ATTN_FWD_JS = `function attnForward(ctx, a) {
         for (let r = 0; r < cq; r++) h[lseP / 4 + b * Lq + i0 + r] = -Infinity;
         continue;
       }
+      const sP = keep ? keep + (b * Lq + i0) * Lk * 4 : sP0;
       ctx.gemm(0, 1, cq, n, d, scale, q + i0 * d * 4, d, 0, k, d, 0, 0, sP, Lk, 0, 1);
-      for (let r = 0; r < cq; r++) {
+      if (!causal) {
+        // every row sees all n keys: one call per chunk
+        if (mP) row.rowsAdd(sP, cq, Lk * 4, n, mP + (b * mSB + i0 * mSQ) * 4, mSQ * 4);
+        row.rowsSoftmax(sP, cq, Lk * 4, n, xP, xP + CQ * 4);
+        const mx = xP / 4, sm = xP / 4 + CQ, l = lseP / 4 + b * Lq + i0;
+        for (let r = 0; r < cq; r++) h[l + r] = h[sm + r] === 0 ? -Infinity : h[mx + r] + Math.log(h[sm + r]);
+      } else for (let r = 0; r < cq; r++) {
         const i = i0 + r, s = sP / 4 + r * Lk;
-        const lim = causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
+        const lim = Math.max(0, Math.min(n, i + off + 1));
         if (mP) {
           const m = mP / 4 + b * mSB + i * mSQ;
           for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
@@ -55,12 +63,12 @@ export const ATTN_FWD_JS = `function attnForward(ctx, a) {
  * `attnBackward(ctx, a)` for batch items [a[0], a[1]): dQ, dK, dV from dO, recomputing the scores
  * chunk by chunk from the saved log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k,
  * v, mask, maskStrideB, maskStrideQ, o, lse, dO, dQ, dK, dV, scratch P (CQ x Lk), scratch dP
- * (CQ x Lk), scratch D (CQ), CQ.
+ * (CQ x Lk), scratch D (CQ), CQ, probs (0, or the forward's kept probabilities: no recomputation).
  */
 export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
   const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
   const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15];
-  const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP = a[20], pP = a[21], DP = a[22], CQ = a[23];
+  const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP0 = a[20], pP = a[21], DP = a[22], CQ = a[23], kept = a[24];
   const off = Lk - Lq;
   const h = ctx.heap(), row = ctx.row;
   for (let b = b0; b < b1; b++) {
@@ -75,8 +83,16 @@ export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
         h.fill(0, (gQ + i0 * d * 4) / 4, (gQ + (i0 + cq) * d * 4) / 4);
         continue;
       }
-      ctx.gemm(0, 1, cq, n, d, scale, q + i0 * d * 4, d, 0, k, d, 0, 0, sP, Lk, 0, 1);
-      for (let r = 0; r < cq; r++) {
+      const sP = kept ? kept + (b * Lq + i0) * Lk * 4 : sP0;
+      if (kept) row.rowsDot(gO + i0 * dv * 4, o + i0 * dv * 4, cq, dv, DP);
+      else ctx.gemm(0, 1, cq, n, d, scale, q + i0 * d * 4, d, 0, k, d, 0, 0, sP, Lk, 0, 1);
+      if (kept) {
+        // P as the forward left it
+      } else if (!causal) {
+        if (mP) row.rowsAdd(sP, cq, Lk * 4, n, mP + (b * mSB + i0 * mSQ) * 4, mSQ * 4);
+        row.rowsExpSub(sP, cq, Lk * 4, n, lseP + (b * Lq + i0) * 4);
+        row.rowsDot(gO + i0 * dv * 4, o + i0 * dv * 4, cq, dv, DP);
+      } else for (let r = 0; r < cq; r++) {
         const i = i0 + r, s = sP / 4 + r * Lk;
         const lse = h[lseP / 4 + b * Lq + i];
         const lim = lse === -Infinity ? 0 : causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
@@ -95,13 +111,11 @@ export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
       ctx.gemm(1, 0, n, dv, cq, 1, sP, Lk, 0, gO + i0 * dv * 4, dv, 0, 1, gV, dv, 0, 1);
       // dP = dO V^T
       ctx.gemm(0, 1, cq, n, dv, 1, gO + i0 * dv * 4, dv, 0, v, dv, 0, 0, pP, Lk, 0, 1);
-      // dS = P * (dP - D) * scale
-      for (let r = 0; r < cq; r++) {
-        row.rowDs(sP + r * Lk * 4, pP + r * Lk * 4, n, h[DP / 4 + r], scale);
-      }
+      // dS = P * (dP - D) * scale, written over dP (P stays as it is)
+      row.rowsDs(sP, pP, cq, Lk * 4, n, DP, scale);
       // dQ = dS K, dK += dS^T Q
-      ctx.gemm(0, 0, cq, d, n, 1, sP, Lk, 0, k, d, 0, 0, gQ + i0 * d * 4, d, 0, 1);
-      ctx.gemm(1, 0, n, d, cq, 1, sP, Lk, 0, q + i0 * d * 4, d, 0, 1, gK, d, 0, 1);
+      ctx.gemm(0, 0, cq, d, n, 1, pP, Lk, 0, k, d, 0, 0, gQ + i0 * d * 4, d, 0, 1);
+      ctx.gemm(1, 0, n, d, cq, 1, pP, Lk, 0, q + i0 * d * 4, d, 0, 1, gK, d, 0, 1);
     }
   }
 }`;

@@ -141,6 +141,8 @@ export class Func {
   f32Sub(): this { return this.op(0x93); }
   f32Mul(): this { return this.op(0x94); }
   f32Max(): this { return this.op(0x97); }
+  f32Div(): this { return this.op(0x95); }
+  f32Eq(): this { return this.op(0x5b); }
 
   // SIMD
   v128Load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }

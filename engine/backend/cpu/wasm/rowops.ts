@@ -12,8 +12,25 @@ export interface RowExports {
   rowExp(p: number, n: number, c: number): number;
   /** p[j] *= c. */
   rowScale(p: number, n: number, c: number): void;
-  /** s[j] = s[j] * (p[j] - d) * c. */
+  /** p[j] = s[j] * (p[j] - d) * c. */
   rowDs(s: number, p: number, n: number, d: number, c: number): void;
+  /** p[j] = c. */
+  rowFill(p: number, n: number, c: number): void;
+  /** sum of a[j] * b[j]. */
+  rowDot(a: number, b: number, n: number): number;
+  /** s[j] += m[j]. */
+  rowAdd(s: number, m: number, n: number): void;
+  // Batched forms: `rows` rows of n floats, row r at p + r * stride (stride in bytes), one call for all.
+  /** Softmax of each row in place; writes the row max to mx[r] and the sum of exp(x - max) to sm[r]. A row of -Infinity becomes zeros with sum 0. */
+  rowsSoftmax(p: number, rows: number, stride: number, n: number, mx: number, sm: number): void;
+  /** p[r][j] = exp(p[r][j] - c[r]); a row with c[r] = -Infinity becomes zeros. */
+  rowsExpSub(p: number, rows: number, stride: number, n: number, c: number): void;
+  /** p[r][j] = s[r][j] * (p[r][j] - d[r]) * c (s and p share the stride). */
+  rowsDs(s: number, p: number, rows: number, stride: number, n: number, d: number, c: number): void;
+  /** out[r] = sum_j a[r][j] * b[r][j] for contiguous rows of n floats. */
+  rowsDot(a: number, b: number, rows: number, n: number, out: number): void;
+  /** s[r][j] += m[r][j], m's rows mStride bytes apart (0 adds one row to every row). */
+  rowsAdd(s: number, rows: number, stride: number, n: number, m: number, mStride: number): void;
 }
 
 /**
@@ -117,12 +134,149 @@ function rowDs(): Func {
   rows(f, N, (off, wide) => {
     load(f, S, off, wide);
     load(f, P, off, wide).get(d).f32x4Sub().f32x4Mul().get(c).f32x4Mul().set(x);
+    store(f, P, off, x, wide);
+  });
+  return f;
+}
+
+function rowFill(): Func {
+  const f = new Func("rowFill", [I32, I32, F32]);
+  const [P, N, C] = [0, 1, 2];
+  const c = f.local(V128);
+  f.get(C).f32x4Splat().set(c);
+  rows(f, N, (off, wide) => store(f, P, off, c, wide));
+  return f;
+}
+
+function rowDot(): Func {
+  const f = new Func("rowDot", [I32, I32, I32], [F32]);
+  const [A, B, N] = [0, 1, 2];
+  const acc = splat(f, 0), accTail = splat(f, 0);
+  rows(f, N, (off, wide) => {
+    const a = wide ? acc : accTail;
+    load(f, A, off, wide);
+    load(f, B, off, wide).f32x4Mul().get(a).f32x4Add().set(a);
+  });
+  f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add().get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+  f.get(accTail).f32x4ExtractLane(0).f32Add();
+  return f;
+}
+
+function rowAdd(): Func {
+  const f = new Func("rowAdd", [I32, I32, I32]);
+  const [S, M, N] = [0, 1, 2];
+  const x = f.local(V128);
+  rows(f, N, (off, wide) => {
+    load(f, S, off, wide);
+    load(f, M, off, wide).f32x4Add().set(x);
     store(f, S, off, x, wide);
+  });
+  return f;
+}
+
+// function indices in the module (array position in rowModuleBytes)
+const ROW_MAX = 0, ROW_EXP = 1, ROW_SCALE = 2, ROW_DS = 3, ROW_FILL = 4, ROW_DOT = 5, ROW_ADD = 6;
+
+/** `for (r = 0; r < rows; r++) body(r)` with local `r`. */
+function forRows(f: Func, rowsArg: number, body: (r: number) => void): void {
+  const r = f.local(I32);
+  f.block().loop();
+  f.get(r).get(rowsArg).i32GeS().brIf(1);
+  body(r);
+  f.get(r).i32(1).i32Add().set(r);
+  f.br(0).end().end();
+}
+
+/** Pushes base + r * stride (all i32 locals). */
+function rowPtr(f: Func, base: number, r: number, stride: number): Func {
+  return f.get(base).get(r).get(stride).i32Mul().i32Add();
+}
+
+/** Pushes the address of the r-th float at base. */
+function at(f: Func, base: number, r: number): Func {
+  return f.get(base).get(r).i32(2).i32Shl().i32Add();
+}
+
+function rowsSoftmax(): Func {
+  const f = new Func("rowsSoftmax", [I32, I32, I32, I32, I32, I32]);
+  const [P, ROWS, STRIDE, N, MX, SM] = [0, 1, 2, 3, 4, 5];
+  const p = f.local(I32), m = f.local(F32), sum = f.local(F32);
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, P, r, STRIDE).set(p);
+    f.get(p).get(N).call(ROW_MAX).set(m);
+    at(f, MX, r).get(m).f32Store();
+    f.block().block();
+    f.get(m).f32(-Infinity).f32Eq().brIf(0);
+    f.get(p).get(N).get(m).call(ROW_EXP).set(sum);
+    f.get(p).get(N).f32(1).get(sum).f32Div().call(ROW_SCALE);
+    at(f, SM, r).get(sum).f32Store();
+    f.br(1).end();
+    f.get(p).get(N).f32(0).call(ROW_FILL);
+    at(f, SM, r).f32(0).f32Store();
+    f.end();
+  });
+  return f;
+}
+
+function rowsExpSub(): Func {
+  const f = new Func("rowsExpSub", [I32, I32, I32, I32, I32]);
+  const [P, ROWS, STRIDE, N, C] = [0, 1, 2, 3, 4];
+  const p = f.local(I32), c = f.local(F32);
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, P, r, STRIDE).set(p);
+    at(f, C, r).f32Load().set(c);
+    f.block().block();
+    f.get(c).f32(-Infinity).f32Eq().brIf(0);
+    f.get(p).get(N).get(c).call(ROW_EXP).drop();
+    f.br(1).end();
+    f.get(p).get(N).f32(0).call(ROW_FILL);
+    f.end();
+  });
+  return f;
+}
+
+function rowsDs(): Func {
+  const f = new Func("rowsDs", [I32, I32, I32, I32, I32, I32, F32]);
+  const [S, P, ROWS, STRIDE, N, D, C] = [0, 1, 2, 3, 4, 5, 6];
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, S, r, STRIDE);
+    rowPtr(f, P, r, STRIDE);
+    f.get(N);
+    at(f, D, r).f32Load();
+    f.get(C).call(ROW_DS);
+  });
+  return f;
+}
+
+function rowsDot(): Func {
+  const f = new Func("rowsDot", [I32, I32, I32, I32, I32]);
+  const [A, B, ROWS, N, OUT] = [0, 1, 2, 3, 4];
+  const stride = f.local(I32);
+  f.get(N).i32(2).i32Shl().set(stride);
+  forRows(f, ROWS, (r) => {
+    at(f, OUT, r);
+    rowPtr(f, A, r, stride);
+    rowPtr(f, B, r, stride);
+    f.get(N).call(ROW_DOT).f32Store();
+  });
+  return f;
+}
+
+function rowsAdd(): Func {
+  const f = new Func("rowsAdd", [I32, I32, I32, I32, I32, I32]);
+  const [S, ROWS, STRIDE, N, M, MSTRIDE] = [0, 1, 2, 3, 4, 5];
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, S, r, STRIDE);
+    rowPtr(f, M, r, MSTRIDE);
+    f.get(N).call(ROW_ADD);
   });
   return f;
 }
 
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
-  return buildModule({ module: "env", name: "memory", ...memory }, [rowMax(), rowExp(), rowScale(), rowDs()]);
+  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd()];
+  const idx = [ROW_MAX, ROW_EXP, ROW_SCALE, ROW_DS, ROW_FILL, ROW_DOT, ROW_ADD];
+  if (idx.some((i, k) => i !== k)) throw new Error("rowops: function index table out of order");
+  return buildModule({ module: "env", name: "memory", ...memory }, fns);
 }

@@ -1,0 +1,84 @@
+// the generated WebAssembly row kernels (softmax and attention passes) against plain loops, odd lengths and masked rows
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { sgemmKernel, simdAvailable, WasmSgemm } from "../../engine/backend/cpu/wasm/sgemm.ts";
+
+const kern = simdAvailable() ? sgemmKernel() : null;
+const wasm = kern instanceof WasmSgemm ? kern : null;
+
+function put(xs: number[] | Float32Array): number {
+  const p = wasm!.arena.alloc(xs.length);
+  wasm!.arena.heapF32().set(xs, p / 4);
+  return p;
+}
+const get = (p: number, n: number) => Array.from(wasm!.arena.heapF32().subarray(p / 4, p / 4 + n));
+const rand = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 97.3 + i * 12.9898) * 4);
+const close = (a: number, b: number, tol = 2e-6) => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
+
+test("rowsSoftmax: each row normalised, max and sum written, a row of -Infinity gives zeros", () => {
+  if (!wasm) return;
+  for (const n of [1, 3, 4, 17, 77, 130]) {
+    const rows = 5, stride = n + 3; // rows padded apart
+    const x = rand(rows * stride, n);
+    for (let j = 0; j < n; j++) x[2 * stride + j] = -Infinity; // row 2 fully masked
+    x[4 * stride] = -Infinity; // row 4 partly masked
+    const p = put(x), mx = put(new Float32Array(rows)), sm = put(new Float32Array(rows));
+    wasm.rows.rowsSoftmax(p, rows, stride * 4, n, mx, sm);
+    const y = get(p, rows * stride), M = get(mx, rows), S = get(sm, rows);
+    for (let r = 0; r < rows; r++) {
+      const row = x.slice(r * stride, r * stride + n), m = Math.max(...row);
+      assert.is(M[r], Math.fround(m), `max of row ${r} (n ${n})`);
+      if (m === -Infinity) {
+        assert.ok(y.slice(r * stride, r * stride + n).every((v) => v === 0), "masked row is zeros");
+        assert.is(S[r], 0);
+        continue;
+      }
+      const e = row.map((v) => Math.exp(Math.fround(v) - Math.fround(m))), s = e.reduce((a, b) => a + b, 0);
+      assert.ok(close(S[r]!, s), `sum of row ${r}: ${S[r]} vs ${s}`);
+      for (let j = 0; j < n; j++) assert.ok(close(y[r * stride + j]!, e[j]! / s), `row ${r} col ${j}`);
+      for (let j = n; j < stride; j++) assert.is(y[r * stride + j], Math.fround(x[r * stride + j]!), "padding untouched");
+    }
+  }
+});
+
+test("rowsExpSub, rowsDs, rowsDot, rowsAdd agree with plain loops", () => {
+  if (!wasm) return;
+  for (const n of [1, 5, 40, 77]) {
+    const rows = 4, stride = n + 1;
+    const x = rand(rows * stride, n + 1), c = [0.5, -Infinity, 2, -1];
+    const p = put(x), cp = put(c);
+    wasm.rows.rowsExpSub(p, rows, stride * 4, n, cp);
+    const y = get(p, rows * stride);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) {
+      const want = c[r] === -Infinity ? 0 : Math.exp(Math.fround(x[r * stride + j]!) - c[r]!);
+      assert.ok(close(y[r * stride + j]!, want), `expSub ${r},${j}`);
+    }
+    const s = rand(rows * stride, 3), q = rand(rows * stride, 4), d = rand(rows, 5);
+    const sp = put(s), qp = put(q), dp = put(d);
+    wasm.rows.rowsDs(sp, qp, rows, stride * 4, n, dp, 0.25);
+    const ds = get(qp, rows * stride);
+    assert.equal(get(sp, rows * stride), s.map(Math.fround), "s is read only");
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) {
+      const i = r * stride + j, f = Math.fround;
+      assert.ok(close(ds[i]!, f(s[i]!) * (f(q[i]!) - f(d[r]!)) * 0.25, 1e-5), `ds ${r},${j}`);
+    }
+    const a = rand(rows * n, 6), b = rand(rows * n, 7), ap = put(a), bp = put(b), op = put(new Float32Array(rows));
+    wasm.rows.rowsDot(ap, bp, rows, n, op);
+    const dots = get(op, rows);
+    for (let r = 0; r < rows; r++) {
+      let want = 0;
+      for (let j = 0; j < n; j++) want += Math.fround(a[r * n + j]!) * Math.fround(b[r * n + j]!);
+      assert.ok(close(dots[r]!, want, 1e-5), `dot ${r}`);
+    }
+    for (const mStride of [0, n]) {
+      const t = rand(rows * stride, 8), m = rand(rows * n, 9), tp = put(t), mp = put(m);
+      wasm.rows.rowsAdd(tp, rows, stride * 4, n, mp, mStride * 4);
+      const got = get(tp, rows * stride);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) {
+        assert.is(got[r * stride + j], Math.fround(Math.fround(t[r * stride + j]!) + Math.fround(m[r * mStride + j]!)), `add ${r},${j}`);
+      }
+    }
+  }
+});
+
+test.run();
