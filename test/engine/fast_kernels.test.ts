@@ -39,7 +39,7 @@ test("matmul: every transpose, odd sizes, batch broadcast", () => {
   assert.ok(closeness(f, p, ...tol(65)) <= 1, "broadcast batch");
 });
 
-test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups, batch 1", () => {
+test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups, batch 1, blocks of output rows", () => {
   const g = new T.Generator(1);
   const cases: [number[], number[], T.Conv2dOptions][] = [
     [[1, 3, 17, 17], [8, 3, 3, 3], { padding: 1 }],
@@ -47,6 +47,9 @@ test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups
     [[1, 8, 15, 15], [16, 8, 3, 3], { stride: 2, padding: 2 }],
     [[2, 32, 8, 8], [64, 32, 1, 1], {}],
     [[1, 12, 10, 10], [12, 4, 3, 3], { groups: 3, padding: 1 }],
+    // large enough for several blocks of output rows (with a shorter last block), non-square kernel and stride
+    [[1, 64, 37, 65], [8, 64, 3, 3], { padding: 1 }],
+    [[2, 48, 30, 41], [6, 48, 3, 5], { stride: [2, 1], padding: [0, 2] }],
   ];
   for (const [xs, ws, o] of cases) {
     const x = T.randn(xs, { generator: g }), w = T.randn(ws, { generator: g }), r = T.randn(T.conv2d(x, w, null, o).shape, { generator: g });

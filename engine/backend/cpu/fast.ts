@@ -86,11 +86,44 @@ function release(kern: SgemmKernel, ptrs: readonly number[]): void {
   for (const p of ptrs) kern.arena.free(p);
 }
 
-/** Float32 conv2d forward in the arena: im2col written straight into it, one (threaded) GEMM per image and group. */
+// floats of the patch matrix per block of output rows: the block is still in cache when the GEMM packs it
+const COL_BLOCK_FLOATS = 1 << 18;
+
+/** Output rows per patch-matrix block. */
+function rowsPerBlock(q: ReturnType<typeof geometry>): number {
+  return Math.max(1, Math.min(q.ho, Math.floor(COL_BLOCK_FLOATS / (q.cg * q.kh * q.kw * q.wo))));
+}
+
+/**
+ * Float32 conv2d forward entirely in the arena: per image, group and block of output rows, the
+ * generated im2col writes the patch block and one (threaded) GEMM multiplies it.
+ */
 export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, p: Conv2dParams): Float32Array {
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
+  if (!pw && kern instanceof WasmSgemm) {
+    const rb = rowsPerBlock(q), hw = q.h * q.w;
+    const [xP, wP, colP, oP] = blocks(kern, [x.length, w.length, R * rb * q.wo, q.n * q.o * L]);
+    try {
+      const h = kern.arena.heapF32();
+      h.set(x, xP! / 4);
+      h.set(w, wP! / 4);
+      for (let b = 0; b < q.n; b++) {
+        for (let g = 0; g < q.g; g++) {
+          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
+            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
+            kern.rows.im2col(xP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
+            // out[og, block] = W[og, R] @ col[R, block]
+            kern.sgemm(false, false, q.og, Lc, R, 1, wP! + g * q.og * R * 4, R, colP!, Lc, 0, oP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L);
+          }
+        }
+      }
+      return kern.arena.heapF32().slice(oP! / 4, oP! / 4 + q.n * q.o * L);
+    } finally {
+      release(kern, [xP!, wP!, colP!, oP!]);
+    }
+  }
   const [xP, wP, colP, oP] = blocks(kern, [pw ? x.length : 0, w.length, pw ? 0 : R * L, q.n * q.o * L]);
   try {
     let h = kern.arena.heapF32();
@@ -117,6 +150,29 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
+  if (!pw && kern instanceof WasmSgemm) {
+    // per block of output rows: col = W_g^T gy_block by GEMM, then the generated col2im adds it into gx
+    const rb = rowsPerBlock(q), hw = q.h * q.w, nx = q.n * q.c * hw;
+    const [gyP, wP, colP, gxP] = blocks(kern, [gy.length, w.length, R * rb * q.wo, nx]);
+    try {
+      const h = kern.arena.heapF32();
+      h.set(gy, gyP! / 4);
+      h.set(w, wP! / 4);
+      h.fill(0, gxP! / 4, gxP! / 4 + nx);
+      for (let b = 0; b < q.n; b++) {
+        for (let g = 0; g < q.g; g++) {
+          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
+            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
+            kern.sgemm(true, false, R, Lc, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, 0, colP!, Lc);
+            kern.rows.col2im(gxP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
+          }
+        }
+      }
+      return kern.arena.heapF32().slice(gxP! / 4, gxP! / 4 + nx);
+    } finally {
+      release(kern, [gyP!, wP!, colP!, gxP!]);
+    }
+  }
   const gx = new Float32Array(q.n * q.c * q.h * q.w);
   const [gyP, wP, colP] = blocks(kern, [gy.length, w.length, pw ? gx.length : R * L]);
   try {
@@ -143,6 +199,28 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
+  if (!pw && kern instanceof WasmSgemm) {
+    // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image
+    const rb = rowsPerBlock(q), hw = q.h * q.w;
+    const [xP, gyP, colP, gwP] = blocks(kern, [x.length, gy.length, R * rb * q.wo, q.o * R]);
+    try {
+      const h = kern.arena.heapF32();
+      h.set(x, xP! / 4);
+      h.set(gy, gyP! / 4);
+      for (let b = 0; b < q.n; b++) {
+        for (let g = 0; g < q.g; g++) {
+          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
+            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
+            kern.rows.im2col(xP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
+            kern.sgemm(false, true, q.og, R, Lc, 1, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, colP!, Lc, b === 0 && oy0 === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
+          }
+        }
+      }
+      return kern.arena.heapF32().slice(gwP! / 4, gwP! / 4 + q.o * R);
+    } finally {
+      release(kern, [xP!, gyP!, colP!, gwP!]);
+    }
+  }
   const [xP, gyP, colP, gwP] = blocks(kern, [pw ? x.length : 0, gy.length, pw ? 0 : R * L, q.o * R]);
   try {
     const h0 = kern.arena.heapF32();

@@ -131,6 +131,8 @@ export class Func {
   i32Add(): this { return this.op(0x6a); }
   i32Sub(): this { return this.op(0x6b); }
   i32Mul(): this { return this.op(0x6c); }
+  i32DivS(): this { return this.op(0x6d); }
+  i32LeS(): this { return this.op(0x4c); }
   i32And(): this { return this.op(0x71); }
   i32Shl(): this { return this.op(0x74); }
   i32ShrU(): this { return this.op(0x76); }

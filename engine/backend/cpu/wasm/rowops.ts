@@ -3,9 +3,10 @@
 // the attention backward's P * (dP - D) * scale.
 
 import { F32, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
+import { col2imFunc, im2colFunc, type Im2colExports } from "./im2col.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
-export interface RowExports {
+export interface RowExports extends Im2colExports {
   /** max of p[0..n) (-Infinity for n = 0). */
   rowMax(p: number, n: number): number;
   /** p[j] = exp(p[j] - c) in place; returns the sum (inputs below c - 87 give ~0). */
@@ -275,7 +276,7 @@ function rowsAdd(): Func {
 
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
-  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd()];
+  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc()];
   const idx = [ROW_MAX, ROW_EXP, ROW_SCALE, ROW_DS, ROW_FILL, ROW_DOT, ROW_ADD];
   if (idx.some((i, k) => i !== k)) throw new Error("rowops: function index table out of order");
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
