@@ -6,6 +6,44 @@ import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, WasmSgemm, t
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
+import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, CONV_BWD_INPUT_JS, CONV_BWD_WEIGHT_JS, CONV_FWD_JS } from "./wasm/conv_src.ts";
+import { gemmDriver } from "./wasm/driver.ts";
+import { PARALLEL_MIN_WORK } from "./wasm/sgemm.ts";
+import { getNumThreads } from "./wasm/pool.ts";
+
+type PartKernel = (ctx: object, a: ArrayLike<number>) => void;
+const convFwdJS = new Function(`return ${CONV_FWD_JS}`)() as PartKernel;
+const convBwdInputJS = new Function(`return ${CONV_BWD_INPUT_JS}`)() as PartKernel;
+const convBwdWeightJS = new Function(`return ${CONV_BWD_WEIGHT_JS}`)() as PartKernel;
+
+/** Runs part 0 on this thread and part i on worker i (one part: no pool). */
+function runParts(kern: WasmSgemm, cmd: number, fn: PartKernel, parts: readonly number[][]): void {
+  const local = kern.localBuffers();
+  const { mr, nr, mc, kc, nc } = kern.consts;
+  const ex = kern.exports;
+  const ctx = {
+    row: kern.rows,
+    heap: () => kern.arena.heapF32(),
+    gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
+      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
+  };
+  const pool = parts.length > 1 ? kern.workerPool(parts.length) : null;
+  if (!pool) {
+    for (const a of parts) fn(ctx, a);
+    return;
+  }
+  pool.run(parts.slice(1).map((args) => ({ cmd, args })), () => fn(ctx, parts[0]!));
+}
+
+/** Splits [0, n) into `k` contiguous ranges as even as possible. */
+function ranges(n: number, k: number): [number, number][] {
+  return Array.from({ length: k }, (_, i) => [Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k)] as [number, number]);
+}
+
+/** Parts worth running for `work` multiply-adds over at most `units` independent units. */
+function partCount(work: number, units: number): number {
+  return Math.max(1, Math.min(getNumThreads(), units, Math.floor(work / PARALLEL_MIN_WORK)));
+}
 
 // below this many multiply-adds the copies into WebAssembly memory cost more than they save
 const MIN_WORK = 16 * 16 * 16;
@@ -29,13 +67,60 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
-  softmaxRows: typeof softmaxRowsF32;
+  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
-    softmaxRows: softmaxRowsF32,
+    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32,
   };
+}
+
+// elementwise ops on fewer floats than this stay in JavaScript (the staging would cost more)
+const VECTOR_MIN = 2048;
+const VECTOR_BLOCK = 1 << 18;
+
+/** The exp-based activations in WebAssembly SIMD, through a cache-sized block; null if not handled. */
+export function unaryF32(op: string, x: Float32Array): Float32Array | null {
+  const kern = sgemmKernel();
+  if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN) return null;
+  const fn = op === "silu" ? kern.rows.vSilu : op === "sigmoid" ? kern.rows.vSigmoid : op === "exp" ? kern.rows.vExp : null;
+  if (!fn) return null;
+  const out = new Float32Array(x.length);
+  const [bP] = blocks(kern, [Math.min(VECTOR_BLOCK, x.length)]);
+  try {
+    for (let i = 0; i < x.length; i += VECTOR_BLOCK) {
+      const n = Math.min(VECTOR_BLOCK, x.length - i);
+      kern.arena.heapF32().set(x.subarray(i, i + n), bP! / 4);
+      fn(bP!, bP!, n);
+      out.set(kern.arena.heapF32().subarray(bP! / 4, bP! / 4 + n), i);
+    }
+    return out;
+  } finally {
+    release(kern, [bP!]);
+  }
+}
+
+/** silu's gradient g * silu'(x) for same-shape operands in WebAssembly SIMD; null if not handled. */
+export function siluGradF32(g: Float32Array, x: Float32Array): Float32Array | null {
+  const kern = sgemmKernel();
+  if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN || g.length !== x.length) return null;
+  const out = new Float32Array(x.length);
+  const m = Math.min(VECTOR_BLOCK, x.length);
+  const [gP, xP] = blocks(kern, [m, m]);
+  try {
+    for (let i = 0; i < x.length; i += VECTOR_BLOCK) {
+      const n = Math.min(VECTOR_BLOCK, x.length - i);
+      const h = kern.arena.heapF32();
+      h.set(g.subarray(i, i + n), gP! / 4);
+      h.set(x.subarray(i, i + n), xP! / 4);
+      kern.rows.vSiluGrad(gP!, xP!, gP!, n);
+      out.set(kern.arena.heapF32().subarray(gP! / 4, gP! / 4 + n), i);
+    }
+    return out;
+  } finally {
+    release(kern, [gP!, xP!]);
+  }
 }
 
 // rows per call of the row kernels, so the staging block stays cache-sized (~1 MiB)
@@ -89,6 +174,11 @@ function release(kern: SgemmKernel, ptrs: readonly number[]): void {
 // floats of the patch matrix per block of output rows: the block is still in cache when the GEMM packs it
 const COL_BLOCK_FLOATS = 1 << 18;
 
+/** The geometry arguments a[2..16] of the conv part kernels (see wasm/conv_src.ts). */
+function geoArgs(q: ReturnType<typeof geometry>, rb: number): number[] {
+  return [q.n, q.c, q.h, q.w, q.o, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.ho, q.wo, q.g, rb];
+}
+
 /** Output rows per patch-matrix block. */
 function rowsPerBlock(q: ReturnType<typeof geometry>): number {
   return Math.max(1, Math.min(q.ho, Math.floor(COL_BLOCK_FLOATS / (q.cg * q.kh * q.kw * q.wo))));
@@ -103,25 +193,17 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
   if (!pw && kern instanceof WasmSgemm) {
-    const rb = rowsPerBlock(q), hw = q.h * q.w;
-    const [xP, wP, colP, oP] = blocks(kern, [x.length, w.length, R * rb * q.wo, q.n * q.o * L]);
+    const rb = rowsPerBlock(q), items = q.n * q.g * Math.ceil(q.ho / rb);
+    const parts = ranges(items, partCount(q.n * q.o * L * R, items));
+    const [xP, wP, oP, ...cols] = blocks(kern, [x.length, w.length, q.n * q.o * L, ...parts.map(() => R * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(x, xP! / 4);
       h.set(w, wP! / 4);
-      for (let b = 0; b < q.n; b++) {
-        for (let g = 0; g < q.g; g++) {
-          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
-            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
-            kern.rows.im2col(xP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
-            // out[og, block] = W[og, R] @ col[R, block]
-            kern.sgemm(false, false, q.og, Lc, R, 1, wP! + g * q.og * R * 4, R, colP!, Lc, 0, oP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L);
-          }
-        }
-      }
+      runParts(kern, CMD_CONV_FWD, convFwdJS, parts.map(([i0, i1], t) => [i0, i1, ...geoArgs(q, rb), xP!, wP!, oP!, cols[t]!]));
       return kern.arena.heapF32().slice(oP! / 4, oP! / 4 + q.n * q.o * L);
     } finally {
-      release(kern, [xP!, wP!, colP!, oP!]);
+      release(kern, [xP!, wP!, oP!, ...cols]);
     }
   }
   const [xP, wP, colP, oP] = blocks(kern, [pw ? x.length : 0, w.length, pw ? 0 : R * L, q.n * q.o * L]);
@@ -151,26 +233,31 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
   if (!pw && kern instanceof WasmSgemm) {
-    // per block of output rows: col = W_g^T gy_block by GEMM, then the generated col2im adds it into gx
+    // per block of output rows: col = W^T gy_block by GEMM, then the generated col2im adds it into gx;
+    // parts take input channels (groups = 1) or run one after another per group
     const rb = rowsPerBlock(q), hw = q.h * q.w, nx = q.n * q.c * hw;
-    const [gyP, wP, colP, gxP] = blocks(kern, [gy.length, w.length, R * rb * q.wo, nx]);
+    const parts = q.g === 1 ? ranges(q.c, partCount(q.n * q.o * L * R, q.c)) : [[0, q.c] as [number, number]];
+    const [gyP, wP, gxP, ...cols] = blocks(kern, [gy.length, w.length, nx, ...parts.map(([c0, c1]) => (c1 - c0) * q.kh * q.kw * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(gy, gyP! / 4);
       h.set(w, wP! / 4);
       h.fill(0, gxP! / 4, gxP! / 4 + nx);
-      for (let b = 0; b < q.n; b++) {
-        for (let g = 0; g < q.g; g++) {
-          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
-            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
-            kern.sgemm(true, false, R, Lc, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, 0, colP!, Lc);
-            kern.rows.col2im(gxP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
+      if (q.g === 1) runParts(kern, CMD_CONV_BWD_INPUT, convBwdInputJS, parts.map(([c0, c1], t) => [c0, c1, ...geoArgs(q, rb), gyP!, wP!, gxP!, cols[t]!]));
+      else {
+        for (let b = 0; b < q.n; b++) {
+          for (let g = 0; g < q.g; g++) {
+            for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
+              const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
+              kern.sgemm(true, false, R, Lc, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, 0, cols[0]!, Lc);
+              kern.rows.col2im(gxP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, cols[0]!, Lc, oy0, oy1);
+            }
           }
         }
       }
       return kern.arena.heapF32().slice(gxP! / 4, gxP! / 4 + nx);
     } finally {
-      release(kern, [gyP!, wP!, colP!, gxP!]);
+      release(kern, [gyP!, wP!, gxP!, ...cols]);
     }
   }
   const gx = new Float32Array(q.n * q.c * q.h * q.w);
@@ -200,25 +287,30 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
   const kern = sgemmKernel();
   if (!pw && kern instanceof WasmSgemm) {
-    // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image
+    // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image;
+    // parts take the columns of gW of their input channels (groups = 1) or groups run one after another
     const rb = rowsPerBlock(q), hw = q.h * q.w;
-    const [xP, gyP, colP, gwP] = blocks(kern, [x.length, gy.length, R * rb * q.wo, q.o * R]);
+    const parts = q.g === 1 ? ranges(q.c, partCount(q.n * q.o * L * R, q.c)) : [[0, q.c] as [number, number]];
+    const [xP, gyP, gwP, ...cols] = blocks(kern, [x.length, gy.length, q.o * R, ...parts.map(([c0, c1]) => (q.g === 1 ? c1 - c0 : q.cg) * q.kh * q.kw * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(x, xP! / 4);
       h.set(gy, gyP! / 4);
-      for (let b = 0; b < q.n; b++) {
-        for (let g = 0; g < q.g; g++) {
-          for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
-            const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
-            kern.rows.im2col(xP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, colP!, Lc, oy0, oy1);
-            kern.sgemm(false, true, q.og, R, Lc, 1, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, colP!, Lc, b === 0 && oy0 === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
+      if (q.g === 1) runParts(kern, CMD_CONV_BWD_WEIGHT, convBwdWeightJS, parts.map(([c0, c1], t) => [c0, c1, ...geoArgs(q, rb), xP!, gyP!, gwP!, cols[t]!]));
+      else {
+        for (let b = 0; b < q.n; b++) {
+          for (let g = 0; g < q.g; g++) {
+            for (let oy0 = 0; oy0 < q.ho; oy0 += rb) {
+              const oy1 = Math.min(q.ho, oy0 + rb), Lc = (oy1 - oy0) * q.wo;
+              kern.rows.im2col(xP! + (b * q.c + g * q.cg) * hw * 4, q.cg, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.wo, cols[0]!, Lc, oy0, oy1);
+              kern.sgemm(false, true, q.og, R, Lc, 1, gyP! + ((b * q.o + g * q.og) * L + oy0 * q.wo) * 4, L, cols[0]!, Lc, b === 0 && oy0 === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
+            }
           }
         }
       }
       return kern.arena.heapF32().slice(gwP! / 4, gwP! / 4 + q.o * R);
     } finally {
-      release(kern, [xP!, gyP!, colP!, gwP!]);
+      release(kern, [xP!, gyP!, gwP!, ...cols]);
     }
   }
   const [xP, gyP, colP, gwP] = blocks(kern, [pw ? x.length : 0, gy.length, pw ? 0 : R * L, q.o * R]);

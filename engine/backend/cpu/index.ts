@@ -1,7 +1,7 @@
 // the cpu backend: typed-array storage and the plain TypeScript kernels
 import type { DType, TypedArray } from "../../dtype.ts";
 import { allocArray } from "../../dtype.ts";
-import type { Backend, Conv2dParams } from "../backend.ts";
+import type { Backend, Conv2dParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
 import { binary, unary, where } from "./elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "./movement.ts";
@@ -23,6 +23,10 @@ export interface FastKernels {
   conv2dBackwardWeight?: (x: Float32Array, xs: Shape, gy: Float32Array, gys: Shape, ws: Shape, p: Conv2dParams) => Float32Array;
   /** float32 softmax over contiguous rows (optional; null = not handled) */
   softmaxRows?: (x: Float32Array, rows: number, n: number, log: boolean) => Float32Array | null;
+  /** float32 elementwise activations (optional; null = not handled) */
+  unary?: (op: UnaryOp, x: Float32Array) => Float32Array | null;
+  /** float32 silu gradient for same-shape operands (optional; null = not handled) */
+  siluGrad?: (g: Float32Array, x: Float32Array) => Float32Array | null;
 }
 // WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
 let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
@@ -66,8 +70,11 @@ export const cpuBackend: Backend<TypedArray> & {
     out.set(x);
     return out;
   },
-  unary,
-  binary,
+  unary: (op, x) => (fast?.unary && x instanceof Float32Array ? fast.unary(op, x) : null) ?? unary(op, x),
+  binary: (op, a, as, b, bs, os) =>
+    (op === "silu_grad" && fast?.siluGrad && a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && as.join() === bs.join()
+      ? fast.siluGrad(a, b)
+      : null) ?? binary(op, a, as, b, bs, os),
   where,
   reduce,
   permute,

@@ -165,6 +165,9 @@ export class Func {
   f32x4Sub(): this { return this.simd(0xe5); }
   f32x4Mul(): this { return this.simd(0xe6); }
   f32x4Max(): this { return this.simd(0xe9); }
+  f32x4Min(): this { return this.simd(0xe8); }
+  f32x4Div(): this { return this.simd(0xe7); }
+  f32x4Neg(): this { return this.simd(0xe1); }
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   /** Relaxed-SIMD fused multiply-add: a*b + c (stack: a, b, c). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }

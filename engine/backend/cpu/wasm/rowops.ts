@@ -7,6 +7,12 @@ import { col2imFunc, im2colFunc, type Im2colExports } from "./im2col.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
 export interface RowExports extends Im2colExports {
+  /** dst[j] = exp(src[j]), sigmoid(src[j]), src[j] sigmoid(src[j]) (dst may equal src). */
+  vExp(src: number, dst: number, n: number): void;
+  vSigmoid(src: number, dst: number, n: number): void;
+  vSilu(src: number, dst: number, n: number): void;
+  /** dst[j] = g[j] * d/dx (x sigmoid(x)) at x[j]. */
+  vSiluGrad(g: number, x: number, dst: number, n: number): void;
   /** max of p[0..n) (-Infinity for n = 0). */
   rowMax(p: number, n: number): number;
   /** p[j] = exp(p[j] - c) in place; returns the sum (inputs below c - 87 give ~0). */
@@ -85,32 +91,91 @@ function rowMax(): Func {
   return f;
 }
 
+/** Locals holding the constants of {@link expInto}. */
+interface ExpConsts {
+  lo: number; hi: number; log2e: number; ln2hi: number; ln2lo: number; k: number[]; bias: number; kk: number; r: number;
+}
+
+function expConsts(f: Func): ExpConsts {
+  const lo = splat(f, -87.3), hi = splat(f, 88.7), log2e = splat(f, Math.LOG2E), ln2hi = splat(f, 0.693359375), ln2lo = splat(f, -2.12194440e-4);
+  const k = [1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720].map((x) => splat(f, x));
+  const bias = f.local(V128);
+  f.i32(127).i32x4Splat().set(bias);
+  return { lo, hi, log2e, ln2hi, ln2lo, k, bias, kk: f.local(V128), r: f.local(V128) };
+}
+
+/**
+ * out = exp(x) for the v128 in local x (overwritten with its clamp to [-87.3, 88.7]): Cody-Waite
+ * reduction x = k ln2 + r, a degree-6 polynomial for exp(r), times 2^k from its exponent bits (~2 ulp).
+ */
+function expInto(f: Func, x: number, out: number, c: ExpConsts): void {
+  f.get(x).get(c.lo).f32x4Max().get(c.hi).f32x4Min().set(x);
+  f.get(x).get(c.log2e).f32x4Mul().f32x4Nearest().set(c.kk);
+  f.get(x).get(c.kk).get(c.ln2hi).f32x4Mul().f32x4Sub().get(c.kk).get(c.ln2lo).f32x4Mul().f32x4Sub().set(c.r);
+  // 1 + r (1 + r (1/2 + r (1/6 + r (1/24 + r (1/120 + r/720)))))
+  f.get(c.r).get(c.k[5]!).f32x4Mul();
+  for (let i = 4; i >= 0; i--) f.get(c.k[i]!).f32x4Add().get(c.r).f32x4Mul();
+  f.get(c.k[0]!).f32x4Add();
+  f.get(c.kk).i32x4TruncSatF32x4S().get(c.bias).i32x4Add().i32(23).i32x4Shl().f32x4Mul().set(out);
+}
+
 function rowExp(): Func {
   const f = new Func("rowExp", [I32, I32, F32], [F32]);
   const [P, N, C] = [0, 1, 2];
   const c = f.local(V128);
   f.get(C).f32x4Splat().set(c);
-  const lo = splat(f, -87.3), log2e = splat(f, Math.LOG2E), ln2hi = splat(f, 0.693359375), ln2lo = splat(f, -2.12194440e-4);
-  const k = [1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720].map((x) => splat(f, x));
-  const bias = f.local(V128);
-  f.i32(127).i32x4Splat().set(bias);
-  const x = f.local(V128), kk = f.local(V128), r = f.local(V128), acc = splat(f, 0), accTail = splat(f, 0);
+  const ec = expConsts(f);
+  const x = f.local(V128), acc = splat(f, 0), accTail = splat(f, 0);
   rows(f, N, (off, wide) => {
-    load(f, P, off, wide).get(c).f32x4Sub().get(lo).f32x4Max().set(x);
-    f.get(x).get(log2e).f32x4Mul().f32x4Nearest().set(kk);
-    f.get(x).get(kk).get(ln2hi).f32x4Mul().f32x4Sub().get(kk).get(ln2lo).f32x4Mul().f32x4Sub().set(r);
-    // 1 + r (1 + r (1/2 + r (1/6 + r (1/24 + r (1/120 + r/720)))))
-    f.get(r).get(k[5]!).f32x4Mul();
-    for (let i = 4; i >= 0; i--) f.get(k[i]!).f32x4Add().get(r).f32x4Mul();
-    f.get(k[0]!).f32x4Add();
-    // times 2^k built from its exponent bits
-    f.get(kk).i32x4TruncSatF32x4S().get(bias).i32x4Add().i32(23).i32x4Shl().f32x4Mul().set(x);
+    load(f, P, off, wide).get(c).f32x4Sub().set(x);
+    expInto(f, x, x, ec);
     store(f, P, off, x, wide);
     if (wide) f.get(acc).get(x).f32x4Add().set(acc);
     else f.get(accTail).get(x).f32x4Add().set(accTail);
   });
   f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add().get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
   f.get(accTail).f32x4ExtractLane(0).f32Add();
+  return f;
+}
+
+/** dst[j] = op(src[j]) for the exp-based activations (src and dst may be the same). */
+function vUnary(name: string, op: "exp" | "sigmoid" | "silu"): Func {
+  const f = new Func(name, [I32, I32, I32]);
+  const [S, D, N] = [0, 1, 2];
+  const ec = expConsts(f), one = splat(f, 1);
+  const x = f.local(V128), e = f.local(V128), y = f.local(V128);
+  rows(f, N, (off, wide) => {
+    load(f, S, off, wide).set(x);
+    if (op === "exp") {
+      f.get(x).set(e);
+      expInto(f, e, y, ec);
+    } else {
+      f.get(x).f32x4Neg().set(e);
+      expInto(f, e, e, ec);
+      // sigmoid = 1 / (1 + exp(-x)), silu = x / (1 + exp(-x))
+      f.get(op === "silu" ? x : one).get(one).get(e).f32x4Add().f32x4Div().set(y);
+    }
+    store(f, D, off, y, wide);
+  });
+  return f;
+}
+
+/** dst[j] = g[j] s (1 + x[j] (1 - s)) with s = sigmoid(x[j]): the gradient of silu. */
+function vSiluGrad(): Func {
+  const f = new Func("vSiluGrad", [I32, I32, I32, I32]);
+  const [G, X, D, N] = [0, 1, 2, 3];
+  const ec = expConsts(f), one = splat(f, 1);
+  const x = f.local(V128), e = f.local(V128), s = f.local(V128), y = f.local(V128);
+  rows(f, N, (off, wide) => {
+    load(f, X, off, wide).set(x);
+    f.get(x).f32x4Neg().set(e);
+    expInto(f, e, e, ec);
+    f.get(one).get(one).get(e).f32x4Add().f32x4Div().set(s);
+    load(f, G, off, wide).get(s).f32x4Mul();
+    f.get(one).get(x).get(one).get(s).f32x4Sub().f32x4Mul().f32x4Add();
+    f.f32x4Mul().set(y);
+    store(f, D, off, y, wide);
+  });
   return f;
 }
 
@@ -276,7 +341,8 @@ function rowsAdd(): Func {
 
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
-  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc()];
+  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad()];
   const idx = [ROW_MAX, ROW_EXP, ROW_SCALE, ROW_DS, ROW_FILL, ROW_DOT, ROW_ADD];
   if (idx.some((i, k) => i !== k)) throw new Error("rowops: function index table out of order");
   return buildModule({ module: "env", name: "memory", ...memory }, fns);

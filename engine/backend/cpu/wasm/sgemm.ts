@@ -9,6 +9,7 @@ import { requireWasm } from "./runtime.ts";
 import { gemmDriver } from "./driver.ts";
 import { rowModuleBytes, type RowExports } from "./rowops.ts";
 import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_src.ts";
+import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, CONV_BWD_INPUT_JS, CONV_BWD_WEIGHT_JS, CONV_FWD_JS } from "./conv_src.ts";
 import { CMD_GEMM, WorkerPool, getNumThreads, type Job, type ThreadBuffers } from "./pool.ts";
 
 /** Kernel flavours: fused relaxed-SIMD wasm, plain wasm SIMD (mul + add), plain TypeScript. */
@@ -173,7 +174,10 @@ export class WasmSgemm implements SgemmKernel {
   }
 
   /** Extra JavaScript kernels (command id to function source) the workers register. */
-  readonly kernels: Record<number, string> = { [CMD_ATTN_FWD]: ATTN_FWD_JS, [CMD_ATTN_BWD]: ATTN_BWD_JS };
+  readonly kernels: Record<number, string> = {
+    [CMD_ATTN_FWD]: ATTN_FWD_JS, [CMD_ATTN_BWD]: ATTN_BWD_JS,
+    [CMD_CONV_FWD]: CONV_FWD_JS, [CMD_CONV_BWD_INPUT]: CONV_BWD_INPUT_JS, [CMD_CONV_BWD_WEIGHT]: CONV_BWD_WEIGHT_JS,
+  };
 
   /** The calling thread's packing buffers. */
   localBuffers(): ThreadBuffers {
