@@ -211,6 +211,35 @@ test("softmax and log-softmax on the last axis: SIMD rows agree with the plain p
   }
 });
 
+test("exp, sigmoid, silu and silu's gradient on large tensors: SIMD agrees with the plain path, extremes included", () => {
+  const g = new T.Generator(10);
+  for (const n of [2048, 2051, 4099, 300001]) {
+    const x = T.randn([n], { generator: g }).mul(6);
+    const d = x.data;
+    [0, -0, 1e-30, -1e-30, 80, -80, 88, -88, 100, -100, 1e4, -1e4].forEach((v, i) => (d[i * 7] = v));
+    const gy = T.randn([n], { generator: g });
+    for (const [name, f] of [["exp", (t: T.Tensor) => T.exp(t)], ["sigmoid", (t: T.Tensor) => T.sigmoid(t)], ["silu", (t: T.Tensor) => T.silu(t)]] as const) {
+      const [plain, fastOut] = both(() => f(x).data);
+      for (let i = 0; i < n; i++) {
+        const a = plain[i]!, b = fastOut[i]!;
+        // ~2 ulp of the polynomial plus the division; below 1e-37 only the absolute size matters
+        assert.ok(a === b || Math.abs(a - b) <= 4e-7 * Math.abs(a) + 1e-37, `${name}(${d[i]}) [${n}]: ${a} vs ${b}`);
+      }
+    }
+    const [pg, fg] = both(() => {
+      const xl = x.detach().requiresGrad_();
+      T.sum(T.mul(T.silu(xl), gy)).backward();
+      return xl.grad!.data;
+    });
+    // s (1 + x (1 - s)) cancels near x = -1.28: float32 rounding of its terms bounds the absolute error
+    const gd = gy.data;
+    for (let i = 0; i < n; i++) {
+      const tol = 1e-6 * Math.abs(pg[i]!) + 4e-7 * Math.abs(gd[i]!) * (1 + Math.abs(d[i]!)) + 1e-30;
+      assert.ok(Math.abs(pg[i]! - fg[i]!) <= tol, `silu grad at ${d[i]}: ${pg[i]} vs ${fg[i]}`);
+    }
+  }
+});
+
 test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3", () => {
   const g = new T.Generator(6);
   const cases: [number[], number, boolean][] = [[[1, 3, 1, 1], 1, true], [[2, 6, 17, 3], 3, true], [[3, 64, 9], 32, false], [[2, 32, 5, 7], 32, true]];
