@@ -106,39 +106,98 @@ function topoSort(root: Tensor): Tensor[] {
   return order;
 }
 
+/** What a backend offers for reusing the gradients a backward pass has consumed (see engine/backend/cpu/buffers.ts). */
+interface ScratchBackend {
+  beginScratch(): { key(s: object): object; release(s: object): void; end(): void };
+}
+
 /**
  * Back-propagates `grad` (default 1 for a scalar root) to every leaf that requires grad, adding to
  * its `.grad`. The graph is released afterwards unless `retainGraph`.
+ *
+ * Intermediate gradients are handed back to the backend as soon as they are consumed, when nothing
+ * else refers to their memory: every gradient still waiting in the walk is counted by memory (so a
+ * view or a gradient passed through unchanged keeps it alive), leaf gradients and the root gradient
+ * are never handed back, and the backend takes back only memory it allocated during this pass.
  */
 export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false): void {
   const order = topoSort(root);
   const grads = new Map<Tensor, Tensor>();
+  const be = root.backend as unknown as Partial<ScratchBackend>;
+  const scope = typeof be.beginScratch === "function" ? be.beginScratch() : null;
+  const refs = new Map<object, number>();
+  const pinned = new Set<object>();
+  const key = (t: Tensor): object => scope!.key(t.storage);
+  const ref = (t: Tensor, d: number): void => {
+    if (!scope || t.backend !== root.backend) return;
+    const k = key(t);
+    refs.set(k, (refs.get(k) ?? 0) + d);
+  };
+  const pin = (t: Tensor): void => {
+    if (scope && t.backend === root.backend) pinned.add(key(t));
+  };
+  const consumed = (t: Tensor | null | undefined): void => {
+    if (!scope || !t || t.backend !== root.backend) return;
+    const k = key(t);
+    if ((refs.get(k) ?? 0) <= 0 && !pinned.has(k)) scope.release(t.storage);
+  };
   grads.set(root, grad);
-  noGrad(() => {
-    for (let i = order.length - 1; i >= 0; i--) {
-      const t = order[i];
-      const g = grads.get(t);
-      grads.delete(t);
-      if (!g) continue;
-      const node = t.gradNode;
-      if (!node) {
-        t.grad = t.grad ? add(t.grad, g) : g;
-        continue;
-      }
-      const gi = node.backward(g);
-      node.inputs.forEach((inp, k) => {
-        const gk = gi[k];
-        if (!gk || !inp.requiresGrad) return;
-        const prev = grads.get(inp);
-        grads.set(inp, prev ? add(prev, gk) : gk);
-      });
-      if (!retainGraph) {
-        t.gradNode = null;
-        if (node.release) {
-          unreleased.unregister(node);
-          node.release();
+  ref(grad, 1);
+  pin(grad);
+  try {
+    noGrad(() => {
+      for (let i = order.length - 1; i >= 0; i--) {
+        const t = order[i];
+        const g = grads.get(t);
+        grads.delete(t);
+        if (!g) continue;
+        ref(g, -1);
+        const node = t.gradNode;
+        if (!node) {
+          if (t.grad) {
+            const sum = add(t.grad, g);
+            t.grad = sum;
+            pin(sum);
+            consumed(g);
+          } else {
+            t.grad = g;
+            pin(g);
+          }
+          continue;
+        }
+        const gi = node.backward(g);
+        // hand memory back only after every new reference of this step is counted
+        const done: Tensor[] = [g];
+        node.inputs.forEach((inp, k) => {
+          const gk = gi[k];
+          if (!gk) return;
+          if (!inp.requiresGrad) {
+            done.push(gk);
+            return;
+          }
+          const prev = grads.get(inp);
+          if (prev) {
+            const sum = add(prev, gk);
+            grads.set(inp, sum);
+            ref(sum, 1);
+            ref(prev, -1);
+            done.push(prev, gk);
+          } else {
+            grads.set(inp, gk);
+            ref(gk, 1);
+          }
+        });
+        for (const d of done) consumed(d);
+        if (!retainGraph) {
+          t.gradNode = null;
+          if (node.release) {
+            unreleased.unregister(node);
+            node.release();
+          }
         }
       }
-    }
-  });
+    });
+  } finally {
+    scope?.end();
+  }
 }

@@ -16,5 +16,6 @@ export type { Shape } from "./shape.ts";
 export { sizeOf, broadcastShapes } from "./shape.ts";
 export type { Backend, Storage, UnaryOp, BinaryOp, ReduceOp } from "./backend/backend.ts";
 export { cpuBackend, setFastKernels, getFastKernels, useWasmKernels } from "./backend/cpu/index.ts";
+export { bufferPoolStats, clearBufferPool, setBufferPoolCapacity } from "./backend/cpu/buffers.ts";
 export * from "./errors.ts";
 export { DIFFERENTIABLE_OPS } from "./registry.ts";

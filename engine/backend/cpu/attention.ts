@@ -1,6 +1,7 @@
 // fused attention kernels of the cpu backend: chunked softmax(scale Q K^T + mask) V and its backward by
 // recomputation; float32 runs the WebAssembly SIMD GEMM per query chunk on the worker pool, other
 // dtypes (and runtimes without SIMD) a plain TypeScript loop with the same algorithm.
+import { copyOut, takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import { getFastKernels } from "./index.ts";
 import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_src.ts";
@@ -77,7 +78,7 @@ const bwdJS = new Function(`return ${ATTN_BWD_JS}`)() as Kernel;
 const PARALLEL_MIN_ITEM = 1 << 16;
 
 function like(x: TypedArray, n: number): TypedArray {
-  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  return takeLike(x, n);
 }
 
 /** Query rows per chunk: about 64K scores per thread, a multiple of 4, between 4 and 256. */
@@ -154,8 +155,8 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
     ]);
     const h = kern.arena.heapF32();
     return {
-      o: h.slice(oP / 4, oP / 4 + p.batch * p.lq * p.dv),
-      lse: h.slice(lseP / 4, lseP / 4 + p.batch * p.lq),
+      o: copyOut(h.subarray(oP / 4, oP / 4 + p.batch * p.lq * p.dv)),
+      lse: copyOut(h.subarray(lseP / 4, lseP / 4 + p.batch * p.lq)),
       saved: keep,
     };
   } catch (e) {
@@ -185,9 +186,9 @@ export function attentionBackward(
     ]);
     const h = arena.heapF32();
     return {
-      dq: h.slice(dqP / 4, dqP / 4 + q.length),
-      dk: h.slice(dkP / 4, dkP / 4 + k.length),
-      dv: h.slice(dvP / 4, dvP / 4 + v.length),
+      dq: copyOut(h.subarray(dqP / 4, dqP / 4 + q.length)),
+      dk: copyOut(h.subarray(dkP / 4, dkP / 4 + k.length)),
+      dv: copyOut(h.subarray(dvP / 4, dvP / 4 + v.length)),
     };
   } finally {
     freeAll(kern, [qP!, kP!, vP!, mP!, oP!, lseP!, gP!, dqP, dkP, dvP]);

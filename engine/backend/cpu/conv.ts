@@ -1,4 +1,5 @@
 // conv2d cpu kernels by im2col + GEMM (forward and both backward passes), nearest upsampling, sum pooling
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
@@ -94,7 +95,7 @@ export function col2im(col: TypedArray, q: Geo, c0: number, gx: TypedArray, gxOf
 }
 
 function like(x: TypedArray, n: number): TypedArray {
-  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  return takeLike(x, n);
 }
 
 export function conv2d(x: TypedArray, xShape: Shape, w: TypedArray, wShape: Shape, p: Conv2dParams, gemm: Gemm): TypedArray {

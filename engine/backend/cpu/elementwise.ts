@@ -1,4 +1,5 @@
 // elementwise cpu kernels: unary, broadcasting binary and where, generated once per op for tight loops
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import { sizeOf } from "../../shape.ts";
@@ -73,7 +74,7 @@ function unaryFn(op: UnaryOp): UnaryFn {
 }
 
 export function unary(op: UnaryOp, x: TypedArray): TypedArray {
-  const out = new (x.constructor as Float32ArrayConstructor)(x.length) as TypedArray;
+  const out = takeLike(x, x.length, true);
   unaryFn(op)(x, out, x instanceof Float64Array ? erf64 : erf32);
   return out;
 }
@@ -143,7 +144,7 @@ export function coalesce(shape: Shape, strides: number[][]): { shape: number[]; 
 }
 
 export function binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, outShape: Shape): TypedArray {
-  const out = new (a.constructor as Float32ArrayConstructor)(sizeOf(outShape)) as TypedArray;
+  const out = takeLike(a, sizeOf(outShape), true);
   if (out.length === 0) return out;
   const c = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
   binaryFn(op, BINARY[op])(a, b, out, c.shape, c.strides[0], c.strides[1], a instanceof Float64Array ? erf64 : erf32, dsilu);
@@ -152,7 +153,7 @@ export function binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray
 
 export function where(c: TypedArray, cShape: Shape, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, outShape: Shape): TypedArray {
   const n = sizeOf(outShape);
-  const out = new (a.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  const out = takeLike(a, n, true);
   const nd = outShape.length;
   const sc = broadcastStrides(cShape, outShape);
   const sa = broadcastStrides(aShape, outShape);

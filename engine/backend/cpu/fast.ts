@@ -1,5 +1,6 @@
 // the float32 fast path of the cpu backend: WebAssembly SIMD GEMM (relaxed FMA where the runtime has it)
 import type { TypedArray } from "../../dtype.ts";
+import { copyOut, take } from "./buffers.ts";
 import type { MatmulParams } from "../backend.ts";
 import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
 import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, WasmSgemm, type SgemmKernel } from "./wasm/sgemm.ts";
@@ -86,7 +87,7 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
   if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN) return null;
   const fn = op === "silu" ? kern.rows.vSilu : op === "sigmoid" ? kern.rows.vSigmoid : op === "exp" ? kern.rows.vExp : null;
   if (!fn) return null;
-  const out = new Float32Array(x.length);
+  const out = take(Float32Array, x.length, true);
   const [bP] = blocks(kern, [Math.min(VECTOR_BLOCK, x.length)]);
   try {
     for (let i = 0; i < x.length; i += VECTOR_BLOCK) {
@@ -105,7 +106,7 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
 export function siluGradF32(g: Float32Array, x: Float32Array): Float32Array | null {
   const kern = sgemmKernel();
   if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN || g.length !== x.length) return null;
-  const out = new Float32Array(x.length);
+  const out = take(Float32Array, x.length, true);
   const m = Math.min(VECTOR_BLOCK, x.length);
   const [gP, xP] = blocks(kern, [m, m]);
   try {
@@ -135,7 +136,7 @@ export function softmaxRowsF32(x: Float32Array, rows: number, n: number, log: bo
   const kern = sgemmKernel();
   // the row sums accumulate in float32: past a few thousand terms the plain path's float64 sum is kept
   if (!(kern instanceof WasmSgemm) || n === 0 || n > SOFTMAX_MAX_ROW) return null;
-  const out = new Float32Array(rows * n);
+  const out = take(Float32Array, rows * n, true);
   const per = Math.max(1, Math.floor(SOFTMAX_BLOCK_FLOATS / n));
   const [sP, stats] = blocks(kern, [Math.min(rows, per) * n, 2 * Math.min(rows, per)]);
   try {
@@ -201,7 +202,7 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
       h.set(x, xP! / 4);
       h.set(w, wP! / 4);
       runParts(kern, CMD_CONV_FWD, convFwdJS, parts.map(([i0, i1], t) => [i0, i1, ...geoArgs(q, rb), xP!, wP!, oP!, cols[t]!]));
-      return kern.arena.heapF32().slice(oP! / 4, oP! / 4 + q.n * q.o * L);
+      return copyOut(kern.arena.heapF32().subarray(oP! / 4, oP! / 4 + q.n * q.o * L));
     } finally {
       release(kern, [xP!, wP!, oP!, ...cols]);
     }
@@ -221,7 +222,7 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
       }
     }
     h = kern.arena.heapF32();
-    return h.slice(oP! / 4, oP! / 4 + q.n * q.o * L);
+    return copyOut(h.subarray(oP! / 4, oP! / 4 + q.n * q.o * L));
   } finally {
     release(kern, [xP!, wP!, colP!, oP!]);
   }
@@ -255,7 +256,7 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
           }
         }
       }
-      return kern.arena.heapF32().slice(gxP! / 4, gxP! / 4 + nx);
+      return copyOut(kern.arena.heapF32().subarray(gxP! / 4, gxP! / 4 + nx));
     } finally {
       release(kern, [gyP!, wP!, gxP!, ...cols]);
     }
@@ -308,7 +309,7 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
           }
         }
       }
-      return kern.arena.heapF32().slice(gwP! / 4, gwP! / 4 + q.o * R);
+      return copyOut(kern.arena.heapF32().subarray(gwP! / 4, gwP! / 4 + q.o * R));
     } finally {
       release(kern, [xP!, gyP!, gwP!, ...cols]);
     }
@@ -327,7 +328,7 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
         kern.sgemm(false, true, q.og, R, L, 1, gyP! + (b * q.o + g * q.og) * L * 4, L, col, L, b === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
       }
     }
-    return kern.arena.heapF32().slice(gwP! / 4, gwP! / 4 + q.o * R);
+    return copyOut(kern.arena.heapF32().subarray(gwP! / 4, gwP! / 4 + q.o * R));
   } finally {
     release(kern, [xP!, gyP!, colP!, gwP!]);
   }

@@ -1,6 +1,9 @@
 // the cpu backend: typed-array storage and the plain TypeScript kernels
 import type { DType, TypedArray } from "../../dtype.ts";
 import { allocArray } from "../../dtype.ts";
+import { beginScratch, take } from "./buffers.ts";
+
+const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (allocArray(dtype, 0) instanceof Float64Array ? Float64Array : Float32Array);
 import type { Backend, Conv2dParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
 import { binary, unary, where } from "./elementwise.ts";
@@ -53,6 +56,7 @@ function gemmFor(x: TypedArray): Gemm {
 
 /** The cpu backend: the {@link Backend} kernels plus fused attention (see engine/ops/attention.ts). */
 export const cpuBackend: Backend<TypedArray> & {
+  beginScratch: typeof beginScratch;
   attention: typeof attentionForward;
   attentionBackward: typeof attentionBackward;
   groupNorm: typeof groupNormForward;
@@ -61,15 +65,16 @@ export const cpuBackend: Backend<TypedArray> & {
   layerNormBackward: typeof layerNormBackward;
 } = {
   name: "cpu",
-  zeros: (dtype: DType, size: number) => allocArray(dtype, size),
+  zeros: (dtype: DType, size: number) => take(ctorOf(dtype), size),
   fromHost: (data) => data,
   toHost: (s) => s,
-  fill: (dtype, size, value) => allocArray(dtype, size).fill(value),
+  fill: (dtype, size, value) => take(ctorOf(dtype), size, true).fill(value),
   cast: (x, to) => {
-    const out = allocArray(to, x.length);
+    const out = take(ctorOf(to), x.length, true);
     out.set(x);
     return out;
   },
+  beginScratch,
   unary: (op, x) => (fast?.unary && x instanceof Float32Array ? fast.unary(op, x) : null) ?? unary(op, x),
   binary: (op, a, as, b, bs, os) =>
     (op === "silu_grad" && fast?.siluGrad && a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && as.join() === bs.join()

@@ -1,4 +1,5 @@
 // plain TypeScript matmul: blocked i-k-j loops with a 4-wide k unroll (the portable path)
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { MatmulParams } from "../backend.ts";
 
@@ -32,7 +33,7 @@ export function gemm(A: TypedArray, aOff: number, B: TypedArray, bOff: number, C
 
 /** Row-major transpose of a (rows x cols) block into a new array. */
 export function transpose2d(x: TypedArray, off: number, rows: number, cols: number): TypedArray {
-  const out = new (x.constructor as Float32ArrayConstructor)(rows * cols) as TypedArray;
+  const out = takeLike(x, rows * cols);
   const T = 32;
   for (let i0 = 0; i0 < rows; i0 += T) {
     for (let j0 = 0; j0 < cols; j0 += T) {
@@ -46,7 +47,7 @@ export function transpose2d(x: TypedArray, off: number, rows: number, cols: numb
 /** Batched matmul with optional transposes; returns (batch, M, N). */
 export function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
   const { batch, m, k, n } = p;
-  const out = new (a.constructor as Float32ArrayConstructor)(batch * m * n) as TypedArray;
+  const out = takeLike(a, batch * m * n);
   let lastB = -1;
   let bt: TypedArray = b;
   for (let i = 0; i < batch; i++) {

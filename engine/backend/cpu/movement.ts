@@ -1,11 +1,12 @@
 // data-movement cpu kernels: strided copies for permute, expand, slice, pad, concat; gather and index-add
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import { sizeOf, stridesOf } from "../../shape.ts";
 import { broadcastStrides, coalesce } from "./elementwise.ts";
 
 function like(x: TypedArray, n: number): TypedArray {
-  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  return takeLike(x, n);
 }
 
 /** dst[dOff + sum i_d*ds_d] = src[sOff + sum i_d*ss_d] over `shape`, innermost dimension as a tight loop. */

@@ -1,5 +1,6 @@
 // single-pass group normalisation kernels of the cpu backend (forward saving mean and 1/std, analytic
 // backward), as torch.nn.functional.group_norm; statistics accumulate in float64 for either dtype
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 
 /** Sizes of a group norm over x (n, c, s) with `groups` groups of c/groups channels. */
@@ -13,7 +14,7 @@ export interface GroupNormParams {
 }
 
 function like(x: TypedArray, n: number): TypedArray {
-  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  return takeLike(x, n);
 }
 
 /** y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c] per (sample, group); returns y, mean and 1/std per (n, group). */

@@ -1,10 +1,11 @@
 // reduction and softmax cpu kernels over (outer, axis, inner) views
+import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import type { ReduceOp } from "../backend.ts";
 
 function like(x: TypedArray, n: number): TypedArray {
-  return new (x.constructor as Float32ArrayConstructor)(n) as TypedArray;
+  return takeLike(x, n);
 }
 
 function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inner: number): TypedArray {

@@ -3,6 +3,7 @@
 
 import { ShapeError, UnsupportedKernelError } from "../../../errors.ts";
 import { WasmArena } from "./arena.ts";
+import { take } from "../buffers.ts";
 import { probeRelaxedSimd, probeSimd, sgemmModuleBytes, type MicroKernelConfig, type SgemmExports } from "./kernels.ts";
 import { sgemmTS } from "./reference.ts";
 import { requireWasm } from "./runtime.ts";
@@ -416,7 +417,7 @@ export function matmulF32Batched(
   const needC = batch === 0 ? 0 : (batch - 1) * sc + M * N;
   if (a.length < needA) throw new ShapeError(`matmulF32: a needs ${needA} elements, got ${a.length}`);
   if (b.length < needB) throw new ShapeError(`matmulF32: b needs ${needB} elements, got ${b.length}`);
-  const c = out ?? new Float32Array(needC);
+  const c = out ?? take(Float32Array, needC);
   if (c.length < needC) throw new ShapeError(`matmulF32: out needs ${needC} elements, got ${c.length}`);
   if (batch === 0 || M === 0 || N === 0) return c;
   const lda = transA ? M : K, ldb = transB ? K : N;
