@@ -5,7 +5,7 @@ import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { record } from "./autograd.ts";
 import type { Storage } from "./backend/backend.ts";
-import { add, div, maximum, mul, rsqrt, sigmoid, square, sub, where } from "./ops/elementwise.ts";
+import { add, div, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub, where } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
 import { softmax, logSoftmax } from "./ops/softmax.ts";
@@ -94,7 +94,7 @@ interface FusedGroupNorm {
   groupNorm(x: Storage, w: Storage | null, b: Storage | null, p: GroupNormSizes): { y: Storage; mean: Float64Array; rstd: Float64Array };
   groupNormBackward(x: Storage, w: Storage | null, gy: Storage, mean: Float64Array, rstd: Float64Array, p: GroupNormSizes, affine: boolean): { dx: Storage; dw: Storage | null; db: Storage | null };
 }
-interface GroupNormSizes { n: number; c: number; s: number; groups: number; eps: number }
+interface GroupNormSizes { n: number; c: number; s: number; groups: number; eps: number; silu?: boolean }
 
 /**
  * Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine, as
@@ -102,21 +102,43 @@ interface GroupNormSizes { n: number; c: number; s: number; groups: number; eps:
  * where the backend has it; the composite otherwise.
  */
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  return groupNormImpl("groupNorm", x, groups, weight, bias, eps, false);
+}
+
+/**
+ * silu(groupNorm(x)) as one primitive (the norm-then-activation of every diffusers ResNet block): one
+ * pass over the output instead of two; the backward recomputes the pre-activation.
+ */
+export function groupNormSilu(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  return groupNormImpl("groupNormSilu", x, groups, weight, bias, eps, true);
+}
+
+function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | null | undefined, bias: Tensor | null | undefined, eps: number, silu: boolean): Tensor {
   checkGroups(x, groups);
   const be = x.backend as Partial<FusedGroupNorm>;
-  if (typeof be.groupNorm !== "function" || typeof be.groupNormBackward !== "function") return groupNormComposite(x, groups, weight, bias, eps);
+  if (typeof be.groupNorm !== "function" || typeof be.groupNormBackward !== "function") {
+    const y = groupNormComposite(x, groups, weight, bias, eps);
+    return silu ? siluOp(y) : y;
+  }
   const [n, c] = x.shape as [number, number];
   for (const [name, t] of [["weight", weight], ["bias", bias]] as const) {
-    if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new ShapeError(`groupNorm: ${name} must be [${c}], got [${t.shape}]`);
-    if (t && t.dtype !== x.dtype) throw new ShapeError(`groupNorm: ${name} dtype ${t.dtype} differs from input ${x.dtype}`);
+    if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new ShapeError(`${op}: ${name} must be [${c}], got [${t.shape}]`);
+    if (t && t.dtype !== x.dtype) throw new ShapeError(`${op}: ${name} dtype ${t.dtype} differs from input ${x.dtype}`);
   }
-  const p: GroupNormSizes = { n, c, s: x.size / Math.max(1, n * c), groups, eps };
+  const p: GroupNormSizes = { n, c, s: x.size / Math.max(1, n * c), groups, eps, silu };
   const f = be as FusedGroupNorm;
-  const r = f.groupNorm(x.storage, weight ? weight.storage : null, bias ? bias.storage : null, p);
+  const w = weight ? weight.storage : null, b = bias ? bias.storage : null;
+  const r = f.groupNorm(x.storage, w, b, p);
   const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (N, C, ...)
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  return record(y, "groupNorm", inputs, (g) => {
-    const gr = f.groupNormBackward(x.storage, weight ? weight.storage : null, g.storage, r.mean, r.rstd, p, !!(weight || bias));
+  return record(y, op, inputs, (g) => {
+    let gy = g.storage;
+    if (silu) {
+      // through silu at the recomputed pre-activation
+      const z = f.groupNorm(x.storage, w, b, { ...p, silu: false }).y;
+      gy = x.backend.binary("silu_grad", g.storage, x.shape, z, x.shape, x.shape);
+    }
+    const gr = f.groupNormBackward(x.storage, w, gy, r.mean, r.rstd, p, !!(weight || bias));
     const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gr.dx, x.shape, x.dtype, x.backend) : null];
     if (weight) res.push(weight.requiresGrad && gr.dw ? new Tensor(gr.dw, [c], x.dtype, x.backend) : null);
     if (bias) res.push(bias.requiresGrad && gr.db ? new Tensor(gr.db, [c], x.dtype, x.backend) : null);

@@ -57,10 +57,11 @@ export class ResnetBlock2D extends Module {
   /** x (B, Cin, H, W), temb (B, T) -> (B, Cout, H, W) */
   forward(x: Tensor, temb: Tensor): Tensor {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) throw new ShapeError(`ResnetBlock2D: input must be (B, ${this.inChannels}, H, W), got [${x.shape}]`);
-    let h = this.conv1.forward(this.act(this.norm1.forward(x))); // (B, Cout, H, W)
+    const normAct = (n: GroupNorm, v: Tensor) => (this.act === silu ? n.forwardSilu(v) : this.act(n.forward(v)));
+    let h = this.conv1.forward(normAct(this.norm1, x)); // (B, Cout, H, W)
     const t = this.time_emb_proj.forward(this.act(temb)); // (B, Cout)
     h = add(h, reshape(t, [t.shape[0], this.outChannels, 1, 1]));
-    h = this.conv2.forward(this.dropout.forward(this.act(this.norm2.forward(h)))); // (B, Cout, H, W)
+    h = this.conv2.forward(this.dropout.forward(normAct(this.norm2, h))); // (B, Cout, H, W)
     const skip = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
     const y = add(skip, h);
     return this.outputScaleFactor === 1 ? y : div(y, this.outputScaleFactor);

@@ -1,6 +1,6 @@
 // VAE encoder, decoder and the diagonal Gaussian posterior, mirroring diffusers
 // models/autoencoders/vae.py (Encoder, Decoder, DiagonalGaussianDistribution).
-import { randn, silu } from "../../engine/index.ts";
+import { randn } from "../../engine/index.ts";
 import type { Generator, Tensor } from "../../engine/index.ts";
 import { ConfigError, ShapeError } from "../../engine/errors.ts";
 import { Conv2d, GroupNorm } from "../nn/layers.ts";
@@ -53,7 +53,7 @@ export class Encoder extends Module {
     let h = this.conv_in.forward(x);
     for (const b of this.down_blocks) h = b.forward(h);
     h = this.mid_block.forward(h);
-    return this.conv_out.forward(silu(this.conv_norm_out.forward(h)));
+    return this.conv_out.forward(this.conv_norm_out.forwardSilu(h));
   }
 }
 
@@ -87,7 +87,7 @@ export class Decoder extends Module {
   forward(z: Tensor): Tensor {
     let h = this.mid_block.forward(this.conv_in.forward(z));
     for (const b of this.up_blocks) h = b.forward(h);
-    return this.conv_out.forward(silu(this.conv_norm_out.forward(h)));
+    return this.conv_out.forward(this.conv_norm_out.forwardSilu(h));
   }
 }
 

@@ -1,5 +1,5 @@
 // basic layers mirroring torch.nn: Linear, Conv2d, GroupNorm, LayerNorm, Embedding, Dropout, Identity
-import { conv2d, dropout, embedding, groupNorm, layerNorm, linear } from "../../engine/index.ts";
+import { conv2d, dropout, embedding, groupNorm, groupNormSilu, layerNorm, linear } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { Module, parameter } from "./module.ts";
 
@@ -57,6 +57,10 @@ export class GroupNorm extends Module {
   }
   forward(x: Tensor): Tensor {
     return groupNorm(x, this.numGroups, this.weight, this.bias, this.eps);
+  }
+  /** silu(forward(x)) as one fused op. */
+  forwardSilu(x: Tensor): Tensor {
+    return groupNormSilu(x, this.numGroups, this.weight, this.bias, this.eps);
   }
 }
 

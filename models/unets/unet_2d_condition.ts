@@ -1,6 +1,6 @@
 // the conditional UNet that predicts noise from (noisy latents, timestep, text states): SD-1.x path
 // mirrors diffusers models/unets/unet_2d_condition.py UNet2DConditionModel
-import { ConfigError, ShapeError, Tensor } from "../../engine/index.ts";
+import { ConfigError, ShapeError, silu, Tensor } from "../../engine/index.ts";
 import { Attention } from "../attention_processor.ts";
 import { TimestepEmbedding, Timesteps } from "../embeddings.ts";
 import { findWeights, loadWeights, parseConfig, readJsonConfig, saveModel } from "../modeling_utils.ts";
@@ -314,7 +314,7 @@ export class UNet2DConditionModel extends Module {
       const size: [number, number] | null = !last && forwardUpsampleSize && next ? [next.shape[2], next.shape[3]] : null;
       x = blk.forward(x, res, emb, encoderHiddenStates, size);
     });
-    x = this.conv_act(this.conv_norm_out.forward(x));
+    x = this.conv_act === silu ? this.conv_norm_out.forwardSilu(x) : this.conv_act(this.conv_norm_out.forward(x));
     return this.conv_out.forward(x); // (B, out_channels, H, W)
   }
 }

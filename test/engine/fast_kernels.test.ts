@@ -240,9 +240,12 @@ test("exp, sigmoid, silu and silu's gradient on large tensors: SIMD agrees with 
   }
 });
 
-test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3", () => {
+test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3, SIMD sizes", () => {
   const g = new T.Generator(6);
-  const cases: [number[], number, boolean][] = [[[1, 3, 1, 1], 1, true], [[2, 6, 17, 3], 3, true], [[3, 64, 9], 32, false], [[2, 32, 5, 7], 32, true]];
+  // the last three reach the SIMD kernel (2048 floats and up): group lengths 35, 630 and 17,424 (blocks of 64 and a tail)
+  const cases: [number[], number, boolean][] = [
+    [[1, 3, 1, 1], 1, true], [[2, 6, 17, 3], 3, true], [[3, 64, 9], 32, false], [[2, 32, 5, 7], 32, true], [[2, 320, 9, 7], 32, true], [[1, 128, 33, 33], 8, false],
+  ];
   for (const [shape, groups, affine] of cases) {
     const c = shape[1]!;
     const x = T.randn(shape, { generator: g }).mul(3).add(1), w = T.randn([c], { generator: g }), b = T.randn([c], { generator: g });
@@ -256,6 +259,9 @@ test("fused group norm matches the composite: odd sizes, no affine, one group, r
     const ref = run(T.groupNormComposite), got = run(T.groupNorm);
     const n = x.size / groups;
     got.forEach((a, i) => assert.ok(closeness(a, ref[i]!, ...tol(n)) <= 1, `groupNorm ${shape} g${groups} output ${i}`));
+    // the fused norm-then-silu against the two ops
+    const refS = run(((t, gr, wt, bs) => T.silu(T.groupNormComposite(t, gr, wt, bs))) as typeof T.groupNorm), gotS = run(T.groupNormSilu);
+    gotS.forEach((a, i) => assert.ok(closeness(a, refS[i]!, ...tol(n)) <= 1, `groupNormSilu ${shape} g${groups} output ${i}`));
   }
 });
 

@@ -113,6 +113,11 @@ def("groupNorm", () => {
   gradcheck("groupNorm", (x, w, b) => T.groupNorm(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 104), rnd([4], 105), rnd([4], 106)]);
   gradcheck("groupNorm no affine rank 3", (x) => T.groupNorm(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 128)]);
 });
+
+def("groupNormSilu", () => {
+  gradcheck("groupNormSilu", (x, w, b) => T.groupNormSilu(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 131), rnd([4], 132), rnd([4], 133)]);
+  gradcheck("groupNormSilu no affine rank 3", (x) => T.groupNormSilu(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 134)]);
+});
 def("scaledDotProductAttention", () => {
   gradcheck("attention", (q, k, v) => T.scaledDotProductAttention(q, k, v), [rnd([2, 3, 4], 107), rnd([2, 5, 4], 108), rnd([2, 5, 2], 109)]);
   gradcheck("attention causal", (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true }), [rnd([2, 4, 3], 110), rnd([2, 4, 3], 111), rnd([2, 4, 3], 112)]);

@@ -68,12 +68,12 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
-  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32;
+  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
-    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32,
+    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32,
   };
 }
 
@@ -121,6 +121,42 @@ export function siluGradF32(g: Float32Array, x: Float32Array): Float32Array | nu
     return out;
   } finally {
     release(kern, [gP!, xP!]);
+  }
+}
+
+/**
+ * Float32 group norm forward in WebAssembly SIMD (optionally followed by silu): per (sample, group) a
+ * blocked sum for the mean and one for the squared deviations (float64 across blocks), then one
+ * affine (+ silu) pass per channel. Same outputs as the plain kernel; null if not handled.
+ */
+export function groupNormF32(
+  x: Float32Array, weight: Float32Array | null, bias: Float32Array | null,
+  p: { n: number; c: number; s: number; groups: number; eps: number }, silu = false,
+): { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null {
+  const kern = sgemmKernel();
+  if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN) return null;
+  const { n, c, s, groups, eps } = p;
+  const cg = c / groups, len = cg * s;
+  const mean = new Float64Array(n * groups), rstd = new Float64Array(n * groups);
+  const [xP] = blocks(kern, [x.length]);
+  try {
+    kern.arena.heapF32().set(x, xP! / 4);
+    const r = kern.rows;
+    for (let ng = 0; ng < n * groups; ng++) {
+      const o = xP! + ng * len * 4;
+      const mu = r.sumF32(o, len) / len;
+      const rs = 1 / Math.sqrt(r.sumSqDev(o, len, mu) / len + eps);
+      mean[ng] = mu;
+      rstd[ng] = rs;
+      const c0 = (ng % groups) * cg;
+      for (let ch = 0; ch < cg; ch++) {
+        const a = rs * (weight ? weight[c0 + ch]! : 1), b = (bias ? bias[c0 + ch]! : 0) - mu * a;
+        r.affineAct(o + ch * s * 4, o + ch * s * 4, s, a, b, silu ? 1 : 0);
+      }
+    }
+    return { y: copyOut(kern.arena.heapF32().subarray(xP! / 4, xP! / 4 + x.length)), mean, rstd };
+  } finally {
+    release(kern, [xP!]);
   }
 }
 

@@ -11,6 +11,8 @@ export interface GroupNormParams {
   s: number;
   groups: number;
   eps: number;
+  /** apply silu to the output (the fused norm-then-activation) */
+  silu?: boolean;
 }
 
 function like(x: TypedArray, n: number): TypedArray {
@@ -39,7 +41,12 @@ export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias:
     for (let ch = 0; ch < cg; ch++) {
       const a = r * (weight ? weight[c0 + ch] : 1), b = (bias ? bias[c0 + ch] : 0) - mu * a;
       const q = o + ch * s;
-      for (let i = 0; i < s; i++) y[q + i] = x[q + i] * a + b;
+      if (p.silu) {
+        for (let i = 0; i < s; i++) {
+          const z = x[q + i] * a + b;
+          y[q + i] = z / (1 + Math.exp(-z));
+        }
+      } else for (let i = 0; i < s; i++) y[q + i] = x[q + i] * a + b;
     }
   }
   return { y, mean, rstd };

@@ -5,7 +5,8 @@
 export const I32 = 0x7f;
 export const F32 = 0x7d;
 export const V128 = 0x7b;
-export type ValType = typeof I32 | typeof F32 | typeof V128;
+export const F64 = 0x7c;
+export type ValType = typeof I32 | typeof F32 | typeof V128 | typeof F64;
 
 /** Unsigned LEB128 encoding of a non-negative integer. */
 export function uleb(n: number): number[] {
@@ -144,6 +145,12 @@ export class Func {
   f32Mul(): this { return this.op(0x94); }
   f32Max(): this { return this.op(0x97); }
   f32Div(): this { return this.op(0x95); }
+  f64Add(): this { return this.op(0xa0); }
+  f64PromoteF32(): this { return this.op(0xbb); }
+  f64(v: number): this {
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    return this.op(0x44, ...b);
+  }
   f32Eq(): this { return this.op(0x5b); }
 
   // SIMD

@@ -2,11 +2,17 @@
 // exp(x - c) with its sum (Cody-Waite range reduction + degree-6 polynomial, ~2 ulp), scaling, and
 // the attention backward's P * (dP - D) * scale.
 
-import { F32, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
+import { F32, F64, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
 import { col2imFunc, im2colFunc, type Im2colExports } from "./im2col.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
 export interface RowExports extends Im2colExports {
+  /** sum of p[0..n), accumulated in float32 over blocks of 64 and in float64 across blocks. */
+  sumF32(p: number, n: number): number;
+  /** sum of (p[j] - c)^2, accumulated as {@link sumF32}. */
+  sumSqDev(p: number, n: number, c: number): number;
+  /** dst[j] = p[j] * a + b, then silu when act = 1 (dst may equal p). */
+  affineAct(p: number, dst: number, n: number, a: number, b: number, act: number): void;
   /** dst[j] = exp(src[j]), sigmoid(src[j]), src[j] sigmoid(src[j]) (dst may equal src). */
   vExp(src: number, dst: number, n: number): void;
   vSigmoid(src: number, dst: number, n: number): void;
@@ -240,6 +246,73 @@ function rowAdd(): Func {
   return f;
 }
 
+/**
+ * The blocked sum: 16 vector steps (64 floats) into a float32 vector, whose lanes go into a float64
+ * total; the tail one float at a time. `term(x)` maps the loaded vector (or splat) in local x.
+ */
+function blockedSum(name: string, params: number[], term: (f: Func, x: number) => void): Func {
+  const f = new Func(name, params as never, [F64]);
+  const [P, N] = [0, 1];
+  const total = f.local(F64), acc = f.local(V128), x = f.local(V128), j = f.local(I32), end = f.local(I32), blockEnd = f.local(I32);
+  // vector part: j over floats, in blocks of 64
+  f.get(N).i32(-4).i32And().set(end);
+  f.block().loop();
+  f.get(j).get(end).i32GeS().brIf(1);
+  f.v128Zero().set(acc);
+  f.get(j).i32(64).i32Add().set(blockEnd);
+  f.get(end).get(blockEnd).get(blockEnd).get(end).i32GtS().select().set(blockEnd);
+  f.block().loop();
+  f.get(j).get(blockEnd).i32GeS().brIf(1);
+  f.get(P).get(j).i32(2).i32Shl().i32Add().v128Load().set(x);
+  term(f, x);
+  f.get(acc).f32x4Add().set(acc);
+  f.get(j).i32(4).i32Add().set(j);
+  f.br(0).end().end();
+  for (let l = 0; l < 4; l++) f.get(total).get(acc).f32x4ExtractLane(l).f64PromoteF32().f64Add().set(total);
+  f.br(0).end().end();
+  // tail
+  f.block().loop();
+  f.get(j).get(N).i32GeS().brIf(1);
+  f.get(P).get(j).i32(2).i32Shl().i32Add().v128Load32Splat().set(x);
+  term(f, x);
+  f.f32x4ExtractLane(0).f64PromoteF32().get(total).f64Add().set(total);
+  f.get(j).i32(1).i32Add().set(j);
+  f.br(0).end().end();
+  f.get(total);
+  return f;
+}
+
+function sumF32(): Func {
+  return blockedSum("sumF32", [I32, I32], (f, x) => void f.get(x));
+}
+
+function sumSqDev(): Func {
+  return blockedSum("sumSqDev", [I32, I32, F32], (f, x) => {
+    const c = 2;
+    f.get(x).get(c).f32x4Splat().f32x4Sub().set(x);
+    f.get(x).get(x).f32x4Mul();
+  });
+}
+
+function affineAct(): Func {
+  const f = new Func("affineAct", [I32, I32, I32, F32, F32, I32]);
+  const [P, D, N, A, B, ACT] = [0, 1, 2, 3, 4, 5];
+  const a = f.local(V128), b = f.local(V128), x = f.local(V128), e = f.local(V128);
+  f.get(A).f32x4Splat().set(a);
+  f.get(B).f32x4Splat().set(b);
+  const ec = expConsts(f), one = splat(f, 1);
+  rows(f, N, (off, wide) => {
+    load(f, P, off, wide).get(a).f32x4Mul().get(b).f32x4Add().set(x);
+    f.get(ACT).if_();
+    f.get(x).f32x4Neg().set(e);
+    expInto(f, e, e, ec);
+    f.get(x).get(one).get(e).f32x4Add().f32x4Div().set(x);
+    f.end();
+    store(f, D, off, x, wide);
+  });
+  return f;
+}
+
 // function indices in the module (array position in rowModuleBytes)
 const ROW_MAX = 0, ROW_EXP = 1, ROW_SCALE = 2, ROW_DS = 3, ROW_FILL = 4, ROW_DOT = 5, ROW_ADD = 6;
 
@@ -342,7 +415,7 @@ function rowsAdd(): Func {
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad()];
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct()];
   const idx = [ROW_MAX, ROW_EXP, ROW_SCALE, ROW_DS, ROW_FILL, ROW_DOT, ROW_ADD];
   if (idx.some((i, k) => i !== k)) throw new Error("rowops: function index table out of order");
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
