@@ -92,7 +92,7 @@ function wasmKernel(): WasmSgemm | null {
   return k instanceof WasmSgemm ? k : null;
 }
 
-/** Runs `kernel` over batch items split across the calling thread and the pool. */
+/** Runs `kernel` over the batch items, which the calling thread and the pool take one at a time. */
 function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kernel, scratchFloats: number[], args: (b0: number, b1: number, scratch: number[]) => number[]): void {
   const arena = kern.arena;
   const work = p.lq * p.lk * (p.d + p.dv);
@@ -103,20 +103,19 @@ function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kern
   const local = kern.localBuffers();
   const { mr, nr, mc, kc, nc } = kern.consts;
   const ex = kern.exports;
+  let units = 0;
   const ctx = {
     row: kern.rows,
     heap: () => arena.heapF32(),
+    next: pool ? () => pool.next() : () => units++,
     gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
       gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
   };
   try {
-    const per = Math.ceil(p.batch / nt);
+    // every thread takes batch items from the shared counter until none is left
     const jobs: Job[] = [];
-    for (let t = 1; t < nt; t++) {
-      const b0 = t * per, b1 = Math.min(p.batch, b0 + per);
-      if (b0 < b1) jobs.push({ cmd, args: args(b0, b1, scratch[t]!) });
-    }
-    const mine = () => kernel(ctx, args(0, Math.min(per, p.batch), scratch[0]!));
+    for (let t = 1; t < nt; t++) jobs.push({ cmd, args: args(0, p.batch, scratch[t]!) });
+    const mine = () => kernel(ctx, args(0, p.batch, scratch[0]!));
     if (pool && jobs.length > 0) pool.run(jobs, mine);
     else mine();
   } finally {

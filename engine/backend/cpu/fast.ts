@@ -17,28 +17,34 @@ const convFwdJS = new Function(`return ${CONV_FWD_JS}`)() as PartKernel;
 const convBwdInputJS = new Function(`return ${CONV_BWD_INPUT_JS}`)() as PartKernel;
 const convBwdWeightJS = new Function(`return ${CONV_BWD_WEIGHT_JS}`)() as PartKernel;
 
-/** Runs part 0 on this thread and part i on worker i (one part: no pool). */
+/**
+ * Runs a unit-taking kernel on this thread with args parts[0] and on worker i with parts[i] (their
+ * scratch pointers differ); every participant takes units from the pool's shared counter.
+ */
 function runParts(kern: WasmSgemm, cmd: number, fn: PartKernel, parts: readonly number[][]): void {
   const local = kern.localBuffers();
   const { mr, nr, mc, kc, nc } = kern.consts;
   const ex = kern.exports;
+  const pool = parts.length > 1 ? kern.workerPool(parts.length) : null;
+  let units = 0;
   const ctx = {
     row: kern.rows,
     heap: () => kern.arena.heapF32(),
+    next: pool ? () => pool.next() : () => units++,
     gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
       gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
   };
-  const pool = parts.length > 1 ? kern.workerPool(parts.length) : null;
-  if (!pool) {
-    for (const a of parts) fn(ctx, a);
-    return;
-  }
-  pool.run(parts.slice(1).map((args) => ({ cmd, args })), () => fn(ctx, parts[0]!));
+  if (!pool) fn(ctx, parts[0]!);
+  else pool.run(parts.slice(1).map((args) => ({ cmd, args })), () => fn(ctx, parts[0]!));
 }
 
-/** Splits [0, n) into `k` contiguous ranges as even as possible. */
-function ranges(n: number, k: number): [number, number][] {
-  return Array.from({ length: k }, (_, i) => [Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k)] as [number, number]);
+/**
+ * Channel runs for `threads` threads, one per thread: a finer split repacks the shared GEMM operand
+ * once more per run, which cost more than the balancing gained on an idle machine.
+ */
+function channelUnits(c: number, threads: number): { threads: number; cs: number; units: number } {
+  const cs = Math.ceil(c / Math.min(c, threads));
+  return { threads, cs, units: Math.ceil(c / cs) };
 }
 
 /** Parts worth running for `work` multiply-adds over at most `units` independent units. */
@@ -231,13 +237,15 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
   const kern = sgemmKernel();
   if (!pw && kern instanceof WasmSgemm) {
     const rb = rowsPerBlock(q), items = q.n * q.g * Math.ceil(q.ho / rb);
-    const parts = ranges(items, partCount(q.n * q.o * L * R, items));
-    const [xP, wP, oP, ...cols] = blocks(kern, [x.length, w.length, q.n * q.o * L, ...parts.map(() => R * rb * q.wo)]);
+    const threads = partCount(q.n * q.o * L * R, items);
+    const [xP, wP, oP, ...cols] = blocks(kern, [x.length, w.length, q.n * q.o * L, ...Array.from({ length: threads }, () => R * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(x, xP! / 4);
       h.set(w, wP! / 4);
-      runParts(kern, CMD_CONV_FWD, convFwdJS, parts.map(([i0, i1], t) => [i0, i1, ...geoArgs(q, rb), xP!, wP!, oP!, cols[t]!]));
+      // runs of consecutive items (one image's rows stay with one thread), two runs per thread
+      const run = Math.ceil(items / (2 * threads));
+      runParts(kern, CMD_CONV_FWD, convFwdJS, cols.map((col) => [run, items, ...geoArgs(q, rb), xP!, wP!, oP!, col]));
       return copyOut(kern.arena.heapF32().subarray(oP! / 4, oP! / 4 + q.n * q.o * L));
     } finally {
       release(kern, [xP!, wP!, oP!, ...cols]);
@@ -273,14 +281,14 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
     // per block of output rows: col = W^T gy_block by GEMM, then the generated col2im adds it into gx;
     // parts take input channels (groups = 1) or run one after another per group
     const rb = rowsPerBlock(q), hw = q.h * q.w, nx = q.n * q.c * hw;
-    const parts = q.g === 1 ? ranges(q.c, partCount(q.n * q.o * L * R, q.c)) : [[0, q.c] as [number, number]];
-    const [gyP, wP, gxP, ...cols] = blocks(kern, [gy.length, w.length, nx, ...parts.map(([c0, c1]) => (c1 - c0) * q.kh * q.kw * rb * q.wo)]);
+    const u = q.g === 1 ? channelUnits(q.c, partCount(q.n * q.o * L * R, q.c)) : { threads: 1, cs: q.c, units: 1 };
+    const [gyP, wP, gxP, ...cols] = blocks(kern, [gy.length, w.length, nx, ...Array.from({ length: u.threads }, () => (q.g === 1 ? u.cs : q.cg) * q.kh * q.kw * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(gy, gyP! / 4);
       h.set(w, wP! / 4);
       h.fill(0, gxP! / 4, gxP! / 4 + nx);
-      if (q.g === 1) runParts(kern, CMD_CONV_BWD_INPUT, convBwdInputJS, parts.map(([c0, c1], t) => [c0, c1, ...geoArgs(q, rb), gyP!, wP!, gxP!, cols[t]!]));
+      if (q.g === 1) runParts(kern, CMD_CONV_BWD_INPUT, convBwdInputJS, cols.map((col) => [u.cs, u.units, ...geoArgs(q, rb), gyP!, wP!, gxP!, col]));
       else {
         for (let b = 0; b < q.n; b++) {
           for (let g = 0; g < q.g; g++) {
@@ -327,13 +335,13 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
     // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image;
     // parts take the columns of gW of their input channels (groups = 1) or groups run one after another
     const rb = rowsPerBlock(q), hw = q.h * q.w;
-    const parts = q.g === 1 ? ranges(q.c, partCount(q.n * q.o * L * R, q.c)) : [[0, q.c] as [number, number]];
-    const [xP, gyP, gwP, ...cols] = blocks(kern, [x.length, gy.length, q.o * R, ...parts.map(([c0, c1]) => (q.g === 1 ? c1 - c0 : q.cg) * q.kh * q.kw * rb * q.wo)]);
+    const u = q.g === 1 ? channelUnits(q.c, partCount(q.n * q.o * L * R, q.c)) : { threads: 1, cs: q.c, units: 1 };
+    const [xP, gyP, gwP, ...cols] = blocks(kern, [x.length, gy.length, q.o * R, ...Array.from({ length: u.threads }, () => (q.g === 1 ? u.cs : q.cg) * q.kh * q.kw * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(x, xP! / 4);
       h.set(gy, gyP! / 4);
-      if (q.g === 1) runParts(kern, CMD_CONV_BWD_WEIGHT, convBwdWeightJS, parts.map(([c0, c1], t) => [c0, c1, ...geoArgs(q, rb), xP!, gyP!, gwP!, cols[t]!]));
+      if (q.g === 1) runParts(kern, CMD_CONV_BWD_WEIGHT, convBwdWeightJS, cols.map((col) => [u.cs, u.units, ...geoArgs(q, rb), xP!, gyP!, gwP!, col]));
       else {
         for (let b = 0; b < q.n; b++) {
           for (let g = 0; g < q.g; g++) {

@@ -7,7 +7,7 @@ export const CMD_ATTN_FWD = 2;
 export const CMD_ATTN_BWD = 3;
 
 /**
- * `attnForward(ctx, a)` for batch items [a[0], a[1]): O = softmax(scale Q K^T + mask) V and the
+ * `attnForward(ctx, a)` for batch items below a[1], each taken from the shared counter (`ctx.next()`): O = softmax(scale Q K^T + mask) V and the
  * row log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k, v, mask (0 = none),
  * maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ, scratch (2 CQ floats), probs
  * (0, or room for batch x Lq x Lk floats: the probabilities are kept there for the backward). Pointers are bytes.
@@ -18,7 +18,7 @@ export const ATTN_FWD_JS = `function attnForward(ctx, a) {
   const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP0 = a[16], CQ = a[17], xP = a[18], keep = a[19];
   const off = Lk - Lq;
   const h = ctx.heap(), row = ctx.row;
-  for (let b = b0; b < b1; b++) {
+  for (let b = ctx.next(); b < b1; b = ctx.next()) {
     const q = qP + b * Lq * d * 4, k = kP + b * Lk * d * 4, v = vP + b * Lk * dv * 4, o = oP + b * Lq * dv * 4;
     for (let i0 = 0; i0 < Lq; i0 += CQ) {
       const cq = Math.min(CQ, Lq - i0);
@@ -60,7 +60,7 @@ export const ATTN_FWD_JS = `function attnForward(ctx, a) {
 }`;
 
 /**
- * `attnBackward(ctx, a)` for batch items [a[0], a[1]): dQ, dK, dV from dO, recomputing the scores
+ * `attnBackward(ctx, a)` for batch items below a[1], each taken from the shared counter (`ctx.next()`): dQ, dK, dV from dO, recomputing the scores
  * chunk by chunk from the saved log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k,
  * v, mask, maskStrideB, maskStrideQ, o, lse, dO, dQ, dK, dV, scratch P (CQ x Lk), scratch dP
  * (CQ x Lk), scratch D (CQ), CQ, probs (0, or the forward's kept probabilities: no recomputation).
@@ -71,7 +71,7 @@ export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
   const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP0 = a[20], pP = a[21], DP = a[22], CQ = a[23], kept = a[24];
   const off = Lk - Lq;
   const h = ctx.heap(), row = ctx.row;
-  for (let b = b0; b < b1; b++) {
+  for (let b = ctx.next(); b < b1; b = ctx.next()) {
     const q = qP + b * Lq * d * 4, k = kP + b * Lk * d * 4, v = vP + b * Lk * dv * 4, o = oP + b * Lq * dv * 4;
     const gO = doP + b * Lq * dv * 4, gQ = dqP + b * Lq * d * 4, gK = dkP + b * Lk * d * 4, gV = dvP + b * Lk * dv * 4;
     h.fill(0, gK / 4, gK / 4 + Lk * d);

@@ -67,7 +67,8 @@ function workerSource(kernels: Readonly<Record<number, string>>): string {
   const table = Object.entries(kernels).map(([k, src]) => `[${k}]: (${src}),`).join("\n");
   return `"use strict";
 const { workerData } = require("node:worker_threads");
-const { memory, module, extra, ctrl, slot, bufs, consts } = workerData;
+const { memory, module, extra, ctrl, slot, bufs, consts, counterAt } = workerData;
+const counter = new Int32Array(ctrl, counterAt, 1);
 const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const modules = {};
 for (const name of Object.keys(extra)) modules[name] = new WebAssembly.Instance(extra[name], { env: { memory } }).exports;
@@ -76,6 +77,7 @@ const { mr, nr, mc, kc, nc } = consts;
 const ctx = {
   ex, memory, consts, bufs, ...modules,
   heap: () => new Float32Array(memory.buffer),
+  next: () => Atomics.add(counter, 0, 1),
   gemm: (tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch) =>
     gemmBatched(ex, mr, nr, mc, kc, nc, bufs.packA, bufs.packB, bufs.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
 };
@@ -113,17 +115,29 @@ export class WorkerPool {
   private readonly ints: Int32Array;
   private readonly args: Float64Array;
   private readonly seqs: number[] = [];
+  private readonly counter: Int32Array;
+
+  /**
+   * The shared work counter: kernels that take work units dynamically call `next()` (here and as
+   * `ctx.next` in the workers) until it passes their unit count, so a thread the system slows down
+   * simply takes fewer units. Reset to 0 before each `run`.
+   */
+  next(): number {
+    return Atomics.add(this.counter, 0, 1);
+  }
 
   constructor(
     module: object, memory: WasmMemory, bufs: readonly ThreadBuffers[], consts: DriverConsts,
     kernels: Readonly<Record<number, string>> = {}, extra: Readonly<Record<string, object>> = {},
   ) {
-    this.ctrl = new SharedArrayBuffer(SLOT_BYTES * Math.max(1, bufs.length));
+    const counterAt = SLOT_BYTES * Math.max(1, bufs.length);
+    this.ctrl = new SharedArrayBuffer(counterAt + 64);
     this.ints = new Int32Array(this.ctrl);
     this.args = new Float64Array(this.ctrl);
+    this.counter = new Int32Array(this.ctrl, counterAt, 1);
     const src = workerSource(kernels);
     bufs.forEach((b, slot) => {
-      const w = new Worker(src, { eval: true, workerData: { memory, module, extra, ctrl: this.ctrl, slot, bufs: b, consts } });
+      const w = new Worker(src, { eval: true, workerData: { memory, module, extra, ctrl: this.ctrl, slot, bufs: b, consts, counterAt } });
       w.unref();
       this.workers.push(w);
       this.seqs.push(0);
@@ -139,6 +153,7 @@ export class WorkerPool {
   run(jobs: readonly Job[], local: () => void): void {
     if (jobs.length > this.workers.length) throw new RangeError(`WorkerPool.run: ${jobs.length} jobs for ${this.workers.length} workers`);
     const I = this.ints;
+    Atomics.store(this.counter, 0, 0);
     jobs.forEach((job, w) => {
       const base = (w * SLOT_BYTES) / 4;
       if (job.args.length > MAX_ARGS) throw new RangeError(`WorkerPool.run: at most ${MAX_ARGS} arguments, got ${job.args.length}`);
