@@ -50,8 +50,15 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
       ga = sumTo(ga, a.shape);
     }
     if (b.requiresGrad) {
-      gb = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
-      gb = sumTo(gb, b.shape);
+      if (sizeOf(batchB) === 1 && nb > 1 && !transA && sizeOf(batchA) === nb) {
+        // a weight shared by the batch: one GEMM over the stacked rows, sum_b op(a_b)^T g_b = A^T G,
+        // instead of a gradient per batch item and a sum over them
+        const a2 = reshape(a, [nb * m, k]), g2 = reshape(g, [nb * m, n]);
+        gb = reshape(transB ? mm(g2, a2, true, false) : mm(a2, g2, true, false), b.shape);
+      } else {
+        gb = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
+        gb = sumTo(gb, b.shape);
+      }
     }
     return [ga, gb];
   });

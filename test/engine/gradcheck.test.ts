@@ -84,6 +84,9 @@ def("mm", () => {
     gradcheck(`mm batched ${ta} ${tb}`, (x, y) => T.mm(x, y, ta, tb), [a, tb ? rnd([2, 5, 4], 72) : rnd([2, 4, 5], 72)]);
   }
   gradcheck("mm broadcast batch", (x, y) => T.mm(x, y), [rnd([3, 1, 2, 4], 73), rnd([2, 4, 3], 74)]);
+  // a weight with leading 1s shared by two batch axes: its gradient is one GEMM over the stacked rows
+  gradcheck("mm shared weight, two batch axes", (x, y) => T.mm(x, y), [rnd([2, 3, 2, 4], 82), rnd([1, 4, 5], 83)]);
+  gradcheck("mm shared transposed weight, two batch axes", (x, y) => T.mm(x, y, false, true), [rnd([2, 3, 2, 4], 84), rnd([1, 1, 5, 4], 85)]);
 });
 def("matmul", () => {
   gradcheck("matmul vec-mat", T.matmul, [rnd([4], 75), rnd([2, 4, 3], 76)]);
