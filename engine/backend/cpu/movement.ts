@@ -9,6 +9,11 @@ function like(x: TypedArray, n: number): TypedArray {
   return takeLike(x, n);
 }
 
+/** An output the kernel writes in full (no zero-fill needed). */
+function full(x: TypedArray, n: number): TypedArray {
+  return takeLike(x, n, true);
+}
+
 /** dst[dOff + sum i_d*ds_d] = src[sOff + sum i_d*ss_d] over `shape`, innermost dimension as a tight loop. */
 export function copyStrided(src: TypedArray, sOff: number, ss: number[], dst: TypedArray, dOff: number, ds: number[], shape: Shape): void {
   if (sizeOf(shape) === 0) return;
@@ -35,7 +40,7 @@ export function copyStrided(src: TypedArray, sOff: number, ss: number[], dst: Ty
 }
 
 export function permute(x: TypedArray, shape: Shape, perm: readonly number[]): TypedArray {
-  const out = like(x, x.length);
+  const out = full(x, x.length);
   const st = stridesOf(shape);
   const outShape = perm.map((p) => shape[p]);
   copyStrided(x, 0, perm.map((p) => st[p]), out, 0, stridesOf(outShape), outShape);
@@ -43,7 +48,7 @@ export function permute(x: TypedArray, shape: Shape, perm: readonly number[]): T
 }
 
 export function expand(x: TypedArray, shape: Shape, outShape: Shape): TypedArray {
-  const out = like(x, sizeOf(outShape));
+  const out = full(x, sizeOf(outShape));
   if (x.length === 1) {
     // a scalar broadcast (the gradient of a sum, a constant): one fill
     out.fill(x[0] as never);
@@ -56,7 +61,7 @@ export function expand(x: TypedArray, shape: Shape, outShape: Shape): TypedArray
 export function slice(x: TypedArray, shape: Shape, begin: readonly number[], end: readonly number[], step: readonly number[]): TypedArray {
   const st = stridesOf(shape);
   const outShape = begin.map((b, d) => Math.max(0, Math.ceil((end[d] - b) / step[d])));
-  const out = like(x, sizeOf(outShape));
+  const out = full(x, sizeOf(outShape));
   let off = 0;
   for (let d = 0; d < shape.length; d++) off += begin[d] * st[d];
   copyStrided(x, off, st.map((s, d) => s * step[d]), out, 0, stridesOf(outShape), outShape);
@@ -77,7 +82,7 @@ export function pad(x: TypedArray, shape: Shape, pads: readonly (readonly [numbe
 export function concat(xs: readonly TypedArray[], shapes: readonly Shape[], axis: number): TypedArray {
   const outShape = [...shapes[0]];
   outShape[axis] = shapes.reduce((s, sh) => s + sh[axis], 0);
-  const out = like(xs[0], sizeOf(outShape));
+  const out = full(xs[0], sizeOf(outShape));
   const ost = stridesOf(outShape);
   let pos = 0;
   xs.forEach((x, i) => {
@@ -97,7 +102,7 @@ function split3(shape: Shape, axis: number): [number, number, number] {
 export function gather(x: TypedArray, shape: Shape, axis: number, index: Int32Array): TypedArray {
   const [outer, len, inner] = split3(shape, axis);
   const m = index.length;
-  const out = like(x, outer * m * inner);
+  const out = full(x, outer * m * inner);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < m; j++) {
       const src = (o * len + index[j]) * inner;

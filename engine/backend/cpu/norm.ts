@@ -15,8 +15,9 @@ export interface GroupNormParams {
   silu?: boolean;
 }
 
+// every output of these kernels is written in full
 function like(x: TypedArray, n: number): TypedArray {
-  return takeLike(x, n);
+  return takeLike(x, n, true);
 }
 
 /** y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c] per (sample, group); returns y, mean and 1/std per (n, group). */
