@@ -1,11 +1,12 @@
 // One pretraining step of the small world (UNet + text encoder, batch 64, AdamW) against PyTorch on the
 // same architecture (bench/torch_world_step.py; skipped with a note when `import torch` fails).
-// Run: npx tsx bench/world_step.ts [--json] [--batch 64]
+// Run: npx tsx bench/world_step.ts [--json] [--batch 64] [--threads 1] (both sides use the same thread count)
 import { execFileSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Generator, mseLoss, randn } from "../engine/index.ts";
+import { setNumThreads } from "../engine/backend/cpu/wasm/index.ts";
 import { AdamW, clipGradNorm } from "../optim/index.ts";
 import { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } from "../world/model.ts";
 import { loadWorldDataset } from "../world/dataset.ts";
@@ -13,6 +14,9 @@ import { loadWorldDataset } from "../world/dataset.ts";
 const json = process.argv.includes("--json");
 const bi = process.argv.indexOf("--batch");
 const batch = bi >= 0 ? Number(process.argv[bi + 1]) : 64;
+const ti = process.argv.indexOf("--threads");
+const threads = ti >= 0 ? Number(process.argv[ti + 1]) : 1;
+setNumThreads(threads);
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const ds = loadWorldDataset();
@@ -40,17 +44,17 @@ const ms = times[1];
 let torchMs: number | null = null;
 let note = "";
 try {
-  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), "1", String(batch), String(tokenizer.vocabSize)], {
-    encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", OPENBLAS_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"],
+  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), String(threads), String(batch), String(tokenizer.vocabSize)], {
+    encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) }, stdio: ["ignore", "pipe", "pipe"],
   });
   torchMs = (JSON.parse(out.trim().split("\n").pop() as string) as { ms: number }).ms;
 } catch {
   note = "PyTorch baseline skipped: `import torch` failed in /usr/bin/python3 (Debian's python3-torch provides it)";
 }
-const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: "cpu", threads: 1, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
+const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: "cpu", threads, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
 if (json) console.log(JSON.stringify(row));
 else {
   console.log(`${row.name} (${row.shape}): ours ${row.ms} ms${torchMs === null ? "" : `, PyTorch ${row.baseline_ms} ms (ratio ${row.ratio}, above 1 means faster than PyTorch)`}`);
   if (note) console.log(note);
-  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; median of 3 steps after one warm-up`);
+  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; ${threads} thread(s) on both sides; median of 3 steps after one warm-up`);
 }
