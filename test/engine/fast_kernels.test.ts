@@ -265,9 +265,13 @@ test("fused group norm matches the composite: odd sizes, no affine, one group, r
   }
 });
 
-test("fused layer norm matches the composite: odd sizes, no affine, weight only, two axes", () => {
+test("fused layer norm matches the composite: odd sizes, no affine, weight only, two axes, SIMD sizes", () => {
   const g = new T.Generator(7);
-  const cases: [number[], number[], "both" | "weight" | "none"][] = [[[1, 1], [1], "both"], [[3, 17], [17], "both"], [[2, 5, 63], [63], "weight"], [[4, 65], [65], "none"], [[2, 3, 5, 7], [5, 7], "both"]];
+  // the last four reach the SIMD kernel (2048 floats and up): rows of 77, 64 (blocks of 64 exactly), 333 and 1
+  const cases: [number[], number[], "both" | "weight" | "none"][] = [
+    [[1, 1], [1], "both"], [[3, 17], [17], "both"], [[2, 5, 63], [63], "weight"], [[4, 65], [65], "none"], [[2, 3, 5, 7], [5, 7], "both"],
+    [[2, 40, 77], [77], "both"], [[4, 77, 64], [64], "weight"], [[7, 333], [333], "none"], [[2100, 1], [1], "both"],
+  ];
   for (const [shape, ns, affine] of cases) {
     const x = T.randn(shape, { generator: g }).mul(3).add(1), w = T.randn(ns, { generator: g }), b = T.randn(ns, { generator: g });
     const r = T.randn(shape, { generator: g });

@@ -74,12 +74,12 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
-  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32;
+  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
-    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32,
+    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32,
   };
 }
 
@@ -163,6 +163,36 @@ export function groupNormF32(
     return { y: copyOut(kern.arena.heapF32().subarray(xP! / 4, xP! / 4 + x.length)), mean, rstd };
   } finally {
     release(kern, [xP!]);
+  }
+}
+
+/**
+ * Float32 layer norm over contiguous rows of d floats in one WebAssembly call (statistics as the group
+ * norm's; absent affine terms as ones and zeros). Same outputs as the plain kernel; null if not handled.
+ */
+export function layerNormF32(
+  x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, p: { rows: number; d: number; eps: number },
+): { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null {
+  const kern = sgemmKernel();
+  if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN || p.d === 0) return null;
+  const { rows, d, eps } = p;
+  const [xP, wP, bP, mP, rP] = blocks(kern, [x.length, d, d, 2 * rows, 2 * rows]);
+  try {
+    const h = kern.arena.heapF32();
+    h.set(x, xP! / 4);
+    if (weight) h.set(weight, wP! / 4);
+    else h.fill(1, wP! / 4, wP! / 4 + d);
+    if (bias) h.set(bias, bP! / 4);
+    else h.fill(0, bP! / 4, bP! / 4 + d);
+    kern.rows.rowsLayerNorm(xP!, xP!, rows, d, wP!, bP!, eps, mP!, rP!);
+    const buf = kern.arena.memory.buffer;
+    return {
+      y: copyOut(kern.arena.heapF32().subarray(xP! / 4, xP! / 4 + x.length)),
+      mean: new Float64Array(buf, mP!, rows).slice(),
+      rstd: new Float64Array(buf, rP!, rows).slice(),
+    };
+  } finally {
+    release(kern, [xP!, wP!, bP!, mP!, rP!]);
   }
 }
 

@@ -14,7 +14,7 @@ import type { Gemm } from "./conv.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
 import { wasmFastKernels } from "./fast.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
-import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward, type GroupNormParams } from "./norm.ts";
+import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward, type GroupNormParams, type LayerNormParams } from "./norm.ts";
 
 /** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
 export interface FastKernels {
@@ -30,6 +30,8 @@ export interface FastKernels {
   unary?: (op: UnaryOp, x: Float32Array) => Float32Array | null;
   /** float32 group norm forward, optionally with silu after it (optional; null = not handled) */
   groupNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: GroupNormParams, silu?: boolean) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
+  /** float32 layer norm forward (optional; null = not handled) */
+  layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
   /** float32 silu gradient for same-shape operands (optional; null = not handled) */
   siluGrad?: (g: Float32Array, x: Float32Array) => Float32Array | null;
 }
@@ -118,6 +120,8 @@ export const cpuBackend: Backend<TypedArray> & {
     (fast?.groupNorm && x instanceof Float32Array && (!w || w instanceof Float32Array) && (!b || b instanceof Float32Array) ? fast.groupNorm(x, w, b, p, !!p.silu) : null) ??
     groupNormForward(x, w, b, p),
   groupNormBackward,
-  layerNorm: layerNormForward,
+  layerNorm: (x, w, b, p) =>
+    (fast?.layerNorm && x instanceof Float32Array && (!w || w instanceof Float32Array) && (!b || b instanceof Float32Array) ? fast.layerNorm(x, w, b, p) : null) ??
+    layerNormForward(x, w, b, p),
   layerNormBackward,
 };

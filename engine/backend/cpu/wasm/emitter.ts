@@ -146,6 +146,11 @@ export class Func {
   f32Max(): this { return this.op(0x97); }
   f32Div(): this { return this.op(0x95); }
   f64Add(): this { return this.op(0xa0); }
+  f64Div(): this { return this.op(0xa3); }
+  f64Sqrt(): this { return this.op(0x9f); }
+  f64ConvertI32S(): this { return this.op(0xb7); }
+  f32DemoteF64(): this { return this.op(0xb6); }
+  f64Store(offset = 0): this { return this.mem(0x39, 3, offset); }
   f64PromoteF32(): this { return this.op(0xbb); }
   f64(v: number): this {
     const b = new Uint8Array(new Float64Array([v]).buffer);

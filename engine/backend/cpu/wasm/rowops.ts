@@ -11,6 +11,11 @@ export interface RowExports extends Im2colExports {
   sumF32(p: number, n: number): number;
   /** sum of (p[j] - c)^2, accumulated as {@link sumF32}. */
   sumSqDev(p: number, n: number, c: number): number;
+  /**
+   * Layer norm of `rows` contiguous rows of d floats: dst = (x - mean) rstd w + b (w, b: d floats),
+   * mean and rstd per row stored as float64 at meanOut / rstdOut; sums as {@link sumF32}.
+   */
+  rowsLayerNorm(x: number, dst: number, rows: number, d: number, w: number, b: number, eps: number, meanOut: number, rstdOut: number): void;
   /** dst[j] = p[j] * a + b, then silu when act = 1 (dst may equal p). */
   affineAct(p: number, dst: number, n: number, a: number, b: number, act: number): void;
   /** dst[j] = exp(src[j]), sigmoid(src[j]), src[j] sigmoid(src[j]) (dst may equal src). */
@@ -313,8 +318,41 @@ function affineAct(): Func {
   return f;
 }
 
+function rowNormAffine(): Func {
+  const f = new Func("rowNormAffine", [I32, I32, I32, F32, F32, I32, I32]);
+  const [P, D, N, MU, RS, W, B] = [0, 1, 2, 3, 4, 5, 6];
+  const mu = f.local(V128), rs = f.local(V128), x = f.local(V128);
+  f.get(MU).f32x4Splat().set(mu);
+  f.get(RS).f32x4Splat().set(rs);
+  rows(f, N, (off, wide) => {
+    load(f, P, off, wide).get(mu).f32x4Sub().get(rs).f32x4Mul();
+    load(f, W, off, wide).f32x4Mul();
+    load(f, B, off, wide).f32x4Add().set(x);
+    store(f, D, off, x, wide);
+  });
+  return f;
+}
+
+function rowsLayerNorm(): Func {
+  const f = new Func("rowsLayerNorm", [I32, I32, I32, I32, I32, I32, F32, I32, I32]);
+  const [X, D, ROWS, N, W, B, EPS, MEAN, RSTD] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const p = f.local(I32), mu = f.local(F64), rs = f.local(F64), dn = f.local(F64);
+  f.get(N).f64ConvertI32S().set(dn);
+  forRows(f, ROWS, (r) => {
+    f.get(X).get(r).get(N).i32Mul().i32(2).i32Shl().i32Add().set(p);
+    f.get(p).get(N).call(SUM_F32).get(dn).f64Div().set(mu);
+    // rstd = 1 / sqrt(sum (x - mean)^2 / d + eps)
+    f.f64(1).get(p).get(N).get(mu).f32DemoteF64().call(SUM_SQ_DEV).get(dn).f64Div().get(EPS).f64PromoteF32().f64Add().f64Sqrt().f64Div().set(rs);
+    f.get(MEAN).get(r).i32(3).i32Shl().i32Add().get(mu).f64Store();
+    f.get(RSTD).get(r).i32(3).i32Shl().i32Add().get(rs).f64Store();
+    f.get(p).get(D).get(r).get(N).i32Mul().i32(2).i32Shl().i32Add().get(N).get(mu).f32DemoteF64().get(rs).f32DemoteF64().get(W).get(B).call(ROW_NORM_AFFINE);
+  });
+  return f;
+}
+
 // function indices in the module (array position in rowModuleBytes)
 const ROW_MAX = 0, ROW_EXP = 1, ROW_SCALE = 2, ROW_DS = 3, ROW_FILL = 4, ROW_DOT = 5, ROW_ADD = 6;
+const SUM_F32 = 18, SUM_SQ_DEV = 19, ROW_NORM_AFFINE = 21;
 
 /** `for (r = 0; r < rows; r++) body(r)` with local `r`. */
 function forRows(f: Func, rowsArg: number, body: (r: number) => void): void {
@@ -415,8 +453,8 @@ function rowsAdd(): Func {
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct()];
-  const idx = [ROW_MAX, ROW_EXP, ROW_SCALE, ROW_DS, ROW_FILL, ROW_DOT, ROW_ADD];
-  if (idx.some((i, k) => i !== k)) throw new Error("rowops: function index table out of order");
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm()];
+  const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
+  for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
 }
