@@ -91,7 +91,8 @@ const VECTOR_BLOCK = 1 << 18;
 export function unaryF32(op: string, x: Float32Array): Float32Array | null {
   const kern = sgemmKernel();
   if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN) return null;
-  const fn = op === "silu" ? kern.rows.vSilu : op === "sigmoid" ? kern.rows.vSigmoid : op === "exp" ? kern.rows.vExp : null;
+  const r = kern.rows;
+  const fn = op === "silu" ? r.vSilu : op === "sigmoid" ? r.vSigmoid : op === "exp" ? r.vExp : op === "gelu" ? r.vGelu : null;
   if (!fn) return null;
   const out = take(Float32Array, x.length, true);
   const [bP] = blocks(kern, [Math.min(VECTOR_BLOCK, x.length)]);
@@ -108,8 +109,8 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
   }
 }
 
-/** silu's gradient g * silu'(x) for same-shape operands in WebAssembly SIMD; null if not handled. */
-export function siluGradF32(g: Float32Array, x: Float32Array): Float32Array | null {
+/** silu's (or gelu's) gradient g * f'(x) for same-shape operands in WebAssembly SIMD; null if not handled. */
+export function siluGradF32(g: Float32Array, x: Float32Array, gelu = false): Float32Array | null {
   const kern = sgemmKernel();
   if (!(kern instanceof WasmSgemm) || x.length < VECTOR_MIN || g.length !== x.length) return null;
   const out = take(Float32Array, x.length, true);
@@ -121,7 +122,7 @@ export function siluGradF32(g: Float32Array, x: Float32Array): Float32Array | nu
       const h = kern.arena.heapF32();
       h.set(g.subarray(i, i + n), gP! / 4);
       h.set(x.subarray(i, i + n), xP! / 4);
-      kern.rows.vSiluGrad(gP!, xP!, gP!, n);
+      (gelu ? kern.rows.vGeluGrad : kern.rows.vSiluGrad)(gP!, xP!, gP!, n);
       out.set(kern.arena.heapF32().subarray(gP! / 4, gP! / 4 + n), i);
     }
     return out;

@@ -32,8 +32,8 @@ export interface FastKernels {
   groupNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: GroupNormParams, silu?: boolean) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
   /** float32 layer norm forward (optional; null = not handled) */
   layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
-  /** float32 silu gradient for same-shape operands (optional; null = not handled) */
-  siluGrad?: (g: Float32Array, x: Float32Array) => Float32Array | null;
+  /** float32 silu (or gelu) gradient for same-shape operands (optional; null = not handled) */
+  siluGrad?: (g: Float32Array, x: Float32Array, gelu?: boolean) => Float32Array | null;
 }
 // WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
 let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
@@ -81,8 +81,8 @@ export const cpuBackend: Backend<TypedArray> & {
   beginScratch,
   unary: (op, x) => (fast?.unary && x instanceof Float32Array ? fast.unary(op, x) : null) ?? unary(op, x),
   binary: (op, a, as, b, bs, os) =>
-    (op === "silu_grad" && fast?.siluGrad && a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && as.join() === bs.join()
-      ? fast.siluGrad(a, b)
+    ((op === "silu_grad" || op === "gelu_grad") && fast?.siluGrad && a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && as.join() === bs.join()
+      ? fast.siluGrad(a, b, op === "gelu_grad")
       : null) ?? binary(op, a, as, b, bs, os),
   where,
   reduce,

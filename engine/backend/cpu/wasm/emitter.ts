@@ -180,6 +180,9 @@ export class Func {
   f32x4Min(): this { return this.simd(0xe8); }
   f32x4Div(): this { return this.simd(0xe7); }
   f32x4Neg(): this { return this.simd(0xe1); }
+  f32x4Abs(): this { return this.simd(0xe0); }
+  v128And(): this { return this.simd(0x4e); }
+  v128Or(): this { return this.simd(0x50); }
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   /** Relaxed-SIMD fused multiply-add: a*b + c (stack: a, b, c). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }

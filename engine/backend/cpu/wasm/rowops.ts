@@ -22,6 +22,10 @@ export interface RowExports extends Im2colExports {
   vExp(src: number, dst: number, n: number): void;
   vSigmoid(src: number, dst: number, n: number): void;
   vSilu(src: number, dst: number, n: number): void;
+  /** dst[j] = 0.5 src[j] (1 + erf(src[j] / sqrt 2)) with the plain path's erf approximation. */
+  vGelu(src: number, dst: number, n: number): void;
+  /** dst[j] = g[j] * d/dx gelu(x) at x[j]. */
+  vGeluGrad(g: number, x: number, dst: number, n: number): void;
   /** dst[j] = g[j] * d/dx (x sigmoid(x)) at x[j]. */
   vSiluGrad(g: number, x: number, dst: number, n: number): void;
   /** max of p[0..n) (-Infinity for n = 0). */
@@ -166,6 +170,74 @@ function vUnary(name: string, op: "exp" | "sigmoid" | "silu"): Func {
       // sigmoid = 1 / (1 + exp(-x)), silu = x / (1 + exp(-x))
       f.get(op === "silu" ? x : one).get(one).get(e).f32x4Add().f32x4Div().set(y);
     }
+    store(f, D, off, y, wide);
+  });
+  return f;
+}
+
+/** Locals of {@link erfInto}: the Abramowitz-Stegun 7.1.26 constants and a sign mask. */
+interface ErfConsts {
+  p: number; a: number[]; one: number; sign: number; t: number; ax: number;
+}
+
+function erfConsts(f: Func): ErfConsts {
+  const sign = f.local(V128);
+  f.i32(-2147483648).i32x4Splat().set(sign);
+  return {
+    p: splat(f, 0.3275911), a: [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429].map((v) => splat(f, v)),
+    one: splat(f, 1), sign, t: f.local(V128), ax: f.local(V128),
+  };
+}
+
+/**
+ * out = erf(x) for the v128 in local x (x kept), Abramowitz-Stegun 7.1.26 as the plain path's erf32:
+ * 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-x^2), t = 1 / (1 + p |x|), sign of x (~2e-7).
+ */
+function erfInto(f: Func, x: number, out: number, c: ErfConsts, ec: ExpConsts, e: number): void {
+  f.get(x).f32x4Abs().set(c.ax);
+  f.get(c.one).get(c.one).get(c.p).get(c.ax).f32x4Mul().f32x4Add().f32x4Div().set(c.t);
+  f.get(c.ax).get(c.ax).f32x4Mul().f32x4Neg().set(e);
+  expInto(f, e, e, ec);
+  // polynomial in t, times t
+  f.get(c.a[4]!);
+  for (let i = 3; i >= 0; i--) f.get(c.t).f32x4Mul().get(c.a[i]!).f32x4Add();
+  f.get(c.t).f32x4Mul().get(e).f32x4Mul();
+  f.set(out);
+  f.get(c.one).get(out).f32x4Sub().get(x).get(c.sign).v128And().v128Or().set(out);
+}
+
+/** dst[j] = 0.5 x (1 + erf(x / sqrt 2)): GELU as the plain path computes it. */
+function vGelu(): Func {
+  const f = new Func("vGelu", [I32, I32, I32]);
+  const [S, D, N] = [0, 1, 2];
+  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2);
+  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128);
+  rows(f, N, (off, wide) => {
+    load(f, S, off, wide).set(x);
+    f.get(x).get(rs2).f32x4Mul().set(z);
+    erfInto(f, z, y, c, ec, e);
+    f.get(half).get(x).f32x4Mul().get(c.one).get(y).f32x4Add().f32x4Mul().set(y);
+    store(f, D, off, y, wide);
+  });
+  return f;
+}
+
+/** dst[j] = g[j] (Phi(x) + x phi(x)) at x[j]: the gradient of GELU. */
+function vGeluGrad(): Func {
+  const f = new Func("vGeluGrad", [I32, I32, I32, I32]);
+  const [G, X, D, N] = [0, 1, 2, 3];
+  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2), invSqrt2Pi = splat(f, 0.3989422804014327);
+  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128), q = f.local(V128);
+  rows(f, N, (off, wide) => {
+    load(f, X, off, wide).set(x);
+    f.get(x).get(rs2).f32x4Mul().set(z);
+    erfInto(f, z, y, c, ec, e);
+    // phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    f.get(x).get(x).f32x4Mul().get(half).f32x4Mul().f32x4Neg().set(q);
+    expInto(f, q, q, ec);
+    f.get(half).get(c.one).get(y).f32x4Add().f32x4Mul();
+    f.get(x).get(q).f32x4Mul().get(invSqrt2Pi).f32x4Mul().f32x4Add();
+    load(f, G, off, wide).f32x4Mul().set(y);
     store(f, D, off, y, wide);
   });
   return f;
@@ -453,7 +525,7 @@ function rowsAdd(): Func {
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm()];
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad()];
   const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
