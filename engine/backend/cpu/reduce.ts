@@ -4,8 +4,9 @@ import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import type { ReduceOp } from "../backend.ts";
 
+// reductions and softmax write every output element
 function like(x: TypedArray, n: number): TypedArray {
-  return takeLike(x, n);
+  return takeLike(x, n, true);
 }
 
 function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inner: number): TypedArray {

@@ -417,7 +417,8 @@ export function matmulF32Batched(
   const needC = batch === 0 ? 0 : (batch - 1) * sc + M * N;
   if (a.length < needA) throw new ShapeError(`matmulF32: a needs ${needA} elements, got ${a.length}`);
   if (b.length < needB) throw new ShapeError(`matmulF32: b needs ${needB} elements, got ${b.length}`);
-  const c = out ?? take(Float32Array, needC);
+  // every element is written unless the output items have gaps between them (kept as zeros)
+  const c = out ?? take(Float32Array, needC, sc === M * N);
   if (c.length < needC) throw new ShapeError(`matmulF32: out needs ${needC} elements, got ${c.length}`);
   if (batch === 0 || M === 0 || N === 0) return c;
   const lda = transA ? M : K, ldb = transB ? K : N;
