@@ -5,7 +5,7 @@ import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { record } from "./autograd.ts";
 import type { Storage } from "./backend/backend.ts";
-import { add, div, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub, where } from "./ops/elementwise.ts";
+import { add, div, gelu as geluOp, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub, where } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
 import { softmax, logSoftmax } from "./ops/softmax.ts";
@@ -144,6 +144,30 @@ function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | n
     if (bias) res.push(bias.requiresGrad && gr.db ? new Tensor(gr.db, [c], x.dtype, x.backend) : null);
     return res;
   });
+}
+
+interface FusedGeglu {
+  geglu(h: Storage, rows: number, d: number): Storage;
+  gegluBackward(h: Storage, g: Storage, rows: number, d: number): Storage;
+}
+
+/**
+ * GEGLU of the last axis: its first half times GELU of its second half, (..., 2d) -> (..., d), as
+ * diffusers' GEGLU after its projection. One primitive (one pass, no slices) where the backend has
+ * it; the composite otherwise.
+ */
+export function geglu(h: Tensor): Tensor {
+  const d2 = h.shape[h.ndim - 1];
+  if (h.ndim < 1 || d2 === undefined || d2 % 2 !== 0) throw new ShapeError(`geglu: the last axis must have even length, got [${h.shape}]`);
+  const d = d2 / 2, outShape = [...h.shape.slice(0, -1), d];
+  const be = h.backend as Partial<FusedGeglu>;
+  if (typeof be.geglu !== "function" || typeof be.gegluBackward !== "function") {
+    const [a, gate] = h.chunk(2, -1);
+    return mul(a!, geluOp(gate!));
+  }
+  const f = be as FusedGeglu, rows = h.size / Math.max(1, d2);
+  const y = new Tensor(f.geglu(h.storage, rows, d), outShape, h.dtype, h.backend);
+  return record(y, "geglu", [h], (g) => [new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend)]);
 }
 
 export { scaledDotProductAttention, causalMask, type AttentionOptions } from "./ops/attention.ts";

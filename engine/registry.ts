@@ -11,7 +11,7 @@ export const DIFFERENTIABLE_OPS = [
   "concat", "stack", "split", "chunk", "indexSelect", "indexAdd", "contiguousCopy",
   // linear algebra and nn
   "mm", "matmul", "linear", "conv2d", "upsampleNearest2d", "poolSum", "avgPool2d", "softmax", "logSoftmax",
-  "scaledDotProductAttention", "layerNorm", "groupNorm", "groupNormSilu",
+  "scaledDotProductAttention", "layerNorm", "groupNorm", "groupNormSilu", "geglu",
   // composites
   "quickGelu", "dropout", "mseLoss", "embedding", "crossEntropy",
 ] as const;

@@ -1,6 +1,6 @@
 // transformer parts of the UNet: GEGLU, FeedForward, BasicTransformerBlock, Transformer2DModel
 // mirrors diffusers models/attention.py and models/transformers/transformer_2d.py (continuous input, SD-1.x path)
-import { add, gelu, mm, reshape, ShapeError } from "../engine/index.ts";
+import { add, geglu, mm, reshape, ShapeError } from "../engine/index.ts";
 import type { Tensor } from "../engine/index.ts";
 import { Attention } from "./attention_processor.ts";
 import { Conv2d, Dropout, GroupNorm, LayerNorm, Linear, Module } from "./nn/index.ts";
@@ -12,9 +12,9 @@ export class GEGLU extends Module {
     super();
     this.proj = new Linear(dimIn, dimOut * 2);
   }
+  /** hidden * gelu(gate) with [hidden, gate] = proj(x) split in halves, as one fused op */
   forward(x: Tensor): Tensor {
-    const [hidden, gate] = this.proj.forward(x).chunk(2, -1); // (..., dimOut) each
-    return hidden.mul(gelu(gate));
+    return geglu(this.proj.forward(x)); // (..., dimOut)
   }
 }
 

@@ -251,6 +251,27 @@ test("exp, sigmoid, silu, gelu and their gradients on large tensors: SIMD agrees
   }
 });
 
+test("fused GEGLU: SIMD and plain kernels agree with the composite (halves, gelu, product) and its gradient", () => {
+  const g = new T.Generator(11);
+  for (const shape of [[3, 6], [2, 5, 34], [4, 77, 130], [2, 16, 1024]]) {
+    const h = T.randn(shape, { generator: g }).mul(2);
+    const r = T.randn([...shape.slice(0, -1), shape[shape.length - 1]! / 2], { generator: g });
+    const run = (fused: boolean) => {
+      const hl = h.detach().requiresGrad_();
+      const [a, gate] = hl.chunk(2, -1);
+      const y = fused ? T.geglu(hl) : T.mul(a!, T.gelu(gate!));
+      T.sum(T.mul(y, r)).backward();
+      return [y.data, hl.grad!.data];
+    };
+    const ref = run(false);
+    const [plain, fast] = both(() => run(true));
+    const d = shape[shape.length - 1]!;
+    [plain, fast].forEach((got, k) => got.forEach((x, i) => {
+      assert.ok(closeness(x, ref[i]!, 2e-6, 1e-6 * Math.sqrt(d)) <= 1, `geglu [${shape}] ${k ? "SIMD" : "plain"} ${i ? "gradient" : "output"}`);
+    }));
+  }
+});
+
 test("fused group norm matches the composite: odd sizes, no affine, one group, rank 3, SIMD sizes", () => {
   const g = new T.Generator(6);
   // the last three reach the SIMD kernel (2048 floats and up): group lengths 35, 630 and 17,424 (blocks of 64 and a tail)

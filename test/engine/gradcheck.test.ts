@@ -117,6 +117,11 @@ def("groupNorm", () => {
   gradcheck("groupNorm no affine rank 3", (x) => T.groupNorm(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 128)]);
 });
 
+def("geglu", () => {
+  gradcheck("geglu", (h) => T.geglu(h), [rnd([2, 3, 8], 135)]);
+  gradcheck("geglu rank 1", (h) => T.geglu(h), [rnd([6], 136)]);
+});
+
 def("groupNormSilu", () => {
   gradcheck("groupNormSilu", (x, w, b) => T.groupNormSilu(x, 2, w, b, 1e-5), [rnd([2, 4, 3, 3], 131), rnd([4], 132), rnd([4], 133)]);
   gradcheck("groupNormSilu no affine rank 3", (x) => T.groupNormSilu(x, 3, null, null, 1e-3), [rnd([2, 6, 5], 134)]);

@@ -172,3 +172,33 @@ export function where(c: TypedArray, cShape: Shape, a: TypedArray, aShape: Shape
   }
   return out;
 }
+
+/** GEGLU over rows of 2d: out[r][j] = h[r][j] gelu(h[r][d + j]) (the first half times GELU of the second). */
+export function geglu(h: TypedArray, rows: number, d: number): TypedArray {
+  const out = takeLike(h, rows * d, true);
+  const erf = h instanceof Float64Array ? erf64 : erf32;
+  for (let r = 0; r < rows; r++) {
+    const hi = r * 2 * d, oi = r * d;
+    for (let j = 0; j < d; j++) {
+      const x = h[hi + d + j]!;
+      out[oi + j] = h[hi + j]! * (0.5 * x * (1 + erf(x * Math.SQRT1_2)));
+    }
+  }
+  return out;
+}
+
+/** Gradient of {@link geglu}: dh[r][j] = g gelu(x), dh[r][d + j] = g h[r][j] (Phi(x) + x phi(x)), x = h[r][d + j]. */
+export function gegluBackward(h: TypedArray, g: TypedArray, rows: number, d: number): TypedArray {
+  const dh = takeLike(h, rows * 2 * d, true);
+  const erf = h instanceof Float64Array ? erf64 : erf32;
+  for (let r = 0; r < rows; r++) {
+    const hi = r * 2 * d, gi = r * d;
+    for (let j = 0; j < d; j++) {
+      const x = h[hi + d + j]!, gv = g[gi + j]!;
+      const Phi = 0.5 * (1 + erf(x * Math.SQRT1_2));
+      dh[hi + j] = gv * x * Phi;
+      dh[hi + d + j] = gv * h[hi + j]! * (Phi + x * Math.exp(-0.5 * x * x) * 0.3989422804014327);
+    }
+  }
+  return dh;
+}

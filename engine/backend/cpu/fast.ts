@@ -74,12 +74,12 @@ function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
 export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
-  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32;
+  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32; geglu: typeof gegluF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
-    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32,
+    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32, geglu: gegluF32,
   };
 }
 
@@ -194,6 +194,25 @@ export function layerNormF32(
     };
   } finally {
     release(kern, [xP!, wP!, bP!, mP!, rP!]);
+  }
+}
+
+/** GEGLU forward (rows of 2d -> rows of d) or its gradient in WebAssembly SIMD; null if not handled. */
+export function gegluF32(h: Float32Array, g: Float32Array | null, rows: number, d: number): Float32Array | null {
+  const kern = sgemmKernel();
+  if (!(kern instanceof WasmSgemm) || h.length < VECTOR_MIN) return null;
+  const outLen = g ? h.length : rows * d;
+  const [hP, gP, oP] = blocks(kern, [h.length, g ? g.length : 0, outLen]);
+  try {
+    const hp = kern.arena.heapF32();
+    hp.set(h, hP! / 4);
+    if (g) {
+      hp.set(g, gP! / 4);
+      kern.rows.rowsGegluGrad(hP!, gP!, oP!, rows, d);
+    } else kern.rows.rowsGeglu(hP!, oP!, rows, d);
+    return copyOut(kern.arena.heapF32().subarray(oP! / 4, oP! / 4 + outLen));
+  } finally {
+    release(kern, [hP!, gP!, oP!]);
   }
 }
 

@@ -6,7 +6,7 @@ import { beginScratch, take } from "./buffers.ts";
 const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (allocArray(dtype, 0) instanceof Float64Array ? Float64Array : Float32Array);
 import type { Backend, Conv2dParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
-import { binary, unary, where } from "./elementwise.ts";
+import { binary, geglu, gegluBackward, unary, where } from "./elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "./movement.ts";
 import { reduce, softmax } from "./reduce.ts";
 import { gemm as plainGemm, matmul as plainMatmul, transpose2d } from "./matmul.ts";
@@ -30,6 +30,8 @@ export interface FastKernels {
   unary?: (op: UnaryOp, x: Float32Array) => Float32Array | null;
   /** float32 group norm forward, optionally with silu after it (optional; null = not handled) */
   groupNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: GroupNormParams, silu?: boolean) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
+  /** float32 GEGLU forward (g null) or its gradient (optional; null = not handled) */
+  geglu?: (h: Float32Array, g: Float32Array | null, rows: number, d: number) => Float32Array | null;
   /** float32 layer norm forward (optional; null = not handled) */
   layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
   /** float32 silu (or gelu) gradient for same-shape operands (optional; null = not handled) */
@@ -61,6 +63,8 @@ function gemmFor(x: TypedArray): Gemm {
 /** The cpu backend: the {@link Backend} kernels plus fused attention (see engine/ops/attention.ts). */
 export const cpuBackend: Backend<TypedArray> & {
   beginScratch: typeof beginScratch;
+  geglu: typeof geglu;
+  gegluBackward: typeof gegluBackward;
   attention: typeof attentionForward;
   attentionBackward: typeof attentionBackward;
   groupNorm: typeof groupNormForward;
@@ -114,6 +118,9 @@ export const cpuBackend: Backend<TypedArray> & {
     }
     return softmax(x, shape, axis, log);
   },
+  geglu: (h, rows, d) => (fast?.geglu && h instanceof Float32Array ? fast.geglu(h, null, rows, d) : null) ?? geglu(h, rows, d),
+  gegluBackward: (h, g, rows, d) =>
+    (fast?.geglu && h instanceof Float32Array && g instanceof Float32Array ? fast.geglu(h, g, rows, d) : null) ?? gegluBackward(h, g, rows, d),
   attention: attentionForward,
   attentionBackward,
   groupNorm: (x, w, b, p) =>

@@ -22,6 +22,10 @@ export interface RowExports extends Im2colExports {
   vExp(src: number, dst: number, n: number): void;
   vSigmoid(src: number, dst: number, n: number): void;
   vSilu(src: number, dst: number, n: number): void;
+  /** GEGLU: out[r][j] = h[r][j] gelu(h[r][d + j]) for rows of 2d floats (out rows of d). */
+  rowsGeglu(h: number, out: number, rows: number, d: number): void;
+  /** GEGLU's gradient: dh (rows of 2d) from h and the output gradient g (rows of d). */
+  rowsGegluGrad(h: number, g: number, dh: number, rows: number, d: number): void;
   /** dst[j] = 0.5 src[j] (1 + erf(src[j] / sqrt 2)) with the plain path's erf approximation. */
   vGelu(src: number, dst: number, n: number): void;
   /** dst[j] = g[j] * d/dx gelu(x) at x[j]. */
@@ -61,6 +65,7 @@ export interface RowExports extends Im2colExports {
  */
 function rows(f: Func, n: number, body: (off: number, wide: boolean) => void): void {
   const off = f.local(I32), end = f.local(I32);
+  f.i32(0).set(off); // the loop may sit inside another one
   f.get(n).i32(-4).i32And().i32(2).i32Shl().set(end);
   f.block().loop();
   f.get(off).get(end).i32GeS().brIf(1);
@@ -239,6 +244,53 @@ function vGeluGrad(): Func {
     f.get(x).get(q).f32x4Mul().get(invSqrt2Pi).f32x4Mul().f32x4Add();
     load(f, G, off, wide).f32x4Mul().set(y);
     store(f, D, off, y, wide);
+  });
+  return f;
+}
+
+/**
+ * GEGLU over rows of 2d floats: out[r][j] = h[r][j] gelu(h[r][d + j]) (out rows d floats). With
+ * `grad` = 1, g holds the output gradient (rows of d) and out receives dh (rows of 2d):
+ * dh[r][j] = g gelu(gate), dh[r][d + j] = g h[r][j] gelu'(gate).
+ */
+function rowsGeglu(grad: boolean): Func {
+  const f = new Func(grad ? "rowsGegluGrad" : "rowsGeglu", grad ? [I32, I32, I32, I32, I32] : [I32, I32, I32, I32]);
+  const [H, G, O, ROWS, D] = grad ? [0, 1, 2, 3, 4] : [0, -1, 1, 2, 3];
+  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2), invSqrt2Pi = splat(f, 0.3989422804014327);
+  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128), q = f.local(V128), a = f.local(V128), gv = f.local(V128);
+  const hRow = f.local(I32), gRow = f.local(I32), oRow = f.local(I32), gate = f.local(I32), oGate = f.local(I32);
+  forRows(f, ROWS, (r) => {
+    // byte offsets of this row: h and dh rows are 2d floats, out and g rows d floats
+    f.get(H).get(r).get(D).i32Mul().i32(3).i32Shl().i32Add().set(hRow);
+    f.get(hRow).get(D).i32(2).i32Shl().i32Add().set(gate);
+    if (grad) {
+      f.get(G).get(r).get(D).i32Mul().i32(2).i32Shl().i32Add().set(gRow);
+      f.get(O).get(r).get(D).i32Mul().i32(3).i32Shl().i32Add().set(oRow);
+      f.get(oRow).get(D).i32(2).i32Shl().i32Add().set(oGate);
+    } else f.get(O).get(r).get(D).i32Mul().i32(2).i32Shl().i32Add().set(oRow);
+    rows(f, D, (off, wide) => {
+      load(f, gate, off, wide).set(x);
+      f.get(x).get(rs2).f32x4Mul().set(z);
+      erfInto(f, z, y, c, ec, e);
+      // Phi(x) = (1 + erf) / 2; gelu = x Phi
+      f.get(half).get(c.one).get(y).f32x4Add().f32x4Mul().set(y);
+      load(f, hRow, off, wide).set(a);
+      if (!grad) {
+        f.get(a).get(x).get(y).f32x4Mul().f32x4Mul().set(q);
+        store(f, oRow, off, q, wide);
+        return;
+      }
+      load(f, gRow, off, wide).set(gv);
+      // dh_a = g x Phi
+      f.get(gv).get(x).get(y).f32x4Mul().f32x4Mul().set(q);
+      store(f, oRow, off, q, wide);
+      // dh_gate = g a (Phi + x phi), phi = exp(-x^2 / 2) / sqrt(2 pi)
+      f.get(x).get(x).f32x4Mul().get(half).f32x4Mul().f32x4Neg().set(e);
+      expInto(f, e, e, ec);
+      f.get(y).get(x).get(e).f32x4Mul().get(invSqrt2Pi).f32x4Mul().f32x4Add();
+      f.get(gv).f32x4Mul().get(a).f32x4Mul().set(q);
+      store(f, oGate, off, q, wide);
+    });
   });
   return f;
 }
@@ -525,7 +577,7 @@ function rowsAdd(): Func {
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad()];
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true)];
   const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
