@@ -130,6 +130,11 @@ export class Attention extends Module {
    * -> (B, Lq, queryDim). Processors call this after forming q, k and v.
    */
   attend(q: Tensor, k: Tensor, v: Tensor): Tensor {
+    if (this.sliceSize === null && this.heads > 1) {
+      // every head on its own slice of the last axis: no head transposes
+      const h = scaledDotProductAttention(q, k, v, { scale: this.scale, heads: this.heads }); // (B, Lq, H*d)
+      return this.to_out[1].forward(this.to_out[0].forward(h)); // (B, Lq, queryDim)
+    }
     const qh = this.headToBatchDim(q); // (B*H, Lq, d)
     const kh = this.headToBatchDim(k); // (B*H, Lk, d)
     const vh = this.headToBatchDim(v); // (B*H, Lk, d)

@@ -8,7 +8,7 @@ import { broadcastShapes, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import { add, mul, where } from "./elementwise.ts";
 import { mm } from "./matmul.ts";
-import { expand, reshape } from "./movement.ts";
+import { expand, permute, reshape } from "./movement.ts";
 import { sumTo } from "./reduce.ts";
 import { softmax } from "./softmax.ts";
 import { out, same } from "./util.ts";
@@ -21,6 +21,12 @@ export interface AttentionOptions {
   causal?: boolean;
   /** defaults to 1/sqrt(head dim) */
   scale?: number;
+  /**
+   * Heads packed in the last axis: q (B, Lq, H d), k (B, Lk, H d), v (B, Lk, H dv) give (B, Lq, H dv),
+   * each head attending on its own slice - the layout of a projection's output, with no head
+   * transposes. Default 1: q (..., Lq, d) as usual.
+   */
+  heads?: number;
 }
 
 /** Sizes passed to a backend's fused attention (see engine/backend/cpu/attention.ts). */
@@ -29,6 +35,8 @@ interface FusedParams {
   maskStrideB: number; maskStrideQ: number;
   /** the backward will run: the backend may keep the probabilities for it (returned as `saved`) */
   forBackward?: boolean;
+  /** heads packed in the last axis (see AttentionOptions.heads) */
+  heads?: number;
 }
 
 /** What a backend kept from the forward for the backward (e.g. the probabilities); freed by `release`. */
@@ -85,6 +93,7 @@ export function attentionComposite(q: Tensor, k: Tensor, v: Tensor, opts: Attent
  * Falls back to {@link attentionComposite} on backends without the kernel or when the mask requires grad.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  if (opts.heads !== undefined && opts.heads !== 1) return packedHeadsAttention(q, k, v, opts.heads, opts);
   check(q, k, v);
   const be = fused(q);
   if (!be || opts.mask?.requiresGrad) return attentionComposite(q, k, v, opts);
@@ -125,5 +134,41 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
       return full.shape.join() === t.shape.join() ? full : sumTo(full, t.shape);
     };
     return [back(q, gr.dq, lq, d), back(k, gr.dk, lk, d), back(v, gr.dv, lk, dv)];
+  }, saved ? () => saved.release() : undefined);
+}
+
+/** (B, L, H w) -> (B H, L, w) and back: the head split of the fallback path. */
+function splitHeads(x: Tensor, H: number): Tensor {
+  const [b, l, hw] = x.shape as [number, number, number];
+  return reshape(permute(reshape(x, [b, l, H, hw / H]), [0, 2, 1, 3]), [b * H, l, hw / H]);
+}
+function mergeHeads(x: Tensor, H: number): Tensor {
+  const [bh, l, w] = x.shape as [number, number, number];
+  return reshape(permute(reshape(x, [bh / H, H, l, w]), [0, 2, 1, 3]), [bh / H, l, H * w]);
+}
+
+/** {@link scaledDotProductAttention} with `heads`: the fused kernel reads and writes the packed layout directly. */
+function packedHeadsAttention(q: Tensor, k: Tensor, v: Tensor, H: number, opts: AttentionOptions): Tensor {
+  same("attention", [q, k, v]);
+  if (!Number.isInteger(H) || H < 1) throw new ShapeError(`attention: heads must be a positive integer, got ${H}`);
+  if (q.ndim !== 3 || k.ndim !== 3 || v.ndim !== 3) throw new ShapeError(`attention with heads: q, k, v must be (B, L, heads * d), got [${q.shape}], [${k.shape}], [${v.shape}]`);
+  const [b, lq, hd] = q.shape as [number, number, number];
+  const [bk, lk, hdk] = k.shape as [number, number, number];
+  const [bv, lv, hdv] = v.shape as [number, number, number];
+  if (bk !== b || bv !== b) throw new ShapeError(`attention with heads: batch sizes differ, q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+  if (lv !== lk) throw new ShapeError(`attention: key [${k.shape}] and value [${v.shape}] lengths differ`);
+  if (hd % H !== 0 || hdv % H !== 0 || hdk !== hd) throw new ShapeError(`attention: ${H} heads do not divide q [${q.shape}], k [${k.shape}], v [${v.shape}] evenly`);
+  const d = hd / H, dv = hdv / H;
+  const { heads: _h, ...rest } = opts;
+  const be = fused(q);
+  if (!be || opts.mask) return mergeHeads(scaledDotProductAttention(splitHeads(q, H), splitHeads(k, H), splitHeads(v, H), rest), H);
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const p: FusedParams = { batch: b * H, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB: 0, maskStrideQ: 0, forBackward: willRecord([q, k, v]), heads: H };
+  const r = be.attention(q.storage, k.storage, v.storage, null, p);
+  const saved = r.saved ?? null;
+  const y = out(q, r.o, [b, lq, hdv]);
+  return record(y, "scaledDotProductAttention", [q, k, v], (g) => {
+    const gr = be.attentionBackward(q.storage, k.storage, v.storage, null, r.o, r.lse, g.storage, p, saved);
+    return [q.requiresGrad ? out(q, gr.dq, q.shape) : null, k.requiresGrad ? out(q, gr.dk, k.shape) : null, v.requiresGrad ? out(q, gr.dv, v.shape) : null];
   }, saved ? () => saved.release() : undefined);
 }

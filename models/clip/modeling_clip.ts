@@ -131,6 +131,11 @@ export class CLIPAttention extends Module {
   /** x (B, L, D) -> (B, L, D); `causal` hides later keys, `mask` is additive, broadcast to (B, H, L, L). */
   forward(x: Tensor, opts: { causal?: boolean; mask?: Tensor | null } = {}): Tensor {
     const [b, l] = x.shape as [number, number, number];
+    if (!opts.mask) {
+      // heads packed in the last axis: no head transposes
+      const o = scaledDotProductAttention(this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x), { causal: opts.causal ?? false, scale: this.scale, heads: this.numHeads });
+      return this.out_proj.forward(o); // (B, L, D)
+    }
     const heads = (t: Tensor) => t.reshape([b, l, this.numHeads, this.headDim]).permute(0, 2, 1, 3); // (B, H, L, d)
     const q = heads(this.q_proj.forward(x));
     const k = heads(this.k_proj.forward(x));

@@ -135,6 +135,36 @@ test("fused attention matches the composite: odd sizes, causal, additive and boo
   }
 });
 
+test("fused attention with packed heads equals splitting the heads: kept and recomputed probabilities, causal, threads", () => {
+  const g = new T.Generator(12);
+  const split = (x: T.Tensor, H: number) => {
+    const [b, l, hd] = x.shape as [number, number, number];
+    return T.reshape(T.permute(T.reshape(x, [b, l, H, hd / H]), [0, 2, 1, 3]), [b * H, l, hd / H]);
+  };
+  const merge = (x: T.Tensor, H: number) => {
+    const [bh, l, w] = x.shape as [number, number, number];
+    return T.reshape(T.permute(T.reshape(x, [bh / H, H, l, w]), [0, 2, 1, 3]), [bh / H, l, H * w]);
+  };
+  // (B, Lq, Lk, H, d, dv): keys short enough to keep the probabilities, long ones recomputed, odd sizes
+  const cases: [number, number, number, number, number, number, boolean][] = [
+    [2, 64, 77, 4, 8, 8, false], [2, 65, 129, 4, 4, 4, false], [1, 17, 17, 3, 5, 7, true], [3, 33, 300, 2, 16, 8, false], [2, 40, 63, 8, 4, 4, true],
+  ];
+  for (const [b, lq, lk, H, d, dv, causal] of cases) {
+    const q = T.randn([b, lq, H * d], { generator: g }), k = T.randn([b, lk, H * d], { generator: g }), v = T.randn([b, lk, H * dv], { generator: g });
+    const r = T.randn([b, lq, H * dv], { generator: g });
+    const run = (packed: boolean) => {
+      const [ql, kl, vl] = [q, k, v].map((t) => t.detach().requiresGrad_());
+      const y = packed ? T.scaledDotProductAttention(ql!, kl!, vl!, { heads: H, causal }) : merge(T.scaledDotProductAttention(split(ql!, H), split(kl!, H), split(vl!, H), { causal }), H);
+      T.sum(T.mul(y, r)).backward();
+      return [y.data, ql!.grad!.data, kl!.grad!.data, vl!.grad!.data].map((a) => Float32Array.from(a as Float32Array));
+    };
+    const ref = run(false), got = run(true);
+    ["output", "grad q", "grad k", "grad v"].forEach((what, i) => assert.ok(same(got[i]!, ref[i]!), `packed heads [${b},${lq},${lk},${H},${d},${dv}${causal ? ",causal" : ""}] ${what}`));
+    const [one, two] = threaded(2, () => run(true));
+    one.forEach((a, i) => assert.ok(same(a, two[i]!), `packed heads threaded ${i}`));
+  }
+});
+
 test("conv2d forward and backward: threaded equals single-threaded bit for bit", () => {
   const g = new T.Generator(5);
   const x = T.randn([2, 64, 33, 31], { generator: g }), w = T.randn([48, 64, 3, 3], { generator: g });

@@ -133,6 +133,9 @@ def("scaledDotProductAttention", () => {
   gradcheck("attention causal Lq<Lk", (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true, scale: 0.7 }), [rnd([1, 3, 2], 121), rnd([1, 5, 2], 122), rnd([1, 5, 3], 123)]);
   const mask = rnd([3, 4], 124);
   gradcheck("attention mask broadcast", (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask }), [rnd([2, 2, 3, 2], 125), rnd([1, 2, 4, 2], 126), rnd([2, 1, 4, 2], 127)]);
+  // heads packed in the last axis (B, L, H d)
+  gradcheck("attention packed heads", (q, k, v) => T.scaledDotProductAttention(q, k, v, { heads: 2 }), [rnd([2, 3, 4], 137), rnd([2, 5, 4], 138), rnd([2, 5, 6], 139)]);
+  gradcheck("attention packed heads causal", (q, k, v) => T.scaledDotProductAttention(q, k, v, { heads: 3, causal: true }), [rnd([1, 3, 6], 140), rnd([1, 4, 6], 141), rnd([1, 4, 3], 142)]);
 });
 def("dropout", () => gradcheck("dropout", (x) => T.dropout(x, 0.4, true, new T.Generator(7)), [rnd([4, 5], 113)]));
 def("mseLoss", () => {

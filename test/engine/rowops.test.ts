@@ -63,7 +63,7 @@ test("rowsExpSub, rowsDs, rowsDot, rowsAdd agree with plain loops", () => {
       assert.ok(close(ds[i]!, f(s[i]!) * (f(q[i]!) - f(d[r]!)) * 0.25, 1e-5), `ds ${r},${j}`);
     }
     const a = rand(rows * n, 6), b = rand(rows * n, 7), ap = put(a), bp = put(b), op = put(new Float32Array(rows));
-    wasm.rows.rowsDot(ap, bp, rows, n, op);
+    wasm.rows.rowsDot(ap, bp, rows, n, n * 4, op);
     const dots = get(op, rows);
     for (let r = 0; r < rows; r++) {
       let want = 0;

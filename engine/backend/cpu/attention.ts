@@ -24,6 +24,31 @@ export interface AttentionParams {
   maskStrideQ: number;
   /** the backward will run: the probabilities may be kept for it */
   forBackward?: boolean;
+  /**
+   * Heads packed in the last axis (default 1): q is (B, Lq, H d), k (B, Lk, H d), v (B, Lk, H dv) and
+   * the output (B, Lq, H dv), with batch = B H items (item b is head b % H of sequence b / H).
+   */
+  heads?: number;
+}
+
+/** (B, L, H, w) -> (B H, L, w) for the plain path. */
+function unpackHeads(x: TypedArray, H: number, L: number, w: number): TypedArray {
+  const out = like(x, x.length), B = x.length / (H * L * w);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) {
+    const src = ((b * L + l) * H + h) * w, dst = ((b * H + h) * L + l) * w;
+    for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
+  }
+  return out;
+}
+
+/** (B H, L, w) -> (B, L, H, w). */
+function packHeads(x: TypedArray, H: number, L: number, w: number): TypedArray {
+  const out = like(x, x.length), B = x.length / (H * L * w);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) {
+    const dst = ((b * L + l) * H + h) * w, src = ((b * H + h) * L + l) * w;
+    for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
+  }
+  return out;
 }
 
 /**
@@ -143,14 +168,19 @@ function commonArgs(p: AttentionParams): number[] {
 /** softmax(scale q k^T + mask) v per batch item, with the row log-sum-exp (chunked, never batch x lq x lk). */
 export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
   const kern = q instanceof Float32Array && k instanceof Float32Array && v instanceof Float32Array && (!mask || mask instanceof Float32Array) ? wasmKernel() : null;
-  if (!kern) return plainForward(q, k, v, mask, p);
+  const H = p.heads ?? 1;
+  if (!kern) {
+    if (H === 1) return plainForward(q, k, v, mask, p);
+    const r = plainForward(unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), mask, p);
+    return { o: packHeads(r.o, H, p.lq, p.dv), lse: r.lse };
+  }
   const CQ = chunkRows(p.lk);
   const [qP, kP, vP, mP] = stageIn(kern, [q, k, v, mask]);
   const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
   const keep = keepProbs(p) ? new KeptProbs(kern, kern.arena.alloc(p.batch * p.lq * p.lk), p.batch * p.lq * p.lk) : null;
   try {
     runSplit(kern, p, CMD_ATTN_FWD, fwdJS, [keep ? 0 : CQ * p.lk, 2 * CQ], (b0, b1, s) => [
-      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ, s[1]!, keep ? keep.pointer : 0,
+      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ, s[1]!, keep ? keep.pointer : 0, H,
     ]);
     const h = kern.arena.heapF32();
     return {
@@ -173,15 +203,24 @@ export function attentionBackward(
 ): AttentionGrads {
   const f32 = [q, k, v, o, lse, gO].every((x) => x instanceof Float32Array) && (!mask || mask instanceof Float32Array);
   const kern = f32 ? wasmKernel() : null;
-  if (!kern) return plainBackward(q, k, v, mask, o, lse, gO, p);
+  const H = p.heads ?? 1;
+  if (!kern) {
+    if (H === 1) return plainBackward(q, k, v, mask, o, lse, gO, p);
+    const [uq, uk, uv, uo, ug] = [unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), unpackHeads(o, H, p.lq, p.dv), unpackHeads(gO, H, p.lq, p.dv)];
+    const r = plainBackward(uq, uk, uv, mask, uo, lse, ug, p);
+    return { dq: packHeads(r.dq, H, p.lq, p.d), dk: packHeads(r.dk, H, p.lk, p.d), dv: packHeads(r.dv, H, p.lk, p.dv) };
+  }
   const CQ = chunkRows(p.lk);
   const kept = saved instanceof KeptProbs && saved.kern === kern && saved.pointer !== 0 && saved.floats === p.batch * p.lq * p.lk ? saved.pointer : 0;
   const [qP, kP, vP, mP, oP, lseP, gP] = stageIn(kern, [q, k, v, mask, o, lse, gO]);
   const arena = kern.arena;
   const dqP = arena.alloc(q.length), dkP = arena.alloc(k.length), dvP = arena.alloc(v.length);
+  // the kernel accumulates into dK and dV
+  arena.heapF32().fill(0, dkP / 4, dkP / 4 + k.length);
+  arena.heapF32().fill(0, dvP / 4, dvP / 4 + v.length);
   try {
     runSplit(kern, p, CMD_ATTN_BWD, bwdJS, [kept ? 0 : CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
-      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ, kept,
+      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ, kept, H,
     ]);
     const h = arena.heapF32();
     return {

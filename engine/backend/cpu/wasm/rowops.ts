@@ -53,8 +53,8 @@ export interface RowExports extends Im2colExports {
   rowsExpSub(p: number, rows: number, stride: number, n: number, c: number): void;
   /** p[r][j] = s[r][j] * (p[r][j] - d[r]) * c (s and p share the stride). */
   rowsDs(s: number, p: number, rows: number, stride: number, n: number, d: number, c: number): void;
-  /** out[r] = sum_j a[r][j] * b[r][j] for contiguous rows of n floats. */
-  rowsDot(a: number, b: number, rows: number, n: number, out: number): void;
+  /** out[r] = sum_j a[r][j] * b[r][j] for rows of n floats, `stride` bytes apart in both. */
+  rowsDot(a: number, b: number, rows: number, n: number, stride: number, out: number): void;
   /** s[r][j] += m[r][j], m's rows mStride bytes apart (0 adds one row to every row). */
   rowsAdd(s: number, rows: number, stride: number, n: number, m: number, mStride: number): void;
 }
@@ -550,10 +550,8 @@ function rowsDs(): Func {
 }
 
 function rowsDot(): Func {
-  const f = new Func("rowsDot", [I32, I32, I32, I32, I32]);
-  const [A, B, ROWS, N, OUT] = [0, 1, 2, 3, 4];
-  const stride = f.local(I32);
-  f.get(N).i32(2).i32Shl().set(stride);
+  const f = new Func("rowsDot", [I32, I32, I32, I32, I32, I32]);
+  const [A, B, ROWS, N, stride, OUT] = [0, 1, 2, 3, 4, 5];
   forRows(f, ROWS, (r) => {
     at(f, OUT, r);
     rowPtr(f, A, r, stride);
