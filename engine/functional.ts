@@ -5,10 +5,10 @@ import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { record } from "./autograd.ts";
 import type { Storage } from "./backend/backend.ts";
-import { add, div, gelu as geluOp, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub, where } from "./ops/elementwise.ts";
+import { add, div, gelu as geluOp, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
-import { softmax, logSoftmax } from "./ops/softmax.ts";
+import { logSoftmax } from "./ops/softmax.ts";
 import { rand, full } from "./creation.ts";
 
 /** x * sigmoid(1.702 x), the activation of CLIP's MLP. */

@@ -114,23 +114,6 @@ function toMat(t: HostTensor | Tensor, what: string): Mat {
   return la.mat(t.shape[0]!, t.shape[1]!, t.data);
 }
 
-function rowsOf(a: Mat, idx: readonly number[]): Mat {
-  const out = la.mat(idx.length, a.cols);
-  idx.forEach((r, i) => out.data.set(a.data.subarray(r * a.cols, (r + 1) * a.cols), i * a.cols));
-  return out;
-}
-
-function vstack(parts: readonly Mat[], cols: number): Mat {
-  const rows = parts.reduce((s, p) => s + p.rows, 0);
-  const out = la.mat(rows, cols);
-  let off = 0;
-  for (const p of parts) {
-    out.data.set(p.data, off);
-    off += p.data.length;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // the closed form on matrices
 

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../engine/errors.ts";
-import { Generator, Tensor, mseLoss, noGrad, randn, tensor, concat, chunk } from "../engine/index.ts";
+import { Generator, Tensor, mseLoss, noGrad, randn, tensor, chunk } from "../engine/index.ts";
 import type { Image } from "../data/images.ts";
 import { makeGrid, writePng } from "../data/images.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";

@@ -128,7 +128,6 @@ if (process.argv[1] && /world[\\/]benchmark\.ts$/.test(process.argv[1])) {
   const round = (x: Float32Array[]) => x.map((t) => Array.from(t, (q) => Math.round(q * 1000) / 1000));
   const blank = () => new Float32Array(3 * ds.size * ds.size).fill(1);
   const row6 = (t: Float32Array[]) => [...t.slice(0, 6), ...Array.from({ length: Math.max(0, 6 - t.length) }, blank)];
-  const t0 = performance.now();
   for (const c of concepts) {
     const dirs = conceptDirs(out, ds, c, ds.size);
     let classBefore: Float32Array[] | undefined;
