@@ -1,15 +1,16 @@
-// the float32 fast path of the cpu backend: WebAssembly SIMD GEMM (relaxed FMA where the runtime has it)
+// the float32 fast path of the cpu backend: WebAssembly SIMD GEMM (relaxed FMA where the runtime has
+// it), convolutions, softmax rows, norms and activations, staged through the shared arena; every
+// function returns null (or takes the plain path) where it does not apply
 import type { TypedArray } from "../../dtype.ts";
 import { copyOut, take } from "./buffers.ts";
 import type { MatmulParams } from "../backend.ts";
 import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
-import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, WasmSgemm, type SgemmKernel } from "./wasm/sgemm.ts";
+import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, PARALLEL_MIN_WORK, WasmSgemm, type SgemmKernel } from "./wasm/sgemm.ts";
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
 import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, CONV_BWD_INPUT_JS, CONV_BWD_WEIGHT_JS, CONV_FWD_JS } from "./wasm/conv_src.ts";
 import { gemmDriver } from "./wasm/driver.ts";
-import { PARALLEL_MIN_WORK } from "./wasm/sgemm.ts";
 import { getNumThreads } from "./wasm/pool.ts";
 
 type PartKernel = (ctx: object, a: ArrayLike<number>) => void;
