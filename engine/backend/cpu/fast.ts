@@ -332,14 +332,17 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
     // per block of output rows: col = W^T gy_block by GEMM, then the generated col2im adds it into gx;
     // parts take input channels (groups = 1) or run one after another per group
     const rb = rowsPerBlock(q), hw = q.h * q.w, nx = q.n * q.c * hw;
-    const u = q.g === 1 ? channelUnits(q.c, partCount(q.n * q.o * L * R, q.c)) : { threads: 1, cs: q.c, units: 1 };
+    // units: whole images when there are enough (no operand packed twice), else runs of channels
+    const threads = q.g === 1 ? partCount(q.n * q.o * L * R, Math.max(q.n, q.c)) : 1;
+    const byImage = q.g === 1 && threads > 1 && q.n >= threads;
+    const u = byImage ? { threads, cs: q.c, units: q.n } : q.g === 1 ? channelUnits(q.c, Math.min(threads, q.c)) : { threads: 1, cs: q.c, units: 1 };
     const [gyP, wP, gxP, ...cols] = blocks(kern, [gy.length, w.length, nx, ...Array.from({ length: u.threads }, () => (q.g === 1 ? u.cs : q.cg) * q.kh * q.kw * rb * q.wo)]);
     try {
       const h = kern.arena.heapF32();
       h.set(gy, gyP! / 4);
       h.set(w, wP! / 4);
       h.fill(0, gxP! / 4, gxP! / 4 + nx);
-      if (q.g === 1) runParts(kern, CMD_CONV_BWD_INPUT, convBwdInputJS, cols.map((col) => [u.cs, u.units, ...geoArgs(q, rb), gyP!, wP!, gxP!, col]));
+      if (q.g === 1) runParts(kern, CMD_CONV_BWD_INPUT, convBwdInputJS, cols.map((col) => [u.cs, u.units, ...geoArgs(q, rb), gyP!, wP!, gxP!, col, byImage ? 1 : 0]));
       else {
         for (let b = 0; b < q.n; b++) {
           for (let g = 0; g < q.g; g++) {

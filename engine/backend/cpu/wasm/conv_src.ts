@@ -34,19 +34,20 @@ export const CONV_FWD_JS = `function convForward(ctx, a) {
 }`;
 
 /**
- * \`convBackwardInput(ctx, a)\` for one group (groups = 1): a[1] units of a[0] input channels each, of
- * every image; a[17..20] = gy, w, gx (zeroed), scratch. col[rows of these channels] = W^T gy block by
- * GEMM, then col2im adds it into gx.
+ * \`convBackwardInput(ctx, a)\` for one group (groups = 1): a[1] units, each one image (a[21] = 1) or
+ * a[0] input channels of every image; a[17..20] = gy, w, gx (zeroed), scratch. col[rows of these
+ * channels] = W^T gy block by GEMM, then col2im adds it into gx.
  */
 export const CONV_BWD_INPUT_JS = `function convBackwardInput(ctx, a) {
   const cs = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
   const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14], rb = a[16];
-  const gyP = a[17], wP = a[18], gxP = a[19], colP = a[20];
+  const gyP = a[17], wP = a[18], gxP = a[19], colP = a[20], byImage = a[21];
   const kk = kh * kw, R = c * kk, L = ho * wo;
   for (let u = ctx.next(); u < units; u = ctx.next()) {
-  const c0 = u * cs, c1 = Math.min(c, c0 + cs), Rt = (c1 - c0) * kk;
+  // a unit is one image (all channels) or a run of channels (all images)
+  const c0 = byImage ? 0 : u * cs, c1 = byImage ? c : Math.min(c, c0 + cs), Rt = (c1 - c0) * kk;
   if (Rt <= 0) continue;
-  for (let b = 0; b < n; b++) {
+  for (let b = byImage ? u : 0; b < (byImage ? u + 1 : n); b++) {
     for (let oy0 = 0; oy0 < ho; oy0 += rb) {
       const oy1 = Math.min(ho, oy0 + rb), Lc = (oy1 - oy0) * wo;
       ctx.gemm(1, 0, Rt, Lc, o, 1, wP + c0 * kk * 4, R, 0, gyP + (b * o * L + oy0 * wo) * 4, L, 0, 0, colP, Lc, 0, 1);
