@@ -15,6 +15,11 @@ const get = (p: number, n: number) => Array.from(wasm!.arena.heapF32().subarray(
 const rand = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 97.3 + i * 12.9898) * 4);
 const close = (a: number, b: number, tol = 2e-6) => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
 
+test("the row kernels exist wherever WebAssembly SIMD does (the tests below would pass vacuously otherwise)", () => {
+  assert.ok(simdAvailable(), "this Node has WebAssembly SIMD");
+  assert.ok(wasm, "the SIMD kernel with its row module");
+});
+
 test("rowsSoftmax: each row normalised, max and sum written, a row of -Infinity gives zeros", () => {
   if (!wasm) return;
   for (const n of [1, 3, 4, 17, 77, 130]) {
