@@ -5,7 +5,7 @@ import { copyOut, takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import { getFastKernels } from "./index.ts";
 import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_src.ts";
-import { gemmDriver } from "./wasm/driver.ts";
+import { partContext } from "./wasm/context.ts";
 import { getNumThreads, type Job } from "./wasm/pool.ts";
 import { WasmSgemm, sgemmKernel, simdAvailable } from "./wasm/sgemm.ts";
 
@@ -31,25 +31,18 @@ export interface AttentionParams {
   heads?: number;
 }
 
-/** (B, L, H, w) -> (B H, L, w) for the plain path. */
-function unpackHeads(x: TypedArray, H: number, L: number, w: number): TypedArray {
+/** (B, L, H, w) -> (B H, L, w) for the plain path, or back with `pack`. */
+function moveHeads(x: TypedArray, H: number, L: number, w: number, pack = false): TypedArray {
   const out = like(x, x.length), B = x.length / (H * L * w);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) {
-    const src = ((b * L + l) * H + h) * w, dst = ((b * H + h) * L + l) * w;
+    const packed = ((b * L + l) * H + h) * w, split = ((b * H + h) * L + l) * w;
+    const [src, dst] = pack ? [split, packed] : [packed, split];
     for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
   }
   return out;
 }
-
-/** (B H, L, w) -> (B, L, H, w). */
-function packHeads(x: TypedArray, H: number, L: number, w: number): TypedArray {
-  const out = like(x, x.length), B = x.length / (H * L * w);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) {
-    const dst = ((b * L + l) * H + h) * w, src = ((b * H + h) * L + l) * w;
-    for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
-  }
-  return out;
-}
+const unpackHeads = (x: TypedArray, H: number, L: number, w: number) => moveHeads(x, H, L, w);
+const packHeads = (x: TypedArray, H: number, L: number, w: number) => moveHeads(x, H, L, w, true);
 
 /**
  * Probabilities the forward kept in WebAssembly memory for the backward (batch x lq x lk floats), so
@@ -125,17 +118,7 @@ function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kern
   const pool = threads > 1 ? kern.workerPool(threads) : null;
   const nt = pool ? threads : 1;
   const scratch = Array.from({ length: nt }, () => scratchFloats.map((n) => arena.alloc(n)));
-  const local = kern.localBuffers();
-  const { mr, nr, mc, kc, nc } = kern.consts;
-  const ex = kern.exports;
-  let units = 0;
-  const ctx = {
-    row: kern.rows,
-    heap: () => arena.heapF32(),
-    next: pool ? () => pool.next() : () => units++,
-    gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
-      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
-  };
+  const ctx = partContext(kern, pool);
   try {
     // every thread takes batch items from the shared counter until none is left
     const jobs: Job[] = [];

@@ -10,7 +10,7 @@ import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
 import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, CONV_BWD_INPUT_JS, CONV_BWD_WEIGHT_JS, CONV_FWD_JS } from "./wasm/conv_src.ts";
-import { gemmDriver } from "./wasm/driver.ts";
+import { partContext } from "./wasm/context.ts";
 import { getNumThreads } from "./wasm/pool.ts";
 
 type PartKernel = (ctx: object, a: ArrayLike<number>) => void;
@@ -23,18 +23,8 @@ const convBwdWeightJS = new Function(`return ${CONV_BWD_WEIGHT_JS}`)() as PartKe
  * scratch pointers differ); every participant takes units from the pool's shared counter.
  */
 function runParts(kern: WasmSgemm, cmd: number, fn: PartKernel, parts: readonly number[][]): void {
-  const local = kern.localBuffers();
-  const { mr, nr, mc, kc, nc } = kern.consts;
-  const ex = kern.exports;
   const pool = parts.length > 1 ? kern.workerPool(parts.length) : null;
-  let units = 0;
-  const ctx = {
-    row: kern.rows,
-    heap: () => kern.arena.heapF32(),
-    next: pool ? () => pool.next() : () => units++,
-    gemm: (tA: number, tB: number, M: number, N: number, K: number, alpha: number, a: number, lda: number, sA: number, b: number, ldb: number, sB: number, acc0: number, c: number, ldc: number, sC: number, batch: number) =>
-      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
-  };
+  const ctx = partContext(kern, pool);
   if (!pool) fn(ctx, parts[0]!);
   else pool.run(parts.slice(1).map((args) => ({ cmd, args })), () => fn(ctx, parts[0]!));
 }
