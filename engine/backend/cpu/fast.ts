@@ -8,7 +8,8 @@ import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
 import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, PARALLEL_MIN_WORK, WasmSgemm, type SgemmKernel } from "./wasm/sgemm.ts";
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
-import { col2im, geometry, im2col, isPointwise } from "./conv.ts";
+import { geometry, isPointwise } from "./conv.ts";
+import { UnsupportedKernelError } from "../../errors.ts";
 import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, CONV_BWD_INPUT_JS, CONV_BWD_WEIGHT_JS, CONV_FWD_JS } from "./wasm/conv_src.ts";
 import { partContext } from "./wasm/context.ts";
 import { getNumThreads } from "./wasm/pool.ts";
@@ -246,6 +247,13 @@ export function softmaxRowsF32(x: Float32Array, rows: number, n: number, log: bo
   }
 }
 
+/** The SIMD kernel the convolutions need (installed only where WebAssembly SIMD is, see wasmFastKernels). */
+function simdKernel(): WasmSgemm {
+  const k = sgemmKernel();
+  if (!(k instanceof WasmSgemm)) throw new UnsupportedKernelError("conv2d (fast path)", "wasm-simd");
+  return k;
+}
+
 /** Arena blocks for one call: allocated together, freed together. */
 function blocks(kern: SgemmKernel, sizes: readonly number[]): number[] {
   return sizes.map((n) => kern.arena.alloc(Math.max(1, n)));
@@ -275,8 +283,8 @@ function rowsPerBlock(q: ReturnType<typeof geometry>): number {
 export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, p: Conv2dParams): Float32Array {
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
-  const kern = sgemmKernel();
-  if (!pw && kern instanceof WasmSgemm) {
+  const kern = simdKernel();
+  if (!pw) {
     const rb = rowsPerBlock(q), items = q.n * q.g * Math.ceil(q.ho / rb);
     const threads = partCount(q.n * q.o * L * R, items);
     const [xP, wP, oP, ...cols] = blocks(kern, [x.length, w.length, q.n * q.o * L, ...Array.from({ length: threads }, () => R * rb * q.wo)]);
@@ -292,24 +300,21 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
       release(kern, [xP!, wP!, oP!, ...cols]);
     }
   }
-  const [xP, wP, colP, oP] = blocks(kern, [pw ? x.length : 0, w.length, pw ? 0 : R * L, q.n * q.o * L]);
+  // pointwise: the input is its own patch matrix
+  const [xP, wP, oP] = blocks(kern, [x.length, w.length, q.n * q.o * L]);
   try {
-    let h = kern.arena.heapF32();
+    const h = kern.arena.heapF32();
     h.set(w, wP! / 4);
-    if (pw) h.set(x, xP! / 4);
+    h.set(x, xP! / 4);
     for (let b = 0; b < q.n; b++) {
       for (let g = 0; g < q.g; g++) {
-        let col = colP!;
-        if (pw) col = xP! + (b * q.c + g * q.cg) * L * 4;
-        else im2col(x, b * q.c * q.h * q.w, q, g * q.cg, (h = kern.arena.heapF32()), colP! / 4);
-        // out[og, L] = W[og, R] @ col[R, L]
-        kern.sgemm(false, false, q.og, L, R, 1, wP! + g * q.og * R * 4, R, col, L, 0, oP! + (b * q.o + g * q.og) * L * 4, L);
+        // out[og, L] = W[og, R] @ x[R, L]
+        kern.sgemm(false, false, q.og, L, R, 1, wP! + g * q.og * R * 4, R, xP! + (b * q.c + g * q.cg) * L * 4, L, 0, oP! + (b * q.o + g * q.og) * L * 4, L);
       }
     }
-    h = kern.arena.heapF32();
-    return copyOut(h.subarray(oP! / 4, oP! / 4 + q.n * q.o * L));
+    return copyOut(kern.arena.heapF32().subarray(oP! / 4, oP! / 4 + q.n * q.o * L));
   } finally {
-    release(kern, [xP!, wP!, colP!, oP!]);
+    release(kern, [xP!, wP!, oP!]);
   }
 }
 
@@ -317,8 +322,8 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
 export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Float32Array, wShape: Shape, xShape: Shape, p: Conv2dParams): Float32Array {
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
-  const kern = sgemmKernel();
-  if (!pw && kern instanceof WasmSgemm) {
+  const kern = simdKernel();
+  if (!pw) {
     // per block of output rows: col = W^T gy_block by GEMM, then the generated col2im adds it into gx;
     // parts take input channels (groups = 1) or run one after another per group
     const rb = rowsPerBlock(q), hw = q.h * q.w, nx = q.n * q.c * hw;
@@ -349,24 +354,21 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
       release(kern, [gyP!, wP!, gxP!, ...cols]);
     }
   }
-  const gx = new Float32Array(q.n * q.c * q.h * q.w);
-  const [gyP, wP, colP] = blocks(kern, [gy.length, w.length, pw ? gx.length : R * L]);
+  // pointwise: gx[R, L] = W_g^T[R, og] @ gy[og, L] directly
+  const nx = q.n * q.c * q.h * q.w;
+  const [gyP, wP, gxP] = blocks(kern, [gy.length, w.length, nx]);
   try {
     const h0 = kern.arena.heapF32();
     h0.set(gy, gyP! / 4);
     h0.set(w, wP! / 4);
     for (let b = 0; b < q.n; b++) {
       for (let g = 0; g < q.g; g++) {
-        const dst = pw ? colP! + (b * q.c + g * q.cg) * L * 4 : colP!;
-        // col[R, L] = W_g^T[R, og] @ gy[og, L]
-        kern.sgemm(true, false, R, L, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + (b * q.o + g * q.og) * L * 4, L, 0, dst, L);
-        if (!pw) col2im(kern.arena.heapF32(), q, g * q.cg, gx, b * q.c * q.h * q.w, colP! / 4);
+        kern.sgemm(true, false, R, L, q.og, 1, wP! + g * q.og * R * 4, R, gyP! + (b * q.o + g * q.og) * L * 4, L, 0, gxP! + (b * q.c + g * q.cg) * L * 4, L);
       }
     }
-    if (pw) gx.set(kern.arena.heapF32().subarray(colP! / 4, colP! / 4 + gx.length));
-    return gx;
+    return copyOut(kern.arena.heapF32().subarray(gxP! / 4, gxP! / 4 + nx));
   } finally {
-    release(kern, [gyP!, wP!, colP!]);
+    release(kern, [gyP!, wP!, gxP!]);
   }
 }
 
@@ -374,8 +376,8 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
 export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Float32Array, gyShape: Shape, wShape: Shape, p: Conv2dParams): Float32Array {
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, pw = isPointwise(q);
-  const kern = sgemmKernel();
-  if (!pw && kern instanceof WasmSgemm) {
+  const kern = simdKernel();
+  if (!pw) {
     // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image;
     // parts take the columns of gW of their input channels (groups = 1) or groups run one after another
     const rb = rowsPerBlock(q), hw = q.h * q.w;
@@ -402,22 +404,19 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
       release(kern, [xP!, gyP!, gwP!, ...cols]);
     }
   }
-  const [xP, gyP, colP, gwP] = blocks(kern, [pw ? x.length : 0, gy.length, pw ? 0 : R * L, q.o * R]);
+  // pointwise: gW[og, R] (+)= gy[og, L] @ x^T[L, R]
+  const [xP, gyP, gwP] = blocks(kern, [x.length, gy.length, q.o * R]);
   try {
     const h0 = kern.arena.heapF32();
     h0.set(gy, gyP! / 4);
-    if (pw) h0.set(x, xP! / 4);
+    h0.set(x, xP! / 4);
     for (let b = 0; b < q.n; b++) {
       for (let g = 0; g < q.g; g++) {
-        let col = colP!;
-        if (pw) col = xP! + (b * q.c + g * q.cg) * L * 4;
-        else im2col(x, b * q.c * q.h * q.w, q, g * q.cg, kern.arena.heapF32(), colP! / 4);
-        // gW[og, R] (+)= gy[og, L] @ col^T[L, R]
-        kern.sgemm(false, true, q.og, R, L, 1, gyP! + (b * q.o + g * q.og) * L * 4, L, col, L, b === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
+        kern.sgemm(false, true, q.og, R, L, 1, gyP! + (b * q.o + g * q.og) * L * 4, L, xP! + (b * q.c + g * q.cg) * L * 4, L, b === 0 ? 0 : 1, gwP! + g * q.og * R * 4, R);
       }
     }
     return copyOut(kern.arena.heapF32().subarray(gwP! / 4, gwP! / 4 + q.o * R));
   } finally {
-    release(kern, [xP!, gyP!, colP!, gwP!]);
+    release(kern, [xP!, gyP!, gwP!]);
   }
 }
