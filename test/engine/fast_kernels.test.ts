@@ -350,6 +350,51 @@ test("fused layer norm matches the composite: odd sizes, no affine, weight only,
   }
 });
 
+test("group norm and layer norm with variance comparable to eps: SIMD, plain and a float64 reference agree (eps inside the square root)", () => {
+  // values ~1e-3: 1 / sqrt(var + eps) and 1 / (sqrt(var) + eps) differ by 40% to 230% here, at var ~ 1 by only ~eps / 2
+  const g = new T.Generator(12);
+  const check = (got: ArrayLike<number>, want: ArrayLike<number>, n: number, what: string) => {
+    const s = closeness(got, want, ...tol(n));
+    assert.ok(s <= 1, `${what} (score ${s}, 1 is the tolerance)`);
+  };
+  // group norm: (2, 32, 5, 7) is 2240 floats (SIMD from 2048), 8 groups of 140
+  for (const [scale, offset, eps] of [[3e-3, 0, 1e-5], [1e-3, 1e-3, 1e-6], [1e-3, 0, 1e-5]] as const) {
+    const shape = [2, 32, 5, 7], groups = 8;
+    const x = T.randn(shape, { generator: g }).mul(scale).add(offset), w = T.randn([32], { generator: g }), b = T.randn([32], { generator: g });
+    const r = T.randn(shape, { generator: g });
+    const ref = T.groupNormComposite(T.cast(x, "float64"), groups, T.cast(w, "float64"), T.cast(b, "float64"), eps).data;
+    for (const silu of [false, true]) {
+      const run = () => {
+        const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+        const y = (silu ? T.groupNormSilu : T.groupNorm)(xl!, groups, wl!, bl!, eps);
+        T.sum(T.mul(y, r)).backward();
+        return [y.data, xl!.grad!.data, wl!.grad!.data, bl!.grad!.data];
+      };
+      const [plain, fast] = both(run);
+      const what = `group norm${silu ? " + silu" : ""} scale ${scale} eps ${eps}`;
+      fast.forEach((a, i) => check(a, plain[i]!, 140, `${what}: SIMD vs plain, output ${i}`));
+      if (!silu) [plain[0]!, fast[0]!].forEach((y, k) => check(y, ref, 140, `${what}: ${k ? "SIMD" : "plain"} vs float64`));
+    }
+  }
+  // layer norm: rows of 77 (40 x 77 = 3080 floats) and of 333 (7 x 333 = 2331)
+  for (const [shape, scale, offset, eps] of [[[40, 77], 3e-3, 0, 1e-5], [[7, 333], 1e-3, 1e-3, 1e-6], [[40, 77], 1e-3, 0, 1e-5]] as const) {
+    const d = shape[1];
+    const x = T.randn([...shape], { generator: g }).mul(scale).add(offset), w = T.randn([d], { generator: g }), b = T.randn([d], { generator: g });
+    const r = T.randn([...shape], { generator: g });
+    const ref = T.layerNormComposite(T.cast(x, "float64"), [d], T.cast(w, "float64"), T.cast(b, "float64"), eps).data;
+    const run = () => {
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = T.layerNorm(xl!, [d], wl!, bl!, eps);
+      T.sum(T.mul(y, r)).backward();
+      return [y.data, xl!.grad!.data, wl!.grad!.data, bl!.grad!.data];
+    };
+    const [plain, fast] = both(run);
+    const what = `layer norm [${shape}] scale ${scale} eps ${eps}`;
+    fast.forEach((a, i) => check(a, plain[i]!, d, `${what}: SIMD vs plain, output ${i}`));
+    [plain[0]!, fast[0]!].forEach((y, k) => check(y, ref, d, `${what}: ${k ? "SIMD" : "plain"} vs float64`));
+  }
+});
+
 test("fused activation backwards match their composite rules (float32 and float64)", () => {
   const g = new T.Generator(8);
   for (const dtype of ["float32", "float64"] as const) {

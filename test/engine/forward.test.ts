@@ -137,6 +137,35 @@ test("mse loss with a mask averages over the valid region per sample", () => {
   assert.ok(q.grad!.data[0] !== 0);
 });
 
+test("mse loss with a (B, 1, h, w) mask over C = 3 channels divides by the mask's own sum, not mask x channels", () => {
+  // Custom Diffusion's reference: ((mse(pred, target, 'none') * mask).sum([1, 2, 3]) / mask.sum([1, 2, 3])).mean()
+  // with mask (B, 1, h, w): the numerator sums all C channels, the denominator counts mask pixels once
+  const [B, C, H, W] = [2, 3, 2, 3];
+  const g = new T.Generator(21);
+  const p = T.randn([B, C, H, W], { generator: g, dtype: "float64" }), t = T.randn([B, C, H, W], { generator: g, dtype: "float64" });
+  // sample 0: 2 pixels on; sample 1: 5 pixels on, one of them at 0.5 (soft edge)
+  const mv = [1, 0, 0, 0, 1, 0, /* sample 1 */ 1, 1, 0, 1, 0.5, 1];
+  const m = T.tensor(mv, [B, 1, H, W], f64);
+  let total = 0;
+  for (let b = 0; b < B; b++) {
+    let num = 0, den = 0;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const mk = mv[(b * H + y) * W + x]!;
+      den += mk;
+      for (let c = 0; c < C; c++) {
+        const i = ((b * C + c) * H + y) * W + x;
+        num += (p.data[i]! - t.data[i]!) ** 2 * mk;
+      }
+    }
+    total += num / den;
+  }
+  const want = total / B;
+  assertClose([T.mseLoss(p, t, m).item()], [want], 0, 1e-14, "masked mse, C = 3");
+  // a full mask gives C times the plain mean (the per-pixel error summed over channels)
+  const ones = T.ones([B, 1, H, W], f64);
+  assertClose([T.mseLoss(p, t, ones).item()], [C * T.mseLoss(p, t).item()], 0, 1e-14, "full mask");
+});
+
 test("dtype mixing is a DTypeError", () => {
   assert.throws(() => T.add(T.zeros([2]), T.zeros([2], f64)), (e: Error) => e.name === "DTypeError" && /float32 and float64/.test(e.message));
 });

@@ -86,4 +86,30 @@ test("rowsExpSub, rowsDs, rowsDot, rowsAdd agree with plain loops", () => {
   }
 });
 
+test("rowsLayerNorm: rstd = 1 / sqrt(var + eps) with var comparable to eps (values ~1e-3), mean and output per row", () => {
+  if (!wasm) return;
+  for (const [d, eps, scale] of [[5, 1e-5, 8e-3], [64, 1e-6, 1.5e-3], [77, 1e-5, 5e-3], [130, 1e-6, 2e-3]] as const) {
+    const rows = 3;
+    const x = rand(rows * d, d).map((v, i) => Math.fround(v * scale / 4 + (i % 7) * 1e-4)); // |v| <= scale
+    const w = rand(d, d + 1).map(Math.fround), b = rand(d, d + 2).map(Math.fround);
+    const xp = put(x), yp = put(new Float32Array(rows * d)), wp = put(w), bp = put(b);
+    const mp = wasm.arena.alloc(2 * rows), rp = wasm.arena.alloc(2 * rows); // float64 slots
+    wasm.rows.rowsLayerNorm(xp, yp, rows, d, wp, bp, Math.fround(eps), mp, rp);
+    const buf = wasm.arena.memory.buffer;
+    const M = Array.from(new Float64Array(buf, mp, rows)), R = Array.from(new Float64Array(buf, rp, rows)), y = get(yp, rows * d);
+    for (let r = 0; r < rows; r++) {
+      const row = x.slice(r * d, (r + 1) * d), mu = row.reduce((s, v) => s + v, 0) / d;
+      const v = row.reduce((s, t) => s + (t - mu) ** 2, 0) / d, rs = 1 / Math.sqrt(v + Math.fround(eps));
+      assert.ok(v > eps / 10 && v < eps * 10, `d ${d}: variance ${v} is comparable to eps ${eps}`);
+      assert.ok(Math.abs(M[r]! - mu) <= 1e-6 * scale, `d ${d} row ${r}: mean ${M[r]} vs ${mu}`);
+      // float32 sums: ~1e-8 relative seen; eps outside the root is off by 20% or more here
+      assert.ok(Math.abs(R[r]! - rs) <= 1e-5 * rs, `d ${d} row ${r}: rstd ${R[r]} vs ${rs} (relative error ${Math.abs(R[r]! - rs) / rs})`);
+      for (let j = 0; j < d; j++) {
+        const want = (row[j]! - mu) * rs * w[j]! + b[j]!;
+        assert.ok(Math.abs(y[r * d + j]! - want) <= 1e-5 * (Math.abs(w[j]!) + Math.abs(b[j]!)), `d ${d} row ${r} col ${j}: ${y[r * d + j]} vs ${want}`);
+      }
+    }
+  }
+});
+
 test.run();

@@ -41,6 +41,35 @@ test("AdamW decays weights decoupled from the gradient; Adam adds L2 to the grad
   assertClose(q.data, [1.9], 1e-7, 1e-7);
 });
 
+test("AdamW: each parameter group decays with its own weightDecay and lr (two steps, hand-computed as torch.optim.AdamW)", () => {
+  const a = T.tensor([1.5, -2, 0.25], undefined, f64), b = T.tensor([3, -1], undefined, f64);
+  const groups = [{ lr: 0.1, wd: 0.5 }, { lr: 0.02, wd: 0.05 }];
+  // options-level weightDecay differs from both, so a group falling back to it is caught too
+  const opt = new AdamW([{ params: [a], lr: groups[0]!.lr, weightDecay: groups[0]!.wd }, { params: [b], lr: groups[1]!.lr, weightDecay: groups[1]!.wd }], { lr: 1, weightDecay: 0.9, betas: [0.9, 0.999], eps: 1e-8 });
+  const grads = [[[0.5, -1, 0], [0.2, 0.3]], [[-0.25, 2, 0.1], [0, -0.4]]]; // [step][group]
+  // torch.optim.AdamW: p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr (m / bc1) / (sqrt(v / bc2) + eps)
+  const want = [[1.5, -2, 0.25], [3, -1]];
+  const m = want.map((w) => w.map(() => 0)), v = want.map((w) => w.map(() => 0));
+  for (let step = 1; step <= 2; step++) {
+    a.grad = T.tensor(grads[step - 1]![0]!, undefined, { dtype: "float64" });
+    b.grad = T.tensor(grads[step - 1]![1]!, undefined, { dtype: "float64" });
+    opt.step();
+    for (let k = 0; k < 2; k++) {
+      const { lr, wd } = groups[k]!;
+      for (let i = 0; i < want[k]!.length; i++) {
+        const g = grads[step - 1]![k]![i]!;
+        want[k]![i] = want[k]![i]! * (1 - lr * wd);
+        m[k]![i] = 0.9 * m[k]![i]! + 0.1 * g;
+        v[k]![i] = 0.999 * v[k]![i]! + 0.001 * g * g;
+        const mh = m[k]![i]! / (1 - 0.9 ** step), vh = v[k]![i]! / (1 - 0.999 ** step);
+        want[k]![i] = want[k]![i]! - (lr * mh) / (Math.sqrt(vh) + 1e-8);
+      }
+    }
+    assertClose(a.data, want[0]!, 1e-15, 1e-13, `group 0 after step ${step}`);
+    assertClose(b.data, want[1]!, 1e-15, 1e-13, `group 1 after step ${step}`);
+  }
+});
+
 test("parameter groups have their own lr; parameters without grad get no state", () => {
   const a = T.tensor([1], undefined, f64), b = T.tensor([1], undefined, f64), c = T.tensor([1], undefined, f64);
   const opt = new Adam([{ params: [a], lr: 0.1 }, { params: [b, c], lr: 0.01, name: "tokens" }]);
