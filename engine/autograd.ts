@@ -1,4 +1,5 @@
 // reverse-mode autograd: ops record a backward closure on their output; backward() walks the graph once
+import type { Backend, ScratchScope } from "./backend/backend.ts";
 import type { Tensor } from "./tensor.ts";
 
 /** What an op records: its differentiable inputs and how to map the output gradient to theirs. */
@@ -106,98 +107,109 @@ function topoSort(root: Tensor): Tensor[] {
   return order;
 }
 
-/** What a backend offers for reusing the gradients a backward pass has consumed (see engine/backend/cpu/buffers.ts). */
-interface ScratchBackend {
-  beginScratch(): { key(s: object): object; release(s: object): void; end(): void };
+/**
+ * The buffer-pool policy of a backward pass: intermediate gradients go back to the backend as soon as
+ * they are consumed, when nothing else refers to their memory. Every gradient still waiting in the walk
+ * is counted by memory (so a view, or a gradient passed through unchanged, keeps it alive); leaf
+ * gradients and the root gradient are pinned, never handed back; and the backend takes back only
+ * memory it allocated during this pass (its scratch scope).
+ */
+class GradientMemory {
+  private readonly scope: ScratchScope;
+  private readonly refs = new Map<object, number>();
+  private readonly pinned = new Set<object>();
+  constructor(private readonly backend: Backend) {
+    this.scope = backend.beginScratch();
+  }
+  private key(t: Tensor): object | null {
+    return t.backend === this.backend ? this.scope.key(t.storage) : null;
+  }
+  /** `t` waits in the walk. */
+  hold(t: Tensor): void {
+    this.count(t, 1);
+  }
+  /** `t` no longer waits in the walk. */
+  drop(t: Tensor): void {
+    this.count(t, -1);
+  }
+  private count(t: Tensor, d: number): void {
+    const k = this.key(t);
+    if (k) this.refs.set(k, (this.refs.get(k) ?? 0) + d);
+  }
+  /** `t` outlives the pass (a leaf's `.grad`, the root gradient). */
+  pin(t: Tensor): void {
+    const k = this.key(t);
+    if (k) this.pinned.add(k);
+  }
+  /** These were read for the last time: hand back those nothing waits on. */
+  consumed(ts: readonly Tensor[]): void {
+    for (const t of ts) {
+      const k = this.key(t);
+      if (k && (this.refs.get(k) ?? 0) <= 0 && !this.pinned.has(k)) this.scope.release(t.storage);
+    }
+  }
+  end(): void {
+    this.scope.end();
+  }
 }
 
 /**
  * Back-propagates `grad` (default 1 for a scalar root) to every leaf that requires grad, adding to
- * its `.grad`. The graph is released afterwards unless `retainGraph`.
- *
- * Intermediate gradients are handed back to the backend as soon as they are consumed, when nothing
- * else refers to their memory: every gradient still waiting in the walk is counted by memory (so a
- * view or a gradient passed through unchanged keeps it alive), leaf gradients and the root gradient
- * are never handed back, and the backend takes back only memory it allocated during this pass.
+ * its `.grad`: one walk over the graph in reverse topological order. The graph is released
+ * afterwards unless `retainGraph`; consumed gradients go back to the backend ({@link GradientMemory}).
  */
 export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false): void {
   const order = topoSort(root);
-  const grads = new Map<Tensor, Tensor>();
-  const be = root.backend as unknown as Partial<ScratchBackend>;
-  const scope = typeof be.beginScratch === "function" ? be.beginScratch() : null;
-  const refs = new Map<object, number>();
-  const pinned = new Set<object>();
-  const key = (t: Tensor): object => scope!.key(t.storage);
-  const ref = (t: Tensor, d: number): void => {
-    if (!scope || t.backend !== root.backend) return;
-    const k = key(t);
-    refs.set(k, (refs.get(k) ?? 0) + d);
-  };
-  const pin = (t: Tensor): void => {
-    if (scope && t.backend === root.backend) pinned.add(key(t));
-  };
-  const consumed = (t: Tensor | null | undefined): void => {
-    if (!scope || !t || t.backend !== root.backend) return;
-    const k = key(t);
-    if ((refs.get(k) ?? 0) <= 0 && !pinned.has(k)) scope.release(t.storage);
-  };
-  grads.set(root, grad);
-  ref(grad, 1);
-  pin(grad);
+  const grads = new Map<Tensor, Tensor>([[root, grad]]);
+  const mem = new GradientMemory(root.backend);
+  mem.hold(grad);
+  mem.pin(grad);
   try {
     noGrad(() => {
       for (let i = order.length - 1; i >= 0; i--) {
-        const t = order[i];
-        const g = grads.get(t);
+        const t = order[i]!, g = grads.get(t);
         grads.delete(t);
         if (!g) continue;
-        ref(g, -1);
+        mem.drop(g);
         const node = t.gradNode;
         if (!node) {
-          if (t.grad) {
-            const sum = add(t.grad, g);
-            t.grad = sum;
-            pin(sum);
-            consumed(g);
-          } else {
-            t.grad = g;
-            pin(g);
-          }
+          // a leaf: accumulate into .grad
+          const sum = t.grad ? add(t.grad, g) : g;
+          mem.pin(sum);
+          if (t.grad) mem.consumed([g]);
+          t.grad = sum;
           continue;
         }
         const gi = node.backward(g);
-        // hand memory back only after every new reference of this step is counted
         const done: Tensor[] = [g];
         node.inputs.forEach((inp, k) => {
           const gk = gi[k];
           if (!gk) return;
-          if (!inp.requiresGrad) {
-            done.push(gk);
-            return;
-          }
+          if (!inp.requiresGrad) return void done.push(gk);
           const prev = grads.get(inp);
+          const sum = prev ? add(prev, gk) : gk;
+          grads.set(inp, sum);
+          mem.hold(sum);
           if (prev) {
-            const sum = add(prev, gk);
-            grads.set(inp, sum);
-            ref(sum, 1);
-            ref(prev, -1);
+            mem.drop(prev);
             done.push(prev, gk);
-          } else {
-            grads.set(inp, gk);
-            ref(gk, 1);
           }
         });
-        for (const d of done) consumed(d);
-        if (!retainGraph) {
-          t.gradNode = null;
-          if (node.release) {
-            unreleased.unregister(node);
-            node.release();
-          }
-        }
+        // hand memory back only after every new reference of this step is counted
+        mem.consumed(done);
+        if (!retainGraph) releaseNode(t, node);
       }
     });
   } finally {
-    scope?.end();
+    mem.end();
+  }
+}
+
+/** Drops `t`'s node and frees what it saved. */
+function releaseNode(t: Tensor, node: GradNode): void {
+  t.gradNode = null;
+  if (node.release) {
+    unreleased.unregister(node);
+    node.release();
   }
 }

@@ -1,10 +1,11 @@
-// composite ops built from primitives (no hand-written backward): norms, losses, activations; fused attention re-exported
+// nn functions: the fused norm and GEGLU primitives (backend kernels with analytic backwards) and the
+// composites they must match, losses, activations and dropout built from primitives; attention re-exported
 import { ShapeError } from "./errors.ts";
 import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { record } from "./autograd.ts";
-import type { Storage } from "./backend/backend.ts";
+import type { GroupNormParams, LayerNormParams } from "./backend/backend.ts";
 import { add, div, gelu as geluOp, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
@@ -35,12 +36,6 @@ export function layerNormComposite(x: Tensor, normalizedShape: readonly number[]
   return y;
 }
 
-interface LayerNormSizes { rows: number; d: number; eps: number }
-interface FusedLayerNorm {
-  layerNorm(x: Storage, w: Storage | null, b: Storage | null, p: LayerNormSizes): { y: Storage; mean: Float64Array; rstd: Float64Array };
-  layerNormBackward(x: Storage, w: Storage | null, gy: Storage, mean: Float64Array, rstd: Float64Array, p: LayerNormSizes, affine: boolean): { dx: Storage; dw: Storage | null; db: Storage | null };
-}
-
 /**
  * Layer normalisation over the last `normalizedShape.length` axes, with optional affine weight and
  * bias of `normalizedShape`, as torch.nn.functional.layer_norm. One primitive with a single-pass
@@ -48,14 +43,12 @@ interface FusedLayerNorm {
  */
 export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   checkLayerNorm(x, normalizedShape);
-  const be = x.backend as Partial<FusedLayerNorm>;
   const d = normalizedShape.reduce((p, v) => p * v, 1);
   const affineOk = [weight, bias].every((t) => !t || (t.dtype === x.dtype && t.size === d && t.shape.join() === normalizedShape.join()));
-  if (typeof be.layerNorm !== "function" || typeof be.layerNormBackward !== "function" || !affineOk || d === 0) {
-    return layerNormComposite(x, normalizedShape, weight, bias, eps);
-  }
-  const p: LayerNormSizes = { rows: x.size / d, d, eps };
-  const f = be as FusedLayerNorm;
+  // an affine term of another shape or dtype broadcasts through the composite
+  if (!affineOk || d === 0) return layerNormComposite(x, normalizedShape, weight, bias, eps);
+  const p: LayerNormParams = { rows: x.size / d, d, eps };
+  const f = x.backend;
   const r = f.layerNorm(x.storage, weight ? weight.storage : null, bias ? bias.storage : null, p);
   const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (..., *normalizedShape)
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
@@ -90,12 +83,6 @@ function checkGroups(x: Tensor, groups: number): void {
   if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new ShapeError(`groupNorm: ${c} channels of [${x.shape}] do not split into ${groups} groups`);
 }
 
-interface FusedGroupNorm {
-  groupNorm(x: Storage, w: Storage | null, b: Storage | null, p: GroupNormSizes): { y: Storage; mean: Float64Array; rstd: Float64Array };
-  groupNormBackward(x: Storage, w: Storage | null, gy: Storage, mean: Float64Array, rstd: Float64Array, p: GroupNormSizes, affine: boolean): { dx: Storage; dw: Storage | null; db: Storage | null };
-}
-interface GroupNormSizes { n: number; c: number; s: number; groups: number; eps: number; silu?: boolean }
-
 /**
  * Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine, as
  * torch.nn.functional.group_norm. One primitive with a single-pass kernel and an analytic backward
@@ -115,18 +102,13 @@ export function groupNormSilu(x: Tensor, groups: number, weight?: Tensor | null,
 
 function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | null | undefined, bias: Tensor | null | undefined, eps: number, silu: boolean): Tensor {
   checkGroups(x, groups);
-  const be = x.backend as Partial<FusedGroupNorm>;
-  if (typeof be.groupNorm !== "function" || typeof be.groupNormBackward !== "function") {
-    const y = groupNormComposite(x, groups, weight, bias, eps);
-    return silu ? siluOp(y) : y;
-  }
   const [n, c] = x.shape as [number, number];
   for (const [name, t] of [["weight", weight], ["bias", bias]] as const) {
     if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new ShapeError(`${op}: ${name} must be [${c}], got [${t.shape}]`);
     if (t && t.dtype !== x.dtype) throw new ShapeError(`${op}: ${name} dtype ${t.dtype} differs from input ${x.dtype}`);
   }
-  const p: GroupNormSizes = { n, c, s: x.size / Math.max(1, n * c), groups, eps, silu };
-  const f = be as FusedGroupNorm;
+  const p: GroupNormParams = { n, c, s: x.size / Math.max(1, n * c), groups, eps, silu };
+  const f = x.backend;
   const w = weight ? weight.storage : null, b = bias ? bias.storage : null;
   const r = f.groupNorm(x.storage, w, b, p);
   const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (N, C, ...)
@@ -146,11 +128,6 @@ function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | n
   });
 }
 
-interface FusedGeglu {
-  geglu(h: Storage, rows: number, d: number): Storage;
-  gegluBackward(h: Storage, g: Storage, rows: number, d: number): Storage;
-}
-
 /**
  * GEGLU of the last axis: its first half times GELU of its second half, (..., 2d) -> (..., d), as
  * diffusers' GEGLU after its projection. One primitive (one pass, no slices) where the backend has
@@ -160,12 +137,7 @@ export function geglu(h: Tensor): Tensor {
   const d2 = h.shape[h.ndim - 1];
   if (h.ndim < 1 || d2 === undefined || d2 % 2 !== 0) throw new ShapeError(`geglu: the last axis must have even length, got [${h.shape}]`);
   const d = d2 / 2, outShape = [...h.shape.slice(0, -1), d];
-  const be = h.backend as Partial<FusedGeglu>;
-  if (typeof be.geglu !== "function" || typeof be.gegluBackward !== "function") {
-    const [a, gate] = h.chunk(2, -1);
-    return mul(a!, geluOp(gate!));
-  }
-  const f = be as FusedGeglu, rows = h.size / Math.max(1, d2);
+  const f = h.backend, rows = h.size / Math.max(1, d2);
   const y = new Tensor(f.geglu(h.storage, rows, d), outShape, h.dtype, h.backend);
   return record(y, "geglu", [h], (g) => [new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend)]);
 }

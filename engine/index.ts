@@ -14,7 +14,11 @@ export { Generator, defaultGenerator, manualSeed } from "./random.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export type { Shape } from "./shape.ts";
 export { sizeOf, broadcastShapes } from "./shape.ts";
-export type { Backend, Storage, UnaryOp, BinaryOp, ReduceOp } from "./backend/backend.ts";
+export type {
+  Backend, Storage, UnaryOp, BinaryOp, ReduceOp, ScratchScope, MatmulParams, Conv2dParams, AttentionParams, AttentionForward, AttentionGrads,
+  SavedState, GroupNormParams, LayerNormParams, NormForward, NormGrads, AdamHyper, AdamStorages,
+} from "./backend/backend.ts";
+export { registerBackend, getBackend, backendNames } from "./backend/registry.ts";
 export { cpuBackend, setFastKernels, getFastKernels, useWasmKernels } from "./backend/cpu/index.ts";
 export { bufferPoolStats, clearBufferPool, setBufferPoolCapacity } from "./backend/cpu/buffers.ts";
 export * from "./errors.ts";

@@ -2,9 +2,9 @@
 import type { GradNode } from "./autograd.ts";
 import { runBackward } from "./autograd.ts";
 import type { Backend, Storage } from "./backend/backend.ts";
-import { cpuBackend } from "./backend/cpu/index.ts";
+import { getBackend } from "./backend/registry.ts";
 import type { DType, TypedArray } from "./dtype.ts";
-import { ShapeError } from "./errors.ts";
+import { ConfigError, ShapeError } from "./errors.ts";
 import type { Shape } from "./shape.ts";
 import { sizeOf } from "./shape.ts";
 import * as E from "./ops/elementwise.ts";
@@ -13,25 +13,33 @@ import * as M from "./ops/movement.ts";
 import * as MM from "./ops/matmul.ts";
 import * as S from "./ops/softmax.ts";
 
-let defaultBackend: Backend = cpuBackend as Backend;
+let defaultBackend: Backend | null = null;
 
-/** The backend new tensors are created on. */
+/** The backend new tensors are created on: {@link setDefaultBackend}'s, else CDIFF_BACKEND's, else "cpu". */
 export function getDefaultBackend(): Backend {
+  if (!defaultBackend) {
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_BACKEND;
+    defaultBackend = getBackend(env || "cpu");
+  }
   return defaultBackend;
 }
-/** Sets the backend new tensors are created on. */
-export function setDefaultBackend(b: Backend): void {
-  defaultBackend = b;
+/** Sets the backend new tensors are created on, by object or by registered name ("cpu", ...). */
+export function setDefaultBackend(b: Backend | string): void {
+  defaultBackend = typeof b === "string" ? getBackend(b) : b;
 }
 
 export type TensorLike = Tensor | number;
+
+function hostCopy(src: ArrayLike<number>, dtype: DType): TypedArray {
+  return dtype === "float64" ? Float64Array.from(src) : Float32Array.from(src);
+}
 
 /** An n-dimensional array with reverse-mode autograd. Storage is contiguous and row-major. */
 export class Tensor {
   readonly shape: Shape;
   readonly dtype: DType;
   readonly backend: Backend;
-  storage: Storage;
+  private store: Storage;
   /** Whether gradients flow to (or through) this tensor. */
   requiresGrad = false;
   /** Accumulated gradient of a leaf after `backward()`; never mutated in place. */
@@ -39,13 +47,17 @@ export class Tensor {
   /** The op that produced this tensor, while a graph is recorded. */
   gradNode: GradNode | null = null;
 
-  constructor(storage: Storage, shape: Shape, dtype: DType, backend: Backend = defaultBackend) {
-    this.storage = storage;
+  constructor(storage: Storage, shape: Shape, dtype: DType, backend: Backend = getDefaultBackend()) {
+    this.store = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.backend = backend;
   }
 
+  /** The backend's handle of the elements; only the backend reads it, and only the engine replaces it. */
+  get storage(): Storage {
+    return this.store;
+  }
   get ndim(): number {
     return this.shape.length;
   }
@@ -77,6 +89,37 @@ export class Tensor {
   /** A copy with its own storage (no graph). */
   clone(): Tensor {
     return M.contiguousCopy(this);
+  }
+  /**
+   * Copies `src` (a tensor of the same shape, on any backend and of any dtype, or host values in
+   * row-major order) into this tensor, converted to its dtype; returns this. For leaves and plain
+   * tensors only (an op's output in a recorded graph would silently change its gradient). No graph.
+   */
+  copy_(src: Tensor | ArrayLike<number>): this {
+    this.checkWritable("copy_");
+    if (src instanceof Tensor) {
+      if (src.shape.join() !== this.shape.join()) throw new ShapeError(`copy_: source shape [${src.shape}] differs from [${this.shape}]`);
+      this.store = src.backend === this.backend ? this.backend.cast(src.storage, this.dtype) : this.backend.fromHost(hostCopy(src.data, this.dtype));
+    } else {
+      if (src.length !== this.size) throw new ShapeError(`copy_: ${src.length} values for a tensor of shape [${this.shape}] (${this.size} elements)`);
+      this.store = this.backend.fromHost(hostCopy(src, this.dtype));
+    }
+    return this;
+  }
+  /** Converts this tensor's elements to `dtype` in place (e.g. a module's parameters to float64); returns this. */
+  to_(dtype: DType): this {
+    this.checkWritable("to_");
+    if (dtype === this.dtype) return this;
+    this.store = this.backend.cast(this.store, dtype);
+    (this as { dtype: DType }).dtype = dtype;
+    return this;
+  }
+  /** @internal Swaps in storage a backend kernel returned for this tensor (in-place updates of the engine). */
+  replaceStorage_(s: Storage): void {
+    this.store = s;
+  }
+  private checkWritable(op: string): void {
+    if (this.gradNode) throw new ConfigError(`${op}: tensor of shape [${this.shape}] is the output of "${this.gradNode.op}" in a recorded graph; write into leaves only (detach() first)`);
   }
   zeroGrad(): void {
     this.grad = null;

@@ -1,5 +1,6 @@
 // Adam and AdamW with parameter groups (as torch.optim): only parameters handed over get state
 import { Tensor } from "../engine/index.ts";
+import type { Storage } from "../engine/index.ts";
 import { ConfigError, ShapeError } from "../engine/errors.ts";
 
 export interface ParamGroup {
@@ -40,9 +41,8 @@ export class Adam {
   readonly groups: Group[];
   readonly decoupled: boolean;
   private stepCount = 0;
-  // moments in the parameter's own precision (float32 for float32 weights, as torch keeps them)
-  private readonly m = new Map<Tensor, Float32Array | Float64Array>();
-  private readonly v = new Map<Tensor, Float32Array | Float64Array>();
+  // moments on the parameter's backend, in its own precision (float32 for float32 weights, as torch keeps them)
+  private readonly moments = new Map<Tensor, { m: Storage; v: Storage }>();
 
   constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions = {}) {
     const list: ParamGroup[] = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
@@ -80,36 +80,21 @@ export class Adam {
     for (const p of this.params()) p.grad = null;
   }
 
-  /** One update with each group's current lr; parameters without a gradient are skipped. */
+  /** One update with each group's current lr, one backend kernel per parameter; parameters without a gradient are skipped. */
   step(): void {
     this.stepCount++;
     const t = this.stepCount;
     for (const g of this.groups) {
-      const [b1, b2] = g.betas;
-      const bc1 = 1 - Math.pow(b1, t), bc2 = 1 - Math.pow(b2, t);
+      const [beta1, beta2] = g.betas;
+      const hyper = { lr: g.lr, beta1, beta2, eps: g.eps, weightDecay: g.weightDecay, decoupled: this.decoupled, t };
       for (const p of g.params) {
         if (!p.grad) continue;
-        const w = p.data, gr = p.grad.data;
-        if (gr.length !== w.length) throw new ShapeError(`Adam: gradient of shape [${p.grad.shape}] for parameter [${p.shape}]`);
-        let m = this.m.get(p), v = this.v.get(p);
-        if (!m || !v) {
-          const Ctor = w instanceof Float64Array ? Float64Array : Float32Array;
-          m = new Ctor(w.length);
-          v = new Ctor(w.length);
-          this.m.set(p, m);
-          this.v.set(p, v);
-        }
-        const lr = g.lr, eps = g.eps, wd = g.weightDecay;
-        const stepSize = lr / bc1, sq = Math.sqrt(bc2);
-        if (this.decoupled && wd !== 0) for (let i = 0; i < w.length; i++) w[i] *= 1 - lr * wd;
-        for (let i = 0; i < w.length; i++) {
-          let gi = gr[i];
-          if (!this.decoupled && wd !== 0) gi += wd * w[i];
-          m[i] = b1 * m[i] + (1 - b1) * gi;
-          v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-          w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / sq + eps);
-        }
-        p.storage = p.backend.fromHost(w);
+        if (p.grad.shape.join() !== p.shape.join()) throw new ShapeError(`Adam: gradient of shape [${p.grad.shape}] for parameter [${p.shape}]`);
+        if (p.grad.backend !== p.backend || p.grad.dtype !== p.dtype) throw new ShapeError(`Adam: gradient on ${p.grad.backend.name}/${p.grad.dtype} for a parameter on ${p.backend.name}/${p.dtype}, shape [${p.shape}]`);
+        const st = this.moments.get(p) ?? { m: p.backend.zeros(p.dtype, p.size), v: p.backend.zeros(p.dtype, p.size) };
+        const r = p.backend.adamUpdate(p.storage, p.grad.storage, st.m, st.v, p.size, hyper);
+        p.replaceStorage_(r.p);
+        this.moments.set(p, { m: r.m, v: r.v });
       }
     }
   }
@@ -124,7 +109,11 @@ export class Adam {
     return {
       step: this.stepCount,
       groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, size: g.params.map((p) => p.size) })),
-      moments: this.groups.map((g) => g.params.map((p) => ({ m: (this.m.get(p) ?? new Float32Array(p.size)).slice(), v: (this.v.get(p) ?? new Float32Array(p.size)).slice() }))),
+      moments: this.groups.map((g) => g.params.map((p) => {
+        const st = this.moments.get(p);
+        const host = (s: Storage | undefined) => (s ? p.backend.toHost(s).slice() : new Float32Array(p.size));
+        return { m: host(st?.m), v: host(st?.v) };
+      })),
     };
   }
 
@@ -136,8 +125,7 @@ export class Adam {
         const mo = s.moments[gi][pi];
         if (mo.m.length !== p.size) throw new ConfigError(`Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`);
         const Ctor = p.dtype === "float64" ? Float64Array : Float32Array;
-        this.m.set(p, Ctor.from(mo.m));
-        this.v.set(p, Ctor.from(mo.v));
+        this.moments.set(p, { m: p.backend.fromHost(Ctor.from(mo.m)), v: p.backend.fromHost(Ctor.from(mo.v)) });
       });
       g.lr = s.groups[gi]?.lr ?? g.lr;
     });

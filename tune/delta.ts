@@ -169,9 +169,7 @@ export function applyDeltaToUNet(unet: Module, delta: Delta, opts: { force?: boo
     if (p.shape.join() !== v.shape.join()) throw new StateDictError(`delta: ${k} expected [${p.shape}], got [${v.shape}]`);
   }
   for (const [k, v] of delta.unet) {
-    const p = sd.get(k) as Tensor;
-    const arr = p.dtype === "float64" ? Float64Array.from(v.data) : Float32Array.from(v.data);
-    p.storage = p.backend.fromHost(arr);
+    (sd.get(k) as Tensor).copy_(v.data);
   }
   return delta.unet.size;
 }

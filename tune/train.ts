@@ -175,12 +175,12 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
       const st = JSON.parse(fs.readFileSync(path.join(ck.path, "state.json"), "utf8")) as { step: number; generator: number[]; order: number[]; cursor: number; losses: number[] };
       const d = loadDelta(ck.path);
       const sd = unet.stateDict();
-      for (const [k, v] of d.unet) (sd.get(k) as Tensor).storage = (sd.get(k) as Tensor).backend.fromHost(Float32Array.from(v.data));
+      for (const [k, v] of d.unet) (sd.get(k) as Tensor).copy_(v.data);
       const saved = tokens.map((t) => d.tokens.get(t));
       if (saved.some((r) => !r)) throw new ConfigError(`resume: checkpoint ${ck.path} lacks token rows for ${tokens.join(", ")}`);
       const flat = new Float32Array(rows.size);
       saved.forEach((r, i) => flat.set(r as Float32Array, i * rows.shape[1]));
-      rows.storage = rows.backend.fromHost(flat);
+      rows.copy_(flat);
       opt.loadStateDict(readOptimizerState(path.join(ck.path, "optimizer.safetensors"), opt.stateDict()));
       g.setState(st.generator);
       order = st.order;

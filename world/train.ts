@@ -81,7 +81,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
       named.forEach(([k, p], i) => {
         const v = w.get(k), ev = e.get(k);
         if (!v || !ev) throw new Error(`resume: ${dir} lacks ${k}`);
-        p.storage = p.backend.fromHost(Float32Array.from(v.data));
+        p.copy_(v.data);
         ema[i] = Float32Array.from(ev.data);
       });
       opt.loadStateDict(readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict()));
@@ -143,7 +143,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
   }
   const seconds = secondsBefore + (performance.now() - t0) / 1000;
   // sampling uses the EMA weights
-  named.forEach(([, p], i) => (p.storage = p.backend.fromHost(Float32Array.from(ema[i]))));
+  named.forEach(([, p], i) => p.copy_(ema[i]!));
   unet.eval();
   textEncoder.eval();
   return { pipe, losses: state.losses, seconds };

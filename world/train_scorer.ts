@@ -131,7 +131,7 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
 function clampLogitScale(p: Tensor): void {
   noGrad(() => {
     const v = p.item();
-    if (v > MAX_LOGIT_SCALE) p.storage = p.backend.fromHost(Float32Array.from([MAX_LOGIT_SCALE]));
+    if (v > MAX_LOGIT_SCALE) p.copy_([MAX_LOGIT_SCALE]);
   });
 }
 

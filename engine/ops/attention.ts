@@ -1,7 +1,7 @@
 // scaled dot-product attention as one primitive (torch.nn.functional.scaled_dot_product_attention):
 // a fused, chunked backend kernel with an analytic backward, and the composite reference it must match
 import { record, willRecord } from "../autograd.ts";
-import type { Storage } from "../backend/backend.ts";
+import type { AttentionParams, Storage } from "../backend/backend.ts";
 import { full } from "../creation.ts";
 import { ShapeError } from "../errors.ts";
 import { broadcastShapes, sizeOf } from "../shape.ts";
@@ -29,32 +29,6 @@ export interface AttentionOptions {
   heads?: number;
 }
 
-/** Sizes passed to a backend's fused attention (see engine/backend/cpu/attention.ts). */
-interface FusedParams {
-  batch: number; lq: number; lk: number; d: number; dv: number; scale: number; causal: boolean;
-  maskStrideB: number; maskStrideQ: number;
-  /** the backward will run: the backend may keep the probabilities for it (returned as `saved`) */
-  forBackward?: boolean;
-  /** heads packed in the last axis (see AttentionOptions.heads) */
-  heads?: number;
-}
-
-/** What a backend kept from the forward for the backward (e.g. the probabilities); freed by `release`. */
-interface SavedAttention {
-  release(): void;
-}
-
-/** What a backend offers for fused attention; backends without it run the composite. */
-interface FusedAttention {
-  attention(q: Storage, k: Storage, v: Storage, mask: Storage | null, p: FusedParams): { o: Storage; lse: Storage; saved?: SavedAttention | null };
-  attentionBackward(q: Storage, k: Storage, v: Storage, mask: Storage | null, o: Storage, lse: Storage, gO: Storage, p: FusedParams, saved?: SavedAttention | null): { dq: Storage; dk: Storage; dv: Storage };
-}
-
-function fused(t: Tensor): FusedAttention | null {
-  const b = t.backend as Partial<FusedAttention>;
-  return typeof b.attention === "function" && typeof b.attentionBackward === "function" ? (b as FusedAttention) : null;
-}
-
 /** (Lq, Lk) additive mask with -inf where key j > query i (+ offset Lk - Lq). */
 export function causalMask(lq: number, lk: number, like: Tensor): Tensor {
   const m = full([lq, lk], 0, { dtype: like.dtype });
@@ -73,7 +47,8 @@ function check(q: Tensor, k: Tensor, v: Tensor): void {
 
 /**
  * The composite reference: softmax(q k^T * scale + mask) v from mm, softmax and elementwise ops,
- * materialising the (..., Lq, Lk) scores. Kept for tests and for masks that require grad.
+ * materialising the (..., Lq, Lk) scores: the reference the fused kernel must match, and the path
+ * for masks that require grad.
  */
 export function attentionComposite(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   check(q, k, v);
@@ -90,13 +65,14 @@ export function attentionComposite(q: Tensor, k: Tensor, v: Tensor, opts: Attent
  * softmax(q k^T * scale + mask) v for q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv), batch axes
  * broadcast. One primitive with a fused, chunked kernel (the (..., Lq, Lk) scores are never held
  * whole) and an analytic backward that recomputes them; a row whose keys are all masked gives zeros.
- * Falls back to {@link attentionComposite} on backends without the kernel or when the mask requires grad.
+ * Runs {@link attentionComposite} when the mask requires grad.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   if (opts.heads !== undefined && opts.heads !== 1) return packedHeadsAttention(q, k, v, opts.heads, opts);
   check(q, k, v);
-  const be = fused(q);
-  if (!be || opts.mask?.requiresGrad) return attentionComposite(q, k, v, opts);
+  // a mask that requires grad differentiates through the composite
+  if (opts.mask?.requiresGrad) return attentionComposite(q, k, v, opts);
+  const be = q.backend;
   const d = q.shape[q.ndim - 1], dv = v.shape[v.ndim - 1];
   const lq = q.shape[q.ndim - 2], lk = k.shape[k.ndim - 2];
   const scale = opts.scale ?? 1 / Math.sqrt(d);
@@ -122,7 +98,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     maskStrideB = perItem ? 0 : rows * lk;
     maskStrideQ = rows === 1 ? 0 : lk;
   }
-  const p: FusedParams = { batch, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB, maskStrideQ, forBackward: willRecord([q, k, v]) };
+  const p: AttentionParams = { batch, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB, maskStrideQ, forBackward: willRecord([q, k, v]) };
   const r = be.attention(qe.storage, ke.storage, ve.storage, mask ? mask.storage : null, p);
   const saved = r.saved ?? null;
   const y = out(q, r.o, [...batchShape, lq, dv]); // (..., Lq, dv)
@@ -160,10 +136,10 @@ function packedHeadsAttention(q: Tensor, k: Tensor, v: Tensor, H: number, opts: 
   if (hd % H !== 0 || hdv % H !== 0 || hdk !== hd) throw new ShapeError(`attention: ${H} heads do not divide q [${q.shape}], k [${k.shape}], v [${v.shape}] evenly`);
   const d = hd / H, dv = hdv / H;
   const { heads: _h, ...rest } = opts;
-  const be = fused(q);
-  if (!be || opts.mask) return mergeHeads(scaledDotProductAttention(splitHeads(q, H), splitHeads(k, H), splitHeads(v, H), rest), H);
+  const be = q.backend;
+  if (opts.mask) return mergeHeads(scaledDotProductAttention(splitHeads(q, H), splitHeads(k, H), splitHeads(v, H), rest), H);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
-  const p: FusedParams = { batch: b * H, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB: 0, maskStrideQ: 0, forBackward: willRecord([q, k, v]), heads: H };
+  const p: AttentionParams = { batch: b * H, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB: 0, maskStrideQ: 0, forBackward: willRecord([q, k, v]), heads: H };
   const r = be.attention(q.storage, k.storage, v.storage, null, p);
   const saved = r.saved ?? null;
   const y = out(q, r.o, [b, lq, hdv]);

@@ -136,9 +136,8 @@ export abstract class Module {
       for (const [k, p] of own) {
         const v = sd.get(k);
         if (!v) continue;
-        const arr = p.dtype === "float64" ? new Float64Array(v.data.length) : new Float32Array(v.data.length);
-        arr.set(v.data);
-        p.storage = p.backend.fromHost(arr);
+        if (v instanceof Tensor) p.copy_(v);
+        else p.copy_(v.data);
       }
     });
     return { missing, unexpected };
@@ -153,14 +152,7 @@ export abstract class Module {
   }
   /** Converts every parameter to `dtype` in place (float64 for gradient checks). */
   toDType(dtype: DType): this {
-    for (const p of this.parameters()) {
-      if (p.dtype === dtype) continue;
-      const src = p.data;
-      const arr = dtype === "float64" ? new Float64Array(src.length) : new Float32Array(src.length);
-      arr.set(src);
-      p.storage = p.backend.fromHost(arr);
-      (p as { dtype: DType }).dtype = dtype;
-    }
+    for (const p of this.parameters()) p.to_(dtype);
     return this;
   }
   /** Freezes (or unfreezes) every parameter. */

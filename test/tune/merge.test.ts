@@ -103,8 +103,8 @@ function tinyBase(seed = 0) {
     const textEncoder = CLIPTextModel.fromConfig({ hidden_size: 32, intermediate_size: 37, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 49408, max_position_embeddings: 77, bos_token_id: 49406, eos_token_id: 49407, pad_token_id: 49407 });
     const ln = textEncoder.text_model.final_layer_norm;
     const gg = new Generator(seed + 1000);
-    ln.weight!.storage = ln.weight!.backend.fromHost(Float32Array.from(randn([32], { generator: gg }).data, (x) => 1 + 0.3 * x));
-    ln.bias!.storage = ln.bias!.backend.fromHost(Float32Array.from(randn([32], { generator: gg }).data, (x) => 0.3 * x));
+    ln.weight!.copy_(Float32Array.from(randn([32], { generator: gg }).data, (x) => 1 + 0.3 * x));
+    ln.bias!.copy_(Float32Array.from(randn([32], { generator: gg }).data, (x) => 0.3 * x));
     return { unet: UNet2DConditionModel.fromConfig({ ...TINY_PIXEL_UNET, cross_attention_dim: 32 }), textEncoder, tokenizer: CLIPTokenizer.default() };
   });
 }

@@ -3,33 +3,13 @@
 // dtypes (and runtimes without SIMD) a plain TypeScript loop with the same algorithm.
 import { copyOut, takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
-import { getFastKernels } from "./index.ts";
+import type { AttentionForward as Forward, AttentionGrads as Grads, AttentionParams, SavedState } from "../backend.ts";
 import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_src.ts";
 import { partContext } from "./wasm/context.ts";
 import { getNumThreads, type Job } from "./wasm/pool.ts";
 import { WasmSgemm, sgemmKernel, simdAvailable } from "./wasm/sgemm.ts";
 
-/** Sizes of a batched attention: q (batch, lq, d), k (batch, lk, d), v (batch, lk, dv). */
-export interface AttentionParams {
-  batch: number;
-  lq: number;
-  lk: number;
-  d: number;
-  dv: number;
-  scale: number;
-  /** hide key j > i + (lk - lq) */
-  causal: boolean;
-  /** element strides of the additive mask per batch item (0 broadcasts) and per query row (0 broadcasts); rows are lk long */
-  maskStrideB: number;
-  maskStrideQ: number;
-  /** the backward will run: the probabilities may be kept for it */
-  forBackward?: boolean;
-  /**
-   * Heads packed in the last axis (default 1): q is (B, Lq, H d), k (B, Lk, H d), v (B, Lk, H dv) and
-   * the output (B, Lq, H dv), with batch = B H items (item b is head b % H of sequence b / H).
-   */
-  heads?: number;
-}
+export type { AttentionParams } from "../backend.ts";
 
 /** (B, L, H, w) -> (B H, L, w) for the plain path, or back with `pack`. */
 function moveHeads(x: TypedArray, H: number, L: number, w: number, pack = false): TypedArray {
@@ -73,20 +53,8 @@ function keepProbs(p: AttentionParams): boolean {
   return !!p.forBackward && p.lk <= 2 * (p.d + p.dv) && p.batch * p.lq * p.lk * 4 <= KEEP_MAX_BYTES;
 }
 
-/** Forward result: the output and the per-row log-sum-exp the backward recomputes from. */
-export interface AttentionForward {
-  o: TypedArray;
-  lse: TypedArray;
-  /** the probabilities, where kept for the backward */
-  saved?: KeptProbs | null;
-}
-
-/** Gradients of q, k and v. */
-export interface AttentionGrads {
-  dq: TypedArray;
-  dk: TypedArray;
-  dv: TypedArray;
-}
+type AttentionForward = Forward<TypedArray>;
+type AttentionGrads = Grads<TypedArray>;
 
 type Kernel = (ctx: object, a: ArrayLike<number>) => void;
 const fwdJS = new Function(`return ${ATTN_FWD_JS}`)() as Kernel;
@@ -105,7 +73,7 @@ function chunkRows(lk: number): number {
 }
 
 function wasmKernel(): WasmSgemm | null {
-  if (!getFastKernels() || !simdAvailable()) return null;
+  if (!simdAvailable()) return null;
   const k = sgemmKernel();
   return k instanceof WasmSgemm ? k : null;
 }
@@ -152,11 +120,7 @@ function commonArgs(p: AttentionParams): number[] {
 export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
   const kern = q instanceof Float32Array && k instanceof Float32Array && v instanceof Float32Array && (!mask || mask instanceof Float32Array) ? wasmKernel() : null;
   const H = p.heads ?? 1;
-  if (!kern) {
-    if (H === 1) return plainForward(q, k, v, mask, p);
-    const r = plainForward(unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), mask, p);
-    return { o: packHeads(r.o, H, p.lq, p.dv), lse: r.lse };
-  }
+  if (!kern) return plainAttentionForward(q, k, v, mask, p);
   const CQ = chunkRows(p.lk);
   const [qP, kP, vP, mP] = stageIn(kern, [q, k, v, mask]);
   const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
@@ -182,17 +146,12 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
 /** Gradients of {@link attentionForward} given its output `o`, row log-sum-exp `lse` and the output gradient. */
 export function attentionBackward(
   q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
-  saved?: unknown,
+  saved: SavedState | null = null,
 ): AttentionGrads {
   const f32 = [q, k, v, o, lse, gO].every((x) => x instanceof Float32Array) && (!mask || mask instanceof Float32Array);
   const kern = f32 ? wasmKernel() : null;
   const H = p.heads ?? 1;
-  if (!kern) {
-    if (H === 1) return plainBackward(q, k, v, mask, o, lse, gO, p);
-    const [uq, uk, uv, uo, ug] = [unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), unpackHeads(o, H, p.lq, p.dv), unpackHeads(gO, H, p.lq, p.dv)];
-    const r = plainBackward(uq, uk, uv, mask, uo, lse, ug, p);
-    return { dq: packHeads(r.dq, H, p.lq, p.d), dk: packHeads(r.dk, H, p.lk, p.d), dv: packHeads(r.dv, H, p.lk, p.dv) };
-  }
+  if (!kern) return plainAttentionBackward(q, k, v, mask, o, lse, gO, p);
   const CQ = chunkRows(p.lk);
   const kept = saved instanceof KeptProbs && saved.kern === kern && saved.pointer !== 0 && saved.floats === p.batch * p.lq * p.lk ? saved.pointer : 0;
   const [qP, kP, vP, mP, oP, lseP, gP] = stageIn(kern, [q, k, v, mask, o, lse, gO]);
@@ -214,6 +173,25 @@ export function attentionBackward(
   } finally {
     freeAll(kern, [qP!, kP!, vP!, mP!, oP!, lseP!, gP!, dqP, dkP, dvP]);
   }
+}
+
+/** The plain TypeScript forward (any dtype): the same algorithm row by row, heads unpacked first. */
+export function plainAttentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
+  const H = p.heads ?? 1;
+  if (H === 1) return plainForward(q, k, v, mask, p);
+  const r = plainForward(unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), mask, p);
+  return { o: packHeads(r.o, H, p.lq, p.dv), lse: r.lse };
+}
+
+/** The plain TypeScript backward (any dtype), recomputing the probabilities. */
+export function plainAttentionBackward(
+  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+): AttentionGrads {
+  const H = p.heads ?? 1;
+  if (H === 1) return plainBackward(q, k, v, mask, o, lse, gO, p);
+  const [uq, uk, uv, uo, ug] = [unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), unpackHeads(o, H, p.lq, p.dv), unpackHeads(gO, H, p.lq, p.dv)];
+  const r = plainBackward(uq, uk, uv, mask, uo, lse, ug, p);
+  return { dq: packHeads(r.dq, H, p.lq, p.d), dk: packHeads(r.dk, H, p.lk, p.d), dv: packHeads(r.dv, H, p.lk, p.dv) };
 }
 
 /** Key columns visible to query row i (causal: j <= i + lk - lq). */

@@ -1,11 +1,10 @@
-// the cpu backend: typed-array storage and the plain TypeScript kernels
+// the cpu backend: typed-array storage, the plain TypeScript kernels (complete for float32 and
+// float64), and the WebAssembly SIMD kernels for float32; which one runs is decided per kernel, once,
+// when the kernel table is built (at load, or by useWasmKernels / setFastKernels)
 import type { DType, TypedArray } from "../../dtype.ts";
-import { allocArray } from "../../dtype.ts";
-import { beginScratch, take } from "./buffers.ts";
-
-const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (allocArray(dtype, 0) instanceof Float64Array ? Float64Array : Float32Array);
-import type { Backend, Conv2dParams, UnaryOp } from "../backend.ts";
+import type { Backend, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
+import { beginScratch, take } from "./buffers.ts";
 import { binary, geglu, gegluBackward, unary, where } from "./elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "./movement.ts";
 import { reduce, softmax } from "./reduce.ts";
@@ -13,67 +12,41 @@ import { gemm as plainGemm, matmul as plainMatmul, transpose2d } from "./matmul.
 import type { Gemm } from "./conv.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "./conv.ts";
 import { wasmFastKernels } from "./fast.ts";
-import { attentionBackward, attentionForward } from "./attention.ts";
-import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward, type GroupNormParams, type LayerNormParams } from "./norm.ts";
+import { attentionBackward, attentionForward, plainAttentionBackward, plainAttentionForward } from "./attention.ts";
+import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward } from "./norm.ts";
+import { adamUpdate } from "./optim.ts";
 
-/** Float32 GEMM/matmul implementations the cpu backend may switch to (e.g. WebAssembly SIMD). */
+/** Every kernel of a cpu backend (a {@link Backend} without its name). */
+export type CpuKernels = Omit<Backend<TypedArray>, "name">;
+
+type NormOut = { y: Float32Array; mean: Float64Array; rstd: Float64Array };
+
+/** Float32 kernels that replace plain ones where they apply; each returns null where it does not. */
 export interface FastKernels {
   gemm: Gemm;
   matmul: typeof plainMatmul;
-  /** float32 convolutions working in the kernel's memory (optional: else im2col + `gemm`) */
   conv2d?: (x: Float32Array, xs: Shape, w: Float32Array, ws: Shape, p: Conv2dParams) => Float32Array;
   conv2dBackwardInput?: (gy: Float32Array, gys: Shape, w: Float32Array, ws: Shape, xs: Shape, p: Conv2dParams) => Float32Array;
   conv2dBackwardWeight?: (x: Float32Array, xs: Shape, gy: Float32Array, gys: Shape, ws: Shape, p: Conv2dParams) => Float32Array;
-  /** float32 softmax over contiguous rows (optional; null = not handled) */
+  /** softmax over contiguous rows */
   softmaxRows?: (x: Float32Array, rows: number, n: number, log: boolean) => Float32Array | null;
-  /** float32 elementwise activations (optional; null = not handled) */
   unary?: (op: UnaryOp, x: Float32Array) => Float32Array | null;
-  /** float32 group norm forward, optionally with silu after it (optional; null = not handled) */
-  groupNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: GroupNormParams, silu?: boolean) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
-  /** float32 GEGLU forward (g null) or its gradient (optional; null = not handled) */
+  /** group norm forward, optionally with silu after it */
+  groupNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: GroupNormParams, silu?: boolean) => NormOut | null;
+  /** GEGLU forward (g null) or its gradient */
   geglu?: (h: Float32Array, g: Float32Array | null, rows: number, d: number) => Float32Array | null;
-  /** float32 layer norm forward (optional; null = not handled) */
-  layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null;
-  /** float32 silu (or gelu) gradient for same-shape operands (optional; null = not handled) */
+  layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => NormOut | null;
+  /** silu (or gelu) gradient for same-shape operands */
   siluGrad?: (g: Float32Array, x: Float32Array, gelu?: boolean) => Float32Array | null;
-}
-// WebAssembly SIMD GEMM by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
-let fast: FastKernels | null = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain" ? null : wasmFastKernels();
-
-/** Installs faster float32 kernels (float64 keeps the plain path); pass null to restore the plain path. */
-export function setFastKernels(k: FastKernels | null): void {
-  fast = k;
+  /** fused attention (forward and backward) over float32 */
+  attention?: boolean;
 }
 
-/** The float32 fast kernels in use, or null (plain TypeScript). */
-export function getFastKernels(): FastKernels | null {
-  return fast;
-}
+const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
 
-/** Switches the WebAssembly SIMD kernels on (default) or off; returns whether they are on. */
-export function useWasmKernels(on: boolean): boolean {
-  fast = on ? wasmFastKernels() : null;
-  return fast !== null;
-}
-
-function gemmFor(x: TypedArray): Gemm {
-  return fast && x instanceof Float32Array ? fast.gemm : plainGemm;
-}
-
-/** The cpu backend: the {@link Backend} kernels plus fused attention (see engine/ops/attention.ts). */
-export const cpuBackend: Backend<TypedArray> & {
-  beginScratch: typeof beginScratch;
-  geglu: typeof geglu;
-  gegluBackward: typeof gegluBackward;
-  attention: typeof attentionForward;
-  attentionBackward: typeof attentionBackward;
-  groupNorm: typeof groupNormForward;
-  groupNormBackward: typeof groupNormBackward;
-  layerNorm: typeof layerNormForward;
-  layerNormBackward: typeof layerNormBackward;
-} = {
-  name: "cpu",
-  zeros: (dtype: DType, size: number) => take(ctorOf(dtype), size),
+/** Storage management and the plain TypeScript kernels: the complete reference for either dtype. */
+export const plainKernels: CpuKernels = {
+  zeros: (dtype, size) => take(ctorOf(dtype), size),
   fromHost: (data) => data,
   toHost: (s) => s,
   fill: (dtype, size, value) => take(ctorOf(dtype), size, true).fill(value),
@@ -83,13 +56,13 @@ export const cpuBackend: Backend<TypedArray> & {
     return out;
   },
   beginScratch,
-  unary: (op, x) => (fast?.unary && x instanceof Float32Array ? fast.unary(op, x) : null) ?? unary(op, x),
-  binary: (op, a, as, b, bs, os) =>
-    ((op === "silu_grad" || op === "gelu_grad") && fast?.siluGrad && a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && as.join() === bs.join()
-      ? fast.siluGrad(a, b, op === "gelu_grad")
-      : null) ?? binary(op, a, as, b, bs, os),
+  unary,
+  binary,
   where,
+  geglu,
+  gegluBackward,
   reduce,
+  softmax,
   permute,
   expand,
   slice,
@@ -97,38 +70,84 @@ export const cpuBackend: Backend<TypedArray> & {
   concat,
   gather,
   indexAdd,
-  matmul: (a, b, p) => (fast && a instanceof Float32Array ? fast.matmul(a, b, p) : plainMatmul(a, b, p)),
-  conv2d: (x, xs, w, ws, p) =>
-    fast?.conv2d && x instanceof Float32Array && w instanceof Float32Array ? fast.conv2d(x, xs, w, ws, p) : conv2d(x, xs, w, ws, p, gemmFor(x)),
-  conv2dBackwardInput: (gy, gys, w, ws, xs, p) =>
-    fast?.conv2dBackwardInput && gy instanceof Float32Array && w instanceof Float32Array
-      ? fast.conv2dBackwardInput(gy, gys, w, ws, xs, p)
-      : conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
-  conv2dBackwardWeight: (x, xs, gy, gys, ws, p) =>
-    fast?.conv2dBackwardWeight && x instanceof Float32Array && gy instanceof Float32Array
-      ? fast.conv2dBackwardWeight(x, xs, gy, gys, ws, p)
-      : conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
+  matmul: plainMatmul,
+  conv2d: (x, xs, w, ws, p) => conv2d(x, xs, w, ws, p, plainGemm),
+  conv2dBackwardInput: (gy, gys, w, ws, xs, p) => conv2dBackwardInput(gy, gys, w, ws, xs, p, plainGemm, transpose2d),
+  conv2dBackwardWeight: (x, xs, gy, gys, ws, p) => conv2dBackwardWeight(x, xs, gy, gys, ws, p, plainGemm, transpose2d),
   upsampleNearest,
   poolSum,
-  softmax: (x, shape, axis, log) => {
-    if (fast?.softmaxRows && x instanceof Float32Array && axis === shape.length - 1) {
-      const n = shape[axis]!;
-      const r = fast.softmaxRows(x, n === 0 ? 0 : x.length / n, n, log);
-      if (r) return r;
-    }
-    return softmax(x, shape, axis, log);
-  },
-  geglu: (h, rows, d) => (fast?.geglu && h instanceof Float32Array ? fast.geglu(h, null, rows, d) : null) ?? geglu(h, rows, d),
-  gegluBackward: (h, g, rows, d) =>
-    (fast?.geglu && h instanceof Float32Array && g instanceof Float32Array ? fast.geglu(h, g, rows, d) : null) ?? gegluBackward(h, g, rows, d),
-  attention: attentionForward,
-  attentionBackward,
-  groupNorm: (x, w, b, p) =>
-    (fast?.groupNorm && x instanceof Float32Array && (!w || w instanceof Float32Array) && (!b || b instanceof Float32Array) ? fast.groupNorm(x, w, b, p, !!p.silu) : null) ??
-    groupNormForward(x, w, b, p),
+  attention: plainAttentionForward,
+  attentionBackward: (q, k, v, mask, o, lse, gO, p) => plainAttentionBackward(q, k, v, mask, o, lse, gO, p),
+  groupNorm: groupNormForward,
   groupNormBackward,
-  layerNorm: (x, w, b, p) =>
-    (fast?.layerNorm && x instanceof Float32Array && (!w || w instanceof Float32Array) && (!b || b instanceof Float32Array) ? fast.layerNorm(x, w, b, p) : null) ??
-    layerNormForward(x, w, b, p),
+  layerNorm: layerNormForward,
   layerNormBackward,
+  adamUpdate,
 };
+
+const f32 = (x: TypedArray | null): x is Float32Array => x instanceof Float32Array;
+const f32OrNull = (x: TypedArray | null): x is Float32Array | null => x === null || x instanceof Float32Array;
+
+/** The kernel table with `f`'s float32 kernels in front of the plain ones (float64 keeps the plain path). */
+export function kernelTable(f: FastKernels | null): CpuKernels {
+  const P = plainKernels;
+  if (!f) return P;
+  const gemmFor = (x: TypedArray): Gemm => (f32(x) ? f.gemm : plainGemm);
+  return {
+    ...P,
+    unary: f.unary ? (op, x) => (f32(x) ? f.unary!(op, x) : null) ?? P.unary(op, x) : P.unary,
+    binary: f.siluGrad
+      ? (op, a, as, b, bs, os) =>
+        ((op === "silu_grad" || op === "gelu_grad") && f32(a) && f32(b) && a.length === b.length && as.join() === bs.join() ? f.siluGrad!(a, b, op === "gelu_grad") : null) ??
+        P.binary(op, a, as, b, bs, os)
+      : P.binary,
+    geglu: f.geglu ? (h, rows, d) => (f32(h) ? f.geglu!(h, null, rows, d) : null) ?? P.geglu(h, rows, d) : P.geglu,
+    gegluBackward: f.geglu ? (h, g, rows, d) => (f32(h) && f32(g) ? f.geglu!(h, g, rows, d) : null) ?? P.gegluBackward(h, g, rows, d) : P.gegluBackward,
+    softmax: f.softmaxRows
+      ? (x, shape, axis, log) => {
+        const n = shape[axis]!;
+        const r = f32(x) && axis === shape.length - 1 ? f.softmaxRows!(x, n === 0 ? 0 : x.length / n, n, log) : null;
+        return r ?? P.softmax(x, shape, axis, log);
+      }
+      : P.softmax,
+    matmul: (a, b, p) => (f32(a) ? f.matmul(a, b, p) : P.matmul(a, b, p)),
+    conv2d: (x, xs, w, ws, p) => (f.conv2d && f32(x) && f32(w) ? f.conv2d(x, xs, w, ws, p) : conv2d(x, xs, w, ws, p, gemmFor(x))),
+    conv2dBackwardInput: (gy, gys, w, ws, xs, p) =>
+      f.conv2dBackwardInput && f32(gy) && f32(w) ? f.conv2dBackwardInput(gy, gys, w, ws, xs, p) : conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
+    conv2dBackwardWeight: (x, xs, gy, gys, ws, p) =>
+      f.conv2dBackwardWeight && f32(x) && f32(gy) ? f.conv2dBackwardWeight(x, xs, gy, gys, ws, p) : conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
+    attention: f.attention ? attentionForward : P.attention,
+    attentionBackward: f.attention ? attentionBackward : P.attentionBackward,
+    groupNorm: f.groupNorm ? (x, w, b, p) => (f32(x) && f32OrNull(w) && f32OrNull(b) ? f.groupNorm!(x, w, b, p, !!p.silu) : null) ?? P.groupNorm(x, w, b, p) : P.groupNorm,
+    layerNorm: f.layerNorm ? (x, w, b, p) => (f32(x) && f32OrNull(w) && f32OrNull(b) ? f.layerNorm!(x, w, b, p) : null) ?? P.layerNorm(x, w, b, p) : P.layerNorm,
+  };
+}
+
+const envPlain = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CDIFF_KERNELS === "plain";
+// WebAssembly SIMD by default; CDIFF_KERNELS=plain keeps the portable TypeScript path
+let fast: FastKernels | null = envPlain ? null : simdKernels();
+
+function simdKernels(): FastKernels | null {
+  const k = wasmFastKernels();
+  return k ? { ...k, attention: true } : null;
+}
+
+/** The cpu backend. Its kernel fields are the table chosen by the last switch (see {@link useWasmKernels}). */
+export const cpuBackend: Backend<TypedArray> = { name: "cpu", ...kernelTable(fast) };
+
+/** Installs float32 kernels in front of the plain ones (float64 keeps the plain path); null restores the plain path. */
+export function setFastKernels(k: FastKernels | null): void {
+  fast = k;
+  Object.assign(cpuBackend, kernelTable(k));
+}
+
+/** The float32 fast kernels in use, or null (plain TypeScript). */
+export function getFastKernels(): FastKernels | null {
+  return fast;
+}
+
+/** Switches the WebAssembly SIMD kernels on (default) or off; returns whether they are on. */
+export function useWasmKernels(on: boolean): boolean {
+  setFastKernels(on ? simdKernels() : null);
+  return fast !== null;
+}

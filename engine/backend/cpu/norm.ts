@@ -2,18 +2,9 @@
 // backward), as torch.nn.functional.group_norm; statistics accumulate in float64 for either dtype
 import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
+import type { GroupNormParams, LayerNormParams } from "../backend.ts";
 
-/** Sizes of a group norm over x (n, c, s) with `groups` groups of c/groups channels. */
-export interface GroupNormParams {
-  n: number;
-  c: number;
-  /** elements per channel (product of the spatial axes) */
-  s: number;
-  groups: number;
-  eps: number;
-  /** apply silu to the output (the fused norm-then-activation) */
-  silu?: boolean;
-}
+export type { GroupNormParams, LayerNormParams } from "../backend.ts";
 
 // every output of these kernels is written in full
 function like(x: TypedArray, n: number): TypedArray {
@@ -55,7 +46,7 @@ export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias:
 
 /** Gradients of {@link groupNormForward}: dx, and dweight / dbias (per channel) when the affine terms exist. */
 export function groupNormBackward(
-  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: Float64Array, rstd: Float64Array, p: GroupNormParams, affine: boolean,
+  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: TypedArray, rstd: TypedArray, p: GroupNormParams, affine: boolean,
 ): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
   const { n, c, s, groups } = p;
   const cg = c / groups, len = cg * s;
@@ -91,13 +82,6 @@ export function groupNormBackward(
   return { dx, dw, db };
 }
 
-/** Sizes of a layer norm over the last `d` elements of `rows` rows. */
-export interface LayerNormParams {
-  rows: number;
-  d: number;
-  eps: number;
-}
-
 /** y = (x - mean) / sqrt(var + eps) * weight + bias per row of d elements; returns y, mean and 1/std per row. */
 export function layerNormForward(x: TypedArray, weight: TypedArray | null, bias: TypedArray | null, p: LayerNormParams): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
   const { rows, d, eps } = p;
@@ -128,7 +112,7 @@ export function layerNormForward(x: TypedArray, weight: TypedArray | null, bias:
  * and dweight = sum g xhat, dbias = sum g over rows (when `affine`).
  */
 export function layerNormBackward(
-  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: Float64Array, rstd: Float64Array, p: LayerNormParams, affine: boolean,
+  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: TypedArray, rstd: TypedArray, p: LayerNormParams, affine: boolean,
 ): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
   const { rows, d } = p;
   const dx = like(x, x.length);
