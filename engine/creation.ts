@@ -7,10 +7,19 @@ import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
 import { checkShape, sizeOf, stridesOf } from "./shape.ts";
 import { getDefaultBackend, Tensor } from "./tensor.ts";
+import type { Backend } from "./backend/backend.ts";
+import { getBackend } from "./backend/registry.ts";
 
 export interface CreateOptions {
   dtype?: DType;
   requiresGrad?: boolean;
+  /** where the tensor lives: a backend or its registered name (default: the default backend) */
+  backend?: Backend | string;
+}
+
+function backendOf(opts: CreateOptions): Backend {
+  const b = opts.backend;
+  return b === undefined ? getDefaultBackend() : typeof b === "string" ? getBackend(b) : b;
 }
 export interface RandomOptions extends CreateOptions {
   generator?: Generator;
@@ -18,7 +27,7 @@ export interface RandomOptions extends CreateOptions {
 
 function make(data: TypedArray, shape: readonly number[], opts: CreateOptions): Tensor {
   checkShape("tensor", shape);
-  const b = getDefaultBackend();
+  const b = backendOf(opts);
   const t = new Tensor(b.fromHost(data), shape, opts.dtype ?? "float32", b);
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
@@ -55,7 +64,11 @@ export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number
 }
 
 export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
-  return make(allocArray(opts.dtype ?? "float32", sizeOf(shape)), shape, opts);
+  checkShape("zeros", shape);
+  const b = backendOf(opts), dtype = opts.dtype ?? "float32";
+  const t = new Tensor(b.zeros(dtype, sizeOf(shape)), shape, dtype, b);
+  if (opts.requiresGrad) t.requiresGrad = true;
+  return t;
 }
 export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor {
   return full(shape, 1, opts);
@@ -65,10 +78,10 @@ export function full(shape: readonly number[], value: number, opts: CreateOption
   return make(allocArray(opts.dtype ?? "float32", sizeOf(shape)).fill(value), shape, opts);
 }
 export function zerosLike(t: Tensor): Tensor {
-  return zeros(t.shape, { dtype: t.dtype });
+  return zeros(t.shape, { dtype: t.dtype, backend: t.backend });
 }
 export function onesLike(t: Tensor): Tensor {
-  return ones(t.shape, { dtype: t.dtype });
+  return ones(t.shape, { dtype: t.dtype, backend: t.backend });
 }
 
 /** [start, start+step, ...) below `end` (as numpy.arange). */

@@ -8,6 +8,7 @@ export * from "./ops/movement.ts";
 export * from "./ops/matmul.ts";
 export * from "./ops/softmax.ts";
 export * from "./ops/conv.ts";
+export { adamUpdate_ } from "./ops/inplace.ts";
 export * from "./functional.ts";
 export { noGrad, withGrad, isGradEnabled } from "./autograd.ts";
 export { Generator, defaultGenerator, manualSeed } from "./random.ts";

@@ -1,6 +1,5 @@
 // Adam and AdamW with parameter groups (as torch.optim): only parameters handed over get state
-import { Tensor } from "../engine/index.ts";
-import type { Storage } from "../engine/index.ts";
+import { Tensor, adamUpdate_, zerosLike } from "../engine/index.ts";
 import { ConfigError, ShapeError } from "../engine/errors.ts";
 
 export interface ParamGroup {
@@ -42,7 +41,7 @@ export class Adam {
   readonly decoupled: boolean;
   private stepCount = 0;
   // moments on the parameter's backend, in its own precision (float32 for float32 weights, as torch keeps them)
-  private readonly moments = new Map<Tensor, { m: Storage; v: Storage }>();
+  private readonly moments = new Map<Tensor, { m: Tensor; v: Tensor }>();
 
   constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions = {}) {
     const list: ParamGroup[] = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
@@ -89,12 +88,9 @@ export class Adam {
       const hyper = { lr: g.lr, beta1, beta2, eps: g.eps, weightDecay: g.weightDecay, decoupled: this.decoupled, t };
       for (const p of g.params) {
         if (!p.grad) continue;
-        if (p.grad.shape.join() !== p.shape.join()) throw new ShapeError(`Adam: gradient of shape [${p.grad.shape}] for parameter [${p.shape}]`);
-        if (p.grad.backend !== p.backend || p.grad.dtype !== p.dtype) throw new ShapeError(`Adam: gradient on ${p.grad.backend.name}/${p.grad.dtype} for a parameter on ${p.backend.name}/${p.dtype}, shape [${p.shape}]`);
-        const st = this.moments.get(p) ?? { m: p.backend.zeros(p.dtype, p.size), v: p.backend.zeros(p.dtype, p.size) };
-        const r = p.backend.adamUpdate(p.storage, p.grad.storage, st.m, st.v, p.size, hyper);
-        p.replaceStorage_(r.p);
-        this.moments.set(p, { m: r.m, v: r.v });
+        let st = this.moments.get(p);
+        if (!st) this.moments.set(p, (st = { m: zerosLike(p), v: zerosLike(p) }));
+        adamUpdate_(p, p.grad, st.m, st.v, hyper);
       }
     }
   }
@@ -111,8 +107,7 @@ export class Adam {
       groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, size: g.params.map((p) => p.size) })),
       moments: this.groups.map((g) => g.params.map((p) => {
         const st = this.moments.get(p);
-        const host = (s: Storage | undefined) => (s ? p.backend.toHost(s).slice() : new Float32Array(p.size));
-        return { m: host(st?.m), v: host(st?.v) };
+        return { m: st ? st.m.data.slice() : new Float32Array(p.size), v: st ? st.v.data.slice() : new Float32Array(p.size) };
       })),
     };
   }
@@ -124,8 +119,7 @@ export class Adam {
       g.params.forEach((p, pi) => {
         const mo = s.moments[gi][pi];
         if (mo.m.length !== p.size) throw new ConfigError(`Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`);
-        const Ctor = p.dtype === "float64" ? Float64Array : Float32Array;
-        this.moments.set(p, { m: p.backend.fromHost(Ctor.from(mo.m)), v: p.backend.fromHost(Ctor.from(mo.v)) });
+        this.moments.set(p, { m: zerosLike(p).copy_(mo.m), v: zerosLike(p).copy_(mo.v) });
       });
       g.lr = s.groups[gi]?.lr ?? g.lr;
     });

@@ -1,5 +1,5 @@
 // Module: parameters are Tensor fields, submodules are Module fields or arrays; keys mirror field paths
-import { Tensor, noGrad, randn, uniform, zeros, ones, full } from "../../engine/index.ts";
+import { Tensor, getDefaultBackend, noGrad, randn, uniform, zeros, ones, full } from "../../engine/index.ts";
 import type { DType, Generator } from "../../engine/index.ts";
 import { StateDictError } from "../../engine/errors.ts";
 
@@ -37,8 +37,7 @@ export type Init = { kind: "uniform"; bound: number } | { kind: "normal"; std: n
 export function parameter(shape: readonly number[], init: Init): Tensor {
   let t: Tensor;
   if (shapeOnly) {
-    t = zeros([0]);
-    t = new Tensor(t.storage, shape, "float32", t.backend);
+    t = new Tensor(getDefaultBackend().zeros("float32", 0), shape, "float32");
   } else {
     const g = initGenerator ? { generator: initGenerator } : {};
     switch (init.kind) {
