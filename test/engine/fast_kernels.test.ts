@@ -5,7 +5,7 @@ import * as T from "../../engine/index.ts";
 import { closeness } from "../helpers.ts";
 import { attentionComposite } from "../../engine/ops/attention.ts";
 import { PARALLEL_MIN_WORK, getNumThreads, matmulF32Batched, setNumThreads } from "../../engine/backend/cpu/wasm/index.ts";
-import { WasmSgemm, sgemmKernel } from "../../engine/backend/cpu/wasm/sgemm.ts";
+import { WasmRuntime, sgemmKernel } from "../../engine/backend/cpu/wasm/sgemm.ts";
 
 const fastOn = T.useWasmKernels(true);
 
@@ -196,7 +196,7 @@ test("fused attention: threaded equals single-threaded, and a fully masked row g
 
 test("fused attention keeps short-key probabilities for the backward and returns them after it", () => {
   const g = new T.Generator(8);
-  const arena = (sgemmKernel() as WasmSgemm).arena;
+  const arena = (sgemmKernel() as WasmRuntime).arena;
   const q = T.randn([3, 50, 16], { generator: g }), k = T.randn([3, 20, 16], { generator: g }), v = T.randn([3, 20, 8], { generator: g });
   const r = T.randn([3, 50, 8], { generator: g });
   const live0 = arena.stats().live;

@@ -1,10 +1,10 @@
 // the generated WebAssembly row kernels (softmax and attention passes) against plain loops, odd lengths and masked rows
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { sgemmKernel, simdAvailable, WasmSgemm } from "../../engine/backend/cpu/wasm/sgemm.ts";
+import { sgemmKernel, simdAvailable, WasmRuntime } from "../../engine/backend/cpu/wasm/sgemm.ts";
 
 const kern = simdAvailable() ? sgemmKernel() : null;
-const wasm = kern instanceof WasmSgemm ? kern : null;
+const wasm = kern instanceof WasmRuntime ? kern : null;
 
 function put(xs: number[] | Float32Array): number {
   const p = wasm!.arena.alloc(xs.length);

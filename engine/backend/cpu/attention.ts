@@ -4,10 +4,10 @@
 import { copyOut, takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { AttentionForward as Forward, AttentionGrads as Grads, AttentionParams, SavedState } from "../backend.ts";
-import { ATTN_BWD_JS, ATTN_FWD_JS, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_src.ts";
-import { partContext } from "./wasm/context.ts";
+import { attnBackward, attnForward, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./wasm/attention_parts.ts";
+import { partContext, type PartKernel } from "./wasm/context.ts";
 import { getNumThreads, type Job } from "./wasm/pool.ts";
-import { WasmSgemm, sgemmKernel, simdAvailable } from "./wasm/sgemm.ts";
+import { WasmRuntime, sgemmKernel, simdAvailable } from "./wasm/sgemm.ts";
 
 export type { AttentionParams } from "../backend.ts";
 
@@ -32,7 +32,7 @@ const packHeads = (x: TypedArray, H: number, L: number, w: number) => moveHeads(
  */
 export class KeptProbs {
   private ptr: number;
-  constructor(readonly kern: WasmSgemm, ptr: number, readonly floats: number) {
+  constructor(readonly kern: WasmRuntime, ptr: number, readonly floats: number) {
     this.ptr = ptr;
   }
   /** Byte offset of the block, or 0 once released. */
@@ -56,10 +56,6 @@ function keepProbs(p: AttentionParams): boolean {
 type AttentionForward = Forward<TypedArray>;
 type AttentionGrads = Grads<TypedArray>;
 
-type Kernel = (ctx: object, a: ArrayLike<number>) => void;
-const fwdJS = new Function(`return ${ATTN_FWD_JS}`)() as Kernel;
-const bwdJS = new Function(`return ${ATTN_BWD_JS}`)() as Kernel;
-
 // below this many multiply-adds per batch item the pool is not worth waking
 const PARALLEL_MIN_ITEM = 1 << 16;
 
@@ -72,14 +68,14 @@ function chunkRows(lk: number): number {
   return Math.max(4, Math.min(256, Math.floor(65536 / Math.max(1, lk) / 4) * 4));
 }
 
-function wasmKernel(): WasmSgemm | null {
+function wasmKernel(): WasmRuntime | null {
   if (!simdAvailable()) return null;
   const k = sgemmKernel();
-  return k instanceof WasmSgemm ? k : null;
+  return k instanceof WasmRuntime ? k : null;
 }
 
 /** Runs `kernel` over the batch items, which the calling thread and the pool take one at a time. */
-function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kernel, scratchFloats: number[], args: (b0: number, b1: number, scratch: number[]) => number[]): void {
+function runSplit(kern: WasmRuntime, p: AttentionParams, cmd: number, kernel: PartKernel, scratchFloats: number[], args: (b0: number, b1: number, scratch: number[]) => number[]): void {
   const arena = kern.arena;
   const work = p.lq * p.lk * (p.d + p.dv);
   const threads = Math.max(1, Math.min(getNumThreads(), p.batch, work >= PARALLEL_MIN_ITEM ? p.batch : 1));
@@ -100,7 +96,7 @@ function runSplit(kern: WasmSgemm, p: AttentionParams, cmd: number, kernel: Kern
 }
 
 /** Copies arrays into fresh arena blocks; returns their byte offsets (0 for null). */
-function stageIn(kern: WasmSgemm, xs: readonly (TypedArray | null)[]): number[] {
+function stageIn(kern: WasmRuntime, xs: readonly (TypedArray | null)[]): number[] {
   const arena = kern.arena;
   const ptrs = xs.map((x) => (x ? arena.alloc(x.length) : 0));
   const h = arena.heapF32();
@@ -108,7 +104,7 @@ function stageIn(kern: WasmSgemm, xs: readonly (TypedArray | null)[]): number[] 
   return ptrs;
 }
 
-function freeAll(kern: WasmSgemm, ptrs: readonly number[]): void {
+function freeAll(kern: WasmRuntime, ptrs: readonly number[]): void {
   for (const p of ptrs) if (p !== 0) kern.arena.free(p);
 }
 
@@ -126,7 +122,7 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
   const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
   const keep = keepProbs(p) ? new KeptProbs(kern, kern.arena.alloc(p.batch * p.lq * p.lk), p.batch * p.lq * p.lk) : null;
   try {
-    runSplit(kern, p, CMD_ATTN_FWD, fwdJS, [keep ? 0 : CQ * p.lk, 2 * CQ], (b0, b1, s) => [
+    runSplit(kern, p, CMD_ATTN_FWD, attnForward, [keep ? 0 : CQ * p.lk, 2 * CQ], (b0, b1, s) => [
       b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ, s[1]!, keep ? keep.pointer : 0, H,
     ]);
     const h = kern.arena.heapF32();
@@ -161,7 +157,7 @@ export function attentionBackward(
   arena.heapF32().fill(0, dkP / 4, dkP / 4 + k.length);
   arena.heapF32().fill(0, dvP / 4, dvP / 4 + v.length);
   try {
-    runSplit(kern, p, CMD_ATTN_BWD, bwdJS, [kept ? 0 : CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
+    runSplit(kern, p, CMD_ATTN_BWD, attnBackward, [kept ? 0 : CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
       b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ, kept, H,
     ]);
     const h = arena.heapF32();

@@ -1,7 +1,9 @@
-// Arena allocator over one WebAssembly.Memory (shared when the runtime allows it), so tensor storage
-// and GEMM packing buffers live where the generated kernels can read them.
+// Arena allocator over one WebAssembly.Memory (shared when the runtime allows it, so the pool's
+// workers see it too): the blocks the fast kernels stage their operands and results in, GEMM packing
+// buffers, per-thread scratch, and attention probabilities kept for the backward. Tensors themselves
+// live in ordinary typed arrays and are copied in and out.
 
-import { requireWasm, type WasmMemory } from "./runtime.ts";
+import { requireWasm, type WasmMemory } from "./api.ts";
 
 /** Options for a {@link WasmArena}; page counts are in 64 KiB WebAssembly pages. */
 export interface ArenaOptions {

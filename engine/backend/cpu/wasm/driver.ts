@@ -1,19 +1,41 @@
-// The blocked GEMM driver (Goto-style jc/pc/ic loops around the generated macro-kernel) as plain
-// JavaScript source, so the calling thread and the pool's worker threads run the very same code.
+// The blocked GEMM driver (Goto-style jc/pc/ic loops around the generated macro-kernel), run by the
+// calling thread and by the pool's workers alike, each on its own packing buffers.
 
 import type { SgemmExports } from "./kernels.ts";
 
+/** Micro-tile and cache-block sizes the driver needs (elements). */
+export interface DriverConsts {
+  mr: number;
+  nr: number;
+  mc: number;
+  kc: number;
+  nc: number;
+}
+
+/** One thread's packing buffers (byte offsets into the shared memory). */
+export interface ThreadBuffers {
+  packA: number;
+  packB: number;
+  scratch: number;
+}
+
+const up = (x: number, m: number): number => Math.ceil(x / m) * m;
+const bal = (n: number, max: number, mult: number): number => up(Math.ceil(n / Math.ceil(n / max)), mult);
+
 /**
- * Source of `function gemmBatched(ex, mr, nr, MCmax, KCmax, NCmax, packA, packB, scratch, transA,
- * transB, M, N, K, alpha, aPtr, lda, sA, bPtr, ldb, sB, acc0, cPtr, ldc, sC, batch)`: pointers in
- * bytes, leading dimensions and batch strides in elements; acc0 = 0 overwrites C, 1 accumulates.
- * Results depend only on K's blocking, so splitting M, N or the batch across threads is bit-exact.
+ * `batch` GEMMs C = alpha op(A) op(B) (+ C when acc0 = 1) on the generated module `ex`: pointers in
+ * bytes, leading dimensions and batch strides in elements. MCmax, KCmax, NCmax bound the blocks
+ * (balanced to equal parts); packA, packB, scratch are this thread's buffers. Results depend only on
+ * K's blocking, so splitting M, N or the batch across threads is bit-exact.
  */
-export const DRIVER_JS = `function gemmBatched(ex, mr, nr, MCmax, KCmax, NCmax, packA, packB, scratch,
-    transA, transB, M, N, K, alpha, aPtr, lda, sA, bPtr, ldb, sB, acc0, cPtr, ldc, sC, batch) {
+export function gemmDriver(
+  ex: SgemmExports, mr: number, nr: number, MCmax: number, KCmax: number, NCmax: number,
+  packA: number, packB: number, scratch: number,
+  transA: boolean | number, transB: boolean | number, M: number, N: number, K: number, alpha: number,
+  aPtr: number, lda: number, sA: number, bPtr: number, ldb: number, sB: number,
+  acc0: number, cPtr: number, ldc: number, sC: number, batch: number,
+): void {
   if (M === 0 || N === 0 || K === 0) return;
-  const up = (x, m) => Math.ceil(x / m) * m;
-  const bal = (n, max, mult) => up(Math.ceil(n / Math.ceil(n / max)), mult);
   const MC = bal(M, MCmax, mr), KC = bal(K, KCmax, 1), NC = bal(N, NCmax, nr);
   const aIs = transA ? 4 : lda * 4, aKs = transA ? lda * 4 : 4;
   const bJs = transB ? ldb * 4 : 4, bKs = transB ? 4 : ldb * 4;
@@ -34,16 +56,4 @@ export const DRIVER_JS = `function gemmBatched(ex, mr, nr, MCmax, KCmax, NCmax, 
       }
     }
   }
-}`;
-
-/** The driver's signature. */
-export type GemmDriver = (
-  ex: SgemmExports, mr: number, nr: number, MCmax: number, KCmax: number, NCmax: number,
-  packA: number, packB: number, scratch: number,
-  transA: boolean | number, transB: boolean | number, M: number, N: number, K: number, alpha: number,
-  aPtr: number, lda: number, sA: number, bPtr: number, ldb: number, sB: number,
-  acc0: number, cPtr: number, ldc: number, sC: number, batch: number,
-) => void;
-
-/** The driver compiled on the calling thread. */
-export const gemmDriver = new Function(`return ${DRIVER_JS}`)() as GemmDriver;
+}

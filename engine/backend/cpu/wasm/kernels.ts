@@ -1,7 +1,7 @@
 // Generates the SGEMM WebAssembly module: panel packing, an MR x NR register-tiled f32x4 micro-kernel
 // (fused relaxed_madd or mul+add), an edge merge and the macro-kernel looping over one packed block.
 
-import { wasmApi } from "./runtime.ts";
+import { wasmApi } from "./api.ts";
 import { F32, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
 
 /** Shape of the generated micro-kernel. */

@@ -1,21 +1,23 @@
-// Chunked attention (forward, and backward by recomputation) as plain JavaScript source run by the
-// calling thread and the pool's workers on the shared arena; the products go through the SIMD GEMM.
+// Chunked attention (forward, and backward by recomputation) as part kernels run by the calling
+// thread and the pool's workers on the shared arena; the products go through the SIMD GEMM.
 // Never holds more than CQ x Lk scores per thread (flash-attention style, one query chunk at a time).
+
+import type { PartContext } from "./context.ts";
 
 /** Worker command ids of the attention kernels. */
 export const CMD_ATTN_FWD = 2;
 export const CMD_ATTN_BWD = 3;
 
 /**
- * `attnForward(ctx, a)` for batch items below a[1], each taken from the shared counter (`ctx.next()`): O = softmax(scale Q K^T + mask) V and the
- * row log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k, v, mask (0 = none),
- * maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ, scratch (2 CQ floats), probs
+ * Attention forward for the batch items below a[1], each taken from the shared counter (`ctx.next()`):
+ * O = softmax(scale Q K^T + mask) V and the row log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale,
+ * causal, q, k, v, mask (0 = none), maskStrideB, maskStrideQ (elements), o, lse, scratch (CQ x Lk floats), CQ, scratch (2 CQ floats), probs
  * (0, or room for batch x Lq x Lk floats: the probabilities are kept there for the backward), heads H
  * (batch = B H items, each one head of a sequence stored as (B, L, H, d); 1 = plain (batch, L, d)).
  * Pointers are bytes.
  * Causal hides key j > i + (Lk - Lq). A row with every key masked gives zeros (lse = -Infinity).
  */
-export const ATTN_FWD_JS = `function attnForward(ctx, a) {
+export function attnForward(ctx: PartContext, a: ArrayLike<number>): void {
   const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
   const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP0 = a[16], CQ = a[17], xP = a[18], keep = a[19], H = a[20];
   const off = Lk - Lq, ldq = H * d, ldv = H * dv;
@@ -62,17 +64,17 @@ export const ATTN_FWD_JS = `function attnForward(ctx, a) {
       ctx.gemm(0, 0, cq, dv, n, 1, sP, Lk, 0, v, ldv, 0, 0, o + i0 * ldv * 4, ldv, 0, 1);
     }
   }
-}`;
+}
 
 /**
- * `attnBackward(ctx, a)` for batch items below a[1], each taken from the shared counter (`ctx.next()`): dQ, dK, dV from dO, recomputing the scores
- * chunk by chunk from the saved log-sum-exp. Arguments: b0, b1, Lq, Lk, d, dv, scale, causal, q, k,
- * v, mask, maskStrideB, maskStrideQ, o, lse, dO, dQ, dK, dV, scratch P (CQ x Lk), scratch dP
+ * Attention backward for the batch items below a[1], each taken from the shared counter (`ctx.next()`):
+ * dQ, dK, dV from dO, recomputing the scores chunk by chunk from the saved log-sum-exp. Arguments:
+ * b0, b1, Lq, Lk, d, dv, scale, causal, q, k, v, mask, maskStrideB, maskStrideQ, o, lse, dO, dQ, dK, dV, scratch P (CQ x Lk), scratch dP
  * (CQ x Lk), scratch D (CQ), CQ, probs (0, or the forward's kept probabilities: no recomputation),
  * heads H (items are heads of sequences in the (B, L, H, d) layout; 1 = plain (batch, L, d)). dK and dV
  * must arrive zeroed.
  */
-export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
+export function attnBackward(ctx: PartContext, a: ArrayLike<number>): void {
   const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
   const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15];
   const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP0 = a[20], pP = a[21], DP = a[22], CQ = a[23], kept = a[24], H = a[25];
@@ -126,4 +128,4 @@ export const ATTN_BWD_JS = `function attnBackward(ctx, a) {
       ctx.gemm(1, 0, n, d, cq, 1, pP, Lk, 0, q + i0 * ldq * 4, ldq, 0, 1, gK, ldq, 0, 1);
     }
   }
-}`;
+}

@@ -1,0 +1,80 @@
+// The float32 convolution part kernels, run by the calling thread and the pool's workers on the
+// shared arena: each part does its own im2col / col2im (generated SIMD, `ctx.row`) and its own GEMMs
+// (`ctx.gemm`) into its own scratch block, so threads never wait on each other. Work units are images x blocks of output rows (forward) or runs of input channels (both backward
+// passes); each thread takes the next unit from a shared counter (`ctx.next()`) until none is left, so
+// a thread the system slows down takes fewer. Every output element gets the same sums in the same
+// order whichever thread computes it, so results do not depend on the thread count.
+
+import type { PartContext } from "./context.ts";
+
+/** Worker command ids of the convolution kernels. */
+export const CMD_CONV_FWD = 4;
+export const CMD_CONV_BWD_INPUT = 5;
+export const CMD_CONV_BWD_WEIGHT = 6;
+
+// Geometry arguments shared by the kernels (a[2..16]): n, c, h, w, o, kh, kw, sh, sw, ph, pw, ho, wo,
+// groups, rb (output rows per block), then three pointers (bytes) and the part's scratch pointer.
+
+/**
+ * Convolution forward: the a[1] = n x groups x blocks items, taken in runs of a[0] consecutive items;
+ * a[17..20] = x, w, out, scratch (R x rb*wo floats).
+ */
+export function convForward(ctx: PartContext, a: ArrayLike<number>): void {
+  const run = a[0], i1 = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14], g = a[15], rb = a[16];
+  const xP = a[17], wP = a[18], oP = a[19], colP = a[20];
+  const cg = c / g, og = o / g, R = cg * kh * kw, L = ho * wo, nb = Math.ceil(ho / rb);
+  for (let u = ctx.next(); u * run < i1; u = ctx.next()) for (let it = u * run; it < Math.min(i1, (u + 1) * run); it++) {
+    const blk = it % nb, gi = Math.floor(it / nb) % g, b = Math.floor(it / (nb * g));
+    const oy0 = blk * rb, oy1 = Math.min(ho, oy0 + rb), Lc = (oy1 - oy0) * wo;
+    ctx.row.im2col(xP + (b * c + gi * cg) * h * w * 4, cg, h, w, kh, kw, sh, sw, ph, pw, wo, colP, Lc, oy0, oy1);
+    ctx.gemm(0, 0, og, Lc, R, 1, wP + gi * og * R * 4, R, 0, colP, Lc, 0, 0, oP + ((b * o + gi * og) * L + oy0 * wo) * 4, L, 0, 1);
+  }
+}
+
+/**
+ * Gradient with respect to the input, for one group (groups = 1): a[1] units, each one image
+ * (a[21] = 1) or a[0] input channels of every image; a[17..20] = gy, w, gx (zeroed), scratch.
+ * col[rows of these channels] = W^T gy block by GEMM, then col2im adds it into gx.
+ */
+export function convBackwardInput(ctx: PartContext, a: ArrayLike<number>): void {
+  const cs = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14], rb = a[16];
+  const gyP = a[17], wP = a[18], gxP = a[19], colP = a[20], byImage = a[21];
+  const kk = kh * kw, R = c * kk, L = ho * wo;
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    // a unit is one image (all channels) or a run of channels (all images)
+    const c0 = byImage ? 0 : u * cs, c1 = byImage ? c : Math.min(c, c0 + cs), Rt = (c1 - c0) * kk;
+    if (Rt <= 0) continue;
+    for (let b = byImage ? u : 0; b < (byImage ? u + 1 : n); b++) {
+      for (let oy0 = 0; oy0 < ho; oy0 += rb) {
+        const oy1 = Math.min(ho, oy0 + rb), Lc = (oy1 - oy0) * wo;
+        ctx.gemm(1, 0, Rt, Lc, o, 1, wP + c0 * kk * 4, R, 0, gyP + (b * o * L + oy0 * wo) * 4, L, 0, 0, colP, Lc, 0, 1);
+        ctx.row.col2im(gxP + (b * c + c0) * h * w * 4, c1 - c0, h, w, kh, kw, sh, sw, ph, pw, wo, colP, Lc, oy0, oy1);
+      }
+    }
+  }
+}
+
+/**
+ * Gradient with respect to the weight, for one group (groups = 1): a[1] units of a[0] input
+ * channels each, the columns of gW of those channels summed over every image and block;
+ * a[17..20] = x, gy, gW, scratch.
+ */
+export function convBackwardWeight(ctx: PartContext, a: ArrayLike<number>): void {
+  const cs = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14], rb = a[16];
+  const xP = a[17], gyP = a[18], gwP = a[19], colP = a[20];
+  const kk = kh * kw, R = c * kk, L = ho * wo;
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    const c0 = u * cs, c1 = Math.min(c, c0 + cs), Rt = (c1 - c0) * kk;
+    if (Rt <= 0) continue;
+    for (let b = 0; b < n; b++) {
+      for (let oy0 = 0; oy0 < ho; oy0 += rb) {
+        const oy1 = Math.min(ho, oy0 + rb), Lc = (oy1 - oy0) * wo;
+        ctx.row.im2col(xP + (b * c + c0) * h * w * 4, c1 - c0, h, w, kh, kw, sh, sw, ph, pw, wo, colP, Lc, oy0, oy1);
+        ctx.gemm(0, 1, o, Rt, Lc, 1, gyP + (b * o * L + oy0 * wo) * 4, L, 0, colP, Lc, 0, b === 0 && oy0 === 0 ? 0 : 1, gwP + c0 * kk * 4, R, 0, 1);
+      }
+    }
+  }
+}
