@@ -1,4 +1,4 @@
-// elementwise cpu kernels: unary, broadcasting binary and where, generated once per op for tight loops
+// elementwise cpu kernels: unary, broadcasting binary and where (one tight loop per op), GEGLU
 import { takeLike } from "./buffers.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
@@ -6,51 +6,40 @@ import { sizeOf } from "../../shape.ts";
 import type { BinaryOp, UnaryOp } from "../backend.ts";
 import { erf32, erf64 } from "./math.ts";
 
-const UNARY: { [K in UnaryOp]: string } = {
-  neg: "-x",
-  exp: "Math.exp(x)",
-  log: "Math.log(x)",
-  sqrt: "Math.sqrt(x)",
-  rsqrt: "1 / Math.sqrt(x)",
-  abs: "Math.abs(x)",
-  sign: "(x > 0 ? 1 : x < 0 ? -1 : x)",
-  tanh: "Math.tanh(x)",
-  sigmoid: "1 / (1 + Math.exp(-x))",
-  relu: "(x > 0 ? x : 0)",
-  step: "(x > 0 ? 1 : 0)",
-  silu: "x / (1 + Math.exp(-x))",
-  gelu: "0.5 * x * (1 + erf(x * 0.7071067811865476))",
-  gelu_tanh: "0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
-  erf: "erf(x)",
-  sin: "Math.sin(x)",
-  cos: "Math.cos(x)",
-  square: "x * x",
-  reciprocal: "1 / x",
-};
+type Erf = (v: number) => number;
 
-const BINARY: { [K in BinaryOp]: string } = {
-  add: "x + y",
-  sub: "x - y",
-  mul: "x * y",
-  div: "x / y",
-  pow: "Math.pow(x, y)",
-  maximum: "(x > y ? x : x <= y ? y : NaN)",
-  minimum: "(x < y ? x : x >= y ? y : NaN)",
-  lt: "(x < y ? 1 : 0)",
-  le: "(x <= y ? 1 : 0)",
-  gt: "(x > y ? 1 : 0)",
-  ge: "(x >= y ? 1 : 0)",
-  eq: "(x === y ? 1 : 0)",
-  ne: "(x !== y ? 1 : 0)",
-  // x = output gradient, y = input: g s (1 + y (1 - s)) with s = sigmoid(y)
-  silu_grad: "x * dsilu(y)",
-  // g (Phi(y) + y phi(y))
-  gelu_grad: "x * (0.5 * (1 + erf(y * 0.7071067811865476)) + y * Math.exp(-0.5 * y * y) * 0.3989422804014327)",
-  // y = sigmoid output: g y (1 - y)
-  sigmoid_grad: "x * y * (1 - y)",
-  // y = tanh output: g (1 - y^2)
-  tanh_grad: "x * (1 - y * y)",
-};
+/** out[i] = op(x[i]) over the whole array: one tight loop per op. */
+function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray, erf: Erf): void {
+  const n = x.length;
+  switch (op) {
+    case "neg": for (let i = 0; i < n; i++) out[i] = -x[i]!; return;
+    case "exp": for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]!); return;
+    case "log": for (let i = 0; i < n; i++) out[i] = Math.log(x[i]!); return;
+    case "sqrt": for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]!); return;
+    case "rsqrt": for (let i = 0; i < n; i++) out[i] = 1 / Math.sqrt(x[i]!); return;
+    case "abs": for (let i = 0; i < n; i++) out[i] = Math.abs(x[i]!); return;
+    case "sign": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = v > 0 ? 1 : v < 0 ? -1 : v; } return;
+    case "tanh": for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]!); return;
+    case "sigmoid": for (let i = 0; i < n; i++) out[i] = 1 / (1 + Math.exp(-x[i]!)); return;
+    case "relu": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = v > 0 ? v : 0; } return;
+    case "step": for (let i = 0; i < n; i++) out[i] = x[i]! > 0 ? 1 : 0; return;
+    case "silu": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = v / (1 + Math.exp(-v)); } return;
+    case "gelu": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = 0.5 * v * (1 + erf(v * 0.7071067811865476)); } return;
+    case "gelu_tanh": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = 0.5 * v * (1 + Math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); } return;
+    case "erf": for (let i = 0; i < n; i++) out[i] = erf(x[i]!); return;
+    case "sin": for (let i = 0; i < n; i++) out[i] = Math.sin(x[i]!); return;
+    case "cos": for (let i = 0; i < n; i++) out[i] = Math.cos(x[i]!); return;
+    case "square": for (let i = 0; i < n; i++) { const v = x[i]!; out[i] = v * v; } return;
+    case "reciprocal": for (let i = 0; i < n; i++) out[i] = 1 / x[i]!; return;
+    default: throw new Error(`unary: unknown op "${op satisfies never}"`);
+  }
+}
+
+export function unary(op: UnaryOp, x: TypedArray): TypedArray {
+  const out = takeLike(x, x.length, true);
+  unaryLoop(op, x, out, x instanceof Float64Array ? erf64 : erf32);
+  return out;
+}
 
 /** d/dy of y sigmoid(y): s (1 + y (1 - s)). */
 function dsilu(y: number): number {
@@ -58,54 +47,43 @@ function dsilu(y: number): number {
   return s * (1 + y * (1 - s));
 }
 
-type UnaryFn = (x: TypedArray, out: TypedArray, erf: (v: number) => number) => void;
-type BinaryFn = (a: TypedArray, b: TypedArray, out: TypedArray, shape: number[], sa: number[], sb: number[], erf: (v: number) => number, dsilu: (v: number) => number) => void;
-
-const unaryCache = new Map<string, UnaryFn>();
-const binaryCache = new Map<string, BinaryFn>();
-
-function unaryFn(op: UnaryOp): UnaryFn {
-  let f = unaryCache.get(op);
-  if (!f) {
-    f = new Function("src", "out", "erf", `"use strict"; const n = src.length; for (let i = 0; i < n; i++) { const x = src[i]; out[i] = ${UNARY[op]}; }`) as UnaryFn;
-    unaryCache.set(op, f);
+/**
+ * out[o + j] = op(a[pa], b[pb]) for j < n, with pa and pb stepping by ia and ib (0 broadcasts): one
+ * tight loop per op. For the activation gradients x is the output gradient and y the forward input
+ * (sigmoid_grad, tanh_grad: the forward output).
+ */
+function binaryRow(op: BinaryOp, a: TypedArray, pa: number, ia: number, b: TypedArray, pb: number, ib: number, out: TypedArray, o: number, n: number, erf: Erf): void {
+  const end = o + n;
+  switch (op) {
+    case "add": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! + b[pb]!; return;
+    case "sub": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! - b[pb]!; return;
+    case "mul": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! * b[pb]!; return;
+    case "div": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! / b[pb]!; return;
+    case "pow": for (; o < end; o++, pa += ia, pb += ib) out[o] = Math.pow(a[pa]!, b[pb]!); return;
+    // NaN in either operand gives NaN
+    case "maximum": for (; o < end; o++, pa += ia, pb += ib) { const x = a[pa]!, y = b[pb]!; out[o] = x > y ? x : x <= y ? y : NaN; } return;
+    case "minimum": for (; o < end; o++, pa += ia, pb += ib) { const x = a[pa]!, y = b[pb]!; out[o] = x < y ? x : x >= y ? y : NaN; } return;
+    case "lt": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! < b[pb]! ? 1 : 0; return;
+    case "le": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! <= b[pb]! ? 1 : 0; return;
+    case "gt": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! > b[pb]! ? 1 : 0; return;
+    case "ge": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! >= b[pb]! ? 1 : 0; return;
+    case "eq": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! === b[pb]! ? 1 : 0; return;
+    case "ne": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! !== b[pb]! ? 1 : 0; return;
+    // g s (1 + y (1 - s)) with s = sigmoid(y)
+    case "silu_grad": for (; o < end; o++, pa += ia, pb += ib) out[o] = a[pa]! * dsilu(b[pb]!); return;
+    // g (Phi(y) + y phi(y))
+    case "gelu_grad":
+      for (; o < end; o++, pa += ia, pb += ib) {
+        const x = a[pa]!, y = b[pb]!;
+        out[o] = x * (0.5 * (1 + erf(y * 0.7071067811865476)) + y * Math.exp(-0.5 * y * y) * 0.3989422804014327);
+      }
+      return;
+    // y = sigmoid output: g y (1 - y)
+    case "sigmoid_grad": for (; o < end; o++, pa += ia, pb += ib) { const y = b[pb]!; out[o] = a[pa]! * y * (1 - y); } return;
+    // y = tanh output: g (1 - y^2)
+    case "tanh_grad": for (; o < end; o++, pa += ia, pb += ib) { const y = b[pb]!; out[o] = a[pa]! * (1 - y * y); } return;
+    default: throw new Error(`binary: unknown op "${op satisfies never}"`);
   }
-  return f;
-}
-
-export function unary(op: UnaryOp, x: TypedArray): TypedArray {
-  const out = takeLike(x, x.length, true);
-  unaryFn(op)(x, out, x instanceof Float64Array ? erf64 : erf32);
-  return out;
-}
-
-// iterates the (coalesced) output shape with the innermost dimension as a tight loop
-function binaryFn(op: string, expr: string): BinaryFn {
-  let f = binaryCache.get(op);
-  if (!f) {
-    f = new Function(
-      "a", "b", "out", "shape", "sa", "sb", "erf", "dsilu",
-      `"use strict";
-      const nd = shape.length, inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
-      let outer = 1; for (let d = 0; d < nd - 1; d++) outer *= shape[d];
-      const cnt = new Int32Array(nd);
-      let oa = 0, ob = 0, o = 0;
-      for (let r = 0; r < outer; r++) {
-        if (ia === 1 && ib === 1) { for (let j = 0; j < inner; j++) { const x = a[oa + j], y = b[ob + j]; out[o + j] = ${expr}; } }
-        else if (ib === 0) { const y = b[ob]; for (let j = 0; j < inner; j++) { const x = a[oa + j * ia]; out[o + j] = ${expr}; } }
-        else if (ia === 0) { const x = a[oa]; for (let j = 0; j < inner; j++) { const y = b[ob + j * ib]; out[o + j] = ${expr}; } }
-        else { for (let j = 0; j < inner; j++) { const x = a[oa + j * ia], y = b[ob + j * ib]; out[o + j] = ${expr}; } }
-        o += inner;
-        for (let d = nd - 2; d >= 0; d--) {
-          cnt[d]++; oa += sa[d]; ob += sb[d];
-          if (cnt[d] < shape[d]) break;
-          oa -= sa[d] * shape[d]; ob -= sb[d] * shape[d]; cnt[d] = 0;
-        }
-      }`,
-    ) as BinaryFn;
-    binaryCache.set(op, f);
-  }
-  return f;
 }
 
 /** Strides of `shape` aligned right to `outShape`, 0 where the dimension broadcasts. */
@@ -146,8 +124,25 @@ export function coalesce(shape: Shape, strides: number[][]): { shape: number[]; 
 export function binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, outShape: Shape): TypedArray {
   const out = takeLike(a, sizeOf(outShape), true);
   if (out.length === 0) return out;
-  const c = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
-  binaryFn(op, BINARY[op])(a, b, out, c.shape, c.strides[0], c.strides[1], a instanceof Float64Array ? erf64 : erf32, dsilu);
+  const { shape, strides: [sa, sb] } = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
+  const erf = a instanceof Float64Array ? erf64 : erf32;
+  // the (coalesced) output shape with the innermost dimension as one row call
+  const nd = shape.length, inner = shape[nd - 1]!, ia = sa![nd - 1]!, ib = sb![nd - 1]!;
+  const outer = out.length / inner;
+  const cnt = new Int32Array(nd);
+  let oa = 0, ob = 0;
+  for (let r = 0, o = 0; r < outer; r++, o += inner) {
+    binaryRow(op, a, oa, ia, b, ob, ib, out, o, inner, erf);
+    for (let d = nd - 2; d >= 0; d--) {
+      cnt[d]++;
+      oa += sa![d]!;
+      ob += sb![d]!;
+      if (cnt[d]! < shape[d]!) break;
+      oa -= sa![d]! * shape[d]!;
+      ob -= sb![d]! * shape[d]!;
+      cnt[d] = 0;
+    }
+  }
   return out;
 }
 
