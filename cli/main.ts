@@ -289,4 +289,5 @@ export function main(argv: string[]): number {
   }
 }
 
-if (process.argv[1] && /cdiff\.mjs$|cli[\\/]main\.ts$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
+// run directly (`tsx cli/main.ts`); the cdiff bin imports main() and calls it
+if (process.argv[1] && /cli[\\/]main\.[jt]s$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));

@@ -22,5 +22,8 @@ export type {
 export { registerBackend, getBackend, backendNames } from "./backend/registry.ts";
 export { cpuBackend, setFastKernels, getFastKernels, useWasmKernels } from "./backend/cpu/index.ts";
 export { bufferPoolStats, clearBufferPool, setBufferPoolCapacity } from "./backend/cpu/buffers.ts";
+export { closeThreads, getNumThreads, setNumThreads } from "./backend/cpu/wasm/pool.ts";
+/** float64 dense linear algebra: `Mat`, LU/Cholesky/QR solvers, `eigh`, `svd` (also `custom-diffusion-ts/engine/linalg`). */
+export * as linalg from "./linalg.ts";
 export * from "./errors.ts";
 export { DIFFERENTIABLE_OPS } from "./registry.ts";
