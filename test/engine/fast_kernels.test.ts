@@ -281,6 +281,24 @@ test("exp, sigmoid, silu, gelu and their gradients on large tensors: SIMD agrees
   }
 });
 
+test("add, sub, mul, div with broadcasting: SIMD equals the plain path bit for bit (same shape, row and channel bias, either side broadcast, blocks of rows)", () => {
+  const g = new T.Generator(12);
+  const cases: [number[], number[]][] = [
+    [[2051], [2051]], [[3, 5, 7, 67], [3, 5, 7, 67]], [[64, 33, 65], [65]], [[65], [7, 33, 65]], [[5, 37, 9, 9], [1, 37, 1, 1]],
+    [[1, 37, 1, 1], [5, 37, 9, 9]], [[5, 37, 9, 9], [5, 37, 1, 1]], [[5, 37, 9, 9], [37, 1, 1]], [[33, 1, 129], [33, 65, 1]],
+    [[7, 1, 3, 129], [7, 11, 3, 129]], [[3, 300001], [1, 300001]], [[300001, 3], [300001, 1]], [[2, 600, 1000], [2, 600, 1000]], [[9, 4099], []],
+  ];
+  for (const [as, bs] of cases) {
+    const a = T.randn(as, { generator: g }), b = T.randn(bs, { generator: g }).add(bs.length === 0 ? 3 : 0);
+    // zeros, signed zeros, infinities and NaN take the same path through both
+    [0, -0, Infinity, -Infinity, NaN, 1e-38, 3e38].forEach((v, i) => (a.data[(i * 131) % a.size] = v));
+    for (const op of [T.add, T.sub, T.mul, T.div]) {
+      const [p, f] = both(() => op(a, b).data);
+      assert.ok(p.length === f.length && p.every((v, i) => Object.is(v, f[i])), `${op.name} [${as}] [${bs}]`);
+    }
+  }
+});
+
 test("fused GEGLU: SIMD and plain kernels agree with the composite (halves, gelu, product) and its gradient", () => {
   const g = new T.Generator(11);
   for (const shape of [[3, 6], [2, 5, 34], [4, 77, 130], [2, 16, 1024]]) {

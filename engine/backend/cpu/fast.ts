@@ -10,6 +10,8 @@ import { matmulF32Batched, simdAvailable, bestVariant, sgemmKernel, PARALLEL_MIN
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { geometry, isPointwise } from "./conv.ts";
+import { broadcastStrides, coalesce } from "./elementwise.ts";
+import type { BinaryOp } from "../backend.ts";
 import { UnsupportedKernelError } from "../../errors.ts";
 import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD } from "./wasm/conv_parts.ts";
 import { getNumThreads } from "./wasm/pool.ts";
@@ -50,17 +52,21 @@ export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
   softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32; geglu: typeof gegluF32;
+  binary: typeof binaryF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
     softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32, geglu: gegluF32,
+    binary: binaryF32,
   };
 }
 
 // elementwise ops on fewer floats than this stay in JavaScript (the staging would cost more)
 const VECTOR_MIN = 2048;
 const VECTOR_BLOCK = 1 << 18;
+// output floats per block of the binary ops (three blocks of this size stay in L2)
+const BINARY_BLOCK = 1 << 16;
 
 /** The WebAssembly runtime where the default kernel is one (WebAssembly SIMD available), else null. */
 function fastRuntime(): WasmRuntime | null {
@@ -82,6 +88,62 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
       rt.write(bP!, x.subarray(i, i + n));
       fn(bP!, bP!, n);
       out.set(rt.view(bP!, n), i);
+    }
+    return out;
+  });
+}
+
+/**
+ * add, sub, mul, div with broadcasting in WebAssembly SIMD: the coalesced output is walked as rows of
+ * its innermost dimension, a block of rows at a time (each operand's span for those rows copied in),
+ * runs of rows along the second-innermost dimension in one call. Float32 operations round as the
+ * plain path's doubles do, so results are the same bit for bit; null if not handled.
+ */
+export function binaryF32(op: BinaryOp, a: Float32Array, aShape: Shape, b: Float32Array, bShape: Shape, outShape: Shape): Float32Array | null {
+  const rt = fastRuntime();
+  if (!rt) return null;
+  const r = rt.rows;
+  const fn = op === "add" ? r.binAdd : op === "sub" ? r.binSub : op === "mul" ? r.binMul : op === "div" ? r.binDiv : null;
+  let total = 1;
+  for (const d of outShape) total *= d;
+  if (!fn || total < VECTOR_MIN) return null;
+  const { shape, strides: [sa, sb] } = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
+  const nd = shape.length, n = shape[nd - 1]!, ia = sa![nd - 1]!, ib = sb![nd - 1]!;
+  // the innermost stride is 1 or 0 (broadcast) for each operand, never 0 for both
+  if ((ia !== 0 && ia !== 1) || (ib !== 0 && ib !== 1) || ia + ib === 0) return null;
+  const R = nd >= 2 ? shape[nd - 2]! : 1, aRS = nd >= 2 ? sa![nd - 2]! : 0, bRS = nd >= 2 ? sb![nd - 2]! : 0;
+  const rowsTotal = total / n;
+  // element offset of row `row` (an index over every dimension but the innermost) in an operand
+  const offset = (s: number[], row: number): number => {
+    let o = 0;
+    for (let d = nd - 2; d >= 0 && row > 0; d--) {
+      o += (row % shape[d]!) * s[d]!;
+      row = Math.floor(row / shape[d]!);
+    }
+    return o;
+  };
+  const per = Math.max(1, Math.floor(BINARY_BLOCK / n));
+  // each operand's span over a block of rows (offsets grow with the row: strides are not negative)
+  const span = (s: number[], inner: number, r0: number, r1: number): [number, number] => [offset(s, r0), offset(s, r1 - 1) + (inner ? n : 1)];
+  let aMax = 1, bMax = 1;
+  for (let r0 = 0; r0 < rowsTotal; r0 += per) {
+    const r1 = Math.min(rowsTotal, r0 + per), [a0, a1] = span(sa!, ia, r0, r1), [b0, b1] = span(sb!, ib, r0, r1);
+    aMax = Math.max(aMax, a1 - a0);
+    bMax = Math.max(bMax, b1 - b0);
+  }
+  const out = take(Float32Array, total, true);
+  return rt.withBlocks([aMax, bMax, Math.min(per, rowsTotal) * n], ([aP, bP, oP]) => {
+    for (let r0 = 0; r0 < rowsTotal; r0 += per) {
+      const r1 = Math.min(rowsTotal, r0 + per), [a0, a1] = span(sa!, ia, r0, r1), [b0, b1] = span(sb!, ib, r0, r1);
+      rt.write(aP!, a.subarray(a0, a1));
+      rt.write(bP!, b.subarray(b0, b1));
+      // runs of rows that stay within one run of the second-innermost dimension
+      for (let row = r0; row < r1;) {
+        const end = Math.min(r1, (Math.floor(row / R) + 1) * R);
+        fn(aP! + (offset(sa!, row) - a0) * 4, aRS * 4, ia, bP! + (offset(sb!, row) - b0) * 4, bRS * 4, ib, oP! + (row - r0) * n * 4, end - row, n);
+        row = end;
+      }
+      out.set(rt.view(oP!, (r1 - r0) * n), r0 * n);
     }
     return out;
   });

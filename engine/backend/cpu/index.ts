@@ -2,7 +2,7 @@
 // float64), and the WebAssembly SIMD kernels for float32; which one runs is decided per kernel, once,
 // when the kernel table is built (at load, or by useWasmKernels / setFastKernels)
 import type { DType, TypedArray } from "../../dtype.ts";
-import type { Backend, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
+import type { Backend, BinaryOp, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
 import { beginScratch, take } from "./buffers.ts";
 import { binary, geglu, gegluBackward, unary, where } from "./elementwise.ts";
@@ -36,6 +36,8 @@ export interface FastKernels {
   /** GEGLU forward (g null) or its gradient */
   geglu?: (h: Float32Array, g: Float32Array | null, rows: number, d: number) => Float32Array | null;
   layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => NormOut | null;
+  /** add, sub, mul, div of float32 operands with broadcasting (the same results as the plain kernel) */
+  binary?: (op: BinaryOp, a: Float32Array, as: Shape, b: Float32Array, bs: Shape, os: Shape) => Float32Array | null;
   /** silu (or gelu) gradient for same-shape operands */
   siluGrad?: (g: Float32Array, x: Float32Array, gelu?: boolean) => Float32Array | null;
   /** fused attention (forward and backward) over float32 */
@@ -96,10 +98,13 @@ export function kernelTable(f: FastKernels | null): CpuKernels {
   return {
     ...P,
     unary: f.unary ? (op, x) => (f32(x) ? f.unary!(op, x) : null) ?? P.unary(op, x) : P.unary,
-    binary: f.siluGrad
-      ? (op, a, as, b, bs, os) =>
-        ((op === "silu_grad" || op === "gelu_grad") && f32(a) && f32(b) && a.length === b.length && as.join() === bs.join() ? f.siluGrad!(a, b, op === "gelu_grad") : null) ??
-        P.binary(op, a, as, b, bs, os)
+    binary: f.siluGrad || f.binary
+      ? (op, a, as, b, bs, os) => {
+        if (!f32(a) || !f32(b)) return P.binary(op, a, as, b, bs, os);
+        const r = (op === "silu_grad" || op === "gelu_grad") && f.siluGrad && a.length === b.length && as.join() === bs.join() ? f.siluGrad(a, b, op === "gelu_grad")
+          : f.binary ? f.binary(op, a, as, b, bs, os) : null;
+        return r ?? P.binary(op, a, as, b, bs, os);
+      }
       : P.binary,
     geglu: f.geglu ? (h, rows, d) => (f32(h) ? f.geglu!(h, null, rows, d) : null) ?? P.geglu(h, rows, d) : P.geglu,
     gegluBackward: f.geglu ? (h, g, rows, d) => (f32(h) && f32(g) ? f.geglu!(h, g, rows, d) : null) ?? P.gegluBackward(h, g, rows, d) : P.gegluBackward,

@@ -57,6 +57,15 @@ export interface RowExports extends Im2colExports {
   rowsDot(a: number, b: number, rows: number, n: number, stride: number, out: number): void;
   /** s[r][j] += m[r][j], m's rows mStride bytes apart (0 adds one row to every row). */
   rowsAdd(s: number, rows: number, stride: number, n: number, m: number, mStride: number): void;
+  /**
+   * out[r][j] = a[r][j] op b[r][j] for `rows` rows of n floats (out rows contiguous): row r of a at
+   * a + r * aStride bytes, element j at + j * 4 when ia = 1, or the row's one float when ia = 0 (b
+   * likewise; not both 0). Float32 arithmetic, so the same results as JavaScript's rounded doubles.
+   */
+  binAdd(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  binSub(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  binMul(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  binDiv(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
 }
 
 /**
@@ -572,10 +581,47 @@ function rowsAdd(): Func {
   return f;
 }
 
+/**
+ * out[r][j] = a op b over rows (see RowExports.binAdd): per row, one loop for the three cases (both
+ * operands along the row, a or b one float splatted over it).
+ */
+function binRows(name: string, op: (f: Func) => Func): Func {
+  const f = new Func(name, [I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [A, AS, IA, B, BS, IB, OUT, ROWS, N] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const pa = f.local(I32), pb = f.local(I32), po = f.local(I32), va = f.local(V128), vb = f.local(V128), y = f.local(V128);
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, A, r, AS).set(pa);
+    rowPtr(f, B, r, BS).set(pb);
+    f.get(OUT).get(r).get(N).i32Mul().i32(2).i32Shl().i32Add().set(po);
+    const loop = (wa: boolean, wb: boolean): void =>
+      rows(f, N, (off, wide) => {
+        if (wa) load(f, pa, off, wide);
+        else f.get(va);
+        if (wb) load(f, pb, off, wide);
+        else f.get(vb);
+        op(f).set(y);
+        store(f, po, off, y, wide);
+      });
+    f.get(IA).get(IB).i32And().if_();
+    loop(true, true);
+    f.else_();
+    f.get(IA).if_();
+    f.get(pb).v128Load32Splat().set(vb);
+    loop(true, false);
+    f.else_();
+    f.get(pa).v128Load32Splat().set(va);
+    loop(false, true);
+    f.end();
+    f.end();
+  });
+  return f;
+}
+
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true)];
+    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true),
+    binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div())];
   const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
