@@ -1,11 +1,11 @@
 // Image I/O and preprocessing on a plain HWC float image: PNG/JPEG decoding with header checks
 // against hostile files, PNG writing, alpha compositing, area/bilinear/nearest resizing, crops and grids.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
 import { crc32, inflateSync } from "node:zlib";
 import { decode as fastPngDecode, encode as fastPngEncode } from "fast-png";
 import jpeg from "jpeg-js";
 import { FormatError, ShapeError } from "../engine/errors.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 /** A decoded image: row-major HWC samples in [0,1]; 1 = gray, 3 = RGB, 4 = RGBA (straight alpha). */
 export interface Image {
@@ -17,11 +17,14 @@ export interface Image {
 
 /** Limits applied while decoding, checked against the file header before any pixel memory is allocated. */
 export interface DecodeOptions {
-  /** Largest accepted width in pixels (default 8192). */
+  /** Largest accepted width in pixels (default 16384). */
   maxWidth?: number;
-  /** Largest accepted height in pixels (default 8192). */
+  /** Largest accepted height in pixels (default 16384). */
   maxHeight?: number;
-  /** Largest accepted width*height (default 64 megapixels). */
+  /**
+   * Largest accepted width*height (default 25 megapixels: a 6000x4000 photo; training resizes every
+   * image to a few hundred pixels, and decoding takes about 20 bytes a pixel).
+   */
   maxPixels?: number;
   /** Memory cap handed to the JPEG decoder, in MiB (default: enough for maxPixels, at least 512). */
   maxMemoryMB?: number;
@@ -32,8 +35,9 @@ export interface DecodeOptions {
 /** Resampling filter of {@link resize}. */
 export type ResizeMode = "area" | "bilinear" | "nearest";
 
-const DEFAULT_MAX_SIDE = 8192;
-const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
+const DEFAULT_MAX_SIDE = 16384;
+/** Default {@link DecodeOptions.maxPixels}. */
+export const DEFAULT_MAX_PIXELS = 25_000_000;
 const DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024;
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -79,7 +83,7 @@ function checkLimits(name: string, kind: string, width: number, height: number, 
   if (width > maxW || height > maxH || width * height > maxP) {
     fail(
       name,
-      `${kind} header declares ${width}x${height} (${((width * height) / 1e6).toFixed(1)} megapixels), above the limit of ${maxW}x${maxH} and ${(maxP / 1e6).toFixed(1)} megapixels`,
+      `${kind} header declares ${width}x${height} (${((width * height) / 1e6).toFixed(1)} megapixels), above the limit of ${maxW}x${maxH} and ${(maxP / 1e6).toFixed(1)} megapixels (raise it with maxPixels, or --max-image-megapixels on the command line)`,
     );
   }
 }
@@ -159,17 +163,18 @@ function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOptions):
 
   // bounded inflate: guards against decompression bombs and detects truncated or short image data
   const expected = pngRawSize(width, height, spp, depth, interlace);
-  let inflated: Uint8Array;
+  let inflatedBytes: number;
   try {
-    inflated = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + 65536 });
+    // only the length is kept, so this copy can go before the decoder makes its own
+    inflatedBytes = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + 65536 }).length;
   } catch (e) {
     if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
       fail(name, `corrupt PNG: image data inflates past the ${expected} bytes its ${width}x${height} header implies`);
     }
     fail(name, `truncated or corrupt PNG image data (zlib: ${errText(e)})`);
   }
-  if (inflated.length < expected) {
-    fail(name, `truncated PNG image data: ${inflated.length} of ${expected} bytes`);
+  if (inflatedBytes < expected) {
+    fail(name, `truncated PNG image data: ${inflatedBytes} of ${expected} bytes`);
   }
 
   // colour-key transparency of gray/RGB images is read here; the chunk is hidden from the decoder,
@@ -390,21 +395,7 @@ export function encodePng(img: Image): Uint8Array {
 
 /** Writes an image as an 8-bit PNG atomically: a temporary file in the same folder is synced, then renamed over `path`. */
 export function writePng(path: string, img: Image): void {
-  const bytes = encodePng(img);
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  try {
-    const fd = openSync(tmp, "w");
-    try {
-      writeSync(fd, bytes);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch { /* already gone */ }
-    throw e;
-  }
+  writeFileAtomic(path, encodePng(img));
 }
 
 // ---------------------------------------------------------------- pixel ops

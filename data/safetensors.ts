@@ -2,8 +2,8 @@
 // allocation, reads F32/F16/BF16/F64 into Float32Array, writes F32 or F16 atomically.
 
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { DTypeError, FormatError, ShapeError } from "../engine/errors.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 /** Every dtype name the safetensors format defines. */
 export type SafeDType =
@@ -72,6 +72,10 @@ export interface WriteSafetensorsOptions {
 
 /** Largest header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** Most tensors a file may declare (Stable Diffusion's UNet has 686; large language-model shards a few thousand). */
+export const MAX_TENSORS = 100_000;
+/** Most elements one tensor may have: the longest typed array this runtime can allocate. */
+const MAX_ELEMENTS = 2 ** 32 - 1;
 /** Files larger than this are read tensor by tensor rather than in one buffer. */
 const WHOLE_FILE_LIMIT = 1 << 30;
 /** Largest single readSync/writeSync request. */
@@ -195,6 +199,19 @@ function checkHeaderLength(prefix: Uint8Array, fileName: string | undefined, fil
   return len;
 }
 
+const DATA_OFFSETS = new TextEncoder().encode('"data_offsets"');
+
+/** Occurrences of `needle` in `hay` (first-byte scan, no allocation). */
+function countOccurrences(hay: Uint8Array, needle: Uint8Array): number {
+  let n = 0;
+  const first = needle[0]!;
+  outer: for (let i = hay.indexOf(first); i >= 0 && i + needle.length <= hay.length; i = hay.indexOf(first, i + 1)) {
+    for (let k = 1; k < needle.length; k++) if (hay[i + k] !== needle[k]) continue outer;
+    n++;
+  }
+  return n;
+}
+
 /**
  * Parses and validates a safetensors header. `bytes` must hold at least the length prefix and the
  * header (it may hold the whole file); `fileSize` is the size of the whole file, `bytes.length`
@@ -208,6 +225,11 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileName?: string, fil
   const len = checkHeaderLength(bytes, fileName, size);
   if (bytes.length < 8 + len) {
     throw new FormatError(`${at}header of ${len} bytes given only ${bytes.length - 8} bytes`);
+  }
+  // bound the work before parsing: every tensor entry names its "data_offsets"
+  const declared = countOccurrences(bytes.subarray(8, 8 + len), DATA_OFFSETS);
+  if (declared > MAX_TENSORS) {
+    throw new FormatError(`${at}header declares ${declared} tensors, more than the limit of ${MAX_TENSORS}`);
   }
   let text: string;
   try {
@@ -360,6 +382,20 @@ function elementCount(shape: readonly number[]): number {
   return shape.reduce((p, d) => p * d, 1);
 }
 
+/** A typed array for tensor `key`, or a FormatError naming the file and the size when it cannot be had. */
+function allocate<A extends FloatArray>(Ctor: FloatCtor<A>, e: SafeTensorEntry, key: string, fileName: string | undefined): A {
+  const n = elementCount(e.shape);
+  const gb = ((n * Ctor.BYTES_PER_ELEMENT) / 1e9).toFixed(1);
+  if (n > MAX_ELEMENTS) {
+    throw new FormatError(`${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] has ${n} elements (${gb} GB), more than one array can hold (${MAX_ELEMENTS})`);
+  }
+  try {
+    return new Ctor(n);
+  } catch (err) {
+    throw new FormatError(`${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] needs ${gb} GB, which could not be allocated (${(err as Error).message})`);
+  }
+}
+
 /** Fills `dst` from the file at `position`; a short read is a FormatError. */
 function readFully(fd: number, dst: Uint8Array, position: number, fileName: string): void {
   let done = 0;
@@ -383,7 +419,7 @@ function readImpl<A extends FloatArray>(
     const chosen = select(header, opts?.keys, undefined);
     checkReadable(chosen, undefined);
     for (const [key, e] of chosen) {
-      const out = new Ctor(elementCount(e.shape));
+      const out = allocate(Ctor, e, key, undefined);
       decodeInto(e.dtype, source.subarray(header.dataStart + e.begin, header.dataStart + e.end), out);
       tensors.set(key, { shape: e.shape.slice(), data: out });
     }
@@ -408,13 +444,13 @@ function readImpl<A extends FloatArray>(
       const all = new Uint8Array(size - header.dataStart);
       readFully(fd, all, header.dataStart, fileName);
       for (const [key, e] of chosen) {
-        const out = new Ctor(elementCount(e.shape));
+        const out = allocate(Ctor, e, key, fileName);
         decodeInto(e.dtype, all.subarray(e.begin, e.end), out);
         tensors.set(key, { shape: e.shape.slice(), data: out });
       }
     } else {
       for (const [key, e] of chosen) {
-        const out = new Ctor(elementCount(e.shape));
+        const out = allocate(Ctor, e, key, fileName);
         const position = header.dataStart + e.begin;
         const direct = (e.dtype === "F32" && Ctor.BYTES_PER_ELEMENT === 4) || (e.dtype === "F64" && Ctor.BYTES_PER_ELEMENT === 8);
         if (LITTLE_ENDIAN_HOST && direct) {
@@ -585,30 +621,14 @@ function writeFully(fd: number, src: Uint8Array): void {
  * `filePath`, so a failure never leaves a half-written file behind.
  */
 export function writeSafetensors(filePath: string, tensors: TensorsInput, opts?: WriteSafetensorsOptions): void {
-  const p = plan(tensors, opts, filePath);
-  const dir = path.dirname(filePath);
-  const tmp = path.join(dir, `.${path.basename(filePath)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
-  let fd: number | undefined = fs.openSync(tmp, "wx");
-  try {
+  writeFileAtomic(filePath, safetensorsWriter(tensors, opts, filePath));
+}
+
+/** The bytes writer of {@link writeSafetensors}, for a caller that commits several files as one unit. */
+export function safetensorsWriter(tensors: TensorsInput, opts?: WriteSafetensorsOptions, fileName?: string): (fd: number) => void {
+  const p = plan(tensors, opts, fileName);
+  return (fd) => {
     writeFully(fd, p.head);
     for (const [, t] of p.entries) for (const chunk of encode(t.data, p.dtype)) writeFully(fd, chunk);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, filePath);
-  } catch (e) {
-    if (fd !== undefined) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        // already failing; the original error is rethrown
-      }
-    }
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      // nothing to remove
-    }
-    throw e;
-  }
+  };
 }

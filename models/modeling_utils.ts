@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
 import type { Module } from "./nn/module.ts";
 
@@ -65,9 +66,5 @@ export function saveModel(model: Module, folder: string, weightsName: string, co
   writeJsonAtomic(path.join(folder, "config.json"), config);
 }
 
-/** Writes JSON to a temporary file and renames it into place. */
-export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
-  fs.renameSync(tmp, file);
-}
+/** Writes JSON to a temporary file and renames it into place (the shared helper of `data/atomic.ts`). */
+export { writeJsonAtomic } from "../data/atomic.ts";

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../engine/errors.ts";
 import type { Module } from "../models/nn/module.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../data/atomic.ts";
 import type { RGB } from "./chart.ts";
 import { writeBarChart } from "./chart.ts";
 
@@ -132,9 +132,7 @@ export function writeAnalysis(a: WeightAnalysis, dir: string, opts: { name?: str
   const name = opts.name ?? "weight_change";
   const files = { json: path.join(dir, `${name}.json`), csv: path.join(dir, `${name}.csv`), png: path.join(dir, `${name}.png`) };
   writeJsonAtomic(files.json, a);
-  const tmp = `${files.csv}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, analysisCsv(a));
-  fs.renameSync(tmp, files.csv);
+  writeFileAtomic(files.csv, analysisCsv(a));
   const legend = a.groups.map((g) => ({ label: `${g.group} ${(100 * g.share).toFixed(1)}% params, mean ${g.meanDelta.toPrecision(3)}`, color: GROUP_COLORS[g.group] }));
   const bars = opts.chart === "groups"
     ? a.groups.map((g) => ({ value: g.meanDelta, color: GROUP_COLORS[g.group], label: g.group }))

@@ -4,10 +4,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../engine/errors.ts";
 import * as la from "../engine/linalg.ts";
-import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { readSafetensors, safetensorsWriter } from "../data/safetensors.ts";
+import type { FileContent } from "../data/atomic.ts";
+import { committedNames, committedPath } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { baseFingerprint } from "./delta.ts";
+import { assertFiniteDelta, baseFingerprint, commitDeltaFiles, sniffPickle, tokenFiles } from "./delta.ts";
 import type { FreezeModel } from "./params.ts";
 
 export const COMPRESSED_WEIGHTS = "compressed_custom_diffusion_weights.safetensors";
@@ -139,7 +141,6 @@ const kib = (b: number): string => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)
 
 /** Writes `compressed_custom_diffusion_weights.safetensors` (keys `<UNet key>.u` / `.v`, or the key itself for full values) and one `<token>.safetensors` per token. */
 export function saveCompressed(folder: string, c: CompressedDelta): void {
-  fs.mkdirSync(folder, { recursive: true });
   const t = new Map<string, HostTensor>();
   const shapes: Record<string, number[]> = {};
   for (const [k, l] of c.layers) {
@@ -150,19 +151,20 @@ export function saveCompressed(folder: string, c: CompressedDelta): void {
       t.set(`${k}.v`, l.v!);
     }
   }
-  writeSafetensors(path.join(folder, COMPRESSED_WEIGHTS), t, {
+  assertFiniteDelta({ unet: t, tokens: c.tokens }, `compressed delta for ${folder}`);
+  const files = new Map<string, FileContent>([[COMPRESSED_WEIGHTS, safetensorsWriter(t, {
     dtype: "F32",
     metadata: {
       format: "pt", base_fingerprint: c.baseFingerprint, freeze_model: c.freezeModel, ratio: c.ratio === null ? "" : String(c.ratio),
       rank: c.fixedRank === null ? "" : String(c.fixedRank), shapes: JSON.stringify(shapes), modifier_tokens: JSON.stringify([...c.tokens.keys()]),
     },
-  });
-  for (const [tok, row] of c.tokens) writeSafetensors(path.join(folder, `${tok}.safetensors`), new Map([[tok, { shape: [row.length], data: row }]]), { dtype: "F32", metadata: { format: "pt" } });
+  }, COMPRESSED_WEIGHTS)], ...tokenFiles(c.tokens)]);
+  commitDeltaFiles(folder, files);
 }
 
 /** Whether a folder holds a compressed delta. */
 export function isCompressed(folder: string): boolean {
-  return fs.existsSync(path.join(folder, COMPRESSED_WEIGHTS));
+  return fs.existsSync(folder) && fs.statSync(folder).isDirectory() && committedPath(folder, COMPRESSED_WEIGHTS) !== null;
 }
 
 /**
@@ -170,15 +172,21 @@ export function isCompressed(folder: string): boolean {
  * (W0 from `baseUnet`, whose fingerprint must match unless `force`).
  */
 export function loadCompressed(folder: string, baseUnet: Module, opts: { force?: boolean } = {}): Delta {
-  const file = path.join(folder, COMPRESSED_WEIGHTS);
-  if (!fs.existsSync(file)) throw new ConfigError(`compress: ${folder} has no ${COMPRESSED_WEIGHTS}`);
+  const file = isCompressed(folder) ? committedPath(folder, COMPRESSED_WEIGHTS)! : null;
+  if (!file) throw new ConfigError(`compress: ${folder} has no ${COMPRESSED_WEIGHTS}`);
   const { tensors, metadata } = readSafetensors(file);
   const fp = metadata.base_fingerprint ?? "";
   if (fp && !opts.force) {
     const own = baseFingerprint(baseUnet);
     if (own !== fp) throw new ConfigError(`compress: ${folder} was made against a different base model (fingerprint ${fp}, this model ${own}); pass force to load anyway`);
   }
-  const shapes = JSON.parse(metadata.shapes ?? "{}") as Record<string, number[]>;
+  let shapes: Record<string, number[]>, listed: string[];
+  try {
+    shapes = JSON.parse(metadata.shapes ?? "{}") as Record<string, number[]>;
+    listed = JSON.parse(metadata.modifier_tokens ?? "[]") as string[];
+  } catch (e) {
+    throw new FormatError(`compress: ${file}: metadata is not valid JSON (${(e as Error).message})`);
+  }
   const sd = baseUnet.stateDict();
   const unet = new Map<string, HostTensor>();
   for (const [name, t] of tensors) {
@@ -200,14 +208,16 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
     const w0 = p.data;
     unet.set(k, { shape: shapes[k] ?? [...p.shape], data: Float32Array.from(dw, (x, i) => w0[i]! + x) });
   }
-  const listed = JSON.parse(metadata.modifier_tokens ?? "[]") as string[];
   const tokens = new Map<string, Float32Array>();
+  const names = new Set(committedNames(folder));
   for (const tok of listed) {
-    const f = path.join(folder, `${tok}.safetensors`);
-    if (!fs.existsSync(f)) throw new ConfigError(`compress: token ${tok} is listed but ${f} does not exist`);
+    const f = names.has(`${tok}.safetensors`) ? committedPath(folder, `${tok}.safetensors`) : null;
+    if (!f) throw new ConfigError(`compress: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
+    if (sniffPickle(f)) throw new FormatError(`compress: ${f} is a pickle, which is unsafe to read`);
     const row = readSafetensors(f).tensors.get(tok);
     if (!row) throw new FormatError(`compress: ${f} must hold a vector named "${tok}"`);
     tokens.set(tok, row.data);
   }
+  assertFiniteDelta({ unet, tokens }, `compressed delta ${folder}`);
   return { unet, tokens, freezeModel: (metadata.freeze_model || "crossattn_kv") as FreezeModel, baseFingerprint: fp };
 }

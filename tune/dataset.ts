@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Generator } from "../engine/index.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
-import type { Image } from "../data/images.ts";
+import type { DecodeOptions, Image } from "../data/images.ts";
 import { centerCrop, flipHorizontal, imageToCHW, readImage, resize, resizeAndCenterCrop, toRGB } from "../data/images.ts";
 
 /** One concept, with the fields of the diffusers example's `concepts_list`. */
@@ -26,14 +26,16 @@ export function listImages(dir: string): string[] {
 
 /**
  * Decodes every file up front, as RGB on white, resized and center-cropped to `resolution`. All files
- * that fail are reported together by name, so a run stops before training, not after.
+ * that fail are reported together by name, so a run stops before training, not after. `decode` sets
+ * the size limits checked before decoding (see {@link DecodeOptions}).
  */
-export function loadImages(files: readonly string[], resolution: number): Image[] {
+export function loadImages(files: readonly string[], resolution: number, decode: DecodeOptions = {}): Image[] {
   const out: Image[] = [];
   const bad: string[] = [];
   for (const f of files) {
     try {
-      out.push(resizeAndCenterCrop(toRGB(readImage(f)), resolution));
+      const img = readImage(f, decode);
+      out.push(resizeAndCenterCrop(img.channels === 3 ? img : toRGB(img), resolution));
     } catch (e) {
       bad.push(`${f}: ${(e as Error).message}`);
     }

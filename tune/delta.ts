@@ -4,9 +4,11 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, FormatError, StateDictError } from "../engine/errors.ts";
+import { ConfigError, FormatError, NumericalError, StateDictError } from "../engine/errors.ts";
 import type { Tensor } from "../engine/index.ts";
-import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { readSafetensors, safetensorsWriter } from "../data/safetensors.ts";
+import type { FileContent } from "../data/atomic.ts";
+import { commitFiles, committedNames, committedPath, recoverCommit } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { FreezeModel } from "./params.ts";
 
@@ -75,9 +77,42 @@ export function extractDelta(unet: Module, keys: readonly string[], tokens: Map<
   return { unet: out, tokens, freezeModel, baseFingerprint: fingerprint };
 }
 
-/** Writes a delta folder (atomic per file): the weights file and one `<token>.safetensors` per token. */
-export function saveDelta(folder: string, delta: Delta, extraMetadata: Record<string, string> = {}): void {
-  fs.mkdirSync(folder, { recursive: true });
+/**
+ * Files that belong to a delta folder's unit: a new delta written into a folder replaces all of them
+ * (weights of either kind, token files, the run's config and a merge report), so no part of an older
+ * delta survives beside the new one.
+ */
+export function isDeltaFile(name: string): boolean {
+  return /^(pytorch_custom_diffusion_weights\.(safetensors|bin)|compressed_custom_diffusion_weights\.safetensors|custom_diffusion_config\.json|merge_report\.json|<.+>\.(safetensors|bin))$/.test(name);
+}
+
+/** Options of {@link saveDelta}. */
+export interface SaveDeltaOptions {
+  /** more files of the same unit, by name: JSON values (written pretty-printed) */
+  json?: Record<string, unknown>;
+}
+
+/** The token files of a delta, by file name. */
+export function tokenFiles(tokens: ReadonlyMap<string, Float32Array>): Map<string, FileContent> {
+  const out = new Map<string, FileContent>();
+  for (const [tok, row] of tokens) out.set(`${tok}.safetensors`, safetensorsWriter(new Map([[tok, { shape: [row.length], data: row }]]), { dtype: "F32", metadata: { format: "pt" } }, tok));
+  return out;
+}
+
+/** Writes `files` (plus `json` files) into `folder` as one unit that replaces every delta file there (see {@link commitFiles}). */
+export function commitDeltaFiles(folder: string, files: Map<string, FileContent>, json: Record<string, unknown> = {}): void {
+  for (const [name, v] of Object.entries(json)) files.set(name, JSON.stringify(v, null, 2) + "\n");
+  commitFiles(folder, files, isDeltaFile);
+}
+
+/**
+ * Writes a delta folder as one unit: the weights file, one `<token>.safetensors` per token and any
+ * `opts.json` files are written to temporaries, then committed together, replacing every delta file
+ * the folder held (an interrupted write leaves the old delta or the new one, never a mix). Refuses
+ * non-finite values.
+ */
+export function saveDelta(folder: string, delta: Delta, extraMetadata: Record<string, string> = {}, opts: SaveDeltaOptions = {}): void {
+  assertFiniteDelta(delta, `delta for ${folder}`);
   const weights = new Map<string, HostTensor>();
   for (const [k, v] of delta.unet) weights.set(toDeltaKey(k), v);
   const metadata = {
@@ -87,44 +122,100 @@ export function saveDelta(folder: string, delta: Delta, extraMetadata: Record<st
     modifier_tokens: JSON.stringify([...delta.tokens.keys()]),
     ...extraMetadata,
   };
-  writeSafetensors(path.join(folder, DELTA_WEIGHTS), weights, { dtype: "F32", metadata });
-  for (const [tok, row] of delta.tokens) {
-    writeSafetensors(path.join(folder, `${tok}.safetensors`), new Map([[tok, { shape: [row.length], data: row }]]), { dtype: "F32", metadata: { format: "pt" } });
+  const files = new Map<string, FileContent>([[DELTA_WEIGHTS, safetensorsWriter(weights, { dtype: "F32", metadata }, DELTA_WEIGHTS)], ...tokenFiles(delta.tokens)]);
+  commitDeltaFiles(folder, files, opts.json);
+}
+
+/** Index and value of the first non-finite entry of `a`, with the count of them; null when all are finite. */
+export function firstNonFinite(a: ArrayLike<number>): { index: number; value: number; count: number } | null {
+  let first = -1, count = 0;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]!;
+    if (v - v !== 0) {
+      if (first < 0) first = i;
+      count++;
+    }
   }
+  return first < 0 ? null : { index: first, value: a[first]!, count };
+}
+
+/** Throws NumericalError naming `what`, the tensor and the count when any value of the delta is NaN or infinite. */
+export function assertFiniteDelta(delta: Pick<Delta, "unet" | "tokens">, what: string): void {
+  const check = (name: string, data: ArrayLike<number>) => {
+    const bad = firstNonFinite(data);
+    if (bad) throw new NumericalError(`${what}: ${name} holds ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} (first ${bad.value} at index ${bad.index}); a diverged training run writes such values - retrain with a lower --lr`);
+  };
+  for (const [k, v] of delta.unet) check(`tensor ${k}`, v.data);
+  for (const [t, r] of delta.tokens) check(`token ${t}`, r);
+}
+
+/** What a delta file holds, from its first bytes: a pickle or PyTorch zip archive (unsafe to read), or anything else (read as safetensors, which names any damage). */
+export function sniffPickle(file: string): "pickle" | "torch-zip" | null {
+  const fd = fs.openSync(file, "r");
+  try {
+    const b = Buffer.alloc(4);
+    const n = fs.readSync(fd, b, 0, 4, 0);
+    if (n >= 2 && b[0] === 0x80 && b[1]! >= 2 && b[1]! <= 5) return "pickle";
+    if (n >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04) return "torch-zip";
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function refusePickle(file: string, what: string): void {
+  const kind = sniffPickle(file);
+  if (kind) throw new FormatError(`delta: ${file} is ${kind === "pickle" ? "a pickle" : "a PyTorch zip archive (pickle inside)"}, which is unsafe to read; ${what}`);
 }
 
 /**
  * Reads a delta folder written by this project or by the diffusers example (`<token>.bin` files
  * written with safetensors are accepted; pickled files are refused, as they are unsafe to read).
+ * The folder is read as of its last complete write: an interrupted write is ignored, or finished when
+ * it had written everything (see {@link commitFiles}). Non-finite values are refused (NumericalError).
  */
 export function loadDelta(folder: string): Delta {
-  const wf = path.join(folder, DELTA_WEIGHTS);
-  if (!fs.existsSync(wf)) {
-    const bin = path.join(folder, "pytorch_custom_diffusion_weights.bin");
-    if (fs.existsSync(bin) && !isSafetensors(bin)) throw new FormatError(`delta: ${bin} is a pickle, which is unsafe to read; save the delta with safetensors`);
-    if (!fs.existsSync(bin)) throw new ConfigError(`delta: ${folder} has no ${DELTA_WEIGHTS}`);
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) throw new ConfigError(`delta: ${folder} is not a folder`);
+  try {
+    recoverCommit(folder); // finish a write that was interrupted after it was complete
+  } catch {
+    // read-only or raced: the view below reads the committed files where they are
   }
-  const file = fs.existsSync(wf) ? wf : path.join(folder, "pytorch_custom_diffusion_weights.bin");
+  const names = new Set(committedNames(folder));
+  const at = (name: string) => committedPath(folder, name) ?? path.join(folder, name);
+  let file: string;
+  if (names.has(DELTA_WEIGHTS)) file = at(DELTA_WEIGHTS);
+  else if (names.has("pytorch_custom_diffusion_weights.bin")) {
+    file = at("pytorch_custom_diffusion_weights.bin");
+    refusePickle(file, "save the delta with safetensors");
+  } else throw new ConfigError(`delta: ${folder} has no ${DELTA_WEIGHTS}`);
   const { tensors, metadata } = readSafetensors(file);
   const unet = new Map<string, HostTensor>();
   for (const [k, v] of tensors) unet.set(fromDeltaKey(k), v);
-  const listed: string[] = metadata.modifier_tokens ? (JSON.parse(metadata.modifier_tokens) as string[]) : [];
-  const found = fs.readdirSync(folder)
+  let listed: string[] = [];
+  if (metadata.modifier_tokens) {
+    try {
+      listed = JSON.parse(metadata.modifier_tokens) as string[];
+    } catch { /* checked below */ }
+    if (!Array.isArray(listed) || !listed.every((t) => typeof t === "string")) throw new FormatError(`delta: ${file}: metadata modifier_tokens is not a JSON list of strings`);
+  }
+  const found = [...names]
     .filter((f) => /^<.+>\.(safetensors|bin)$/.test(f))
     .map((f) => f.replace(/\.(safetensors|bin)$/, ""));
   const order = [...listed, ...[...new Set(found)].filter((t) => !listed.includes(t)).sort(tokenOrder)];
   const tokens = new Map<string, Float32Array>();
   for (const tok of order) {
-    const st = path.join(folder, `${tok}.safetensors`), bin = path.join(folder, `${tok}.bin`);
-    const f = fs.existsSync(st) ? st : bin;
-    if (!fs.existsSync(f)) throw new ConfigError(`delta: token ${tok} is listed but ${st} does not exist`);
-    if (!isSafetensors(f)) throw new FormatError(`delta: ${f} is a pickle, which is unsafe to read; save it with safetensors`);
+    const f = names.has(`${tok}.safetensors`) ? at(`${tok}.safetensors`) : names.has(`${tok}.bin`) ? at(`${tok}.bin`) : null;
+    if (!f) throw new ConfigError(`delta: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
+    refusePickle(f, "save it with safetensors");
     const t = readSafetensors(f).tensors.get(tok);
     if (!t || t.shape.length !== 1) throw new FormatError(`delta: ${f} must hold one vector named "${tok}"`);
     tokens.set(tok, t.data);
   }
   const fm = (metadata.freeze_model ?? inferMode(unet)) as FreezeModel;
-  return { unet, tokens, freezeModel: fm, baseFingerprint: metadata.base_fingerprint ?? "" };
+  const delta = { unet, tokens, freezeModel: fm, baseFingerprint: metadata.base_fingerprint ?? "" };
+  assertFiniteDelta(delta, `delta ${folder}`);
+  return delta;
 }
 
 function inferMode(unet: Map<string, HostTensor>): FreezeModel {
@@ -136,18 +227,6 @@ function inferMode(unet: Map<string, HostTensor>): FreezeModel {
 function tokenOrder(a: string, b: string): number {
   const na = /(\d+)>$/.exec(a), nb = /(\d+)>$/.exec(b);
   return na && nb ? Number(na[1]) - Number(nb[1]) : a.localeCompare(b);
-}
-
-function isSafetensors(file: string): boolean {
-  const fd = fs.openSync(file, "r");
-  try {
-    const b = Buffer.alloc(9);
-    fs.readSync(fd, b, 0, 9, 0);
-    const n = Number(b.readBigUInt64LE(0));
-    return n > 1 && n < 100_000_000 && b[8] === 0x7b; // '{'
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /**

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { ConfigError } from "../engine/errors.ts";
 import { readImage, writePng } from "../data/images.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import { baseFingerprint } from "./delta.ts";
 
 /** Default cache root: ~/.cache/custom-diffusion-ts/class-images. */

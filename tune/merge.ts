@@ -1,7 +1,6 @@
 // Closed-form merge of N Custom Diffusion deltas (Kumari et al. 2023, eq. 4-5 and appendix A): every
 // cross-attention K/V matrix solves min ||(W - W0) C_reg^T|| s.t. W C^T = V, in float64 with solves only
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { ConfigError, NumericalError } from "../engine/errors.ts";
 import { Tensor, noGrad } from "../engine/index.ts";
 import * as la from "../engine/linalg.ts";
@@ -9,7 +8,6 @@ import type { Mat } from "../engine/linalg.ts";
 import type { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import type { CLIPTextModel } from "../models/clip/modeling_clip.ts";
 import type { Module } from "../models/nn/module.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
 import type { Delta, HostTensor } from "./delta.ts";
 import { baseFingerprint, saveDelta } from "./delta.ts";
 import { defaultModifierTokens } from "./tokens.ts";
@@ -565,8 +563,9 @@ export function formatMergeReport(r: MergeReport): string[] {
   return lines;
 }
 
-/** Writes the merged delta (the usual delta folder) plus `merge_report.json`. */
+/** Writes the merged delta (the usual delta folder) plus `merge_report.json`, as one unit. */
 export function saveMerged(folder: string, result: MergeResult, sources: readonly string[] = []): void {
-  saveDelta(folder, result.delta, { merged_from: JSON.stringify(sources), token_map: JSON.stringify(result.tokenMap.map((m) => Object.fromEntries(m))) });
-  writeJsonAtomic(path.join(folder, "merge_report.json"), { ...result.report, tokenMap: result.tokenMap.map((m) => Object.fromEntries(m)), sources });
+  saveDelta(folder, result.delta, { merged_from: JSON.stringify(sources), token_map: JSON.stringify(result.tokenMap.map((m) => Object.fromEntries(m))) }, {
+    json: { "merge_report.json": { ...result.report, tokenMap: result.tokenMap.map((m) => Object.fromEntries(m)), sources } },
+  });
 }

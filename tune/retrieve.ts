@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../engine/errors.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../data/atomic.ts";
 import { cosine } from "./evaluate.ts";
 
 /** Any text encoder: one feature vector per text (CLIP get_text_features, a pooled text-encoder output, ...). */
@@ -198,8 +198,8 @@ export function retrieveRegularisation(o: RetrievalOptions): RetrievalResult {
     for (const f of ["images.txt", "caption.txt"]) fs.rmSync(path.join(o.out, f), { force: true }); // no stale list from an earlier run
     throw new ConfigError(`retrieval: no caption of corpus ${o.corpus} (${entries.length} entries) has cosine > ${threshold} with "${o.classPrompt}"; best: ${best}. Lower the threshold or use another corpus (scores in ${path.join(o.out, "retrieval.json")})`);
   }
-  fs.writeFileSync(path.join(o.out, "images.txt"), kept.map((e) => e.image).join("\n") + "\n");
-  fs.writeFileSync(path.join(o.out, "caption.txt"), kept.map((e) => e.caption).join("\n") + "\n");
+  writeFileAtomic(path.join(o.out, "images.txt"), kept.map((e) => e.image).join("\n") + "\n");
+  writeFileAtomic(path.join(o.out, "caption.txt"), kept.map((e) => e.caption).join("\n") + "\n");
   log(`retrieval: ${passing.length} of ${entries.length} captions of ${o.corpus} have cosine > ${threshold} with "${o.classPrompt}"; kept ${kept.length} (max ${max}) in ${o.out}; best: ${best}`);
   return { out: o.out, total: entries.length, passed: passing.length, kept, threshold, distribution };
 }

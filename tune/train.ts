@@ -2,24 +2,24 @@
 // rows, masked loss with prior preservation, AdamW, checkpoints that resume exactly, progress and ETA
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError } from "../engine/errors.ts";
+import { ConfigError, NumericalError } from "../engine/errors.ts";
 import { Generator, Tensor, mseLoss, noGrad, randn, tensor, chunk } from "../engine/index.ts";
 import type { Image } from "../data/images.ts";
 import { makeGrid, writePng } from "../data/images.ts";
-import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
+import { AdamW, clipGradNorm, gradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState, ScheduleName } from "../optim/index.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
 import { CustomDiffusionAttnProcessor } from "../models/custom_diffusion.ts";
 import { AttnProcessor } from "../models/attention_processor.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { prepareOutputDir } from "../data/atomic.ts";
 import type { ConceptSpec, TrainExample } from "./dataset.ts";
 import { augmentInstance, listImages, loadImages, prepareClassImage } from "./dataset.ts";
 import type { FreezeModel } from "./params.ts";
 import { selectParameters } from "./params.ts";
 import type { Delta } from "./delta.ts";
-import { baseFingerprint, extractDelta, loadDelta, saveDelta } from "./delta.ts";
-import { latestCheckpointIn, readOptimizerState, writeCheckpoint, writeOptimizerState } from "./checkpoint.ts";
+import { baseFingerprint, extractDelta, firstNonFinite, loadDelta, saveDelta } from "./delta.ts";
+import { latestCheckpointIn, loadNewestIntact, readOptimizerState, verifyCheckpoint, writeCheckpoint, writeOptimizerState } from "./checkpoint.ts";
 import { addModifierTokens, defaultModifierTokens, resolveInitializers, tokenRows } from "./tokens.ts";
 
 export interface CustomiseOptions {
@@ -62,6 +62,8 @@ export interface CustomiseOptions {
   log?: (line: string) => void;
   /** stop after this many steps of this process (simulates an interruption; the run stays resumable) */
   stopAfter?: number;
+  /** largest image accepted, in pixels (width x height, checked before decoding; default 25 megapixels) */
+  maxImagePixels?: number;
 }
 
 export interface CustomiseResult {
@@ -86,17 +88,17 @@ const DEFAULTS = {
 };
 
 /** Class images of a concept: a folder of images, or a folder with images.txt + caption.txt (retrieval output). */
-function classSamples(spec: ConceptSpec, resolution: number, max: number): Sample[] {
+function classSamples(spec: ConceptSpec, resolution: number, max: number, decode: { maxPixels?: number }): Sample[] {
   if (!spec.class_data_dir) return [];
   const dir = spec.class_data_dir;
   const imgList = path.join(dir, "images.txt"), capList = path.join(dir, "caption.txt");
   if (fs.existsSync(imgList)) {
     const files = fs.readFileSync(imgList, "utf8").split("\n").filter(Boolean).slice(0, max).map((f) => (path.isAbsolute(f) ? f : path.join(dir, f)));
     const caps = fs.existsSync(capList) ? fs.readFileSync(capList, "utf8").split("\n") : [];
-    const imgs = loadImages(files, resolution);
+    const imgs = loadImages(files, resolution, decode);
     return imgs.map((image, i) => ({ image, prompt: caps[i]?.trim() || spec.class_prompt }));
   }
-  const imgs = loadImages(listImages(dir).slice(0, max), resolution);
+  const imgs = loadImages(listImages(dir).slice(0, max), resolution, decode);
   return imgs.map((image) => ({ image, prompt: spec.class_prompt }));
 }
 
@@ -126,6 +128,11 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
   const resolution = o.resolution ?? (unet.config.sample_size ?? 64) * factor;
   if (resolution % factor !== 0) throw new ConfigError(`customise: resolution ${resolution} must be a multiple of ${factor}`);
   const maskSize = resolution / factor;
+  if (!Number.isInteger(o.maxTrainSteps) || o.maxTrainSteps < 1) throw new ConfigError(`customise: maxTrainSteps must be at least 1, got ${o.maxTrainSteps}`);
+  if (!Number.isInteger(o.trainBatchSize) || o.trainBatchSize < 1) throw new ConfigError(`customise: trainBatchSize must be at least 1, got ${o.trainBatchSize}`);
+  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) throw new ConfigError(`customise: learningRate must be a positive number, got ${o.learningRate}`);
+  // the output folder is checked (and stale temporaries of killed runs removed) before any long work
+  prepareOutputDir(o.outputDir, "output folder", { also: ["checkpoints"] });
 
   // 1. modifier tokens, one per concept
   const tokens = o.modifierTokens ?? defaultModifierTokens(o.concepts.length);
@@ -143,8 +150,9 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
   for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
 
   // 3. data, decoded up front so a bad file stops the run before training
-  const instances: Sample[] = o.concepts.flatMap((c) => loadImages(listImages(c.instance_data_dir), resolution).map((image) => ({ image, prompt: c.instance_prompt })));
-  const classes: Sample[] = o.concepts.flatMap((c) => classSamples(c, resolution, o.numClassImages));
+  const decode = o.maxImagePixels !== undefined ? { maxPixels: o.maxImagePixels } : {};
+  const instances: Sample[] = o.concepts.flatMap((c) => loadImages(listImages(c.instance_data_dir), resolution, decode).map((image) => ({ image, prompt: c.instance_prompt })));
+  const classes: Sample[] = o.concepts.flatMap((c) => classSamples(c, resolution, o.numClassImages, decode));
   const prior = classes.length > 0;
   if (instances.length === 0) throw new ConfigError(`customise: no images in ${o.concepts.map((c) => c.instance_data_dir).join(", ")}`);
   log(`data: ${instances.length} target image(s), ${classes.length} regularisation image(s)${prior ? ` (prior loss weight ${o.priorLossWeight})` : ""}, resolution ${resolution}, augmentation ${o.noaug ? "off" : "on"}`);
@@ -168,20 +176,31 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
   let step = 0;
   const losses: number[] = [];
   const keys = sel.params.map(([k]) => k);
-  fs.mkdirSync(o.outputDir, { recursive: true });
   if (o.resume) {
-    const ck = latestCheckpoint(o.outputDir);
-    if (ck) {
-      const st = JSON.parse(fs.readFileSync(path.join(ck.path, "state.json"), "utf8")) as { step: number; generator: number[]; order: number[]; cursor: number; losses: number[] };
-      const d = loadDelta(ck.path);
-      const sd = unet.stateDict();
-      for (const [k, v] of d.unet) (sd.get(k) as Tensor).copy_(v.data);
+    const sd = unet.stateDict();
+    const ck = loadNewestIntact(path.join(o.outputDir, "checkpoints"), (dir, ckStep) => {
+      // everything is read and checked before any state changes, so a damaged checkpoint changes nothing
+      verifyCheckpoint(dir, ["state.json", "optimizer.safetensors", "pytorch_custom_diffusion_weights.safetensors"]);
+      const st = readTrainState(path.join(dir, "state.json"), ckStep, length);
+      const d = loadDelta(dir);
+      for (const k of keys) {
+        const v = d.unet.get(k), p = sd.get(k) as Tensor;
+        if (!v) throw new ConfigError(`${dir} lacks ${k} (was it written by a run with another --freeze-model?)`);
+        if (v.shape.join() !== p.shape.join()) throw new ConfigError(`${dir}: ${k} is [${v.shape}], the model's [${p.shape}]`);
+      }
       const saved = tokens.map((t) => d.tokens.get(t));
-      if (saved.some((r) => !r)) throw new ConfigError(`resume: checkpoint ${ck.path} lacks token rows for ${tokens.join(", ")}`);
+      if (saved.some((r) => !r || r.length !== rows.shape[1])) throw new ConfigError(`${dir} lacks token rows for ${tokens.join(", ")}`);
+      const os = readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict());
+      if (os.step !== st.step) throw new ConfigError(`${dir}: optimizer step ${os.step} differs from state step ${st.step}`);
+      return { st, d, saved: saved as Float32Array[], os };
+    }, log);
+    if (ck) {
+      const { st, d, saved, os } = ck.value;
+      for (const k of keys) (sd.get(k) as Tensor).copy_(d.unet.get(k)!.data);
       const flat = new Float32Array(rows.size);
-      saved.forEach((r, i) => flat.set(r as Float32Array, i * rows.shape[1]));
+      saved.forEach((r, i) => flat.set(r, i * rows.shape[1]));
       rows.copy_(flat);
-      opt.loadStateDict(readOptimizerState(path.join(ck.path, "optimizer.safetensors"), opt.stateDict()));
+      opt.loadStateDict(os);
       g.setState(st.generator);
       order = st.order;
       cursor = st.cursor;
@@ -204,6 +223,20 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
     return order[cursor++];
   };
 
+  // a diverged run stops with the step and what to try; nothing non-finite is ever written
+  const diverged = (what: string, at: number): never => {
+    const ck = latestCheckpoint(o.outputDir);
+    throw new NumericalError(`customise: training diverged at step ${at} of ${o.maxTrainSteps}: ${what} (learning rate ${lr.toExponential(2)}${o.scaleLr ? ", scaled" : ""}); nothing was saved for it${ck ? ` (the newest checkpoint, step ${ck.step}, is intact)` : ""}. Try a learning rate (--lr) 10 or more times lower (the default is 1e-5)${o.scaleLr ? ", or drop --scale-lr" : ""}${o.maxGradNorm > 0 ? "" : ", or clip gradients (maxGradNorm 1)"}`);
+  };
+  const checkedDelta = (): Delta => {
+    const d = extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint);
+    const named: [string, ArrayLike<number>][] = [...[...d.unet].map(([k, v]) => [k, v.data] as [string, Float32Array]), ...d.tokens];
+    for (const [k, data] of named) {
+      const bad = firstNonFinite(data);
+      if (bad) diverged(`the weights of ${k} hold ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} after it`, step);
+    }
+    return d;
+  };
   const startStep = step;
   const tStart = performance.now();
   let stopped = false;
@@ -239,13 +272,15 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
       const [pi, pc] = chunk(out, 2, 0), [ti, tc] = chunk(target, 2, 0), [mi] = chunk(mask, 2, 0);
       loss = mseLoss(pi, ti, mi).add(mseLoss(pc, tc).mul(o.priorLossWeight));
     } else loss = mseLoss(out, target, mask);
+    const l = loss.item();
+    if (!Number.isFinite(l)) diverged(`the loss is ${l}`, step + 1);
     opt.zeroGrad();
     loss.backward();
-    if (o.maxGradNorm > 0) clipGradNorm(opt.params(), o.maxGradNorm);
+    const norm = o.maxGradNorm > 0 ? clipGradNorm(opt.params(), o.maxGradNorm) : gradNorm(opt.params());
+    if (!Number.isFinite(norm)) diverged(`the gradient norm is ${norm} (loss ${l})`, step + 1);
     opt.setLr(lr * lrLambda(o.lrScheduler, step, o.lrWarmupSteps, o.maxTrainSteps));
     opt.step();
     step++;
-    const l = loss.item();
     losses.push(l);
     const done = step - startStep;
     const el = (performance.now() - tStart) / 1000;
@@ -255,18 +290,18 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
       log(`step ${step}/${o.maxTrainSteps}  loss ${l.toFixed(4)} (avg ${avg.toFixed(4)})  ${(done / el).toFixed(2)} steps/s  ETA ${fmtTime((el / done) * (o.maxTrainSteps - step))}`);
     }
     if (o.checkpointingSteps > 0 && step % o.checkpointingSteps === 0 && step < o.maxTrainSteps) {
-      saveCheckpoint(o.outputDir, step, extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint), opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
+      saveCheckpoint(o.outputDir, step, checkedDelta(), opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
     }
     if (o.validationPrompt && o.validationSteps > 0 && step % o.validationSteps === 0) validate(pipe, o, step);
   }
-  const delta = extractDelta(unet, keys, tokenRows(textEncoder, tokens), o.freezeModel, fingerprint);
+  const delta = checkedDelta();
   const seconds = (performance.now() - t0) / 1000;
   if (!stopped) {
-    saveDelta(o.outputDir, delta);
-    writeJsonAtomic(path.join(o.outputDir, "custom_diffusion_config.json"), {
+    // the delta and the run's config change as one unit
+    saveDelta(o.outputDir, delta, {}, { json: { "custom_diffusion_config.json": {
       ...o, log: undefined, learning_rate_used: lr, modifier_tokens: tokens, initializer_tokens: inits, resolution,
       base_fingerprint: fingerprint, steps: step, seconds: +seconds.toFixed(1), final_loss: losses[losses.length - 1],
-    });
+    } } });
     if (o.validationPrompt) validate(pipe, o, step);
     log(`saved delta to ${o.outputDir} (${delta.unet.size} tensors, ${delta.tokens.size} token${delta.tokens.size === 1 ? "" : "s"}) in ${fmtTime(seconds)}`);
   } else if (o.checkpointingSteps > 0) {
@@ -301,6 +336,37 @@ function saveCheckpoint(dir: string, step: number, delta: Delta, optState: AdamS
   writeCheckpoint(path.join(dir, "checkpoints"), step, (tmp) => {
     saveDelta(tmp, delta);
     writeOptimizerState(path.join(tmp, "optimizer.safetensors"), optState);
-    writeJsonAtomic(path.join(tmp, "state.json"), state);
+    fs.writeFileSync(path.join(tmp, "state.json"), JSON.stringify(state, null, 2) + "\n"); // the folder is renamed into place whole
   });
+}
+
+interface TrainState {
+  step: number;
+  generator: number[];
+  order: number[];
+  cursor: number;
+  losses: number[];
+}
+
+/** Reads and checks a checkpoint's `state.json` (field by field, against the folder's step and the data's length). */
+function readTrainState(file: string, step: number, length: number): TrainState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`${file} is not valid JSON (${(e as Error).message})`);
+  }
+  const st = raw as Record<string, unknown>;
+  const bad = (field: string, want: string): never => {
+    throw new ConfigError(`${file}: "${field}" should be ${want}, got ${JSON.stringify(st?.[field])?.slice(0, 60)}`);
+  };
+  const isInt = (v: unknown, lo: number, hi: number) => Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi;
+  if (!st || typeof st !== "object") bad("state", "an object");
+  if (st.step !== step) bad("step", `${step} (the folder's step)`);
+  const gen = st.generator;
+  if (!Array.isArray(gen) || gen.length !== 5 || !gen.slice(0, 4).every((x) => isInt(x, -0x80000000, 0xffffffff)) || !(gen[4] === null || typeof gen[4] === "number")) bad("generator", "four 32-bit integers and a spare value (null or a number)");
+  if (!Array.isArray(st.order) || !st.order.every((x) => isInt(x, 0, length - 1)) || (st.order.length !== 0 && st.order.length !== length)) bad("order", `a permutation of the ${length} training indices (did the data change?)`);
+  if (!isInt(st.cursor, 0, (st.order as number[]).length)) bad("cursor", `an index into order`);
+  if (!Array.isArray(st.losses) || st.losses.length !== step || !st.losses.every((x) => typeof x === "number" && Number.isFinite(x))) bad("losses", `${step} finite numbers`);
+  return { step, generator: (gen as (number | null)[]).map((x) => (x === null ? NaN : x)), order: st.order as number[], cursor: st.cursor as number, losses: st.losses as number[] };
 }

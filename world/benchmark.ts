@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { chwToImage, makeGrid, writePng } from "../data/images.ts";
+import { writeFileAtomic } from "../data/atomic.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
 import { customise } from "../tune/train.ts";
 import type { FreezeModel } from "../tune/params.ts";
@@ -120,9 +121,7 @@ if (process.argv[1] && /world[\\/]benchmark\.ts$/.test(process.argv[1])) {
   const record = (r: Row) => {
     rows.push(r);
     if (!done.includes(r)) done.push(r);
-    const tmp = `${partialPath}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ steps, n, seed, rows: done }));
-    fs.renameSync(tmp, partialPath);
+    writeFileAtomic(partialPath, JSON.stringify({ steps, n, seed, rows: done }));
   };
   const find = (concept: string, variant: string) => done.find((r) => r.concept === concept && r.variant === variant);
   const round = (x: Float32Array[]) => x.map((t) => Array.from(t, (q) => Math.round(q * 1000) / 1000));
@@ -220,7 +219,7 @@ if (process.argv[1] && /world[\\/]benchmark\.ts$/.test(process.argv[1])) {
     ...rows.map((r) => `| ${r.concept} | ${r.variant} | ${fmt(r.m.textAlignment)} | ${fmt(r.m.imageAlignment)} | ${fmt(r.m.classMatch)} | ${fmt(r.m.classKept)} | ${fmt(r.m.drift)} | ${fmt(r.m.kid)} |`),
   ].join("\n");
   const notes = `${steps} steps per run, ${n} samples per prompt; text- and image-alignment are cosines of the world scorer's features (the modifier token is dropped from the prompt for text-alignment); class-match is the share of samples whose nearest training image is of the concept's class; class kept is the same share for 8 plain "{class}" samples after customising (the regularisation measure of this world); drift is the pixel RMS change of those samples with the same seeds; KID (x10^3) compares them with the class's real images, of which this world has only 2, so it is noise and kept for completeness. ${(rows.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(1)} min of customising and measuring in all (2-core machine).`;
-  fs.writeFileSync(path.join(out, "results.md"), `${smd}\n\n${md}\n\n${notes}\n`);
-  fs.writeFileSync(path.join(out, "results.json"), JSON.stringify({ steps, n, seed, summary, rows: rows.map(({ tiles: _t, ...r }) => r) }, null, 2) + "\n");
+  writeFileAtomic(path.join(out, "results.md"), `${smd}\n\n${md}\n\n${notes}\n`);
+  writeFileAtomic(path.join(out, "results.json"), JSON.stringify({ steps, n, seed, summary, rows: rows.map(({ tiles: _t, ...r }) => r) }, null, 2) + "\n");
   console.log(`${smd}\n\n${md}`);
 }

@@ -1,10 +1,11 @@
 // Builds the small world's image-caption corpus from the emoji artwork npm packages ship
 // (emoji-datasource-twitter / -google 64 px PNGs): 16x16 RGB on white, PNG sheets + JSON index.
 // Usage: npx tsx world/build_dataset.ts --from <node_modules with the emoji packages> --out world/data [--preview sheet.png]
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
+import { writeFileAtomic } from "../data/atomic.ts";
 import { makeGrid, readImage, resize, toRGB, writePng, type Image } from "../data/images.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
 
@@ -155,9 +156,7 @@ export function corpusTokenIds(lines: string[], tokenizer: CLIPTokenizer = CLIPT
 }
 
 function writeTextAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  writeFileAtomic(path, text);
 }
 
 /** JSON with one line per top-level key, per array element of object arrays, per object entry; primitive arrays inline. */

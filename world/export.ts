@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { readSafetensors } from "../data/safetensors.ts";
 import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { replaceDir, writeJsonAtomic } from "../data/atomic.ts";
 import { WORLD_MODEL_DIR, buildWorldPipeline } from "./model.ts";
 import { WORLD_RECIPE } from "./train.ts";
 import { checkpointSteps } from "../tune/checkpoint.ts";
@@ -25,8 +25,7 @@ export function exportWorld(run: string, out: string, step?: number): { step: nu
   pipe.unet.loadStateDict(pick("unet."));
   pipe.textEncoder.loadStateDict(pick("text_encoder."));
   const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as { step: number; losses: number[]; seconds: number };
-  const tmp = `${out}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
+  replaceDir(out, (tmp) => {
   pipe.save(tmp);
   pipe.unet.save(path.join(tmp, "unet"), { dtype: "F16" });
   const last = state.losses.slice(-50);
@@ -35,8 +34,7 @@ export function exportWorld(run: string, out: string, step?: number): { step: nu
     steps: state.step, planned_steps: WORLD_RECIPE.steps, wall_seconds: Math.round(state.seconds), final_loss_avg50: +(last.reduce((a, b) => a + b, 0) / Math.max(1, last.length)).toFixed(5),
     weights: "EMA", machine: `${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}`, node: process.version,
   });
-  fs.rmSync(out, { recursive: true, force: true });
-  fs.renameSync(tmp, out);
+  });
   return { step: state.step, dir: out };
 }
 

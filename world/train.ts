@@ -11,8 +11,9 @@ import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState } from "../optim/index.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
-import { latestCheckpointIn, readOptimizerState, writeCheckpoint, writeOptimizerState } from "../tune/checkpoint.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { loadNewestIntact, readOptimizerState, verifyCheckpoint, writeCheckpoint, writeOptimizerState } from "../tune/checkpoint.ts";
+import { NumericalError } from "../engine/errors.ts";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
 import { loadWorldDataset } from "./dataset.ts";
 import { WORLD_MAX_TOKENS, WORLD_SCHEDULER_CONFIG, buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer } from "./model.ts";
@@ -73,21 +74,27 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
   let state: State = { step: 0, generator: g.getState(), losses: [], seconds: 0 };
   const ckRoot = path.join(opts.out, "checkpoints");
   if (opts.resume) {
-    const latest = latestCheckpointIn(ckRoot);
-    if (latest) {
-      const dir = latest.path;
+    // the newest checkpoint that verifies and parses; everything is read before any state changes
+    const latest = loadNewestIntact(ckRoot, (dir, step) => {
+      verifyCheckpoint(dir, ["weights.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json"]);
       const w = readSafetensors(path.join(dir, "weights.safetensors")).tensors;
       const e = readSafetensors(path.join(dir, "ema.safetensors")).tensors;
+      for (const [k] of named) if (!w.get(k) || !e.get(k)) throw new Error(`${dir} lacks ${k}`);
+      const os = readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict());
+      const st = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as State;
+      if (st.step !== step || !Array.isArray(st.losses) || !Array.isArray(st.generator)) throw new Error(`${dir}/state.json: fields do not match step ${step}`);
+      return { w, e, os, st };
+    }, log);
+    if (latest) {
+      const { w, e, os, st } = latest.value;
       named.forEach(([k, p], i) => {
-        const v = w.get(k), ev = e.get(k);
-        if (!v || !ev) throw new Error(`resume: ${dir} lacks ${k}`);
-        p.copy_(v.data);
-        ema[i] = Float32Array.from(ev.data);
+        p.copy_(w.get(k)!.data);
+        ema[i] = Float32Array.from(e.get(k)!.data);
       });
-      opt.loadStateDict(readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict()));
-      state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as State;
+      opt.loadStateDict(os);
+      state = st;
       g.setState(state.generator);
-      log(`resumed from ${dir} at step ${state.step}`);
+      log(`resumed from ${latest.path} at step ${state.step}`);
     }
   }
   log(`world: UNet ${unet.numParameters().toLocaleString("en")} + text encoder ${textEncoder.numParameters().toLocaleString("en")} parameters; ${ds.images.length} images of ${ds.classes.length} classes; batch ${opts.batch}, ${opts.steps} steps`);
@@ -116,6 +123,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
     const target = sched.getVelocity(x0, noise, ts);
     const ehs = textEncoder.forward(prompts.map((p) => tokenizer.encode(p, { maxLength: WORLD_MAX_TOKENS }))).last_hidden_state;
     const loss = mseLoss(unet.forward(noisy, ts, ehs), target);
+    if (!Number.isFinite(loss.item())) throw new NumericalError(`world: the loss is ${loss.item()} at step ${state.step + 1}; training diverged (the newest checkpoint is intact) - lower the learning rate`);
     opt.zeroGrad();
     loss.backward();
     clipGradNorm(params, 1);
@@ -154,7 +162,7 @@ function writeWorldCheckpoint(root: string, state: State, named: [string, Tensor
     writeSafetensors(path.join(tmp, "weights.safetensors"), new Map(named.map(([k, p]) => [k, { shape: p.shape, data: p.data }])));
     writeSafetensors(path.join(tmp, "ema.safetensors"), new Map(named.map(([k, p], i) => [k, { shape: p.shape, data: ema[i] }])));
     writeOptimizerState(path.join(tmp, "optimizer.safetensors"), opt);
-    writeJsonAtomic(path.join(tmp, "state.json"), state);
+    fs.writeFileSync(path.join(tmp, "state.json"), JSON.stringify(state, null, 2) + "\n"); // the folder is renamed into place whole
   });
 }
 

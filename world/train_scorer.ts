@@ -10,7 +10,7 @@ import type { Tensor } from "../engine/index.ts";
 import type { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { CLIPModel } from "../models/clip/modeling_clip.ts";
-import { writeJsonAtomic } from "../models/modeling_utils.ts";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import { cosine } from "../tune/evaluate.ts";
 import { applyTemplate } from "./build_dataset.ts";
 import type { HeldoutConcept, WorldDataset } from "./dataset.ts";

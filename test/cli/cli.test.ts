@@ -91,15 +91,15 @@ test("bad arguments give a readable error and a non-zero status", () => {
   const orig = console.error;
   console.error = (s: string) => errs.push(String(s));
   try {
-    assert.is(main(["sample", "--prompt", "x", "--out", "/tmp/x.png"]), 1);
+    assert.is(main(["sample", "--prompt", "x", "--out", "/tmp/x.png"]), 2); // a usage error
     assert.is(main(["frobnicate"]), 2);
-    assert.is(main(["customise", "--model", "/nonexistent", "--images", "/tmp", "--prompt", "p", "--class", "c", "--out", "/tmp/o", "--steps", "x"]), 1);
+    assert.is(main(["customise", "--model", "/nonexistent", "--images", "/tmp", "--prompt", "p", "--class", "c", "--out", "/tmp/o", "--steps", "x"]), 2);
   } finally {
     console.error = orig;
   }
-  assert.match(errs[0], /--model is required/);
+  assert.match(errs[0], /sample needs --model DIR/);
   assert.match(errs[1], /unknown command "frobnicate"/);
-  assert.match(errs[2], /--steps must be a number|does not exist|no unet/);
+  assert.match(errs[2], /--steps must be an integer of at least 1, got "x"/);
 });
 
 test.run();
