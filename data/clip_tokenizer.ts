@@ -124,7 +124,9 @@ const CHARREF = /&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)/gu;
  * Replaces HTML character references the way Python's `html.unescape` does: decimal and hex
  * references (with the HTML remapping of C1 controls, U+FFFD for surrogates and out-of-range values),
  * and named references from a table of the common entities (legacy names also without `;`, longest
- * legacy prefix first). Unknown names are left as they are.
+ * legacy prefix first). Unknown names are left as they are. Not part of {@link cleanText}:
+ * transformers' CLIPTokenizer does no HTML unescaping of its own (OpenAI's `simple_tokenizer`
+ * unescapes twice, and ftfy once); apply it to a prompt first to mirror those.
  */
 export function htmlUnescape(s: string): string {
   if (!s.includes("&")) return s;
@@ -150,20 +152,38 @@ export function htmlUnescape(s: string): string {
   });
 }
 
-// Python's str.isspace() set (used by str.strip()) and the Unicode White_Space set (regex `\s`).
-const PY_STRIP = /^[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/gu;
-const WHITESPACE_RUN = /\p{White_Space}+/gu;
+// transformers' CLIPTokenizer without ftfy cleans text with BERT's BasicTokenizer(strip_accents=False,
+// do_split_on_punc=False): _clean_text, _tokenize_chinese_chars, NFC, whitespace split, lower-case.
+// U+0000, U+FFFD and Unicode category C (Cc, Cf, Cs, Co, Cn) except tab/newline/CR are dropped;
+// tab, newline, CR and category Zs become spaces.
+const CLEAN_DROPPED = /[\0\ufffd]|(?![\t\n\r])\p{C}/gu;
+const CLEAN_SPACE = /[\t\n\r\p{Zs}]/gu;
+// BasicTokenizer._is_chinese_char: the CJK Unified Ideographs blocks and their compatibility blocks
+const CJK_IDEOGRAPH = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\u{2f800}-\u{2fa1f}]/gu;
+// Python's str.split() / str.strip() whitespace (str.isspace())
+const PY_SPACE_RUN = /[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
 
 /**
- * CLIP's text cleanup: NFC normalisation, `html.unescape` applied twice, whitespace runs collapsed to
- * one space, ends stripped, lower-cased. ftfy's `fix_text` (mojibake repair, quote uncurling,
- * full-width folding) is NOT applied; text needing it tokenizes differently from a setup with ftfy.
+ * The text cleaning of transformers' `CLIPTokenizer` when ftfy is not installed (its BasicTokenizer
+ * path), step for step: control characters (U+0000, U+FFFD and Unicode category C, i.e. Cc, Cf such
+ * as U+200B/U+200D/U+00AD, Cs, Co, Cn, but not tab/newline/CR) are removed; tab, newline, CR and
+ * space separators (Zs) become spaces; CJK ideographs get a space on each side; NFC; split on
+ * Python whitespace; each word lower-cased; words joined by one space. No HTML unescaping.
+ *
+ * With ftfy installed, transformers runs `ftfy.fix_text`, collapses `\s+` and lower-cases instead,
+ * so text ftfy rewrites gets other ids there: mojibake ("cafÃ©"), curly quotes and apostrophes,
+ * full-width forms, Latin ligatures ("ﬁ"), HTML entities ("&amp;"); control and format characters
+ * follow ftfy's rules rather than category C (C1 controls are read as Windows-1252, zero-width
+ * joiners in emoji sequences and U+200B are kept); and CJK ideographs get no spaces. The fast
+ * tokenizer (`CLIPTokenizerFast`: NFC, `\s+` collapsed, lower case) removes nothing and spaces no
+ * ideographs. Category C comes from this JavaScript engine's Unicode version and Python's from its
+ * own, so a code point assigned in one and unassigned (Cn) in the other is also cleaned differently.
  */
 export function cleanText(text: string): string {
-  let t = text.normalize("NFC");
-  t = htmlUnescape(htmlUnescape(t)).replace(PY_STRIP, "");
-  t = t.replace(WHITESPACE_RUN, " ").replace(PY_STRIP, "");
-  return t.toLowerCase();
+  const t = text.replace(CLEAN_DROPPED, "").replace(CLEAN_SPACE, " ").replace(CJK_IDEOGRAPH, " $& ").normalize("NFC");
+  const words: string[] = [];
+  for (const w of t.split(PY_SPACE_RUN)) if (w !== "") words.push(w.toLowerCase());
+  return words.join(" ");
 }
 
 /** CLIP's pre-tokenization pattern: special tokens, English contractions, letter runs, single digits, other-symbol runs. */
@@ -290,9 +310,10 @@ interface SpecialTokens {
 }
 
 /**
- * The CLIP tokenizer of Stable Diffusion (OpenAI CLIP `simple_tokenizer` / transformers
- * `CLIPTokenizer` behaviour): byte-level BPE over 48,894 merges, vocabulary of 49,408 ids with
- * `<|startoftext|>` = 49406 and `<|endoftext|>` = 49407, sequences of 77 ids.
+ * The CLIP tokenizer of Stable Diffusion (transformers `CLIPTokenizer` without ftfy, the ids
+ * diffusers pipelines get when ftfy is not installed): {@link cleanText}, byte-level BPE over 48,894
+ * merges, vocabulary of 49,408 ids with `<|startoftext|>` = 49406 and `<|endoftext|>` = 49407,
+ * sequences of 77 ids.
  * Added tokens (e.g. Custom Diffusion's `<new1>`) get ids from 49408 on and are matched in the raw
  * text before cleanup and BPE, case-sensitively, so they are never split.
  */

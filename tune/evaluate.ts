@@ -125,33 +125,95 @@ export interface KidResult {
   subsetSize: number;
   /** the same, x 10^3 (how the paper reports KID) */
   x1000: { mean: number; std: number; stderr: number };
+  /** the subsets drawn (or given): per subset, indices into `real` and into `fake`; with `returnIndices` */
+  indices?: KidSubsets;
+}
+
+/** KID subsets as indices: `real[k]` and `fake[k]` list the samples of subset k. */
+export interface KidSubsets {
+  real: readonly (readonly number[])[];
+  fake: readonly (readonly number[])[];
+}
+
+/** Options of {@link kid}. */
+export interface KidOptions {
+  /** number of subsets drawn (default 100) */
+  subsets?: number;
+  /** samples per subset, capped by the set sizes (default 1000) */
+  subsetSize?: number;
+  /** seed of the draws (default 0); ignored with `generator` */
+  seed?: number;
+  /** draws the subsets from this generator (its state advances) instead of a fresh Generator(seed) */
+  generator?: Generator;
+  /**
+   * explicit subsets instead of draws, e.g. another implementation's (torchmetrics' randperm, clean-fid's
+   * np.random.choice): as many real as fake subsets, every subset of one size >= 2, indices in range
+   */
+  indices?: KidSubsets;
+  /** also return the subsets used as `indices` */
+  returnIndices?: boolean;
+}
+
+/** Checks explicit KID subsets; returns their size. */
+function checkKidSubsets(ix: KidSubsets, nReal: number, nFake: number): number {
+  const { real, fake } = ix;
+  if (real.length === 0 || real.length !== fake.length) throw new ConfigError(`evaluate: KID indices need as many real as fake subsets (at least one), got ${real.length} and ${fake.length}`);
+  const m = real[0]!.length;
+  const check = (sets: readonly (readonly number[])[], n: number, which: string) => sets.forEach((set, k) => {
+    if (set.length !== m) throw new ConfigError(`evaluate: KID subsets must all have one size; ${which} subset ${k} has ${set.length}, subset 0 of real ${m}`);
+    for (const i of set) if (!Number.isInteger(i) || i < 0 || i >= n) throw new ConfigError(`evaluate: KID ${which} subset ${k} has index ${i}, outside [0, ${n})`);
+  });
+  check(real, nReal, "real");
+  check(fake, nFake, "fake");
+  if (m < 2) throw new ConfigError(`evaluate: KID subsets need at least 2 samples, got ${m}`);
+  return m;
 }
 
 /**
  * Kernel Inception Distance over feature sets (torchmetrics KernelInceptionDistance / clean-fid
  * kernel_distance): `subsets` draws of m = min(subsetSize, |real|, |fake|) samples without
- * replacement from each set, unbiased MMD^2 per draw.
+ * replacement from each set (or the given `indices`), unbiased MMD^2 per subset.
  */
-export function kid(real: readonly Vec[], fake: readonly Vec[], opts: { subsets?: number; subsetSize?: number; seed?: number } = {}): KidResult {
-  const subsets = opts.subsets ?? 100;
-  const m = Math.min(opts.subsetSize ?? 1000, real.length, fake.length);
-  if (m < 2) throw new ConfigError(`evaluate: KID needs at least 2 real and 2 generated samples, got ${real.length} and ${fake.length}`);
-  if (!(Number.isInteger(subsets) && subsets >= 1)) throw new ConfigError(`evaluate: subsets must be a positive integer, got ${subsets}`);
-  const g = new Generator(opts.seed ?? 0);
-  const pick = <T>(xs: readonly T[]): T[] => {
-    const idx = Array.from({ length: xs.length }, (_, i) => i);
-    for (let i = 0; i < m; i++) {
-      const j = i + g.randint(0, xs.length - i);
-      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+export function kid(real: readonly Vec[], fake: readonly Vec[], opts: KidOptions = {}): KidResult {
+  let subsets: KidSubsets;
+  let m: number;
+  if (opts.indices !== undefined) {
+    if (opts.generator !== undefined || opts.subsets !== undefined || opts.subsetSize !== undefined || opts.seed !== undefined) {
+      throw new ConfigError("evaluate: KID indices fix the subsets; subsets, subsetSize, seed and generator do not apply");
     }
-    return idx.slice(0, m).map((i) => xs[i]!);
-  };
-  const vals = Array.from({ length: subsets }, () => mmdUnbiased(pick(real), pick(fake)));
+    m = checkKidSubsets(opts.indices, real.length, fake.length);
+    subsets = opts.indices;
+  } else {
+    const count = opts.subsets ?? 100;
+    m = Math.min(opts.subsetSize ?? 1000, real.length, fake.length);
+    if (m < 2) throw new ConfigError(`evaluate: KID needs at least 2 real and 2 generated samples, got ${real.length} and ${fake.length}`);
+    if (!(Number.isInteger(count) && count >= 1)) throw new ConfigError(`evaluate: subsets must be a positive integer, got ${count}`);
+    const g = opts.generator ?? new Generator(opts.seed ?? 0);
+    // m draws of a Fisher-Yates shuffle: the first m of a random permutation
+    const pick = (n: number): number[] => {
+      const idx = Array.from({ length: n }, (_, i) => i);
+      for (let i = 0; i < m; i++) {
+        const j = i + g.randint(0, n - i);
+        [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+      }
+      return idx.slice(0, m);
+    };
+    const r: number[][] = [], f: number[][] = [];
+    for (let k = 0; k < count; k++) {
+      r.push(pick(real.length));
+      f.push(pick(fake.length));
+    }
+    subsets = { real: r, fake: f };
+  }
+  const vals = subsets.real.map((ri, k) => mmdUnbiased(ri.map((i) => real[i]!), subsets.fake[k]!.map((i) => fake[i]!)));
+  const n = vals.length;
   const mu = mean(vals);
   const ss = vals.reduce((a, v) => a + (v - mu) ** 2, 0);
-  const std = Math.sqrt(ss / subsets);
-  const stderr = subsets > 1 ? Math.sqrt(ss / (subsets - 1)) / Math.sqrt(subsets) : 0;
-  return { mean: mu, std, stderr, subsets, subsetSize: m, x1000: { mean: 1e3 * mu, std: 1e3 * std, stderr: 1e3 * stderr } };
+  const std = Math.sqrt(ss / n);
+  const stderr = n > 1 ? Math.sqrt(ss / (n - 1)) / Math.sqrt(n) : 0;
+  const out: KidResult = { mean: mu, std, stderr, subsets: n, subsetSize: m, x1000: { mean: 1e3 * mu, std: 1e3 * std, stderr: 1e3 * stderr } };
+  if (opts.returnIndices) out.indices = subsets;
+  return out;
 }
 
 /** Prompt text for scoring: modifier tokens such as `<new1>` removed (CLIP does not know them), spaces collapsed. */
@@ -173,7 +235,7 @@ export interface EvaluateInputs {
   real?: readonly Image[];
   /** token -> text substitutions applied before the remaining `<...>` tokens are dropped */
   replacements?: Record<string, string>;
-  kid?: { subsets?: number; subsetSize?: number; seed?: number };
+  kid?: KidOptions;
 }
 
 /** The metrics of one evaluation. */

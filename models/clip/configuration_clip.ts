@@ -79,20 +79,41 @@ export const TINY_CLIP_VISION: CLIPVisionConfig = {
 };
 
 /**
- * PretrainedConfig keys transformers writes into every config.json (generation and bookkeeping
- * fields); they do not change the CLIP forward, so parsing skips them.
+ * The generic keys of transformers' `PretrainedConfig` (configuration_utils.py): the attributes every
+ * config carries and a full `to_dict()` / `save_pretrained` writes, often as null (generation
+ * settings, fine-tuning labels, tokenizer ids, bookkeeping). They do not change the CLIP forward, so
+ * parsing skips them; a tower that owns one (the text config's bos/eos/pad token ids) reads it as its
+ * own key. Keys starting with "_" (`_name_or_path`, `_commit_hash`, `_attn_implementation`...) are
+ * skipped too. Any other key a tower does not know is a ConfigError.
  */
 export const PRETRAINED_CONFIG_KEYS: readonly string[] = [
-  "return_dict", "output_hidden_states", "output_attentions", "torchscript", "torch_dtype", "use_bfloat16", "tf_legacy_loss",
-  "pruned_heads", "tie_word_embeddings", "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size", "add_cross_attention",
-  "tie_encoder_decoder", "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
-  "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty",
-  "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "chunk_size_feed_forward",
-  "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
-  "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "architectures", "finetuning_task",
-  "id2label", "label2id", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params",
-  "problem_type", "transformers_version", "model_type", "dropout", "attn_implementation", "dtype", "output_hidden_states_before_dropout",
+  // outputs and PyTorch/TensorFlow settings
+  "return_dict", "output_hidden_states", "output_attentions", "torchscript", "torch_dtype", "dtype", "use_bfloat16",
+  "tf_legacy_loss", "pruned_heads", "tie_word_embeddings", "chunk_size_feed_forward",
+  // encoder-decoder
+  "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder",
+  // sequence generation (older configs carry these; newer transformers pops them)
+  "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+  "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+  "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
+  "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+  "suppress_tokens", "begin_suppress_tokens",
+  // fine-tuning task
+  "architectures", "finetuning_task", "id2label", "label2id", "num_labels", "problem_type", "task_specific_params",
+  // tokenizer
+  "tokenizer_class", "prefix", "bos_token_id", "pad_token_id", "eos_token_id", "sep_token_id", "decoder_start_token_id",
+  // bookkeeping
+  "name_or_path", "transformers_version", "model_type", "xla_device", "gradient_checkpointing", "use_cache",
+  "attn_implementation",
 ];
+
+/** Model keys of transformers' CLIP configs that the forward here does not use (training dropout). */
+export const CLIP_IGNORED_MODEL_KEYS: readonly string[] = ["dropout", "output_hidden_states_before_dropout"];
+
+/** The keys a tower's parse skips: the generic ones it does not own, and CLIP's unused model keys. */
+function skippedKeys(defaults: object): string[] {
+  return [...PRETRAINED_CONFIG_KEYS.filter((k) => !(k in defaults)), ...CLIP_IGNORED_MODEL_KEYS];
+}
 
 function checkActAndDropout(name: string, c: { hidden_act: string; attention_dropout: number; hidden_size: number; num_attention_heads: number }): void {
   if (c.hidden_act !== "quick_gelu" && c.hidden_act !== "gelu") throw new ConfigError(`${name}: hidden_act must be one of quick_gelu, gelu; got "${c.hidden_act}"`);
@@ -104,37 +125,47 @@ function checkActAndDropout(name: string, c: { hidden_act: string; attention_dro
 
 /** Parses a CLIPTextConfig (a CLIPModel config's `text_config` is taken when model_type is "clip"). */
 export function parseCLIPTextConfig(raw: Record<string, unknown>): CLIPTextConfig {
-  const src = raw.model_type === "clip" ? nested(raw, "text_config") : raw;
-  const c = parseConfig("CLIPTextConfig", src, CLIP_TEXT_DEFAULTS, PRETRAINED_CONFIG_KEYS);
+  const src = raw.model_type === "clip" ? tower(raw, "text_config") : raw;
+  const c = parseConfig("CLIPTextConfig", src, CLIP_TEXT_DEFAULTS, skippedKeys(CLIP_TEXT_DEFAULTS));
   checkActAndDropout("CLIPTextConfig", c);
   return c;
 }
 
 /** Parses a CLIPVisionConfig (a CLIPModel config's `vision_config` is taken when model_type is "clip"). */
 export function parseCLIPVisionConfig(raw: Record<string, unknown>): CLIPVisionConfig {
-  const src = raw.model_type === "clip" ? nested(raw, "vision_config") : raw;
-  const c = parseConfig("CLIPVisionConfig", src, CLIP_VISION_DEFAULTS, PRETRAINED_CONFIG_KEYS);
+  const src = raw.model_type === "clip" ? tower(raw, "vision_config") : raw;
+  const c = parseConfig("CLIPVisionConfig", src, CLIP_VISION_DEFAULTS, skippedKeys(CLIP_VISION_DEFAULTS));
   checkActAndDropout("CLIPVisionConfig", c);
   if (c.image_size % c.patch_size !== 0) throw new ConfigError(`CLIPVisionConfig: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
   return c;
 }
 
-/** Parses a CLIPModel config.json (nested text_config / vision_config). */
+const CLIP_TOP_DEFAULTS = { text_config: {}, vision_config: {}, projection_dim: 512, logit_scale_init_value: 2.6592, initializer_factor: 1 };
+
+/**
+ * Parses a CLIPModel config.json (nested text_config / vision_config), as transformers' CLIPConfig
+ * reads it: a null or missing tower takes the defaults, and a legacy `text_config_dict` /
+ * `vision_config_dict` replaces the tower it names.
+ */
 export function parseCLIPConfig(raw: Record<string, unknown>): CLIPConfig {
-  const top = parseConfig("CLIPConfig", raw, { text_config: {}, vision_config: {}, projection_dim: 512, logit_scale_init_value: 2.6592, initializer_factor: 1 }, [
-    ...PRETRAINED_CONFIG_KEYS, "text_config_dict", "vision_config_dict",
-  ]);
+  const top = parseConfig("CLIPConfig", raw, CLIP_TOP_DEFAULTS, [...skippedKeys(CLIP_TOP_DEFAULTS), "text_config_dict", "vision_config_dict"]);
   return {
-    text_config: parseCLIPTextConfig(top.text_config as Record<string, unknown>),
-    vision_config: parseCLIPVisionConfig(top.vision_config as Record<string, unknown>),
+    text_config: parseCLIPTextConfig(tower(raw, "text_config")),
+    vision_config: parseCLIPVisionConfig(tower(raw, "vision_config")),
     projection_dim: top.projection_dim,
     logit_scale_init_value: top.logit_scale_init_value,
     initializer_factor: top.initializer_factor,
   };
 }
 
-function nested(raw: Record<string, unknown>, key: string): Record<string, unknown> {
-  const v = raw[key];
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConfigError(`CLIPConfig: "${key}" must be an object, got ${JSON.stringify(v)}`);
+/**
+ * One tower's raw config in a CLIPModel config: `<key>_dict` when present (transformers' CLIPConfig
+ * builds a full config from it and lets it overwrite `<key>`), else `<key>`; null or missing is {}.
+ */
+function tower(raw: Record<string, unknown>, key: "text_config" | "vision_config"): Record<string, unknown> {
+  const legacy = raw[`${key}_dict`];
+  const [name, v] = legacy !== undefined && legacy !== null ? [`${key}_dict`, legacy] : [key, raw[key]];
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) throw new ConfigError(`CLIPConfig: "${name}" must be an object, got ${JSON.stringify(v)}`);
   return v as Record<string, unknown>;
 }

@@ -16,7 +16,11 @@ export type InputIds = readonly (readonly number[])[] | ArrayLike<number> | Tens
 export interface CLIPOutput {
   /** (B, L, D): the text tower's after final_layer_norm; the vision tower's encoder output (no post_layernorm) */
   last_hidden_state: Tensor;
-  /** (B, D): text: hidden state at the eos token; vision: post_layernorm of the class token */
+  /**
+   * (B, D): text: hidden state at the eos token ({@link eosPositions}: with eos_token_id 2, as in the
+   * SD-1.x config, the largest id, so an added token such as `<new1>` is pooled instead of
+   * end-of-text, as in transformers); vision: post_layernorm of the class token
+   */
   pooler_output: Tensor;
 }
 

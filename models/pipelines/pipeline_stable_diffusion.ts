@@ -2,7 +2,7 @@
 // (mirrors diffusers StableDiffusionPipeline for the SD-1.x path; a pipeline without a VAE is pixel-space)
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError } from "../../engine/errors.ts";
+import { ConfigError, ShapeError } from "../../engine/errors.ts";
 import { Generator, Tensor, chunk, concat, noGrad, randn } from "../../engine/index.ts";
 import { CLIPTokenizer } from "../../data/clip_tokenizer.ts";
 import type { Image } from "../../data/images.ts";
@@ -17,8 +17,21 @@ import { readJsonConfig, writeJsonAtomic } from "../modeling_utils.ts";
 export type Scheduler = DDIMScheduler | DDPMScheduler;
 
 export interface GenerateOptions {
-  prompt: string | string[];
+  /**
+   * the prompt(s); or give `promptIds` (token ids) or `promptEmbeds` (text-encoder states) instead,
+   * exactly one of the three
+   */
+  prompt?: string | string[];
+  /** token ids per prompt (B, L), each row framed and padded as the tokenizer does; fed to the text encoder as they are */
+  promptIds?: readonly (readonly number[])[];
+  /** text-encoder last hidden states (B, L, D) used as the UNet's context in place of encoding a prompt (diffusers' prompt_embeds) */
+  promptEmbeds?: Tensor;
+  /** negative prompt(s) for classifier-free guidance (default ""); or `negativePromptIds` / `negativePromptEmbeds`, at most one of the three */
   negativePrompt?: string | string[];
+  /** token ids of the negative prompts (B, L), L as the prompt's */
+  negativePromptIds?: readonly (readonly number[])[];
+  /** unconditional context (B, L, D), the shape of the prompt's (diffusers' negative_prompt_embeds) */
+  negativePromptEmbeds?: Tensor;
   /** classifier-free guidance scale; 1 disables guidance (no unconditional pass) */
   guidanceScale?: number;
   numInferenceSteps?: number;
@@ -28,12 +41,31 @@ export interface GenerateOptions {
   generator?: Generator;
   height?: number;
   width?: number;
-  /** images per prompt */
+  /** images per prompt (prompt ids and embeddings are repeated row by row, as diffusers does) */
   numImagesPerPrompt?: number;
-  /** called after every denoising step */
-  onStep?: (step: number, total: number, timestep: number) => void;
+  /**
+   * starting latents (B * numImagesPerPrompt, C, h, w) in place of the generator's draw; scaled by
+   * the scheduler's initNoiseSigma as diffusers does. Height and width follow from them.
+   */
+  latents?: Tensor;
+  /**
+   * Called after every denoising step (diffusers' callback_on_step_end): `step` counts from 1,
+   * `state` holds the step's latents, guided noise prediction and predicted x0. Returning a Tensor of
+   * the latents' shape replaces the latents the next step starts from; any other return value is ignored.
+   */
+  onStep?: (step: number, total: number, timestep: number, state: StepState) => unknown;
   /** return latents instead of decoded images */
   outputLatents?: boolean;
+}
+
+/** What onStep sees after a denoising step. */
+export interface StepState {
+  /** x_{t-1}, the scheduler step's output (B, C, h, w) */
+  latents: Tensor;
+  /** the model output after classifier-free guidance (B, C, h, w) */
+  noisePred: Tensor;
+  /** the scheduler's predicted x0 (B, C, h, w) */
+  predOriginalSample: Tensor;
 }
 
 export interface GenerateResult {
@@ -91,39 +123,86 @@ export class StableDiffusionPipeline {
     return this.vae ? 2 ** (this.vae.config.block_out_channels.length - 1) : 1;
   }
 
-  /** Token ids of prompts, padded/truncated to the model's length. */
-  tokenize(prompts: readonly string[]): number[][] {
-    const max = Math.min(this.tokenizer.modelMaxLength, this.textEncoder.config.max_position_embeddings);
+  /** Token ids of prompts, padded/truncated to the model's length (or to `maxLength`). */
+  tokenize(prompts: readonly string[], maxLength?: number): number[][] {
+    const max = maxLength ?? Math.min(this.tokenizer.modelMaxLength, this.textEncoder.config.max_position_embeddings);
     return prompts.map((p) => this.tokenizer.encode(p, { maxLength: max }));
   }
 
   /** Text-encoder last hidden states (B, L, D) of prompts. */
   encodePrompt(prompts: readonly string[]): Tensor {
-    return this.textEncoder.forward(this.tokenize(prompts)).last_hidden_state;
+    return this.encodeIds(this.tokenize(prompts));
   }
 
-  /** Samples images for prompts, with classifier-free guidance against the negative (default empty) prompt. */
+  /** Text-encoder last hidden states (B, L, D) of token ids (B, L). */
+  encodeIds(ids: readonly (readonly number[])[]): Tensor {
+    if (ids.length === 0 || ids.some((r) => r.length !== ids[0]!.length)) throw new ShapeError(`pipeline: token ids must be a non-empty (B, L) array with rows of one length, got lengths [${ids.map((r) => r.length)}]`);
+    return this.textEncoder.forward(ids.map((r) => [...r])).last_hidden_state;
+  }
+
+  /**
+   * Samples images for prompts (or token ids, or text embeddings), with classifier-free guidance
+   * against the negative prompt (default empty).
+   */
   generate(opts: GenerateOptions): GenerateResult {
     return noGrad(() => this.generateInner(opts));
   }
 
+  /** The conditional context (B * per, L, D) and the batch size before repetition. */
+  private conditionalContext(o: GenerateOptions, per: number): { cond: Tensor; batch: number } {
+    const given = [o.prompt !== undefined, o.promptIds !== undefined, o.promptEmbeds !== undefined].filter(Boolean).length;
+    if (given !== 1) throw new ConfigError(`pipeline: pass exactly one of prompt, promptIds, promptEmbeds (got ${given})`);
+    if (o.prompt !== undefined) {
+      const prompts = typeof o.prompt === "string" ? [o.prompt] : [...o.prompt];
+      return { cond: this.encodePrompt(prompts.flatMap((p) => new Array<string>(per).fill(p))), batch: prompts.length };
+    }
+    const raw = o.promptIds !== undefined ? this.encodeIds(o.promptIds) : checkEmbeds("promptEmbeds", o.promptEmbeds!, this.unet.config.cross_attention_dim);
+    return { cond: repeatRows(raw, per), batch: raw.shape[0]! };
+  }
+
+  /** The unconditional context, the shape of `cond`. */
+  private unconditionalContext(o: GenerateOptions, per: number, batch: number, cond: Tensor): Tensor {
+    const given = [o.negativePrompt !== undefined, o.negativePromptIds !== undefined, o.negativePromptEmbeds !== undefined].filter(Boolean).length;
+    if (given > 1) throw new ConfigError(`pipeline: pass at most one of negativePrompt, negativePromptIds, negativePromptEmbeds (got ${given})`);
+    let uncond: Tensor;
+    if (o.negativePromptIds !== undefined) uncond = repeatRows(this.encodeIds(o.negativePromptIds), per);
+    else if (o.negativePromptEmbeds !== undefined) uncond = repeatRows(checkEmbeds("negativePromptEmbeds", o.negativePromptEmbeds, this.unet.config.cross_attention_dim), per);
+    else {
+      const neg = o.negativePrompt;
+      const negs = neg === undefined ? new Array<string>(batch).fill("") : typeof neg === "string" ? new Array<string>(batch).fill(neg) : Array.from({ length: batch }, (_, i) => neg[i] ?? "");
+      // padded to the prompt context's length, as diffusers' encode_prompt does
+      uncond = this.encodeIds(this.tokenize(negs.flatMap((p) => new Array<string>(per).fill(p)), cond.shape[1]));
+    }
+    if (uncond.shape.join() !== cond.shape.join()) throw new ShapeError(`pipeline: the negative context [${uncond.shape}] must have the prompt context's shape [${cond.shape}]`);
+    return uncond;
+  }
+
   private generateInner(o: GenerateOptions): GenerateResult {
-    const prompts = typeof o.prompt === "string" ? [o.prompt] : [...o.prompt];
     const per = o.numImagesPerPrompt ?? 1;
-    const all = prompts.flatMap((p) => new Array<string>(per).fill(p));
-    const negs = o.negativePrompt === undefined ? all.map(() => "") : typeof o.negativePrompt === "string" ? all.map(() => o.negativePrompt as string) : prompts.flatMap((_, i) => new Array<string>(per).fill((o.negativePrompt as string[])[i] ?? ""));
+    if (!Number.isInteger(per) || per < 1) throw new ConfigError(`pipeline: numImagesPerPrompt must be a positive integer, got ${per}`);
     const scale = o.guidanceScale ?? 7.5;
     const cfg = scale !== 1;
     const steps = o.numInferenceSteps ?? 50;
     const g = o.generator ?? new Generator(o.seed ?? 0);
     const f = this.vaeScaleFactor;
-    const sample = (this.unet.config.sample_size ?? 64) * f;
-    const height = o.height ?? sample, width = o.width ?? sample;
-    if (height % f !== 0 || width % f !== 0) throw new ConfigError(`pipeline: height and width must be multiples of ${f}, got ${height}x${width}`);
-    const cond = this.encodePrompt(all); // (B, L, D)
-    const ctx = cfg ? concat([this.encodePrompt(negs), cond], 0) : cond; // (2B or B, L, D)
-    const b = all.length;
-    let latents = randn([b, this.unet.config.in_channels, height / f, width / f], { generator: g }).mul(this.scheduler.initNoiseSigma);
+    const { cond, batch } = this.conditionalContext(o, per); // (B, L, D)
+    const ctx = cfg ? concat([this.unconditionalContext(o, per, batch, cond), cond], 0) : cond; // (2B or B, L, D)
+    const b = batch * per;
+    const channels = this.unet.config.in_channels;
+    let latents: Tensor;
+    if (o.latents !== undefined) {
+      const [lb, lc, lh, lw] = o.latents.shape;
+      if (o.latents.ndim !== 4 || lb !== b || lc !== channels) throw new ShapeError(`pipeline: latents must be (${b}, ${channels}, h, w), got [${o.latents.shape}]`);
+      if ((o.height !== undefined && o.height !== lh! * f) || (o.width !== undefined && o.width !== lw! * f)) {
+        throw new ShapeError(`pipeline: latents [${o.latents.shape}] give ${lh! * f}x${lw! * f} images, but height x width is ${o.height ?? lh! * f}x${o.width ?? lw! * f}`);
+      }
+      latents = o.latents.mul(this.scheduler.initNoiseSigma);
+    } else {
+      const sample = (this.unet.config.sample_size ?? 64) * f;
+      const height = o.height ?? sample, width = o.width ?? sample;
+      if (height % f !== 0 || width % f !== 0) throw new ConfigError(`pipeline: height and width must be multiples of ${f}, got ${height}x${width}`);
+      latents = randn([b, channels, height / f, width / f], { generator: g }).mul(this.scheduler.initNoiseSigma);
+    }
     this.scheduler.setTimesteps(steps);
     const ts = Array.from(this.scheduler.timesteps);
     ts.forEach((t, i) => {
@@ -138,12 +217,28 @@ export class StableDiffusionPipeline {
         ? this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, generator: g })
         : this.scheduler.step(eps, t, latents, { generator: g });
       latents = res.prevSample;
-      o.onStep?.(i + 1, ts.length, t);
+      const replaced = o.onStep?.(i + 1, ts.length, t, { latents, noisePred: eps, predOriginalSample: res.predOriginalSample });
+      if (replaced instanceof Tensor) {
+        if (replaced.shape.join() !== latents.shape.join()) throw new ShapeError(`pipeline: onStep returned latents of shape [${replaced.shape}], expected [${latents.shape}]`);
+        latents = replaced;
+      }
     });
     if (o.outputLatents) return { images: [], latents };
     const pixels = this.vae ? this.vae.decode(latents.div(this.vae.config.scaling_factor)) : latents; // (B, 3, H, W) in [-1, 1]
     return { images: tensorToImages(pixels), latents };
   }
+}
+
+/** Checks given text embeddings (B, L, D) against the UNet's cross-attention width. */
+function checkEmbeds(name: string, e: Tensor, dim: number): Tensor {
+  if (e.ndim !== 3 || e.shape[2] !== dim) throw new ShapeError(`pipeline: ${name} must be (B, L, ${dim}), got [${e.shape}]`);
+  return e;
+}
+
+/** Each row of (B, ...) repeated `n` times in place: rows 0, 0, 1, 1, ... (diffusers' num_images_per_prompt). */
+function repeatRows(x: Tensor, n: number): Tensor {
+  if (n === 1) return x;
+  return x.indexSelect(0, Array.from({ length: x.shape[0]! * n }, (_, i) => Math.floor(i / n)));
 }
 
 /** (B, 3, H, W) in [-1, 1] -> images. */

@@ -35,6 +35,11 @@ const DDPM_IGNORED = ["skip_prk_steps", "set_alpha_to_one"] as const;
 export interface DDPMStepOptions {
   /** draws the noise added for t > 0 */
   generator?: Generator;
+  /**
+   * the noise z itself (modelOutput's shape), scaled by sigma_t and added for t > 0 instead of a
+   * draw, as DDIMScheduler.step's varianceNoise: reproduces a reference step from its recorded noise
+   */
+  varianceNoise?: Tensor;
 }
 
 /**
@@ -128,6 +133,10 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
     const name = "DDPMScheduler.step";
     if (modelOutput.shape.join() !== sample.shape.join()) throw new ShapeError(`${name}: modelOutput and sample must have the same shape, got [${modelOutput.shape}] and [${sample.shape}]`);
     checkTimestep(name, timestep, this.config.num_train_timesteps);
+    if (opts.varianceNoise !== undefined) {
+      if (opts.generator !== undefined) throw new ConfigError(`${name}: pass either generator or varianceNoise, not both`);
+      if (opts.varianceNoise.shape.join() !== modelOutput.shape.join()) throw new ShapeError(`${name}: varianceNoise must have modelOutput's shape [${modelOutput.shape}], got [${opts.varianceNoise.shape}]`);
+    }
     const t = timestep;
     const prevT = this.previousTimestep(t);
 
@@ -165,7 +174,8 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
       let predPrevSample = predOriginalSample.mul(predOriginalSampleCoeff).add(sample.mul(currentSampleCoeff));
       // 6. noise, none at t = 0
       if (t > 0) {
-        const noise = randn(modelOutput.shape, { dtype: modelOutput.dtype, ...(opts.generator ? { generator: opts.generator } : {}) });
+        let noise = opts.varianceNoise;
+        if (noise === undefined) noise = randn(modelOutput.shape, { dtype: modelOutput.dtype, ...(opts.generator ? { generator: opts.generator } : {}) });
         const v = this.getVariance(t);
         const std = this.config.variance_type === "fixed_small_log" ? v : Math.sqrt(v);
         predPrevSample = predPrevSample.add(noise.mul(std));

@@ -124,11 +124,52 @@ function validateBase(name: string, c: SchedulerConfigBase): void {
 }
 
 /**
- * torch.linspace(start, end, steps, dtype=float32) on CPU, value for value: start and end are
- * rounded to float32, step = (end - start) / (steps - 1) in float32, the first half counts up from
- * start and the second half down from end.
+ * Which of torch's CPU linspace kernels {@link linspaceFloat32} reproduces. ATen compiles the kernel
+ * once per CPU capability and picks one at run time (`torch.backends.cpu.get_cpu_capability()`,
+ * `ATEN_CPU_CAPABILITY`); their float32 values differ by an ulp here and there:
+ * - "avx2": x86-64 with AVX2 (the usual desktop/laptop dispatch), 8-wide vectors, fused multiply-adds;
+ * - "avx512": x86-64 machines torch dispatches to AVX-512, 16-wide, fused multiply-adds;
+ * - "default": no SIMD capability (ATEN_CPU_CAPABILITY=default), 8-wide, no fused multiply-adds.
+ * Other builds (aarch64, other compilers) may round differently; they were not checked.
  */
-export function linspaceFloat32(start: number, end: number, steps: number): Float64Array {
+export type TorchLinspaceKernel = "avx2" | "avx512" | "default";
+
+/** a * b + c rounded once to float32 (a, b, c float32 values; a * b is exact in float64). */
+function fmaf32(a: number, b: number, c: number): number {
+  const p = a * b;
+  const sum = p + c;
+  const bb = sum - p;
+  const err = (p - (sum - bb)) + (c - bb); // sum + err = p + c exactly (TwoSum)
+  const r = Math.fround(sum);
+  if (err === 0 || r === sum) return r;
+  // only a sum that lies exactly halfway between two float32 values can round the wrong way
+  const other = nextFloat32(r, sum > r ? 1 : -1);
+  if ((r + other) / 2 !== sum) return r;
+  return err > 0 ? Math.max(r, other) : Math.min(r, other);
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+/** The float32 next to `x` (a float32 value) towards +inf (dir 1) or -inf (dir -1). */
+function nextFloat32(x: number, dir: 1 | -1): number {
+  if (x === 0) return dir * 1.401298464324817e-45;
+  F32[0] = x;
+  U32[0] += (x > 0) === (dir > 0) ? 1 : -1;
+  return F32[0];
+}
+
+/**
+ * torch.linspace(start, end, steps, dtype=torch.float32) on CPU, value for value, for steps up to
+ * 32768 (one parallel chunk; longer ranges are split across threads by torch). Checked bit for bit
+ * against torch 1.13 for each kernel (test/fixtures/torch_linspace). torch's kernel: start and end
+ * rounded to float32, step = (end - start) / (steps - 1) in float32; blocks of two vectors of W
+ * values, each vector from a base (start + step * i below steps / 2, else end - step * (steps - 1 - i),
+ * a fused multiply-add on the SIMD builds) counting up by base + k * step; the values left after the
+ * last pair of vectors from the same base formula one by one. Default kernel: "avx2".
+ */
+export function linspaceFloat32(start: number, end: number, steps: number, opts: { kernel?: TorchLinspaceKernel } = {}): Float64Array {
+  const kernel = opts.kernel ?? "avx2";
+  if (kernel !== "avx2" && kernel !== "avx512" && kernel !== "default") throw new ConfigError(`linspaceFloat32: kernel must be one of avx2, avx512, default; got ${JSON.stringify(kernel)}`);
   const f = Math.fround;
   const out = new Float64Array(steps);
   const s = f(start), e = f(end);
@@ -136,9 +177,24 @@ export function linspaceFloat32(start: number, end: number, steps: number): Floa
     out[0] = s;
     return out;
   }
+  const width = kernel === "avx512" ? 16 : 8;
+  const fused = kernel !== "default";
   const step = f(f(e - s) / (steps - 1));
   const halfway = Math.floor(steps / 2);
-  for (let i = 0; i < steps; i++) out[i] = i < halfway ? f(s + f(step * i)) : f(e - f(step * (steps - i - 1)));
+  const at = (i: number): number => {
+    if (i < halfway) return fused ? fmaf32(step, i, s) : f(s + f(step * i));
+    const back = steps - i - 1;
+    return fused ? fmaf32(-step, back, e) : f(e - f(step * back));
+  };
+  let i = 0;
+  for (; i + 2 * width <= steps; i += 2 * width) {
+    for (const b of [i, i + width]) {
+      const base = at(b);
+      out[b] = base;
+      for (let k = 1; k < width; k++) out[b + k] = f(base + f(k * step));
+    }
+  }
+  for (; i < steps; i++) out[i] = at(i);
   return out;
 }
 

@@ -97,7 +97,7 @@ test("unicode: accented letters and CJK", () => {
   assert.equal(tok.tokenize("cafe\u0301"), tok.tokenize("café")); // NFC
   const cjk = tok.idsForTokenString("東京タワー");
   assert.ok(cjk.length > 1 && cjk.every((i) => i < 49406));
-  assert.is(tok.decode(tok.encode("東京タワー")), "東京タワー");
+  assert.is(tok.decode(tok.encode("東京タワー")), "東 京 タワー"); // ideographs are spaced before BPE, as transformers does
   assert.is(tok.decode(tok.encode("café naïve")), "café naïve");
 });
 
@@ -137,14 +137,34 @@ test("padding with 49407 and options", () => {
   assert.throws(() => tok.encode("a", { maxLength: 1 }), (e: unknown) => e instanceof ConfigError);
 });
 
-test("text cleanup: whitespace, html entities, case", () => {
+test("text cleanup: whitespace, case; HTML entities are left as they are (transformers does not unescape)", () => {
   assert.is(cleanText("  A\t Photo \n of   a CAT  "), "a photo of a cat");
   assert.equal(tok.encode("  A\t Photo \n of   a CAT  "), tok.encode("a photo of a cat"));
   assert.is(htmlUnescape("a &amp; b &lt;c&gt; &quot;d&quot; &#39;e&#x27; &eacute; &hellip;"), "a & b <c> \"d\" 'e' é …");
   assert.is(htmlUnescape("&ampx &nosuch; &#128; &#0; &#x110000; &#65"), "&x &nosuch; \u20ac \ufffd \ufffd A");
-  assert.is(cleanText("&amp;amp;"), "&"); // unescaped twice
-  assert.equal(tok.tokenize("tom&amp;jerry"), tok.tokenize("tom&jerry"));
-  assert.is(cleanText("x\u00a0\u3000y"), "x y");
+  assert.is(cleanText("tom&amp;jerry"), "tom&amp;jerry");
+  assert.not.equal(tok.tokenize("tom&amp;jerry"), tok.tokenize("tom&jerry"));
+  assert.is(cleanText("x\u00a0\u3000y\u2028z"), "x y z"); // Zs become spaces; U+2028 splits as Python's str.split does
+});
+
+test("text cleanup as transformers' BasicTokenizer path: category C removed, tab/newline/CR spaced, CJK ideographs spaced", () => {
+  // a prompt ending with a C1 control keeps the ids of the prompt without it
+  assert.equal(tok.encode("a photo of a cat\u009d"), tok.encode("a photo of a cat"));
+  assert.is(cleanText("a\u009d"), "a");
+  // Cc (also vertical tab, form feed, U+0085, which are not turned into spaces), Cf, Co, Cn, lone surrogates, U+0000, U+FFFD
+  assert.is(cleanText("a\u000bb\u000cc\u0085d\u0000e\ufffdf"), "abcdef");
+  assert.is(cleanText("zero\u200bwidth soft\u00adhyphen \ud83d\udc68\u200d\ud83d\udc69 bom\ufeff"), "zerowidth softhyphen \ud83d\udc68\ud83d\udc69 bom");
+  assert.is(cleanText("p\ue000u\u0378n\ud800s"), "puns");
+  assert.is(cleanText("a\tb\nc\rd"), "a b c d");
+  // BasicTokenizer._tokenize_chinese_chars: a space on each side of CJK ideographs (not kana or hangul)
+  assert.is(cleanText("日本語のテキスト 中文 한국어"), "日 本 語 のテキスト 中 文 한국어");
+  assert.equal(tok.tokenize("猫猫"), [...tok.tokenize("猫"), ...tok.tokenize("猫")]);
+  // NFC after cleaning; lower case per word (final sigma)
+  assert.is(cleanText("Cafe\u0301 \u039f\u0394\u039f\u03a3"), "caf\u00e9 \u03bf\u03b4\u03bf\u03c2");
+  // added tokens are matched before cleaning, as transformers splits on them first
+  const t = CLIPTokenizer.default();
+  t.addTokens(["<new1>"]);
+  assert.equal(t.tokenize("a\u200b<new1>\u009d dog"), ["a</w>", "<new1>", "dog</w>"]);
 });
 
 test("special token text maps to its id", () => {

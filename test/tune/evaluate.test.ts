@@ -39,6 +39,38 @@ test("KID: the unbiased MMD^2 of a hand-computed example", () => {
   close(mmdUnbiased(z, y), kzz + 1 - (2 * kzy) / 6);
 });
 
+test("KID: explicit subsets (another implementation's draws), a given generator, and the draws returned", () => {
+  const g = new Generator(3);
+  const feats = (n: number, shift: number) => Array.from({ length: n }, () => Array.from(randn([8], { generator: g }).data, (v) => v + shift));
+  const real = feats(12, 0), fake = feats(10, 0.3);
+  // e.g. torchmetrics' torch.randperm(n)[:m] per subset, recorded there and replayed here
+  const indices = { real: [[3, 0, 7, 11], [5, 2, 9, 1], [10, 4, 6, 8]], fake: [[9, 1, 4, 0], [2, 8, 3, 6], [7, 5, 0, 9]] };
+  const r = kid(real, fake, { indices });
+  const vals = indices.real.map((ri, k) => mmdUnbiased(ri.map((i) => real[i]!), indices.fake[k]!.map((i) => fake[i]!)));
+  const mu = vals.reduce((a, b) => a + b, 0) / 3;
+  close(r.mean, mu, 1e-15);
+  close(r.std, Math.sqrt(vals.reduce((a, v) => a + (v - mu) ** 2, 0) / 3), 1e-15);
+  assert.is(r.subsets, 3);
+  assert.is(r.subsetSize, 4);
+  assert.is(r.indices, undefined);
+  // the draws of a seeded run, returned and replayed, give the same figure
+  const drawn = kid(real, fake, { subsets: 5, subsetSize: 6, seed: 4, returnIndices: true });
+  assert.is(drawn.indices!.real.length, 5);
+  assert.ok(drawn.indices!.fake.every((f) => f.length === 6 && new Set(f).size === 6 && f.every((i) => i >= 0 && i < 10)));
+  const { indices: _drawnIndices, ...withoutIndices } = drawn;
+  assert.equal(kid(real, fake, { indices: drawn.indices! }), withoutIndices);
+  // a generator in place of the seed: Generator(4) draws what seed 4 draws, and its state advances
+  const gen = new Generator(4);
+  assert.equal(kid(real, fake, { subsets: 5, subsetSize: 6, generator: gen }), withoutIndices);
+  assert.not.equal(kid(real, fake, { subsets: 5, subsetSize: 6, generator: gen }).mean, drawn.mean);
+  // errors
+  assert.throws(() => kid(real, fake, { indices: { real: [[0, 1]], fake: [] } }), /as many real as fake subsets/);
+  assert.throws(() => kid(real, fake, { indices: { real: [[0, 1], [0, 1, 2]], fake: [[0, 1], [0, 1]] } }), /one size/);
+  assert.throws(() => kid(real, fake, { indices: { real: [[0, 12]], fake: [[0, 1]] } }), /index 12, outside \[0, 12\)/);
+  assert.throws(() => kid(real, fake, { indices: { real: [[0]], fake: [[1]] } }), /at least 2/);
+  assert.throws(() => kid(real, fake, { indices, seed: 1 }), /do not apply/);
+});
+
 test("KID: identical sets are ~0 (slightly negative), a shifted set is clearly positive; subsets are seeded", () => {
   const g = new Generator(1);
   const feats = (n: number, shift: number) => Array.from({ length: n }, () => Array.from(randn([16], { generator: g }).data, (v) => v + shift));

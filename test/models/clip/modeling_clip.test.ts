@@ -8,6 +8,7 @@ import { Generator, noGrad, randn, sum, tensor } from "../../../engine/index.ts"
 import type { Tensor } from "../../../engine/index.ts";
 import { ConfigError, ShapeError, StateDictError } from "../../../engine/errors.ts";
 import { writeSafetensors } from "../../../data/safetensors.ts";
+import { CLIPTokenizer } from "../../../data/clip_tokenizer.ts";
 import { withInitGenerator, withShapeOnly } from "../../../models/nn/module.ts";
 import {
   CLIPAttention, CLIPModel, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionModel, CLIPVisionModelWithProjection,
@@ -80,6 +81,19 @@ test("pooling: legacy eos_token_id 2 takes the first largest id; other eos ids t
   const h2 = rows(o2.last_hidden_state, 32), p2 = rows(o2.pooler_output, 32);
   assert.equal(p2[0], h2[3]);
   assert.equal(p2[1], h2[6]);
+});
+
+test("pooling with an added token: eos_token_id 2 (the SD-1.x config) pools at <new1>, eos 49407 at end-of-text", () => {
+  const tok = CLIPTokenizer.default();
+  tok.addTokens(["<new1>"]);
+  const ids = tok.encode("a <new1> dog", { maxLength: 8 }); // bos a <new1> dog eos pad pad pad
+  assert.equal(ids.slice(0, 5), [49406, 320, 49408, 1929, 49407]);
+  for (const [eos, at] of [[2, 2], [49407, 4]] as const) {
+    const m = tiny({ vocab_size: 49408, eos_token_id: eos, bos_token_id: 49406, pad_token_id: 49407 });
+    m.text_model.embeddings.addTokenRows(randn([1, 32], { generator: new Generator(3) }));
+    const o = m.forward([ids]);
+    assert.equal(rows(o.pooler_output, 32)[0], rows(o.last_hidden_state, 32)[at], `eos_token_id ${eos} pools at position ${at}`);
+  }
 });
 
 test("attention mask: padded keys do not change the attended positions", () => {

@@ -34,6 +34,26 @@ test("one DDPM step (epsilon, fixed_small) against the hand formula, noise from 
   assert.equal(out.prevSample.shape, [2, 2]);
 });
 
+test("step with given varianceNoise: sigma_t z added for t > 0, the generator's draw reproduced, errors", () => {
+  const s = DDPMScheduler.fromConfig(SD1_SCHEDULER_CONFIG);
+  const x = [0.8, -1.3, 0.05, 2.2], e = [0.1, 0.9, -0.4, -1.7], zs = [0.5, -2, 1.25, 0];
+  const t = 700, a = s.alphasCumprod[t];
+  const x0 = x.map((xi, i) => (xi - Math.sqrt(1 - a) * e[i]) / Math.sqrt(a));
+  const { mean, variance } = byHand(s, t, t - 1, x, x0);
+  const out = s.step(f64(e, [2, 2]), t, f64(x, [2, 2]), { varianceNoise: f64(zs, [2, 2]) });
+  assertNear(out.prevSample.data, mean.map((m, i) => m + Math.sqrt(variance) * zs[i]), 1e-14, "x_{t-1}");
+  // the generator's own draw, passed as noise, gives the generator's step bit for bit
+  const z = randn([2, 2], { dtype: "float64", generator: new Generator(5) });
+  const viaGen = s.step(f64(e, [2, 2]), t, f64(x, [2, 2]), { generator: new Generator(5) });
+  const viaNoise = s.step(f64(e, [2, 2]), t, f64(x, [2, 2]), { varianceNoise: z });
+  assert.equal(Array.from(viaNoise.prevSample.data), Array.from(viaGen.prevSample.data));
+  // no noise at t = 0
+  const at0 = s.step(f64(e, [2, 2]), 0, f64(x, [2, 2]), { varianceNoise: f64(zs, [2, 2]) });
+  assert.equal(Array.from(at0.prevSample.data), Array.from(s.step(f64(e, [2, 2]), 0, f64(x, [2, 2])).prevSample.data));
+  assert.throws(() => s.step(f64(e, [2, 2]), t, f64(x, [2, 2]), { varianceNoise: f64(zs, [4]) }), /varianceNoise must have modelOutput's shape/);
+  assert.throws(() => s.step(f64(e, [2, 2]), t, f64(x, [2, 2]), { varianceNoise: z, generator: new Generator(1) }), (err: Error) => err instanceof ConfigError && /not both/.test(err.message));
+});
+
 test("no noise at t = 0; the variance there is clamped to 1e-20", () => {
   const s = DDPMScheduler.fromConfig(SD1_SCHEDULER_CONFIG);
   const x = [0.3, -0.6], e = [0.2, 0.1];

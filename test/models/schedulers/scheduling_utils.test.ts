@@ -7,22 +7,19 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ConfigError, ShapeError, tensor } from "../../../engine/index.ts";
 import { DDIMScheduler, DDPMScheduler, SD1_SCHEDULER_CONFIG, roundHalfEven } from "../../../models/schedulers/index.ts";
+import { torchLinspaceGolden } from "./torch_linspace.ts";
 
 const f = Math.fround;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "schedulers-test-"));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** Hand formula of torch.linspace(float32) value i for the SD-1.x sqrt-beta range, then squared in float32. */
-function sdBetaByHand(i: number): number {
-  const s = f(Math.sqrt(0.00085)), e = f(Math.sqrt(0.012));
-  const step = f(f(e - s) / 999);
-  const sqrtBeta = i < 500 ? f(s + f(step * i)) : f(e - f(step * (999 - i)));
-  return f(sqrtBeta * sqrtBeta);
-}
+/** torch's SD-1.x betas (avx2 kernel, test/fixtures/torch_linspace): linspace of sqrt(beta) in float32, squared in float32. */
+const SD_BETAS = torchLinspaceGolden("avx2", "sd_scaled_linear_betas");
+const sdBetaByHand = (i: number): number => SD_BETAS[i]!;
 
-test("scaled_linear betas: float32 torch.linspace of sqrt(beta), squared in float32", () => {
+test("scaled_linear betas: float32 torch.linspace of sqrt(beta), squared in float32, all 1000 as torch gives them", () => {
   const s = DDIMScheduler.fromConfig(SD1_SCHEDULER_CONFIG);
-  for (const i of [0, 1, 250, 499, 500, 777, 999]) assert.is(s.betas[i], sdBetaByHand(i), `beta[${i}]`);
+  assert.equal(Array.from(s.betas), Array.from(SD_BETAS));
   assert.is(s.betas[0], f(f(Math.sqrt(0.00085)) ** 2));
   // the plain float64 formula agrees to float32 precision
   for (const i of [0, 123, 999]) {
@@ -62,6 +59,7 @@ test("linear betas with diffusers' class defaults (1e-4..0.02) when keys are abs
   const step = f(f(f(0.02) - f(0.0001)) / 999);
   assert.is(s.betas[3], f(f(0.0001) + f(step * 3)));
   assert.is(s.betas[998], f(f(0.02) - f(step * 1)));
+  assert.equal(Array.from(s.betas), Array.from(torchLinspaceGolden("avx2", "linear_betas_1e-4_0.02")));
 });
 
 test("squaredcos_cap_v2 betas: min(1 - abar(t2)/abar(t1), 0.999) in float64, stored as float32", () => {
