@@ -14,6 +14,7 @@ import { customise } from "../tune/train.ts";
 import { FREEZE_MODELS } from "../tune/params.ts";
 import type { Delta } from "../tune/delta.ts";
 import { applyDeltaToUNet, firstNonFinite, loadDelta, saveDelta } from "../tune/delta.ts";
+import { deltaFromTorch } from "../tune/convert.ts";
 import { installTokens } from "../tune/tokens.ts";
 import { formatMergeReport, mergeDeltas, readCaptions, saveMerged } from "../tune/merge.ts";
 import { compressDelta, formatCompression, isCompressed, loadCompressed, saveCompressed } from "../tune/compress.ts";
@@ -326,6 +327,42 @@ const compressCmd: Command = {
   },
 };
 
+const convertCmd: Command = {
+  usage: "--delta FILE|DIR --out DIR [--model DIR] [--token-file FILE ...] [--token-name TOKEN ...]",
+  about:
+    "Converts a delta from PyTorch files into this project's safetensors delta, without executing the pickle: a diffusers folder or\n" +
+    "pytorch_custom_diffusion_weights.bin (+ <new1>.bin), or the authors' delta.bin / delta_epoch=*.ckpt (CompVis or diffusers layout, compressed or not).",
+  options: {
+    delta: { type: "string", arg: "FILE|DIR", help: "the PyTorch delta file, or a diffusers delta folder" },
+    out: { type: "string", arg: "DIR", help: "output folder (safetensors delta)" },
+    model: { type: "string", arg: "DIR", help: "the base model folder: needed to expand a compressed delta (W0 + u v) and to check keys and shapes" },
+    "token-file": { type: "string", multiple: true, arg: "FILE", help: "a separate token file such as <new1>.bin (repeatable)" },
+    "token-name": { type: "string", multiple: true, arg: "TOKEN", help: "names of the rows of a CompVis embed tensor, in order (default <new1>, <new2>, ...)" },
+  },
+  run(v, cmd) {
+    const src = required(v.delta, "delta", cmd, "FILE or DIR");
+    const out = required(v.out, "out", cmd, "DIR");
+    if (!fs.existsSync(src)) throw new ConfigError(`--delta ${src}: no such file or folder`);
+    const tokenFiles = list(v["token-file"]);
+    for (const f of tokenFiles) if (!fs.existsSync(f)) throw new ConfigError(`--token-file ${f}: no such file`);
+    prepareOutputDir(out, "--out");
+    const pipe = typeof v.model === "string" ? loadPipeline(v.model) : null;
+    let delta: Delta;
+    if (fs.statSync(src).isDirectory()) {
+      if (tokenFiles.length > 0) throw new UsageError("--token-file goes with a delta file; a delta folder's token files are read from the folder");
+      delta = loadDelta(src);
+    } else {
+      const names = list(v["token-name"]);
+      delta = deltaFromTorch(src, tokenFiles, { ...(pipe ? { base: pipe.unet } : {}), ...(names.length ? { tokenNames: names } : {}) }).delta;
+    }
+    // every key and shape against the base (applying checks them all before it writes; this loaded copy is discarded)
+    if (pipe) applyDeltaToUNet(pipe.unet, delta, { warn: () => {} });
+    console.log(`read ${delta.format ?? "this project's delta"} from ${src}: ${delta.unet.size} UNet tensors (${delta.freezeModel}), tokens ${[...delta.tokens.keys()].join(", ") || "none"}`);
+    saveDelta(out, delta);
+    console.log(`wrote ${out}`);
+  },
+};
+
 const stackCmd: Command = {
   usage: "--model DIR --delta DIR --delta DIR [...] --out DIR",
   about: "Adds several deltas' changes onto the base (W0 + sum_i (W_i - W0)), keeping every token (renumbered <new1>.. in order).",
@@ -434,7 +471,7 @@ const evalCmd: Command = {
 
 const COMMANDS: Record<string, Command> = {
   customise: customiseCmd, customize: customiseCmd, sample: sampleCmd, merge: mergeCmd, compress: compressCmd,
-  stack: stackCmd, analyze: analyzeCmd, eval: evalCmd,
+  stack: stackCmd, analyze: analyzeCmd, eval: evalCmd, convert: convertCmd,
 };
 
 const HELP = `cdiff - Custom Diffusion on a pure-TypeScript engine
@@ -449,6 +486,7 @@ commands:
   stack       add several deltas' changes onto the base (W0 + sum_i (W_i - W0))
   analyze     per-layer weight change ||W' - W|| / ||W|| between a base and a fine-tuned model (JSON, CSV, PNG)
   eval        text-alignment, image-alignment and KID of generated images with a CLIP model
+  convert     read a delta from PyTorch files (diffusers .bin, the authors' delta.bin / .ckpt) without executing them
 
 ${Object.entries(COMMANDS).filter(([n]) => n !== "customize").map(([n, c]) => `cdiff ${n} ${c.usage}`).join("\n")}
 

@@ -208,5 +208,5 @@ export function deltaFromTorch(file: string, tokenFiles: readonly string[] = [],
     for (const [k, v] of t.tokens) tokens.set(k, v);
   }
   if (d.unet.size === 0) throw new FormatError(`${file}: the delta holds no UNet weights`);
-  return { delta: { unet: d.unet, tokens, freezeModel: freezeModelOf(d.unet.keys()), baseFingerprint: "" }, format: d.format };
+  return { delta: { unet: d.unet, tokens, freezeModel: freezeModelOf(d.unet.keys()), baseFingerprint: "", format: d.format }, format: d.format };
 }

@@ -11,6 +11,7 @@ import type { FileContent } from "../data/atomic.ts";
 import { commitFiles, committedNames, committedPath, recoverCommit } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { FreezeModel } from "./params.ts";
+import { deltaFromTorch, readTorchDelta } from "./convert.ts";
 
 export const DELTA_WEIGHTS = "pytorch_custom_diffusion_weights.safetensors";
 
@@ -27,6 +28,8 @@ export interface Delta {
   freezeModel: FreezeModel;
   /** fingerprint of the base UNet the delta was trained from ("" when unknown) */
   baseFingerprint: string;
+  /** what was read, when the delta came from another tool's files (e.g. "custom-diffusion (CompVis layout)") */
+  format?: string;
 }
 
 const PROC = /^(.*\.attn2)\.processor\.(to_k|to_v|to_q)_custom_diffusion\.weight$/;
@@ -163,18 +166,43 @@ export function sniffPickle(file: string): "pickle" | "torch-zip" | null {
   }
 }
 
-function refusePickle(file: string, what: string): void {
-  const kind = sniffPickle(file);
-  if (kind) throw new FormatError(`delta: ${file} is ${kind === "pickle" ? "a pickle" : "a PyTorch zip archive (pickle inside)"}, which is unsafe to read; ${what}`);
+/** A bare pickle (torch.save before 1.6, or pickle.dump) is not read: only the zip format's restricted reader runs. */
+function refuseLegacyPickle(file: string): void {
+  if (sniffPickle(file) === "pickle") throw new FormatError(`delta: ${file} is a bare pickle (PyTorch's format before 1.6), which is not read; load and re-save it with torch.save in a current PyTorch, or save it with safetensors`);
+}
+
+/** A diffusers delta folder whose weights (and maybe tokens) are PyTorch zip files. */
+function loadTorchFolder(folder: string, file: string, names: Set<string>, at: (n: string) => string): Delta {
+  const tokenFiles = [...names].filter((f) => /^<.+>\.(safetensors|bin)$/.test(f)).sort((a, b) => tokenOrder(a.replace(/\.\w+$/, ""), b.replace(/\.\w+$/, "")));
+  const torchTokens = tokenFiles.filter((f) => sniffPickle(at(f)) === "torch-zip");
+  const { delta } = deltaFromTorch(file, torchTokens.map(at));
+  for (const f of tokenFiles.filter((x) => !torchTokens.includes(x))) {
+    refuseLegacyPickle(at(f));
+    const tok = f.replace(/\.(safetensors|bin)$/, "");
+    const t = readSafetensors(at(f)).tensors.get(tok);
+    if (!t || t.shape.length !== 1) throw new FormatError(`delta: ${at(f)} must hold one vector named "${tok}"`);
+    delta.tokens.set(tok, t.data);
+  }
+  assertFiniteDelta(delta, `delta ${folder}`);
+  return delta;
 }
 
 /**
- * Reads a delta folder written by this project or by the diffusers example (`<token>.bin` files
- * written with safetensors are accepted; pickled files are refused, as they are unsafe to read).
- * The folder is read as of its last complete write: an interrupted write is ignored, or finished when
- * it had written everything (see {@link commitFiles}). Non-finite values are refused (NumericalError).
+ * Reads a delta: a folder written by this project or by the diffusers example (weights and
+ * `<token>` files in safetensors, or in PyTorch's zip format, read without executing the pickle), or
+ * one PyTorch file of the authors' repository (`delta.bin`, `delta_epoch=*.ckpt`; see tune/convert.ts).
+ * A delta read from another tool's files says so in `format`. The folder is read as of its last
+ * complete write: an interrupted write is ignored, or finished when it had written everything (see
+ * {@link commitFiles}). Non-finite values are refused (NumericalError).
  */
 export function loadDelta(folder: string): Delta {
+  if (fs.existsSync(folder) && fs.statSync(folder).isFile()) {
+    refuseLegacyPickle(folder);
+    if (sniffPickle(folder) !== "torch-zip") throw new ConfigError(`delta: ${folder} is a file but not a PyTorch checkpoint; a delta is a folder, or one .bin/.ckpt file`);
+    const { delta } = deltaFromTorch(folder);
+    assertFiniteDelta(delta, `delta ${folder}`);
+    return delta;
+  }
   if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) throw new ConfigError(`delta: ${folder} is not a folder`);
   try {
     recoverCommit(folder); // finish a write that was interrupted after it was complete
@@ -187,7 +215,8 @@ export function loadDelta(folder: string): Delta {
   if (names.has(DELTA_WEIGHTS)) file = at(DELTA_WEIGHTS);
   else if (names.has("pytorch_custom_diffusion_weights.bin")) {
     file = at("pytorch_custom_diffusion_weights.bin");
-    refusePickle(file, "save the delta with safetensors");
+    refuseLegacyPickle(file);
+    if (sniffPickle(file) === "torch-zip") return loadTorchFolder(folder, file, names, at);
   } else throw new ConfigError(`delta: ${folder} has no ${DELTA_WEIGHTS}`);
   const { tensors, metadata } = readSafetensors(file);
   const unet = new Map<string, HostTensor>();
@@ -207,7 +236,13 @@ export function loadDelta(folder: string): Delta {
   for (const tok of order) {
     const f = names.has(`${tok}.safetensors`) ? at(`${tok}.safetensors`) : names.has(`${tok}.bin`) ? at(`${tok}.bin`) : null;
     if (!f) throw new ConfigError(`delta: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
-    refusePickle(f, "save it with safetensors");
+    refuseLegacyPickle(f);
+    if (sniffPickle(f) === "torch-zip") {
+      const row = readTorchDelta(f).tokens.get(tok);
+      if (!row) throw new FormatError(`delta: ${f} must hold one vector named "${tok}"`);
+      tokens.set(tok, row);
+      continue;
+    }
     const t = readSafetensors(f).tensors.get(tok);
     if (!t || t.shape.length !== 1) throw new FormatError(`delta: ${f} must hold one vector named "${tok}"`);
     tokens.set(tok, t.data);
@@ -232,10 +267,13 @@ function tokenOrder(a: string, b: string): number {
 /**
  * Copies a delta's UNet values into `unet` (the tensors keep their identity). Unknown keys and
  * mismatched shapes are errors naming the key; a fingerprint that differs from the base's is an
- * error unless `force`.
+ * error unless `force`. A delta without a fingerprint (written by diffusers or the authors' code)
+ * can only be checked by key and shape: `warn` (default console.warn) says so.
  */
-export function applyDeltaToUNet(unet: Module, delta: Delta, opts: { force?: boolean; fingerprint?: string } = {}): number {
-  if (delta.baseFingerprint && !opts.force) {
+export function applyDeltaToUNet(unet: Module, delta: Delta, opts: { force?: boolean; fingerprint?: string; warn?: (message: string) => void } = {}): number {
+  if (!delta.baseFingerprint) {
+    (opts.warn ?? console.warn)(`delta${delta.format ? ` (${delta.format})` : ""}: it carries no base-model fingerprint, so only its keys and shapes were checked against this UNet; if it was trained on another base model of the same shape, the result is wrong without an error`);
+  } else if (!opts.force) {
     const fp = opts.fingerprint ?? baseFingerprint(unet);
     if (fp !== delta.baseFingerprint) {
       throw new ConfigError(`delta: trained on a different base model (fingerprint ${delta.baseFingerprint}, this model ${fp}); pass force to apply anyway`);

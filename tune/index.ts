@@ -17,6 +17,9 @@ export type { CustomiseOptions, CustomiseResult } from "./train.ts";
 // deltas
 export { DELTA_WEIGHTS, toDeltaKey, fromDeltaKey, baseFingerprint, extractDelta, saveDelta, loadDelta, applyDeltaToUNet, assertFiniteDelta } from "./delta.ts";
 export type { Delta, HostTensor, SaveDeltaOptions } from "./delta.ts";
+// deltas from PyTorch files (diffusers .bin, the authors' delta.bin / .ckpt), read without executing them
+export { readTorchDelta, deltaFromTorch, compvisToDiffusersKey, diffusersToCompvisKey, freezeModelOf } from "./convert.ts";
+export type { TorchDelta, TorchDeltaFormat, TorchDeltaOptions } from "./convert.ts";
 // closed-form merge (paper eqs. 4-5)
 export { prepareMerge, mergeMatrix, tokenFeatures, readCaptions, checkSameBase, renumberTokens, rewritePrompt, mergeDeltas, formatMergeReport, saveMerged } from "./merge.ts";
 export type { PrepareOptions, MergePlan, MatrixMerge, MergeBase, MergeOptions, MergeReport, MergeResult } from "./merge.ts";
