@@ -118,6 +118,7 @@ const customiseCmd: Command = {
     seed: { type: "string", arg: "N", help: "random seed, a non-negative integer (42)" },
     resolution: { type: "string", arg: "N", help: `training size in pixels, a multiple of the VAE factor from 8 to ${MAX_SIDE} (the model's)` },
     "checkpoint-every": { type: "string", arg: "N", help: "write a resumable checkpoint every N steps (0: none)" },
+    "gradient-checkpointing": { type: "boolean", help: "recompute the UNet's activations during backward: less memory, about one more forward of time, same gradients" },
     resume: { type: "boolean", help: "continue from the newest intact checkpoint in --out" },
     "validation-prompt": { type: "string", multiple: true, arg: "TEXT", help: "sample this prompt during training (repeatable)" },
     "validation-every": { type: "string", arg: "N", help: "validation grid every N steps (0: at the end)" },
@@ -180,7 +181,7 @@ const customiseCmd: Command = {
     customise(pipe, {
       concepts, outputDir: out, freezeModel, maxTrainSteps: steps, trainBatchSize: batch, learningRate: lr,
       numClassImages: numClass, scaleLr: v["scale-lr"] === true, priorLossWeight: priorWeight, noaug: v.noaug === true,
-      hflip: v.hflip === true, seed, checkpointingSteps: every, resume: v.resume === true, validationPrompt: list(v["validation-prompt"]),
+      hflip: v.hflip === true, seed, checkpointingSteps: every, resume: v.resume === true, gradientCheckpointing: v["gradient-checkpointing"] === true, validationPrompt: list(v["validation-prompt"]),
       validationSteps: valEvery, ...(resolution !== undefined ? { resolution } : {}), ...images,
       ...(v["initializer-token"] ? { initializerTokens: list(v["initializer-token"]) } : {}),
     });

@@ -6,8 +6,14 @@ import type { Tensor } from "./tensor.ts";
 export interface GradNode {
   readonly op: string;
   readonly inputs: readonly Tensor[];
-  /** Gradients for each input (null where an input needs none); runs with grad recording off. */
-  readonly backward: (g: Tensor) => readonly (Tensor | null)[];
+  /**
+   * Gradients for each input (null where an input needs none); runs with grad recording off. A node
+   * marked `sums` also receives each input's pending gradient (what earlier nodes of the walk passed
+   * it, or null) and returns the new totals, which replace the pending ones: so a node that runs a
+   * walk of its own (gradient checkpointing) adds in the order the whole walk would have.
+   */
+  readonly backward: (g: Tensor, pending?: (input: number) => Tensor | null) => readonly (Tensor | null)[];
+  readonly sums?: boolean;
   /**
    * Frees what the op saved for its backward outside the JS heap (e.g. attention probabilities in
    * WebAssembly memory). Called once: when backward drops the node (no retainGraph), or when the
@@ -62,18 +68,19 @@ export function withGrad<T>(enabled: boolean, fn: () => T): T {
  * Records `backward` on `out` when recording is on and some input requires grad; otherwise `out`
  * stays a plain tensor, so frozen weights and inference keep no graph at all.
  */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"], release?: () => void): Tensor {
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"], release?: () => void, sums = false): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
     release?.();
     return out;
   }
   out.requiresGrad = true;
+  const extra = sums ? { sums: true } : {};
   if (release) {
     const free = once(release);
-    const node: GradNode = { op, inputs, backward, release: free };
+    const node: GradNode = { op, inputs, backward, release: free, ...extra };
     unreleased.register(node, free, node);
     out.gradNode = node;
-  } else out.gradNode = { op, inputs, backward };
+  } else out.gradNode = { op, inputs, backward, ...extra };
   return out;
 }
 
@@ -157,11 +164,21 @@ class GradientMemory {
  * Back-propagates `grad` (default 1 for a scalar root) to every leaf that requires grad, adding to
  * its `.grad`: one walk over the graph in reverse topological order. The graph is released
  * afterwards unless `retainGraph`; consumed gradients go back to the backend ({@link GradientMemory}).
+ *
+ * `capture` (for gradient checkpointing) names leaves whose gradients are not accumulated into
+ * `.grad` but returned, starting from the given pending sums, in the walk's own order of addition.
  */
-export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false): void {
+export function runBackward(
+  root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false, capture?: Map<Tensor, Tensor | null>,
+): void {
   const order = topoSort(root);
   const grads = new Map<Tensor, Tensor>([[root, grad]]);
   const mem = new GradientMemory(root.backend);
+  for (const [t, seed] of capture ?? []) {
+    if (!seed || t === root) continue;
+    grads.set(t, seed);
+    mem.hold(seed);
+  }
   mem.hold(grad);
   mem.pin(grad);
   try {
@@ -172,6 +189,11 @@ export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tens
         if (!g) continue;
         mem.drop(g);
         const node = t.gradNode;
+        if (!node && capture?.has(t)) {
+          capture.set(t, g);
+          mem.pin(g);
+          continue;
+        }
         if (!node) {
           // a leaf: accumulate into .grad
           const sum = t.grad ? add(t.grad, g) : g;
@@ -180,13 +202,24 @@ export function runBackward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tens
           t.grad = sum;
           continue;
         }
-        const gi = node.backward(g);
+        const gi = node.sums ? node.backward(g, (k) => grads.get(node.inputs[k]!) ?? null) : node.backward(g);
         const done: Tensor[] = [g];
         node.inputs.forEach((inp, k) => {
           const gk = gi[k];
           if (!gk) return;
           if (!inp.requiresGrad) return void done.push(gk);
           const prev = grads.get(inp);
+          if (node.sums) {
+            // the node returned the new total for this input
+            if (gk === prev) return;
+            grads.set(inp, gk);
+            mem.hold(gk);
+            if (prev) {
+              mem.drop(prev);
+              done.push(prev);
+            }
+            return;
+          }
           const sum = prev ? add(prev, gk) : gk;
           grads.set(inp, sum);
           mem.hold(sum);

@@ -11,6 +11,7 @@ export * from "./ops/conv.ts";
 export { adamUpdate_ } from "./ops/inplace.ts";
 export * from "./functional.ts";
 export { noGrad, withGrad, isGradEnabled } from "./autograd.ts";
+export { checkpoint } from "./checkpoint.ts";
 export { Generator, defaultGenerator, manualSeed } from "./random.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export type { Shape } from "./shape.ts";

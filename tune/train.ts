@@ -64,6 +64,8 @@ export interface CustomiseOptions {
   stopAfter?: number;
   /** largest image accepted, in pixels (width x height, checked before decoding; default 25 megapixels) */
   maxImagePixels?: number;
+  /** recompute the UNet blocks' activations during backward instead of keeping them (less memory, same gradients bit for bit) */
+  gradientCheckpointing?: boolean;
 }
 
 export interface CustomiseResult {
@@ -148,6 +150,10 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
   const sel = selectParameters(unet, o.freezeModel);
   log(`training ${o.freezeModel}: ${sel.count.toLocaleString("en")} of ${sel.total.toLocaleString("en")} UNet parameters (${(100 * sel.share).toFixed(2)}%) in ${sel.params.length} tensors, plus ${rows.size.toLocaleString("en")} token-embedding values`);
   for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
+  if (o.gradientCheckpointing) {
+    unet.enableGradientCheckpointing();
+    log("gradient checkpointing: the UNet's resnets and transformers recompute their activations during backward");
+  }
 
   // 3. data, decoded up front so a bad file stops the run before training
   const decode = o.maxImagePixels !== undefined ? { maxPixels: o.maxImagePixels } : {};

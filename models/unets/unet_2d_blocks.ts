@@ -1,6 +1,6 @@
 // the UNet's down, mid and up blocks with diffusers' skip-connection bookkeeping
 // mirrors diffusers models/unets/unet_2d_blocks.py (DownBlock2D, CrossAttnDownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, CrossAttnUpBlock2D)
-import { concat, ConfigError, ShapeError } from "../../engine/index.ts";
+import { checkpoint, concat, ConfigError, ShapeError } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { Transformer2DModel } from "../attention.ts";
 import { Module } from "../nn/index.ts";
@@ -36,6 +36,24 @@ export interface DownBlockOutput {
   resSamples: Tensor[];
 }
 
+/** Blocks whose resnets and transformers may recompute their forward during backward. */
+interface Checkpointable {
+  /** recompute each resnet and transformer during backward instead of keeping its activations */
+  _gradientCheckpointing: boolean;
+}
+
+const trainable = (m: Module): Tensor[] => m.parameters().filter((p) => p.requiresGrad);
+
+/** `r.forward(h, temb)`, checkpointed when the block asks for it (diffusers' gradient_checkpointing). */
+function runResnet(blk: Checkpointable, r: ResnetBlock2D, h: Tensor, temb: Tensor): Tensor {
+  return blk._gradientCheckpointing ? checkpoint((x, t) => r.forward(x!, t!), [h, temb], trainable(r)) : r.forward(h, temb);
+}
+
+/** `t.forward(h, encoderHiddenStates)`, checkpointed when the block asks for it. */
+function runTransformer(blk: Checkpointable, t: Transformer2DModel, h: Tensor, ehs: Tensor): Tensor {
+  return blk._gradientCheckpointing ? checkpoint((x, e) => t.forward(x!, e!), [h, ehs], trainable(t)) : t.forward(h, ehs);
+}
+
 function resnet(a: BlockArgs, inChannels: number, outChannels: number): ResnetBlock2D {
   return new ResnetBlock2D({
     inChannels, outChannels, tembChannels: a.tembChannels, groups: a.resnetGroups, eps: a.resnetEps,
@@ -54,6 +72,7 @@ function transformer(a: BlockArgs, channels: number): Transformer2DModel {
 
 /** numLayers resnets, then a Downsample2D unless it is the last block. */
 export class DownBlock2D extends Module {
+  _gradientCheckpointing = false;
   resnets: ResnetBlock2D[];
   downsamplers: Downsample2D[] | null;
   constructor(a: BlockArgs, addDownsample: boolean, downsamplePadding: number) {
@@ -65,7 +84,7 @@ export class DownBlock2D extends Module {
     const resSamples: Tensor[] = [];
     let h = x;
     for (const r of this.resnets) {
-      h = r.forward(h, temb); // (B, Cout, H, W)
+      h = runResnet(this, r, h, temb); // (B, Cout, H, W)
       resSamples.push(h);
     }
     if (this.downsamplers) {
@@ -78,6 +97,7 @@ export class DownBlock2D extends Module {
 
 /** numLayers (resnet, transformer) pairs, then a Downsample2D unless it is the last block. */
 export class CrossAttnDownBlock2D extends Module {
+  _gradientCheckpointing = false;
   attentions: Transformer2DModel[];
   resnets: ResnetBlock2D[];
   downsamplers: Downsample2D[] | null;
@@ -92,8 +112,8 @@ export class CrossAttnDownBlock2D extends Module {
     const resSamples: Tensor[] = [];
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
-      h = this.resnets[i].forward(h, temb); // (B, Cout, H, W)
-      h = this.attentions[i].forward(h, encoderHiddenStates);
+      h = runResnet(this, this.resnets[i]!, h, temb); // (B, Cout, H, W)
+      h = runTransformer(this, this.attentions[i]!, h, encoderHiddenStates);
       resSamples.push(h);
     }
     if (this.downsamplers) {
@@ -106,6 +126,7 @@ export class CrossAttnDownBlock2D extends Module {
 
 /** resnet, then numLayers (transformer, resnet) pairs, at the lowest resolution. */
 export class UNetMidBlock2DCrossAttn extends Module {
+  _gradientCheckpointing = false;
   attentions: Transformer2DModel[];
   resnets: ResnetBlock2D[];
   constructor(a: BlockArgs) {
@@ -115,10 +136,10 @@ export class UNetMidBlock2DCrossAttn extends Module {
     this.attentions = Array.from({ length: a.numLayers }, () => transformer(a, c));
   }
   forward(x: Tensor, temb: Tensor, encoderHiddenStates: Tensor): Tensor {
-    let h = this.resnets[0].forward(x, temb); // (B, C, H, W)
+    let h = runResnet(this, this.resnets[0]!, x, temb); // (B, C, H, W)
     for (let i = 0; i < this.attentions.length; i++) {
-      h = this.attentions[i].forward(h, encoderHiddenStates);
-      h = this.resnets[i + 1].forward(h, temb);
+      h = runTransformer(this, this.attentions[i]!, h, encoderHiddenStates);
+      h = runResnet(this, this.resnets[i + 1]!, h, temb);
     }
     return h;
   }
@@ -148,6 +169,7 @@ function popSkip(block: string, skips: Tensor[], h: Tensor): Tensor {
 
 /** numLayers resnets over cat(hidden, skip), then an Upsample2D unless it is the last block. */
 export class UpBlock2D extends Module {
+  _gradientCheckpointing = false;
   resnets: ResnetBlock2D[];
   upsamplers: Upsample2D[] | null;
   constructor(a: BlockArgs, prevOutputChannels: number, addUpsample: boolean) {
@@ -159,7 +181,7 @@ export class UpBlock2D extends Module {
   forward(x: Tensor, resSamples: readonly Tensor[], temb: Tensor, _encoderHiddenStates: Tensor | null = null, upsampleSize: readonly [number, number] | null = null): Tensor {
     const skips = [...resSamples];
     let h = x;
-    for (const r of this.resnets) h = r.forward(popSkip("UpBlock2D", skips, h), temb); // (B, Cout, H, W)
+    for (const r of this.resnets) h = runResnet(this, r, popSkip("UpBlock2D", skips, h), temb); // (B, Cout, H, W)
     if (this.upsamplers) for (const u of this.upsamplers) h = u.forward(h, upsampleSize); // (B, Cout, 2H, 2W)
     return h;
   }
@@ -167,6 +189,7 @@ export class UpBlock2D extends Module {
 
 /** numLayers (resnet over cat(hidden, skip), transformer) pairs, then an Upsample2D unless last. */
 export class CrossAttnUpBlock2D extends Module {
+  _gradientCheckpointing = false;
   attentions: Transformer2DModel[];
   resnets: ResnetBlock2D[];
   upsamplers: Upsample2D[] | null;
@@ -181,8 +204,8 @@ export class CrossAttnUpBlock2D extends Module {
     const skips = [...resSamples];
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
-      h = this.resnets[i].forward(popSkip("CrossAttnUpBlock2D", skips, h), temb); // (B, Cout, H, W)
-      h = this.attentions[i].forward(h, encoderHiddenStates);
+      h = runResnet(this, this.resnets[i]!, popSkip("CrossAttnUpBlock2D", skips, h), temb); // (B, Cout, H, W)
+      h = runTransformer(this, this.attentions[i]!, h, encoderHiddenStates);
     }
     if (this.upsamplers) for (const u of this.upsamplers) h = u.forward(h, upsampleSize); // (B, Cout, 2H, 2W)
     return h;

@@ -121,4 +121,14 @@ test("three concepts train jointly, each with its own token", () => {
   });
 });
 
+
+test("gradientCheckpointing: the same trained delta bit for bit as without it", () => {
+  const dir = conceptFolder([0, 0, 1]);
+  const run = (gradientCheckpointing: boolean) =>
+    customise(tinyPipeline(), { ...base, maxTrainSteps: 2, gradientCheckpointing, concepts: [{ instance_prompt: "photo of a <new1> square", class_prompt: "square", instance_data_dir: dir }], outputDir: tmpDir() }).delta;
+  const a = run(false), b = run(true);
+  for (const [k, v] of a.unet) assert.equal(Array.from(b.unet.get(k)!.data), Array.from(v.data), k);
+  assert.equal(Array.from(b.tokens.get("<new1>")!), Array.from(a.tokens.get("<new1>")!));
+});
+
 test.run();
