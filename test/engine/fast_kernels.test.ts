@@ -50,6 +50,11 @@ test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups
     // large enough for several blocks of output rows (with a shorter last block), non-square kernel and stride
     [[1, 64, 37, 65], [8, 64, 3, 3], { padding: 1 }],
     [[2, 48, 30, 41], [6, 48, 3, 5], { stride: [2, 1], padding: [0, 2] }],
+    // small images, several per GEMM (a shorter last group of images): odd sizes, stride 2, 3 output channels
+    [[19, 5, 5, 7], [6, 5, 3, 3], { padding: 1 }],
+    [[21, 7, 9, 9], [3, 7, 3, 3], { stride: 2, padding: 1 }],
+    [[17, 33, 4, 4], [65, 33, 3, 3], { padding: 1 }],
+    [[9, 6, 6, 5], [10, 6, 2, 3], { stride: [1, 2], padding: [0, 1] }],
   ];
   for (const [xs, ws, o] of cases) {
     const x = T.randn(xs, { generator: g }), w = T.randn(ws, { generator: g }), r = T.randn(T.conv2d(x, w, null, o).shape, { generator: g });
@@ -176,6 +181,20 @@ test("conv2d forward and backward: threaded equals single-threaded bit for bit",
   };
   const [one, two] = threaded(2, run);
   one.forEach((a, i) => assert.ok(same(a, two[i]!), `conv2d threaded ${["forward", "grad input", "grad weight"][i]}`));
+  // small images, several per GEMM: the groups of images do not depend on the thread count
+  for (const [xs, ws, st] of [[[64, 96, 8, 8], [64, 96, 3, 3], 1], [[37, 40, 4, 4], [72, 40, 3, 3], 1], [[23, 24, 16, 16], [40, 24, 3, 3], 2]] as const) {
+    const xb = T.randn([...xs], { generator: g }), wb = T.randn([...ws], { generator: g });
+    const runB = () => {
+      const xl = xb.detach().requiresGrad_(), wl = wb.detach().requiresGrad_();
+      const y = T.conv2d(xl, wl, null, { padding: 1, stride: st });
+      T.sum(T.mul(y, y)).backward();
+      return [y.data, xl.grad!.data, wl.grad!.data];
+    };
+    for (const th of [2, 3]) {
+      const [oneB, manyB] = threaded(th, runB);
+      oneB.forEach((a, i) => assert.ok(same(a, manyB[i]!), `conv2d [${xs}] threaded (${th}) ${["forward", "grad input", "grad weight"][i]}`));
+    }
+  }
 });
 
 test("fused attention: threaded equals single-threaded, and a fully masked row gives zeros", () => {

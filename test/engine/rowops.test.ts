@@ -112,4 +112,41 @@ test("rowsLayerNorm: rstd = 1 / sqrt(var + eps) with var comparable to eps (valu
   }
 });
 
+test("im2colS1 / col2imS1 (stride 1, whole images, padded-channel scratch) equal im2col / col2im bit for bit, into a wider patch matrix", () => {
+  if (!wasm) return;
+  for (const [cg, h, w, kh, kw, ph, pw] of [[3, 4, 4, 3, 3, 1, 1], [2, 5, 7, 3, 3, 1, 1], [4, 8, 8, 3, 3, 1, 1], [2, 6, 5, 2, 3, 0, 1], [3, 3, 9, 3, 1, 2, 0], [1, 16, 16, 1, 1, 0, 0], [2, 7, 6, 5, 5, 2, 2]]) {
+    const ho = h + 2 * ph - kh + 1, wo = w + 2 * pw - kw + 1, L = ho * wo, R = cg * kh * kw, ld = L + 5; // columns of a wider matrix
+    const x = rand(cg * h * w, h * 31 + w);
+    const xp = put(x), padP = put(new Float32Array((h + 2 * ph) * (w + 2 * pw)).fill(7)); // stale scratch contents
+    const ref = put(new Float32Array(R * ld).fill(9)), got = put(new Float32Array(R * ld).fill(9));
+    wasm.rows.im2col(xp, cg, h, w, kh, kw, 1, 1, ph, pw, wo, ref, ld, 0, ho);
+    wasm.rows.im2colS1(xp, cg, h, w, kh, kw, ph, pw, ho, wo, got, ld, padP);
+    const what = `[${cg},${h},${w}] k ${kh}x${kw} pad ${ph},${pw}`;
+    assert.equal(get(got, R * ld), get(ref, R * ld), `im2colS1 ${what}`);
+    const col = put(rand(R * ld, R));
+    const gRef = put(new Float32Array(cg * h * w)), gGot = put(new Float32Array(cg * h * w).fill(5)); // col2imS1 overwrites
+    wasm.rows.col2im(gRef, cg, h, w, kh, kw, 1, 1, ph, pw, wo, col, ld, 0, ho);
+    wasm.rows.col2imS1(gGot, cg, h, w, kh, kw, ph, pw, ho, wo, col, ld, padP);
+    const a = get(gGot, cg * h * w), b = get(gRef, cg * h * w);
+    assert.ok(a.every((v, i) => Object.is(v, b[i])), `col2imS1 ${what}`);
+  }
+});
+
+test("copyRows and the binary row kernels: strided rows, broadcast operands, odd lengths", () => {
+  if (!wasm) return;
+  for (const n of [1, 3, 4, 9, 33]) {
+    const rows = 3, src = put(rand(rows * (n + 2), n)), dst = put(new Float32Array(rows * (n + 5)).fill(-1));
+    wasm.rows.copyRows(src, (n + 2) * 4, dst, (n + 5) * 4, rows, n);
+    const s = get(src, rows * (n + 2)), d = get(dst, rows * (n + 5));
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n + 5; j++) assert.is(d[r * (n + 5) + j], j < n ? s[r * (n + 2) + j] : -1, `copyRows n ${n} row ${r} col ${j}`);
+    const a = rand(rows * n, n + 1), b = rand(rows, n + 2), ap = put(a), bp = put(b), op = put(new Float32Array(rows * n));
+    wasm.rows.binSub(ap, n * 4, 1, bp, 4, 0, op, rows, n); // a[r][j] - b[r]
+    const o = get(op, rows * n);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) assert.is(o[r * n + j], Math.fround(Math.fround(a[r * n + j]!) - Math.fround(b[r]!)), `binSub n ${n}`);
+    wasm.rows.binDiv(bp, 4, 0, ap, n * 4, 1, op, rows, n); // b[r] / a[r][j]
+    const q = get(op, rows * n);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) assert.is(q[r * n + j], Math.fround(Math.fround(b[r]!) / Math.fround(a[r * n + j]!)), `binDiv n ${n}`);
+  }
+});
+
 test.run();

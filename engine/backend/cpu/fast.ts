@@ -13,7 +13,9 @@ import { geometry, isPointwise } from "./conv.ts";
 import { broadcastStrides, coalesce } from "./elementwise.ts";
 import type { BinaryOp } from "../backend.ts";
 import { UnsupportedKernelError } from "../../errors.ts";
-import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD } from "./wasm/conv_parts.ts";
+import {
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED,
+} from "./wasm/conv_parts.ts";
 import { getNumThreads } from "./wasm/pool.ts";
 
 /**
@@ -286,6 +288,27 @@ function rowsPerBlock(q: ReturnType<typeof geometry>): number {
   return Math.max(1, Math.min(q.ho, Math.floor(COL_BLOCK_FLOATS / (q.cg * q.kh * q.kw * q.wo))));
 }
 
+// columns one GEMM of the batched convolutions aims for (images of L output positions side by side)
+const BATCH_COLUMNS = 256;
+// bound on the floats of the batched patch matrix
+const BATCH_COL_FLOATS = 1 << 19;
+
+/**
+ * Images per GEMM for the batched convolution kernels, or 0 for the per-image kernels: whole images
+ * per patch block, groups = 1, at least min(n, 8) groups of images so threads have units, and one
+ * image per group only where the stride-1 im2col applies. It depends on the geometry only, so the
+ * same images are grouped whatever the thread count.
+ */
+function imagesPerGemm(q: ReturnType<typeof geometry>): number {
+  if (q.g !== 1 || rowsPerBlock(q) < q.ho) return 0;
+  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw;
+  const nb = Math.max(1, Math.min(Math.floor(BATCH_COLUMNS / L), Math.ceil(q.n / 8), Math.floor(BATCH_COL_FLOATS / (R * L))));
+  return nb > 1 || (q.sh === 1 && q.sw === 1) ? nb : 0;
+}
+
+/** Floats of the padded-channel scratch of the stride-1 im2col / col2im, or 0 where the stride is not 1. */
+const padFloats = (q: ReturnType<typeof geometry>): number => (q.sh === 1 && q.sw === 1 ? (q.h + 2 * q.ph) * (q.w + 2 * q.pw) : 0);
+
 /** `count` scratch blocks of `floats` floats each, one per part. */
 const scratch = (count: number, floats: number): number[] => Array.from({ length: count }, () => floats);
 
@@ -297,6 +320,15 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, ny = q.n * q.o * L;
   const rt = convRuntime();
+  const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
+  if (nb > 0) {
+    const units = Math.ceil(q.n / nb), threads = partCount(q.n * q.o * L * R, units);
+    const pf = padFloats(q);
+    return rt.withBlocks([x, w, ny, ...scratch(threads, R * nb * L), ...scratch(threads, q.o * nb * L), ...scratch(threads, pf)], ([xP, wP, oP, ...s]) => {
+      rt.runParts(CMD_CONV_FWD_BATCHED, s.slice(0, threads).map((col, i) => [nb, units, ...geoArgs(q, q.ho), xP!, wP!, oP!, col, s[threads + i]!, pf ? s[2 * threads + i]! : 0]));
+      return rt.read(oP!, ny);
+    });
+  }
   if (!isPointwise(q)) {
     const rb = rowsPerBlock(q), items = q.n * q.g * Math.ceil(q.ho / rb);
     const threads = partCount(q.n * q.o * L * R, items);
@@ -324,6 +356,17 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, hw = q.h * q.w, nx = q.n * q.c * hw;
   const rt = convRuntime();
+  const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
+  if (nb > 0) {
+    const units = Math.ceil(q.n / nb), threads = partCount(q.n * q.o * L * R, units);
+    const pf = padFloats(q);
+    return rt.withBlocks([gy, w, nx, ...scratch(threads, R * nb * L), ...scratch(threads, q.o * nb * L), ...scratch(threads, pf)], ([gyP, wP, gxP, ...s]) => {
+      // the stride-1 col2im writes every element of gx; the general one adds into it
+      if (!pf) rt.arena.heapF32().fill(0, gxP! / 4, gxP! / 4 + nx);
+      rt.runParts(CMD_CONV_BWD_INPUT_BATCHED, s.slice(0, threads).map((col, i) => [nb, units, ...geoArgs(q, q.ho), gyP!, wP!, gxP!, col, s[threads + i]!, pf ? s[2 * threads + i]! : 0]));
+      return rt.read(gxP!, nx);
+    });
+  }
   if (!isPointwise(q)) {
     // per block of output rows: col = W^T gy_block by GEMM, then the generated col2im adds it into gx;
     // parts take input channels (groups = 1) or run one after another per group
@@ -366,6 +409,16 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, nw = q.o * R;
   const rt = convRuntime();
+  const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
+  if (nb > 0) {
+    // parts take runs of input channels (their columns of gW), every group of images in order
+    const u = channelUnits(q.c, partCount(q.n * q.o * L * R, q.c)), kk = q.kh * q.kw;
+    const pf = padFloats(q);
+    return rt.withBlocks([x, gy, nw, ...scratch(u.threads, u.cs * kk * nb * L), ...scratch(u.threads, q.o * nb * L), ...scratch(u.threads, pf)], ([xP, gyP, gwP, ...s]) => {
+      rt.runParts(CMD_CONV_BWD_WEIGHT_BATCHED, s.slice(0, u.threads).map((col, i) => [u.cs, u.units, ...geoArgs(q, q.ho), xP!, gyP!, gwP!, col, s[u.threads + i]!, nb, pf ? s[2 * u.threads + i]! : 0]));
+      return rt.read(gwP!, nw);
+    });
+  }
   if (!isPointwise(q)) {
     // gW[og, R] += gy[og, block] @ col[R, block]^T over the blocks of output rows of every image;
     // parts take the columns of gW of their input channels (groups = 1) or groups run one after another

@@ -78,3 +78,89 @@ export function convBackwardWeight(ctx: PartContext, a: ArrayLike<number>): void
     }
   }
 }
+
+// Batched forms for small images (groups = 1, whole images per block): nb images side by side in one
+// patch matrix of N = cnt * L columns, so one GEMM packs the shared operand once for all of them.
+// The groups of images depend only on the geometry, never on the thread count.
+
+/** Worker command ids of the batched convolution kernels. */
+export const CMD_CONV_FWD_BATCHED = 7;
+export const CMD_CONV_BWD_INPUT_BATCHED = 8;
+export const CMD_CONV_BWD_WEIGHT_BATCHED = 9;
+
+/**
+ * Forward over groups of a[0] images (a[1] groups): the im2col of each image into its L columns of
+ * col, C[o, N] = W @ col, then C's columns scattered back to each image's (o, L) block;
+ * a[17..21] = x, w, out, col (R x nb*L floats), C (o x nb*L floats); a[22] = the padded-channel
+ * scratch of the stride-1 im2col, or 0 for the general one.
+ */
+export function convForwardBatched(ctx: PartContext, a: ArrayLike<number>): void {
+  const nb = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14];
+  const xP = a[17], wP = a[18], oP = a[19], colP = a[20], cP = a[21], padP = a[22];
+  const R = c * kh * kw, L = ho * wo;
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    const b0 = u * nb, cnt = Math.min(nb, n - b0), N = cnt * L;
+    for (let i = 0; i < cnt; i++) {
+      const xi = xP + (b0 + i) * c * h * w * 4, ci = colP + i * L * 4;
+      if (padP) ctx.row.im2colS1(xi, c, h, w, kh, kw, ph, pw, ho, wo, ci, N, padP);
+      else ctx.row.im2col(xi, c, h, w, kh, kw, sh, sw, ph, pw, wo, ci, N, 0, ho);
+    }
+    // one image: straight into its output block
+    if (cnt === 1) ctx.gemm(0, 0, o, N, R, 1, wP, R, 0, colP, N, 0, 0, oP + b0 * o * L * 4, N, 0, 1);
+    else {
+      ctx.gemm(0, 0, o, N, R, 1, wP, R, 0, colP, N, 0, 0, cP, N, 0, 1);
+      for (let i = 0; i < cnt; i++) ctx.row.copyRows(cP + i * L * 4, N * 4, oP + (b0 + i) * o * L * 4, L * 4, o, L);
+    }
+  }
+}
+
+/**
+ * Gradient with respect to the input over groups of a[0] images (a[1] groups): the images' gy
+ * gathered into gB[o, N], col[R, N] = W^T gB, then col2im of each image's columns into gx;
+ * a[17..21] = gy, w, gx (zeroed), col (R x nb*L), gB (o x nb*L); a[22] = the stride-1 scratch or 0.
+ */
+export function convBackwardInputBatched(ctx: PartContext, a: ArrayLike<number>): void {
+  const nb = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14];
+  const gyP = a[17], wP = a[18], gxP = a[19], colP = a[20], gB = a[21], padP = a[22];
+  const R = c * kh * kw, L = ho * wo;
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    const b0 = u * nb, cnt = Math.min(nb, n - b0), N = cnt * L;
+    // one image: its gy block is already (o, N)
+    if (cnt > 1) for (let i = 0; i < cnt; i++) ctx.row.copyRows(gyP + (b0 + i) * o * L * 4, L * 4, gB + i * L * 4, N * 4, o, L);
+    ctx.gemm(1, 0, R, N, o, 1, wP, R, 0, cnt > 1 ? gB : gyP + b0 * o * L * 4, N, 0, 0, colP, N, 0, 1);
+    for (let i = 0; i < cnt; i++) {
+      const gi = gxP + (b0 + i) * c * h * w * 4, ci = colP + i * L * 4;
+      if (padP) ctx.row.col2imS1(gi, c, h, w, kh, kw, ph, pw, ho, wo, ci, N, padP);
+      else ctx.row.col2im(gi, c, h, w, kh, kw, sh, sw, ph, pw, wo, ci, N, 0, ho);
+    }
+  }
+}
+
+/**
+ * Gradient with respect to the weight: a[1] units of a[0] input channels each; per group of a[22]
+ * images, gy gathered into gB[o, N] and the channels' patches into col[Rt, N], then
+ * gW[:, these channels] (+)= gB col^T (one GEMM with K = N); a[17..21] = x, gy, gW, col, gB;
+ * a[23] = the stride-1 scratch or 0.
+ */
+export function convBackwardWeightBatched(ctx: PartContext, a: ArrayLike<number>): void {
+  const cs = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6], kh = a[7], kw = a[8];
+  const sh = a[9], sw = a[10], ph = a[11], pw = a[12], ho = a[13], wo = a[14];
+  const xP = a[17], gyP = a[18], gwP = a[19], colP = a[20], gB = a[21], nb = a[22], padP = a[23];
+  const kk = kh * kw, R = c * kk, L = ho * wo;
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    const c0 = u * cs, c1 = Math.min(c, c0 + cs), Rt = (c1 - c0) * kk;
+    if (Rt <= 0) continue;
+    for (let b0 = 0; b0 < n; b0 += nb) {
+      const cnt = Math.min(nb, n - b0), N = cnt * L;
+      for (let i = 0; i < cnt; i++) {
+        if (cnt > 1) ctx.row.copyRows(gyP + (b0 + i) * o * L * 4, L * 4, gB + i * L * 4, N * 4, o, L);
+        const xi = xP + ((b0 + i) * c + c0) * h * w * 4, ci = colP + i * L * 4;
+        if (padP) ctx.row.im2colS1(xi, c1 - c0, h, w, kh, kw, ph, pw, ho, wo, ci, N, padP);
+        else ctx.row.im2col(xi, c1 - c0, h, w, kh, kw, sh, sw, ph, pw, wo, ci, N, 0, ho);
+      }
+      ctx.gemm(0, 1, o, Rt, N, 1, cnt > 1 ? gB : gyP + b0 * o * L * 4, N, 0, colP, N, 0, b0 === 0 ? 0 : 1, gwP + c0 * kk * 4, R, 0, 1);
+    }
+  }
+}

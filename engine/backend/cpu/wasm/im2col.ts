@@ -13,6 +13,17 @@ export interface Im2colExports {
   im2col(x: number, cg: number, h: number, w: number, kh: number, kw: number, sh: number, sw: number, ph: number, pw: number, wo: number, col: number, ld: number, oy0: number, oy1: number): void;
   /** The adjoint: gx[ci, iy, ix] += col[r, (oy - oy0) * wo + ox] over the same index map. */
   col2im(gx: number, cg: number, h: number, w: number, kh: number, kw: number, sh: number, sw: number, ph: number, pw: number, wo: number, col: number, ld: number, oy0: number, oy1: number): void;
+  /**
+   * {@link im2col} for stride 1 and whole images (every output row): each channel is first copied
+   * into the zero-bordered scratch `pad` ((h + 2ph) x (w + 2pw) floats), so every patch row is a
+   * plain copy of wo floats.
+   */
+  im2colS1(x: number, cg: number, h: number, w: number, kh: number, kw: number, ph: number, pw: number, ho: number, wo: number, col: number, ld: number, pad: number): void;
+  /**
+   * The adjoint of {@link im2colS1}, writing (not adding to) gx: per channel the patch rows are summed
+   * into the zeroed scratch `pad` in col2im's order, then its interior is copied to gx.
+   */
+  col2imS1(gx: number, cg: number, h: number, w: number, kh: number, kw: number, ph: number, pw: number, ho: number, wo: number, col: number, ld: number, pad: number): void;
 }
 
 const PARAMS: ValType[] = new Array<ValType>(15).fill(I32);
@@ -148,4 +159,99 @@ export function col2imFunc(): Func {
     f.br(0).end().end();
     f.end();
   });
+}
+
+/** Emits `for (j = 0; j < n; j++) step(j)` 4 floats at a time, then singly: `step(byteOff, wide)`. */
+function floats(f: Func, n: number, step: (off: number, wide: boolean) => void): void {
+  const off = f.local(I32), end = f.local(I32);
+  f.i32(0).set(off);
+  f.get(n).i32(-4).i32And().i32(2).i32Shl().set(end);
+  f.block().loop();
+  f.get(off).get(end).i32GeS().brIf(1);
+  step(off, true);
+  f.get(off).i32(16).i32Add().set(off);
+  f.br(0).end().end();
+  f.get(n).i32(2).i32Shl().set(end);
+  f.block().loop();
+  f.get(off).get(end).i32GeS().brIf(1);
+  step(off, false);
+  f.get(off).i32(4).i32Add().set(off);
+  f.br(0).end().end();
+}
+
+/** dst[j] = src[j] for j < n (byte pointers in locals). */
+function copyN(f: Func, dst: number, src: number, n: number): void {
+  floats(f, n, (off, wide) => {
+    f.get(dst).get(off).i32Add();
+    f.get(src).get(off).i32Add();
+    if (wide) f.v128Load().v128Store();
+    else f.f32Load().f32Store();
+  });
+}
+
+const S1_PARAMS: ValType[] = new Array<ValType>(13).fill(I32);
+
+/** The stride-1 whole-image pair: `gather` true for im2colS1, false for col2imS1. */
+function stride1(gather: boolean): Func {
+  const f = new Func(gather ? "im2colS1" : "col2imS1", S1_PARAMS);
+  const [X, CG, H, W, KH, KW, PH, PW, HO, WO, COL, LD, PAD] = S1_PARAMS.map((_, i) => i) as number[];
+  const ci = f.local(I32), ky = f.local(I32), kx = f.local(I32), oy = f.local(I32), iy = f.local(I32);
+  const wp = f.local(I32), padN = f.local(I32), rowBase = f.local(I32), dst = f.local(I32), src = f.local(I32), chan = f.local(I32);
+  f.get(W).get(PW).i32(1).i32Shl().i32Add().set(wp);
+  f.get(H).get(PH).i32(1).i32Shl().i32Add().get(wp).i32Mul().set(padN);
+  const zeroPad = (): void => floats(f, padN, (off, wide) => {
+    f.get(PAD).get(off).i32Add();
+    if (wide) f.v128Zero().v128Store();
+    else f.f32(0).f32Store();
+  });
+  // the interior row iy of the scratch: pad + ((iy + ph) * wp + pw) * 4, and of the channel: chan + iy * w * 4
+  const interior = (): void => {
+    f.get(PAD).get(iy).get(PH).i32Add().get(wp).i32Mul().get(PW).i32Add().i32(2).i32Shl().i32Add().set(src);
+    f.get(chan).get(iy).get(W).i32Mul().i32(2).i32Shl().i32Add().set(dst);
+  };
+  if (gather) zeroPad(); // the borders stay zero; each channel overwrites the interior
+  forRange(f, ci, () => f.i32(0), CG, () => {
+    f.get(X).get(ci).get(H).i32Mul().get(W).i32Mul().i32(2).i32Shl().i32Add().set(chan);
+    if (gather) {
+      forRange(f, iy, () => f.i32(0), H, () => {
+        interior();
+        copyN(f, src, dst, W);
+      });
+    } else zeroPad();
+    forRange(f, ky, () => f.i32(0), KH, () => {
+      forRange(f, kx, () => f.i32(0), KW, () => {
+        // rowBase = col + ((ci*kh + ky)*kw + kx) * ld * 4
+        f.get(COL).get(ci).get(KH).i32Mul().get(ky).i32Add().get(KW).i32Mul().get(kx).i32Add().get(LD).i32Mul().i32(2).i32Shl().i32Add().set(rowBase);
+        forRange(f, oy, () => f.i32(0), HO, () => {
+          f.get(rowBase).get(oy).get(WO).i32Mul().i32(2).i32Shl().i32Add().set(dst);
+          f.get(PAD).get(oy).get(ky).i32Add().get(wp).i32Mul().get(kx).i32Add().i32(2).i32Shl().i32Add().set(src);
+          if (gather) copyN(f, dst, src, WO);
+          else {
+            // pad[src + j] += col[dst + j]
+            floats(f, WO, (off, wide) => {
+              f.get(src).get(off).i32Add();
+              f.get(src).get(off).i32Add();
+              if (wide) f.v128Load().get(dst).get(off).i32Add().v128Load().f32x4Add().v128Store();
+              else f.f32Load().get(dst).get(off).i32Add().f32Load().f32Add().f32Store();
+            });
+          }
+        });
+      });
+    });
+    if (!gather) {
+      forRange(f, iy, () => f.i32(0), H, () => {
+        interior();
+        copyN(f, dst, src, W);
+      });
+    }
+  });
+  return f;
+}
+
+export function im2colS1Func(): Func {
+  return stride1(true);
+}
+
+export function col2imS1Func(): Func {
+  return stride1(false);
 }

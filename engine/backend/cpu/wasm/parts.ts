@@ -3,7 +3,10 @@
 
 import { attnBackward, attnForward, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_parts.ts";
 import type { PartKernel } from "./context.ts";
-import { CMD_CONV_BWD_INPUT, CMD_CONV_BWD_WEIGHT, CMD_CONV_FWD, convBackwardInput, convBackwardWeight, convForward } from "./conv_parts.ts";
+import {
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED,
+  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched,
+} from "./conv_parts.ts";
 
 /**
  * Command 1: a slice of a GEMM with the thread's own packing buffers; arguments transA, transB, M, N,
@@ -22,6 +25,9 @@ export const PART_KERNELS: Readonly<Record<number, PartKernel>> = {
   [CMD_CONV_FWD]: convForward,
   [CMD_CONV_BWD_INPUT]: convBackwardInput,
   [CMD_CONV_BWD_WEIGHT]: convBackwardWeight,
+  [CMD_CONV_FWD_BATCHED]: convForwardBatched,
+  [CMD_CONV_BWD_INPUT_BATCHED]: convBackwardInputBatched,
+  [CMD_CONV_BWD_WEIGHT_BATCHED]: convBackwardWeightBatched,
 };
 
 /** The kernel of a command; throws on an unknown one. */

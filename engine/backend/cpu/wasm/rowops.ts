@@ -3,7 +3,7 @@
 // the attention backward's P * (dP - D) * scale.
 
 import { F32, F64, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
-import { col2imFunc, im2colFunc, type Im2colExports } from "./im2col.ts";
+import { col2imFunc, col2imS1Func, im2colFunc, im2colS1Func, type Im2colExports } from "./im2col.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
 export interface RowExports extends Im2colExports {
@@ -66,6 +66,8 @@ export interface RowExports extends Im2colExports {
   binSub(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
   binMul(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
   binDiv(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  /** dst[r][j] = src[r][j] for `rows` rows of n floats, rows srcStride and dstStride bytes apart. */
+  copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, n: number): void;
 }
 
 /**
@@ -617,11 +619,26 @@ function binRows(name: string, op: (f: Func) => Func): Func {
   return f;
 }
 
+function copyRows(): Func {
+  const f = new Func("copyRows", [I32, I32, I32, I32, I32, I32]);
+  const [S, SS, D, DS, ROWS, N] = [0, 1, 2, 3, 4, 5];
+  const ps = f.local(I32), pd = f.local(I32), v = f.local(V128);
+  forRows(f, ROWS, (r) => {
+    rowPtr(f, S, r, SS).set(ps);
+    rowPtr(f, D, r, DS).set(pd);
+    rows(f, N, (off, wide) => {
+      load(f, ps, off, wide).set(v);
+      store(f, pd, off, v, wide);
+    });
+  });
+  return f;
+}
+
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
     vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true),
-    binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div())];
+    binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div()), copyRows(), im2colS1Func(), col2imS1Func()];
   const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
