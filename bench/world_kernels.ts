@@ -34,6 +34,14 @@ const adds: [number[], number[], number][] = [
   [[64, 64, 512], [512], 3], [[64, 16, 1024], [1024], 4], [[64, 16, 128], [128], 16], [[64, 64, 64], [64], 12],
   [[64, 32, 16, 16], [1, 32, 1, 1], 9], [[64, 64, 8, 8], [1, 64, 1, 1], 9], [[64, 128, 4, 4], [1, 128, 1, 1], 13], [[64, 32, 16, 16], [64, 32, 1, 1], 3],
 ];
+const sums: [number[], number[], number][] = [
+  [[64, 128, 128], [0], 8], [[64, 64, 512], [0, 1], 3], [[64, 64, 64], [0, 1], 12], [[64, 16, 1024], [0, 1], 4], [[64, 64, 64], [0], 6],
+  [[64, 32, 16, 16], [0, 2, 3], 9], [[64, 16, 128], [0, 1], 16], [[64, 64, 8, 8], [0, 2, 3], 9], [[64, 128, 4, 4], [0, 2, 3], 13],
+];
+// [parameter size, count]
+const adams: [number, number][] = [
+  [147456, 8], [16384, 45], [131072, 4], [294912, 1], [221184, 1], [65536, 4], [4096, 42], [36864, 5], [110592, 1], [32768, 4], [8192, 12], [73728, 1],
+];
 const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 type Job = { kind: string; run: () => void; flops: number };
 const jobs: Job[] = [];
@@ -59,6 +67,15 @@ if (!only || only === "add") for (const [as, bs, cnt] of adds) {
 }
 const cpu = process.argv.includes("--wall") ? null : () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const now = cpu ?? (() => performance.now());
+if (!only || only === "reduce") for (const [xs, axes, cnt] of sums) {
+  const x = rnd(size(xs));
+  jobs.push({ kind: "reduce sum", flops: 0, run: () => { for (let i = 0; i < cnt; i++) B.reduce("sum", x, xs, axes); } });
+}
+if (!only || only === "adam") for (const [n, cnt] of adams) {
+  const w = rnd(n), g = rnd(n), m = new Float32Array(n), v = new Float32Array(n);
+  const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, decoupled: true, t: 1 };
+  jobs.push({ kind: "adam", flops: 0, run: () => { for (let i = 0; i < cnt; i++) B.adamUpdate(w, g, m, v, n, h); } });
+}
 for (const j of jobs) j.run(); // warm-up
 const kinds = [...new Set(jobs.map((j) => j.kind))];
 const times = new Map<string, number[]>(kinds.map((k) => [k, []]));

@@ -318,6 +318,38 @@ test("add, sub, mul, div with broadcasting: SIMD equals the plain path bit for b
   }
 });
 
+test("sum over axes: SIMD (float64 lanes) equals the plain path bit for bit (rows, columns, runs of axes, odd sizes)", () => {
+  const g = new T.Generator(13);
+  const cases: [number[], number[]][] = [
+    [[2053], [0]], [[7, 301], [1]], [[301, 7], [0]], [[5, 33, 17, 3], [0, 2, 3]], [[64, 32, 4, 4], [0, 2, 3]], [[3, 5, 7, 11, 13], [0, 1, 3]],
+    [[64, 19, 131], [0, 1]], [[9, 400, 3], [1]], [[2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5]], [[16, 1031], [0]],
+  ];
+  for (const [shape, axes] of cases) {
+    const x = T.randn(shape, { generator: g }).mul(1e3);
+    [0, -0, 1e-30, 3e38, -3e38].forEach((v, i) => (x.data[(i * 97) % x.size] = v));
+    const [p, f] = both(() => T.sum(x, axes).data);
+    assert.ok(p.length === f.length && p.every((v, i) => Object.is(v, f[i])), `sum [${shape}] over [${axes}]`);
+  }
+});
+
+test("Adam and AdamW steps: SIMD (float64 lanes) equals the plain path bit for bit (decoupled and L2 decay, odd sizes, several steps)", () => {
+  const g = new T.Generator(14);
+  for (const n of [2048, 2053, 70001]) {
+    for (const [decoupled, wd] of [[true, 0.01], [false, 0.05], [true, 0], [false, 0]] as const) {
+      const w0 = T.randn([n], { generator: g }), grads = [0, 1, 2].map(() => T.randn([n], { generator: g }).mul(0.1));
+      grads[1]!.data[5] = 0;
+      const run = () => {
+        const w = w0.detach(), m = T.zerosLike(w), v = T.zerosLike(w);
+        const wc = T.zeros([n]).add(w); // a fresh copy the kernel may update in place
+        for (let t = 1; t <= 3; t++) T.adamUpdate_(wc, grads[t - 1]!, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: wd, decoupled, t });
+        return [Float32Array.from(wc.data), Float32Array.from(m.data), Float32Array.from(v.data)];
+      };
+      const [p, f] = both(run);
+      ["weight", "m", "v"].forEach((what, i) => assert.ok(p[i]!.every((x, j) => Object.is(x, f[i]![j])), `adam ${what} n ${n} decoupled ${decoupled} wd ${wd}`));
+    }
+  }
+});
+
 test("fused GEGLU: SIMD and plain kernels agree with the composite (halves, gelu, product) and its gradient", () => {
   const g = new T.Generator(11);
   for (const shape of [[3, 6], [2, 5, 34], [4, 77, 130], [2, 16, 1024]]) {

@@ -11,7 +11,7 @@ import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 import { geometry, isPointwise } from "./conv.ts";
 import { broadcastStrides, coalesce } from "./elementwise.ts";
-import type { BinaryOp } from "../backend.ts";
+import type { AdamHyper, BinaryOp } from "../backend.ts";
 import { UnsupportedKernelError } from "../../errors.ts";
 import {
   CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED,
@@ -54,13 +54,13 @@ export function wasmFastKernels(): {
   gemm: typeof gemm; matmul: typeof matmul; variant: string;
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
   softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32; geglu: typeof gegluF32;
-  binary: typeof binaryF32;
+  binary: typeof binaryF32; reduceSum: typeof reduceSumF32; adam: typeof adamF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
     softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32, geglu: gegluF32,
-    binary: binaryF32,
+    binary: binaryF32, reduceSum: reduceSumF32, adam: adamF32,
   };
 }
 
@@ -149,6 +149,70 @@ export function binaryF32(op: BinaryOp, a: Float32Array, aShape: Shape, b: Float
     }
     return out;
   });
+}
+
+/**
+ * Sum over sorted unique `axes` as the plain reduce computes it (runs of adjacent axes last first,
+ * float64 sums rounded to float32 after each run), each run in one WebAssembly pass with float64
+ * lanes: the same results bit for bit; null if not handled.
+ */
+export function reduceSumF32(x: Float32Array, shape: Shape, axes: readonly number[]): Float32Array | null {
+  const rt = fastRuntime();
+  if (!rt || axes.length === 0 || x.length < VECTOR_MIN) return null;
+  const sh = [...shape], stages: [number, number, number][] = [];
+  for (let i = axes.length - 1; i >= 0;) {
+    let j = i;
+    while (j > 0 && axes[j - 1] === axes[j]! - 1) j--;
+    let outer = 1, len = 1, inner = 1;
+    for (let d = 0; d < axes[j]!; d++) outer *= sh[d]!;
+    for (let d = axes[j]!; d <= axes[i]!; d++) len *= sh[d]!;
+    for (let d = axes[i]! + 1; d < sh.length; d++) inner *= sh[d]!;
+    stages.push([outer, len, inner]);
+    for (let d = axes[j]!; d <= axes[i]!; d++) sh[d] = 1;
+    i = j - 1;
+  }
+  const sizes = stages.map(([o, , inner]) => o * inner), accFloats = 2 * Math.max(1, ...stages.map(([, , inner]) => inner));
+  return rt.withBlocks([x, ...sizes, accFloats], (ptrs) => {
+    const acc = ptrs[ptrs.length - 1]!;
+    let cur = ptrs[0]!;
+    stages.forEach(([outer, len, inner], k) => {
+      const dst = ptrs[k + 1]!;
+      if (inner === 1) rt.rows.sumRows4(cur, outer, len, dst);
+      else for (let o = 0; o < outer; o++) rt.rows.sumCols(cur + o * len * inner * 4, len, inner, acc, dst + o * inner * 4);
+      cur = dst;
+    });
+    return rt.read(cur, sizes[sizes.length - 1]!);
+  });
+}
+
+// elements per block of the Adam update (four arrays of it staged)
+const ADAM_BLOCK = 1 << 15;
+
+/**
+ * One Adam/AdamW step in place over float32 parameter and moments, in WebAssembly with float64 lanes
+ * and the plain kernel's operations in its order: the same results bit for bit; false if not handled.
+ */
+export function adamF32(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, size: number, h: AdamHyper): boolean {
+  const rt = fastRuntime();
+  if (!rt || size < VECTOR_MIN) return false;
+  const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, decoupled } = h;
+  const stepSize = lr / (1 - Math.pow(b1, h.t)), sq = Math.sqrt(1 - Math.pow(b2, h.t));
+  const c = decoupled && wd !== 0 ? 1 - lr * wd : 1, l2 = !decoupled && wd !== 0 ? 1 : 0;
+  const bl = Math.min(ADAM_BLOCK, size);
+  rt.withBlocks([bl, bl, bl, bl], ([wP, gP, mP, vP]) => {
+    for (let i = 0; i < size; i += ADAM_BLOCK) {
+      const n = Math.min(ADAM_BLOCK, size - i);
+      rt.write(wP!, w.subarray(i, i + n));
+      rt.write(gP!, g.subarray(i, i + n));
+      rt.write(mP!, m.subarray(i, i + n));
+      rt.write(vP!, v.subarray(i, i + n));
+      rt.rows.adamF32(wP!, gP!, mP!, vP!, n, c, l2, wd, b1, 1 - b1, b2, 1 - b2, stepSize, sq, eps);
+      w.set(rt.view(wP!, n), i);
+      m.set(rt.view(mP!, n), i);
+      v.set(rt.view(vP!, n), i);
+    }
+  });
+  return true;
 }
 
 /** silu's (or gelu's) gradient g * f'(x) for same-shape operands in WebAssembly SIMD; null if not handled. */

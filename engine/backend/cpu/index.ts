@@ -2,7 +2,7 @@
 // float64), and the WebAssembly SIMD kernels for float32; which one runs is decided per kernel, once,
 // when the kernel table is built (at load, or by useWasmKernels / setFastKernels)
 import type { DType, TypedArray } from "../../dtype.ts";
-import type { Backend, BinaryOp, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
+import type { AdamHyper, Backend, BinaryOp, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
 import { beginScratch, take } from "./buffers.ts";
 import { binary, geglu, gegluBackward, unary, where } from "./elementwise.ts";
@@ -38,6 +38,10 @@ export interface FastKernels {
   layerNorm?: (x: Float32Array, w: Float32Array | null, b: Float32Array | null, p: LayerNormParams) => NormOut | null;
   /** add, sub, mul, div of float32 operands with broadcasting (the same results as the plain kernel) */
   binary?: (op: BinaryOp, a: Float32Array, as: Shape, b: Float32Array, bs: Shape, os: Shape) => Float32Array | null;
+  /** sum over sorted unique axes (the same results as the plain kernel) */
+  reduceSum?: (x: Float32Array, shape: Shape, axes: readonly number[]) => Float32Array | null;
+  /** one Adam step in place over float32 storages (the same results as the plain kernel); false if not handled */
+  adam?: (p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, size: number, h: AdamHyper) => boolean;
   /** silu (or gelu) gradient for same-shape operands */
   siluGrad?: (g: Float32Array, x: Float32Array, gelu?: boolean) => Float32Array | null;
   /** fused attention (forward and backward) over float32 */
@@ -121,6 +125,10 @@ export function kernelTable(f: FastKernels | null): CpuKernels {
       f.conv2dBackwardInput && f32(gy) && f32(w) ? f.conv2dBackwardInput(gy, gys, w, ws, xs, p) : conv2dBackwardInput(gy, gys, w, ws, xs, p, gemmFor(gy), transpose2d),
     conv2dBackwardWeight: (x, xs, gy, gys, ws, p) =>
       f.conv2dBackwardWeight && f32(x) && f32(gy) ? f.conv2dBackwardWeight(x, xs, gy, gys, ws, p) : conv2dBackwardWeight(x, xs, gy, gys, ws, p, gemmFor(x), transpose2d),
+    reduce: f.reduceSum ? (op, x, shape, axes) => (op === "sum" && f32(x) ? f.reduceSum!(x, shape, axes) : null) ?? P.reduce(op, x, shape, axes) : P.reduce,
+    adamUpdate: f.adam
+      ? (p, g, m, v, size, h) => (f32(p) && f32(g) && f32(m) && f32(v) && f.adam!(p, g, m, v, size, h) ? { p, m, v } : P.adamUpdate(p, g, m, v, size, h))
+      : P.adamUpdate,
     attention: f.attention ? attentionForward : P.attention,
     attentionBackward: f.attention ? attentionBackward : P.attentionBackward,
     groupNorm: f.groupNorm ? (x, w, b, p) => (f32(x) && f32OrNull(w) && f32OrNull(b) ? f.groupNorm!(x, w, b, p, !!p.silu) : null) ?? P.groupNorm(x, w, b, p) : P.groupNorm,

@@ -151,6 +151,7 @@ export class Func {
   f64ConvertI32S(): this { return this.op(0xb7); }
   f32DemoteF64(): this { return this.op(0xb6); }
   f64Store(offset = 0): this { return this.mem(0x39, 3, offset); }
+  f64Load(offset = 0): this { return this.mem(0x2b, 3, offset); }
   f64PromoteF32(): this { return this.op(0xbb); }
   f64(v: number): this {
     const b = new Uint8Array(new Float64Array([v]).buffer);
@@ -184,6 +185,17 @@ export class Func {
   v128And(): this { return this.simd(0x4e); }
   v128Or(): this { return this.simd(0x50); }
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
+  f64x2Splat(): this { return this.simd(0x14); }
+  f64x2ExtractLane(lane: number): this { return this.simd(0x21, lane); }
+  /** The two low f32 lanes as f64x2. */
+  f64x2PromoteLowF32x4(): this { return this.simd(0x5f); }
+  /** f64x2 rounded to f32 in the two low lanes, zeros above. */
+  f32x4DemoteF64x2Zero(): this { return this.simd(0x5e); }
+  f64x2Add(): this { return this.simd(0xf0); }
+  f64x2Sub(): this { return this.simd(0xf1); }
+  f64x2Mul(): this { return this.simd(0xf2); }
+  f64x2Div(): this { return this.simd(0xf3); }
+  f64x2Sqrt(): this { return this.simd(0xef); }
   /** Relaxed-SIMD fused multiply-add: a*b + c (stack: a, b, c). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }
 }
