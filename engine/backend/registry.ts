@@ -2,6 +2,7 @@
 import { ConfigError } from "../errors.ts";
 import type { Backend, Storage } from "./backend.ts";
 import { cpuBackend } from "./cpu/index.ts";
+import { createGpujsBackend } from "./gpujs/index.ts";
 
 const backends = new Map<string, Backend | (() => Backend)>();
 
@@ -16,6 +17,8 @@ export function registerBackend<S extends Storage>(name: string, backend: Backen
 }
 
 registerBackend("cpu", cpuBackend);
+// gpu.js (and gl) load on first use only; a machine without a GPU path gets an error naming the cause
+registerBackend("gpujs", createGpujsBackend);
 
 /** The backend registered as `name`. */
 export function getBackend(name: string): Backend {

@@ -1,0 +1,293 @@
+// The gpujs backend's storage and kernel runner: float32 storage lives in gpu.js pipeline textures
+// (one flat texture per tensor, read back only when host data is asked for and then cached, since
+// storage never changes after a kernel made it); float64 storage stays on the host (WebGL has no
+// double). Kernels are gpu.js source strings with every shape baked in as a literal, compiled once
+// per (source, output size, input sizes) and cached.
+import type { DType, TypedArray } from "../../dtype.ts";
+import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
+
+/** Elements one texture may hold: gpu.js computes the thread index in float32, exact below 2^24. */
+export const MAX_GPU_ELEMENTS = 1 << 24;
+
+interface Holder {
+  tex: GpuTexture | null;
+}
+
+// a texture is deleted when the storage that owns it is collected (or released by a scratch scope)
+const registry = new FinalizationRegistry<Holder>((h) => {
+  const t = h.tex;
+  h.tex = null;
+  try {
+    t?.delete();
+  } catch {
+    // the context is gone at exit
+  }
+});
+
+/**
+ * A tensor's storage on the gpujs backend: a texture (float32, device-resident), a host array, or
+ * both (a download or an upload is cached; contents never change once made).
+ */
+export class GpuStorage {
+  readonly dtype: DType;
+  readonly size: number;
+  private readonly h: Holder = { tex: null };
+  private hostData: TypedArray | null = null;
+  released = false;
+
+  constructor(dtype: DType, size: number, tex: GpuTexture | null, host: TypedArray | null) {
+    this.dtype = dtype;
+    this.size = size;
+    this.hostData = host;
+    if (tex) {
+      this.h.tex = tex;
+      registry.register(this, this.h, this.h);
+    }
+  }
+
+  get tex(): GpuTexture | null {
+    return this.h.tex;
+  }
+
+  get host(): TypedArray | null {
+    return this.hostData;
+  }
+
+  /** Whether a GPU kernel can take this storage (float32, non-empty, within one texture's reach). */
+  get onDevice(): boolean {
+    return this.dtype === "float32" && this.size > 0 && this.size <= MAX_GPU_ELEMENTS;
+  }
+
+  setTex(t: GpuTexture): void {
+    this.h.tex = t;
+    registry.register(this, this.h, this.h);
+  }
+
+  setHost(a: TypedArray): void {
+    this.hostData = a;
+  }
+
+  /** Frees the texture now (scratch scopes); a later use is an error. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    registry.unregister(this.h);
+    const t = this.h.tex;
+    this.h.tex = null;
+    t?.delete();
+    this.hostData = null;
+  }
+}
+
+/** Counts of kernel calls on the GPU and on the host (by kernel name), and transfers. */
+export interface DeviceStats {
+  gpu: Record<string, number>;
+  host: Record<string, number>;
+  compiled: number;
+  uploads: number;
+  uploadMs: number;
+  downloads: number;
+  downloadMs: number;
+}
+
+/** GLSL ES 1.0 helpers added to every kernel (gpu.js includes those a kernel calls). */
+export const NATIVE: Record<string, string> = {
+  exp32: `float exp32(float x) {
+  if (x > 88.72284) { return 1.0 / 0.0; } if (x < -103.97208) { return 0.0; } if (x != x) { return x; }
+  float k = floor(x * 1.442695 + 0.5);
+  float r = x - k * 0.693145751953125; r = r - k * 1.428606765330187e-06;
+  float p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
+  float h = floor(k * 0.5);
+  return p * exp2(h) * exp2(k - h); }`,
+  expm1_32: `float expm1_32(float x) {
+  if (abs(x) >= 0.5) { return exp32(x) - 1.0; }
+  return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.008333334 + x * (0.0013888889 + x * (0.0001984127 + x * 2.4801587e-05))))))); }`,
+  log32: `float log32(float x) {
+  if (x < 0.0) { return 0.0 / 0.0; } if (x == 0.0) { return -1.0 / 0.0; } if (x > 3.4028234e38) { return x; } if (x != x) { return x; }
+  float e = floor(log2(x)); float m = x / exp2(e);
+  if (m < 0.70710678) { m = m * 2.0; e = e - 1.0; } if (m > 1.41421356) { m = m * 0.5; e = e + 1.0; }
+  float s = (m - 1.0) / (m + 1.0); float s2 = s * s;
+  float p = s2 * (0.33333334 + s2 * (0.2 + s2 * (0.14285715 + s2 * 0.11111111)));
+  return e * 0.693145751953125 + (e * 1.428606765330187e-06 + (2.0 * s + 2.0 * s * p)); }`,
+  sincos32: `float sincos32(float x, float c) {
+  float k = floor(x * 0.63661977 + 0.5);
+  float r = x - k * 1.5703125; r = r - k * 4.837512969970703e-4; r = r - k * 7.549789948768648e-8;
+  float q = mod(k + c, 4.0); float r2 = r * r;
+  if (q == 0.0 || q == 2.0) { float s = r + r * r2 * (-0.16666667 + r2 * (0.008333331 + r2 * (-0.00019840874 + r2 * 2.7525562e-6))); return q == 0.0 ? s : -s; }
+  float co = 1.0 + r2 * (-0.5 + r2 * (0.041666638 + r2 * (-0.0013888378 + r2 * 2.4390449e-5))); return q == 1.0 ? co : -co; }`,
+  tanh32: `float tanh32(float x) {
+  float ax = abs(x); if (ax > 9.0) { return x < 0.0 ? -1.0 : 1.0; }
+  float t = expm1_32(2.0 * ax); float r = t / (t + 2.0); return x < 0.0 ? -r : r; }`,
+  // fdlibm's erf: x + x P(x^2)/Q(x^2) below 0.84375, erx + P(s)/Q(s) with s = |x| - 1 below 1.25,
+  // Abramowitz-Stegun 7.1.26 beyond (within 1.5e-7 there)
+  erf32: `float erf32(float x) {
+  float ax = abs(x); float sg = x < 0.0 ? -1.0 : 1.0;
+  if (ax < 0.84375) { float z = x * x;
+    float r = 1.2837916613e-01 + z * (-3.2504209876e-01 + z * (-2.8481749818e-02 + z * (-5.7702702470e-03 + z * -2.3763017452e-05)));
+    float q = 1.0 + z * (3.9791721106e-01 + z * (6.5022252500e-02 + z * (5.0813062117e-03 + z * (1.3249473704e-04 + z * -3.9602282413e-06))));
+    return x + x * (r / q); }
+  if (ax < 1.25) { float s = ax - 1.0;
+    float p = -2.3621185683e-03 + s * (4.1485610604e-01 + s * (-3.7220788002e-01 + s * (3.1834661961e-01 + s * (-1.1089469492e-01 + s * (3.5478305072e-02 + s * -2.1663755178e-03)))));
+    float q = 1.0 + s * (1.0642088205e-01 + s * (5.4039794207e-01 + s * (7.1828655899e-02 + s * (1.2617121637e-01 + s * (1.3637083583e-02 + s * 1.1984500103e-02)))));
+    return sg * (8.4506291151e-01 + p / q); }
+  float t = 1.0 / (1.0 + 0.3275911 * ax);
+  float y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp32(-ax * ax); return sg * y; }`,
+  pow32: `float pow32(float x, float y) {
+  if (y == 0.0) { return 1.0; } if (y == 1.0) { return x; } if (y == 2.0) { return x * x; } if (y == 3.0) { return x * x * x; }
+  if (y == 0.5) { return sqrt(x); } if (y == -1.0) { return 1.0 / x; }
+  if (x == 0.0) { return y > 0.0 ? 0.0 : 1.0 / 0.0; }
+  if (x > 0.0) { return exp32(y * log32(x)); } if (floor(y) != y) { return 0.0 / 0.0; }
+  float r = exp32(y * log32(-x)); return mod(y, 2.0) == 1.0 ? -r : r; }`,
+};
+
+export class Device {
+  readonly gpu: GpuJs;
+  private readonly kernels = new Map<string, GpuKernel>();
+  readonly stats: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0 };
+
+  constructor(gpu: GpuJs) {
+    this.gpu = gpu;
+    // exact integer quotient of non-negative integer-valued floats below 2^24: the fix-up steps undo a
+    // division that rounds across an integer (GPUs may divide by reciprocal)
+    gpu.addNativeFunction(
+      "idiv",
+      `float idiv(float a, float b) { float q = floor(a / b); float r = a - q * b; if (r < 0.0) { q -= 1.0; } else if (r >= b) { q += 1.0; } return q; }`,
+      { returnType: "Number" },
+    );
+    // float32 special functions: GLSL's exp, log and sin on SwiftShader are off by up to 56, 823 and
+    // thousands of ulp; these stay within 1-2 ulp (Cody-Waite range reduction + short polynomials)
+    // gpu.js includes only the native functions a kernel calls, not what they call: the bodies go into
+    // every shader (as h_<name>) and each callable name is a one-line wrapper
+    const names = Object.keys(NATIVE);
+    const rename = (src: string): string => names.reduce((t, n) => t.replace(new RegExp(`\\b${n}\\(`, "g"), `h_${n}(`), src);
+    gpu.injectNative(Object.values(NATIVE).map(rename).join("\n"));
+    for (const [name, src] of Object.entries(NATIVE)) {
+      const params = /\(([^)]*)\)/.exec(src)![1]!;
+      const call = params.split(",").map((a) => a.trim().split(/\s+/)[1]).join(", ");
+      gpu.addNativeFunction(name, `float ${name}(${params}) { return h_${name}(${call}); }`, { returnType: "Number" });
+    }
+  }
+
+  count(where: "gpu" | "host", name: string): void {
+    const m = this.stats[where];
+    m[name] = (m[name] ?? 0) + 1;
+  }
+
+  /** Runs kernel `src` over `n` outputs; GpuStorage arguments are uploaded first if they live on the host. */
+  run(name: string, src: string, n: number, args: (GpuStorage | number)[]): GpuStorage {
+    const kargs: KernelArg[] = [];
+    const sizes: string[] = [];
+    for (const a of args) {
+      if (typeof a === "number") {
+        kargs.push(a);
+        sizes.push("s");
+      } else {
+        kargs.push(this.texOf(a));
+        sizes.push(String(a.size));
+      }
+    }
+    const key = `${n}|${sizes.join(",")}|${src}`;
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });
+      this.kernels.set(key, k);
+      this.stats.compiled++;
+    }
+    this.count("gpu", name);
+    return new GpuStorage("float32", n, k(...kargs), null);
+  }
+
+  /** The texture of `s`, uploading its host data first if needed. */
+  texOf(s: GpuStorage): GpuTexture {
+    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    const t = s.tex;
+    if (t) return t;
+    const host = s.host;
+    if (!host || s.dtype !== "float32" || s.size === 0) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements`);
+    const t0 = performance.now();
+    const up = this.kernelFor(`upload`, `function(a) { return a[this.thread.x]; }`, s.size);
+    const tex = up(host as Float32Array);
+    s.setTex(tex);
+    this.stats.uploads++;
+    this.stats.uploadMs += performance.now() - t0;
+    return tex;
+  }
+
+  /** Host data of `s`, downloading (once) from its texture. */
+  hostOf(s: GpuStorage): TypedArray {
+    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    const h = s.host;
+    if (h) return h;
+    const t = s.tex;
+    if (!t) throw new Error("gpujs: storage has neither texture nor host data");
+    const t0 = performance.now();
+    const raw = t.toArray();
+    const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
+    const out = arr.length === s.size ? arr : arr.slice(0, s.size);
+    s.setHost(out);
+    this.stats.downloads++;
+    this.stats.downloadMs += performance.now() - t0;
+    return out;
+  }
+
+  private kernelFor(tag: string, src: string, n: number): GpuKernel {
+    const key = `${tag}|${n}|${src}`;
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });
+      this.kernels.set(key, k);
+      this.stats.compiled++;
+    }
+    return k;
+  }
+}
+
+// ---- code generation helpers: integer index math in float32 (exact below 2^24)
+
+/** Lines that split flat index `v` of `shape` into coordinates `${p}0..${p}{n-1}` (row-major). */
+export function coordLines(v: string, shape: readonly number[], p: string): string[] {
+  const lines: string[] = [];
+  const n = shape.length;
+  if (n === 0) return lines;
+  if (n === 1) return [`const ${p}0 = ${v};`];
+  lines.push(`let ${p}r = ${v};`);
+  for (let d = n - 1; d >= 1; d--) {
+    const dim = shape[d]!;
+    if (dim === 1) {
+      lines.push(`const ${p}${d} = 0.0;`);
+      continue;
+    }
+    lines.push(`const ${p}q${d} = idiv(${p}r, ${f(dim)});`, `const ${p}${d} = ${p}r - ${p}q${d} * ${f(dim)};`, `${p}r = ${p}q${d};`);
+  }
+  lines.push(`const ${p}0 = ${p}r;`);
+  return lines;
+}
+
+/** sum of coordinate * stride (skipping zero strides), plus `base`. */
+export function offsetExpr(p: string, strides: readonly number[], base = 0): string {
+  const terms: string[] = [];
+  if (base) terms.push(f(base));
+  strides.forEach((s, d) => {
+    if (s === 0) return;
+    terms.push(s === 1 ? `${p}${d}` : `${p}${d} * ${f(s)}`);
+  });
+  return terms.length ? terms.join(" + ") : "0.0";
+}
+
+/** A float literal for generated source. */
+export function f(x: number): string {
+  if (Number.isInteger(x)) return `${x}.0`;
+  if (!Number.isFinite(x)) return x > 0 ? "(1.0 / 0.0)" : x < 0 ? "(-1.0 / 0.0)" : "(0.0 / 0.0)";
+  return String(x).includes("e") ? x.toExponential() : String(x);
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    s[d] = acc;
+    acc *= shape[d]!;
+  }
+  return s;
+}
