@@ -181,6 +181,10 @@ export class Func {
   f32x4Min(): this { return this.simd(0xe8); }
   f32x4Div(): this { return this.simd(0xe7); }
   f32x4Neg(): this { return this.simd(0xe1); }
+  /** b < a ? b : a (one minps; no NaN or signed-zero rules). */
+  f32x4Pmin(): this { return this.simd(0xea); }
+  /** a < b ? b : a (one maxps). */
+  f32x4Pmax(): this { return this.simd(0xeb); }
   f32x4Abs(): this { return this.simd(0xe0); }
   v128And(): this { return this.simd(0x4e); }
   v128Or(): this { return this.simd(0x50); }

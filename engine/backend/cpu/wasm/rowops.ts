@@ -125,7 +125,7 @@ function rowMax(): Func {
 
 /** Locals holding the constants of {@link expInto}. */
 interface ExpConsts {
-  lo: number; hi: number; log2e: number; ln2hi: number; ln2lo: number; k: number[]; bias: number; kk: number; r: number;
+  lo: number; hi: number; log2e: number; ln2hi: number; ln2lo: number; k: number[]; bias: number; magic: number; kk: number; r: number; t: number;
 }
 
 function expConsts(f: Func): ExpConsts {
@@ -133,22 +133,27 @@ function expConsts(f: Func): ExpConsts {
   const k = [1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720].map((x) => splat(f, x));
   const bias = f.local(V128);
   f.i32(127).i32x4Splat().set(bias);
-  return { lo, hi, log2e, ln2hi, ln2lo, k, bias, kk: f.local(V128), r: f.local(V128) };
+  return { lo, hi, log2e, ln2hi, ln2lo, k, bias, magic: splat(f, 12582912), kk: f.local(V128), r: f.local(V128), t: f.local(V128) };
 }
 
 /**
  * out = exp(x) for the v128 in local x (overwritten with its clamp to [-87.3, 88.7]): Cody-Waite
  * reduction x = k ln2 + r, a degree-6 polynomial for exp(r), times 2^k from its exponent bits (~2 ulp).
+ * k = round-to-even(x log2e) comes from adding 1.5 * 2^23, whose low mantissa bits then hold k (so
+ * no nearest / truncating conversion, which V8 emits as long sequences); the clamp is pmax / pmin
+ * (a NaN x stays NaN either way).
  */
 function expInto(f: Func, x: number, out: number, c: ExpConsts): void {
-  f.get(x).get(c.lo).f32x4Max().get(c.hi).f32x4Min().set(x);
-  f.get(x).get(c.log2e).f32x4Mul().f32x4Nearest().set(c.kk);
+  f.get(x).get(c.lo).f32x4Pmax().get(c.hi).f32x4Pmin().set(x);
+  f.get(x).get(c.log2e).f32x4Mul().get(c.magic).f32x4Add().set(c.t);
+  f.get(c.t).get(c.magic).f32x4Sub().set(c.kk);
   f.get(x).get(c.kk).get(c.ln2hi).f32x4Mul().f32x4Sub().get(c.kk).get(c.ln2lo).f32x4Mul().f32x4Sub().set(c.r);
   // 1 + r (1 + r (1/2 + r (1/6 + r (1/24 + r (1/120 + r/720)))))
   f.get(c.r).get(c.k[5]!).f32x4Mul();
   for (let i = 4; i >= 0; i--) f.get(c.k[i]!).f32x4Add().get(c.r).f32x4Mul();
   f.get(c.k[0]!).f32x4Add();
-  f.get(c.kk).i32x4TruncSatF32x4S().get(c.bias).i32x4Add().i32(23).i32x4Shl().f32x4Mul().set(out);
+  // 2^k: the bits of t are those of 1.5 * 2^23 plus k; (k + 127) << 23 drops the rest
+  f.get(c.t).get(c.bias).i32x4Add().i32(23).i32x4Shl().f32x4Mul().set(out);
 }
 
 function rowExp(): Func {
