@@ -234,6 +234,7 @@ const rel = (p) => path.relative(process.cwd(), p) || p;
  */
 export async function runNotebooks(files, { env, timeout = 300, compare = true, update = false, log = console.log }) {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "cdiff-notebooks-"));
+  const t0 = performance.now();
   let passed = 0, failed = 0;
   try {
     for (const file of files) {
@@ -268,6 +269,7 @@ export async function runNotebooks(files, { env, timeout = 300, compare = true, 
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
   }
+  if (files.length > 1) log(`${files.length} notebooks in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   log(`${passed} passed, ${failed} failed`);
   return failed;
 }
@@ -322,7 +324,7 @@ function openJupyter(env) {
       return spawnSync("jupyter", [app, HERE], { env, stdio: "inherit" }).status ?? 1;
     }
   }
-  console.error(`notebooks: neither Jupyter Lab nor Jupyter Notebook was found. On Debian or Ubuntu: sudo apt-get install jupyter-notebook; elsewhere: python3 -m pip install jupyterlab. Then run this again. (VS Code opens the notebooks too: pick the kernel "Deno" after running with --install.)`);
+  console.error(`notebooks: neither Jupyter Lab nor Jupyter Notebook was found. On Debian or Ubuntu: sudo apt-get install jupyter-notebook; elsewhere: python3 -m pip install jupyterlab. Then run this again. (Other frontends such as VS Code find the kernel once Deno has registered it with Jupyter: deno jupyter --install.)`);
   return EXIT_UNAVAILABLE;
 }
 
