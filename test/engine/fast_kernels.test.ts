@@ -350,6 +350,38 @@ test("Adam and AdamW steps: SIMD (float64 lanes) equals the plain path bit for b
   }
 });
 
+test("group norm and layer norm backward: SIMD agrees with the plain path (odd sizes, blocks of 64 and tails, offset data, weight only, no affine)", () => {
+  const g = new T.Generator(15);
+  const gn: [number[], number, "both" | "weight" | "none"][] = [
+    [[3, 12, 7, 11], 4, "both"], [[2, 320, 9, 7], 32, "both"], [[5, 6, 67], 3, "weight"], [[1, 128, 33, 33], 8, "none"], [[64, 32, 4, 4], 16, "both"],
+  ];
+  for (const [shape, groups, affine] of gn) {
+    const c = shape[1]!;
+    const x = T.randn(shape, { generator: g }).mul(3).add(2), w = T.randn([c], { generator: g }), b = T.randn([c], { generator: g }), r = T.randn(shape, { generator: g });
+    for (const silu of [false, true]) {
+      const [p, f] = both(() => {
+        const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+        const y = (silu ? T.groupNormSilu : T.groupNorm)(xl!, groups, affine === "none" ? null : wl!, affine === "both" ? bl! : null);
+        T.sum(T.mul(y, r)).backward();
+        return [xl!.grad!.data, ...(affine === "none" ? [] : [wl!.grad!.data]), ...(affine === "both" ? [bl!.grad!.data] : [])].map((a) => Float32Array.from(a));
+      });
+      const n = x.size / groups;
+      f.forEach((a, i) => assert.ok(closeness(a, p[i]!, ...tol(n)) <= 1, `groupNorm${silu ? "Silu" : ""} backward [${shape}] g${groups} ${affine} gradient ${i}`));
+    }
+  }
+  const ln: [number[], number, "both" | "weight" | "none"][] = [[[40, 77], 77, "both"], [[33, 64], 64, "weight"], [[7, 333], 333, "none"], [[3000, 1], 1, "both"], [[64, 16, 131], 131, "both"]];
+  for (const [shape, d, affine] of ln) {
+    const x = T.randn(shape, { generator: g }).mul(3).add(1), w = T.randn([d], { generator: g }), b = T.randn([d], { generator: g }), r = T.randn(shape, { generator: g });
+    const [p, f] = both(() => {
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = T.layerNorm(xl!, [d], affine === "none" ? null : wl!, affine === "both" ? bl! : null);
+      T.sum(T.mul(y, r)).backward();
+      return [xl!.grad!.data, ...(affine === "none" ? [] : [wl!.grad!.data]), ...(affine === "both" ? [bl!.grad!.data] : [])].map((a) => Float32Array.from(a));
+    });
+    f.forEach((a, i) => assert.ok(closeness(a, p[i]!, ...tol(d * 4)) <= 1, `layerNorm backward [${shape}] ${affine} gradient ${i}`));
+  }
+});
+
 test("fused GEGLU: SIMD and plain kernels agree with the composite (halves, gelu, product) and its gradient", () => {
   const g = new T.Generator(11);
   for (const shape of [[3, 6], [2, 5, 34], [4, 77, 130], [2, 16, 1024]]) {

@@ -55,12 +55,13 @@ export function wasmFastKernels(): {
   conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
   softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32; geglu: typeof gegluF32;
   binary: typeof binaryF32; reduceSum: typeof reduceSumF32; adam: typeof adamF32;
+  groupNormBackward: typeof groupNormBackwardF32; layerNormBackward: typeof layerNormBackwardF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
     gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
     softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32, geglu: gegluF32,
-    binary: binaryF32, reduceSum: reduceSumF32, adam: adamF32,
+    binary: binaryF32, reduceSum: reduceSumF32, adam: adamF32, groupNormBackward: groupNormBackwardF32, layerNormBackward: layerNormBackwardF32,
   };
 }
 
@@ -245,23 +246,74 @@ export function groupNormF32(
   const rt = fastRuntime();
   if (!rt || x.length < VECTOR_MIN) return null;
   const { n, c, s, groups, eps } = p;
-  const cg = c / groups, len = cg * s;
+  const cg = c / groups;
   const mean = new Float64Array(n * groups), rstd = new Float64Array(n * groups);
-  return rt.withBlocks([x], ([xP]) => {
-    const r = rt.rows;
-    for (let ng = 0; ng < n * groups; ng++) {
-      const o = xP! + ng * len * 4;
-      const mu = r.sumF32(o, len) / len;
-      const rs = 1 / Math.sqrt(r.sumSqDev(o, len, mu) / len + eps);
-      mean[ng] = mu;
-      rstd[ng] = rs;
-      const c0 = (ng % groups) * cg;
-      for (let ch = 0; ch < cg; ch++) {
-        const a = rs * (weight ? weight[c0 + ch]! : 1), b = (bias ? bias[c0 + ch]! : 0) - mu * a;
-        r.affineAct(o + ch * s * 4, o + ch * s * 4, s, a, b, silu ? 1 : 0);
-      }
-    }
+  return rt.withBlocks([x, weight ?? 1, bias ?? 1, 2 * n * groups, 2 * n * groups], ([xP, wP, bP, mP, rP]) => {
+    if (weight) rt.write(wP!, weight);
+    if (bias) rt.write(bP!, bias);
+    rt.rows.groupNormFwd(xP!, n * groups, groups, cg, s, weight ? wP! : 0, bias ? bP! : 0, eps, silu ? 1 : 0, mP!, rP!);
+    const buf = rt.arena.memory.buffer;
+    mean.set(new Float64Array(buf, mP!, n * groups));
+    rstd.set(new Float64Array(buf, rP!, n * groups));
     return { y: rt.read(xP!, x.length), mean, rstd };
+  });
+}
+
+type NormGrads = { dx: Float32Array; dw: Float32Array | null; db: Float32Array | null };
+
+/** The float64 sums at byte offset `ptr` rounded into a pooled float32 array. */
+function f64Out(rt: WasmRuntime, ptr: number, n: number): Float32Array {
+  const out = take(Float32Array, n, true);
+  out.set(new Float64Array(rt.arena.memory.buffer, ptr, n));
+  return out;
+}
+
+/**
+ * Float32 group norm backward in WebAssembly SIMD: per (sample, group) the blocked sums of gy and
+ * gy (x - mean) per channel (float64 across blocks and channels), then dx in float32 arithmetic; the
+ * weight and bias gradients summed in float64. Agrees with the plain kernel to float32 rounding; null
+ * if not handled.
+ */
+export function groupNormBackwardF32(
+  x: Float32Array, weight: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array,
+  p: { n: number; c: number; s: number; groups: number }, affine: boolean,
+): NormGrads | null {
+  const rt = fastRuntime();
+  const { n, c, s, groups } = p, ng = n * groups;
+  if (!rt || x.length < VECTOR_MIN || mean.length < ng || rstd.length < ng) return null;
+  return rt.withBlocks([x, gy, x.length, weight ?? 1, 2 * ng, 2 * ng, 2 * c, 2 * c], ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
+    const buf = rt.arena.memory.buffer;
+    new Float64Array(buf, mP!, ng).set(mean.subarray(0, ng));
+    new Float64Array(buf, rP!, ng).set(rstd.subarray(0, ng));
+    new Float64Array(buf, dwP!, c).fill(0);
+    new Float64Array(buf, dbP!, c).fill(0);
+    rt.rows.groupNormBwd(xP!, gP!, dP!, ng, groups, c / groups, s, weight ? wP! : 0, mP!, rP!, dwP!, dbP!);
+    const dx = rt.read(dP!, x.length);
+    return affine ? { dx, dw: f64Out(rt, dwP!, c), db: f64Out(rt, dbP!, c) } : { dx, dw: null, db: null };
+  });
+}
+
+/**
+ * Float32 layer norm backward in WebAssembly SIMD over rows of d floats: the row sums of g w and
+ * g w xhat in float32 lanes, dx in float32 arithmetic, the weight and bias gradients summed over rows
+ * in float64. Agrees with the plain kernel to float32 rounding; null if not handled.
+ */
+export function layerNormBackwardF32(
+  x: Float32Array, weight: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array,
+  p: { rows: number; d: number }, affine: boolean,
+): NormGrads | null {
+  const rt = fastRuntime();
+  const { rows, d } = p;
+  if (!rt || x.length < VECTOR_MIN || d === 0 || mean.length < rows || rstd.length < rows) return null;
+  return rt.withBlocks([x, gy, x.length, weight ?? 1, 2 * rows, 2 * rows, 2 * d, 2 * d], ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
+    const buf = rt.arena.memory.buffer;
+    new Float64Array(buf, mP!, rows).set(mean.subarray(0, rows));
+    new Float64Array(buf, rP!, rows).set(rstd.subarray(0, rows));
+    new Float64Array(buf, dwP!, d).fill(0);
+    new Float64Array(buf, dbP!, d).fill(0);
+    rt.rows.layerNormBwd(xP!, gP!, dP!, rows, d, weight ? wP! : 0, mP!, rP!, affine ? dwP! : 0, dbP!);
+    const dx = rt.read(dP!, x.length);
+    return affine ? { dx, dw: f64Out(rt, dwP!, d), db: f64Out(rt, dbP!, d) } : { dx, dw: null, db: null };
   });
 }
 

@@ -20,6 +20,7 @@ import { adamUpdate } from "./optim.ts";
 export type CpuKernels = Omit<Backend<TypedArray>, "name">;
 
 type NormOut = { y: Float32Array; mean: Float64Array; rstd: Float64Array };
+type NormGrads = { dx: Float32Array; dw: Float32Array | null; db: Float32Array | null };
 
 /** Float32 kernels that replace plain ones where they apply; each returns null where it does not. */
 export interface FastKernels {
@@ -42,6 +43,9 @@ export interface FastKernels {
   reduceSum?: (x: Float32Array, shape: Shape, axes: readonly number[]) => Float32Array | null;
   /** one Adam step in place over float32 storages (the same results as the plain kernel); false if not handled */
   adam?: (p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, size: number, h: AdamHyper) => boolean;
+  /** group norm and layer norm gradients over float32 (mean and rstd as the forward kernels return them) */
+  groupNormBackward?: (x: Float32Array, w: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array, p: GroupNormParams, affine: boolean) => NormGrads | null;
+  layerNormBackward?: (x: Float32Array, w: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array, p: LayerNormParams, affine: boolean) => NormGrads | null;
   /** silu (or gelu) gradient for same-shape operands */
   siluGrad?: (g: Float32Array, x: Float32Array, gelu?: boolean) => Float32Array | null;
   /** fused attention (forward and backward) over float32 */
@@ -92,6 +96,7 @@ export const plainKernels: CpuKernels = {
 };
 
 const f32 = (x: TypedArray | null): x is Float32Array => x instanceof Float32Array;
+const f64 = (x: TypedArray | null): x is Float64Array => x instanceof Float64Array;
 const f32OrNull = (x: TypedArray | null): x is Float32Array | null => x === null || x instanceof Float32Array;
 
 /** The kernel table with `f`'s float32 kernels in front of the plain ones (float64 keeps the plain path). */
@@ -132,6 +137,14 @@ export function kernelTable(f: FastKernels | null): CpuKernels {
     attention: f.attention ? attentionForward : P.attention,
     attentionBackward: f.attention ? attentionBackward : P.attentionBackward,
     groupNorm: f.groupNorm ? (x, w, b, p) => (f32(x) && f32OrNull(w) && f32OrNull(b) ? f.groupNorm!(x, w, b, p, !!p.silu) : null) ?? P.groupNorm(x, w, b, p) : P.groupNorm,
+    groupNormBackward: f.groupNormBackward
+      ? (x, w, gy, mean, rstd, p, affine) =>
+        (f32(x) && f32OrNull(w) && f32(gy) && f64(mean) && f64(rstd) ? f.groupNormBackward!(x, w, gy, mean, rstd, p, affine) : null) ?? P.groupNormBackward(x, w, gy, mean, rstd, p, affine)
+      : P.groupNormBackward,
+    layerNormBackward: f.layerNormBackward
+      ? (x, w, gy, mean, rstd, p, affine) =>
+        (f32(x) && f32OrNull(w) && f32(gy) && f64(mean) && f64(rstd) ? f.layerNormBackward!(x, w, gy, mean, rstd, p, affine) : null) ?? P.layerNormBackward(x, w, gy, mean, rstd, p, affine)
+      : P.layerNormBackward,
     layerNorm: f.layerNorm ? (x, w, b, p) => (f32(x) && f32OrNull(w) && f32OrNull(b) ? f.layerNorm!(x, w, b, p) : null) ?? P.layerNorm(x, w, b, p) : P.layerNorm,
   };
 }

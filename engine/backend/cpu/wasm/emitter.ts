@@ -146,6 +146,8 @@ export class Func {
   f32Max(): this { return this.op(0x97); }
   f32Div(): this { return this.op(0x95); }
   f64Add(): this { return this.op(0xa0); }
+  f64Sub(): this { return this.op(0xa1); }
+  f64Mul(): this { return this.op(0xa2); }
   f64Div(): this { return this.op(0xa3); }
   f64Sqrt(): this { return this.op(0x9f); }
   f64ConvertI32S(): this { return this.op(0xb7); }

@@ -67,6 +67,26 @@ export interface RowExports extends Im2colExports, F64Exports {
   binSub(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
   binMul(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
   binDiv(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  /** sum of g[j] (x[j] - mu), accumulated as {@link sumF32}. */
+  dotDev(g: number, x: number, n: number, mu: number): number;
+  /**
+   * Group norm backward over ng = n x groups groups of cg channels of s floats: dx, and the float64
+   * per-channel sums dbAcc += sum gy, dwAcc += rstd sum gy (x - mean) (c entries each); w = 0 for no
+   * weight; mean and rstd float64 per group. Sums as {@link sumF32}, dx in float32 arithmetic.
+   */
+  groupNormBwd(x: number, gy: number, dx: number, ng: number, groups: number, cg: number, s: number, w: number, mean: number, rstd: number, dwAcc: number, dbAcc: number): void;
+  /**
+   * Layer norm backward over rows of d floats: dx, and when dwAcc is not 0 the float64 per-column
+   * sums dbAcc += gy, dwAcc += gy xhat; w = 0 for no weight; mean and rstd float64 per row.
+   */
+  layerNormBwd(x: number, gy: number, dx: number, rows: number, d: number, w: number, mean: number, rstd: number, dwAcc: number, dbAcc: number): void;
+  /**
+   * Group norm forward in place over ng groups of cg channels of s floats (then silu when silu = 1),
+   * as the per-group calls of sumF32, sumSqDev and affineAct: mean = sum / len, rstd = 1 / sqrt(sumSqDev
+   * / len + eps), per channel a = rstd w, b = bias - mean a (float64, rounded to float32); w, b = 0 for
+   * none; mean and rstd stored as float64 per group.
+   */
+  groupNormFwd(x: number, ng: number, groups: number, cg: number, s: number, w: number, b: number, eps: number, silu: number, mean: number, rstd: number): void;
   /** dst[r][j] = src[r][j] for `rows` rows of n floats, rows srcStride and dstStride bytes apart. */
   copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, n: number): void;
 }
@@ -493,7 +513,7 @@ function rowsLayerNorm(): Func {
 
 // function indices in the module (array position in rowModuleBytes)
 const ROW_MAX = 0, ROW_EXP = 1, ROW_SCALE = 2, ROW_DS = 3, ROW_FILL = 4, ROW_DOT = 5, ROW_ADD = 6;
-const SUM_F32 = 18, SUM_SQ_DEV = 19, ROW_NORM_AFFINE = 21;
+const SUM_F32 = 18, SUM_SQ_DEV = 19, ROW_NORM_AFFINE = 21, DOT_DEV = 37, AFFINE_ACT = 20;
 
 /** `for (r = 0; r < rows; r++) body(r)` with local `r`. */
 function forRows(f: Func, rowsArg: number, body: (r: number) => void): void {
@@ -640,13 +660,198 @@ function copyRows(): Func {
   return f;
 }
 
+/** sum of g[j] (x[j] - mu) in float32 blocks of 64, float64 across blocks (as blockedSum). */
+function dotDev(): Func {
+  const f = new Func("dotDev", [I32, I32, I32, F32], [F64]);
+  const [G, X, N, MU] = [0, 1, 2, 3];
+  const total = f.local(F64), acc = f.local(V128), mu = f.local(V128), j = f.local(I32), end = f.local(I32), blockEnd = f.local(I32), o = f.local(I32);
+  f.get(MU).f32x4Splat().set(mu);
+  f.get(N).i32(-4).i32And().set(end);
+  f.block().loop();
+  f.get(j).get(end).i32GeS().brIf(1);
+  f.v128Zero().set(acc);
+  f.get(j).i32(64).i32Add().set(blockEnd);
+  f.get(end).get(blockEnd).get(blockEnd).get(end).i32GtS().select().set(blockEnd);
+  f.block().loop();
+  f.get(j).get(blockEnd).i32GeS().brIf(1);
+  f.get(j).i32(2).i32Shl().set(o);
+  f.get(acc).get(G).get(o).i32Add().v128Load().get(X).get(o).i32Add().v128Load().get(mu).f32x4Sub().f32x4Mul().f32x4Add().set(acc);
+  f.get(j).i32(4).i32Add().set(j);
+  f.br(0).end().end();
+  for (let l = 0; l < 4; l++) f.get(total).get(acc).f32x4ExtractLane(l).f64PromoteF32().f64Add().set(total);
+  f.br(0).end().end();
+  f.block().loop();
+  f.get(j).get(N).i32GeS().brIf(1);
+  f.get(j).i32(2).i32Shl().set(o);
+  f.get(total).get(G).get(o).i32Add().f32Load().get(X).get(o).i32Add().f32Load().get(MU).f32Sub().f32Mul().f64PromoteF32().f64Add().set(total);
+  f.get(j).i32(1).i32Add().set(j);
+  f.br(0).end().end();
+  f.get(total);
+  return f;
+}
+
+function groupNormBwd(): Func {
+  const f = new Func("groupNormBwd", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [X, GY, DX, NG, GROUPS, CG, S, W, MEAN, RSTD, DWACC, DBACC] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const ch = f.local(I32), o = f.local(I32), q = f.local(I32), c = f.local(I32), cb = f.local(I32);
+  const mu = f.local(F64), r = f.local(F64), muF = f.local(F32), wv = f.local(F64), a = f.local(F64), b = f.local(F64), sg = f.local(F64), sgx = f.local(F64), len = f.local(F64);
+  const A = f.local(V128), B = f.local(V128), C = f.local(V128), M = f.local(V128), y = f.local(V128), px = f.local(I32), pg = f.local(I32), pd = f.local(I32);
+  f.get(CG).get(S).i32Mul().f64ConvertI32S().set(len);
+  const weightOf = (): void => {
+    // wv = w ? w[c] : 1
+    f.f64(1).set(wv);
+    f.get(W).if_();
+    f.get(W).get(c).i32(2).i32Shl().i32Add().f32Load().f64PromoteF32().set(wv);
+    f.end();
+  };
+  forRows(f, NG, (ng) => {
+    f.get(ng).get(CG).i32Mul().get(S).i32Mul().i32(2).i32Shl().set(o);
+    f.get(MEAN).get(ng).i32(3).i32Shl().i32Add().f64Load().set(mu);
+    f.get(RSTD).get(ng).i32(3).i32Shl().i32Add().f64Load().set(r);
+    f.get(mu).f32DemoteF64().set(muF);
+    // first channel of the group: (ng % groups) * cg
+    f.get(ng).get(ng).get(GROUPS).i32DivS().get(GROUPS).i32Mul().i32Sub().get(CG).i32Mul().set(cb);
+    f.f64(0).set(sg);
+    f.f64(0).set(sgx);
+    f.i32(0).set(ch);
+    f.block().loop();
+    f.get(ch).get(CG).i32GeS().brIf(1);
+    f.get(cb).get(ch).i32Add().set(c);
+    weightOf();
+    f.get(o).get(ch).get(S).i32Mul().i32(2).i32Shl().i32Add().set(q);
+    f.get(GY).get(q).i32Add().get(S).call(SUM_F32).set(a);
+    f.get(GY).get(q).i32Add().get(X).get(q).i32Add().get(S).get(muF).call(DOT_DEV).get(r).f64Mul().set(b);
+    f.get(DBACC).get(c).i32(3).i32Shl().i32Add().tee(px).get(px).f64Load().get(a).f64Add().f64Store();
+    f.get(DWACC).get(c).i32(3).i32Shl().i32Add().tee(px).get(px).f64Load().get(b).f64Add().f64Store();
+    f.get(sg).get(a).get(wv).f64Mul().f64Add().set(sg);
+    f.get(sgx).get(b).get(wv).f64Mul().f64Add().set(sgx);
+    f.get(ch).i32(1).i32Add().set(ch);
+    f.br(0).end().end();
+    // dx = r (g w - mg - (x - mu) r mgx) = g (r w) - (x - mu) (r r mgx) - r mg
+    f.get(r).get(sg).get(len).f64Div().f64Mul().f32DemoteF64().f32x4Splat().set(B);
+    f.get(r).get(r).f64Mul().get(sgx).get(len).f64Div().f64Mul().f32DemoteF64().f32x4Splat().set(C);
+    f.get(muF).f32x4Splat().set(M);
+    f.i32(0).set(ch);
+    f.block().loop();
+    f.get(ch).get(CG).i32GeS().brIf(1);
+    f.get(cb).get(ch).i32Add().set(c);
+    weightOf();
+    f.get(r).get(wv).f64Mul().f32DemoteF64().f32x4Splat().set(A);
+    f.get(o).get(ch).get(S).i32Mul().i32(2).i32Shl().i32Add().set(q);
+    f.get(X).get(q).i32Add().set(px);
+    f.get(GY).get(q).i32Add().set(pg);
+    f.get(DX).get(q).i32Add().set(pd);
+    rows(f, S, (off, wide) => {
+      load(f, pg, off, wide).get(A).f32x4Mul();
+      load(f, px, off, wide).get(M).f32x4Sub().get(C).f32x4Mul().f32x4Sub().get(B).f32x4Sub().set(y);
+      store(f, pd, off, y, wide);
+    });
+    f.get(ch).i32(1).i32Add().set(ch);
+    f.br(0).end().end();
+  });
+  return f;
+}
+
+function groupNormFwd(): Func {
+  const f = new Func("groupNormFwd", [I32, I32, I32, I32, I32, I32, I32, F64, I32, I32, I32]);
+  const [X, NG, GROUPS, CG, S, W, B, EPS, SILU, MEAN, RSTD] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const o = f.local(I32), n = f.local(I32), ch = f.local(I32), c = f.local(I32), cb = f.local(I32), q = f.local(I32);
+  const len = f.local(F64), mu = f.local(F64), rs = f.local(F64), a = f.local(F64), bb = f.local(F64);
+  f.get(CG).get(S).i32Mul().set(n);
+  f.get(n).f64ConvertI32S().set(len);
+  forRows(f, NG, (ng) => {
+    f.get(X).get(ng).get(n).i32Mul().i32(2).i32Shl().i32Add().set(o);
+    f.get(o).get(n).call(SUM_F32).get(len).f64Div().set(mu);
+    f.f64(1).get(o).get(n).get(mu).f32DemoteF64().call(SUM_SQ_DEV).get(len).f64Div().get(EPS).f64Add().f64Sqrt().f64Div().set(rs);
+    f.get(MEAN).get(ng).i32(3).i32Shl().i32Add().get(mu).f64Store();
+    f.get(RSTD).get(ng).i32(3).i32Shl().i32Add().get(rs).f64Store();
+    f.get(ng).get(ng).get(GROUPS).i32DivS().get(GROUPS).i32Mul().i32Sub().get(CG).i32Mul().set(cb);
+    f.i32(0).set(ch);
+    f.block().loop();
+    f.get(ch).get(CG).i32GeS().brIf(1);
+    f.get(cb).get(ch).i32Add().set(c);
+    // a = rs * (w ? w[c] : 1), b = (bias ? bias[c] : 0) - mu * a
+    f.get(rs).set(a);
+    f.get(W).if_();
+    f.get(rs).get(W).get(c).i32(2).i32Shl().i32Add().f32Load().f64PromoteF32().f64Mul().set(a);
+    f.end();
+    f.f64(0).set(bb);
+    f.get(B).if_();
+    f.get(B).get(c).i32(2).i32Shl().i32Add().f32Load().f64PromoteF32().set(bb);
+    f.end();
+    f.get(bb).get(mu).get(a).f64Mul().f64Sub().set(bb);
+    f.get(o).get(ch).get(S).i32Mul().i32(2).i32Shl().i32Add().set(q);
+    f.get(q).get(q).get(S).get(a).f32DemoteF64().get(bb).f32DemoteF64().get(SILU).call(AFFINE_ACT);
+    f.get(ch).i32(1).i32Add().set(ch);
+    f.br(0).end().end();
+  });
+  return f;
+}
+
+function layerNormBwd(): Func {
+  const f = new Func("layerNormBwd", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [X, GY, DX, ROWS, D, W, MEAN, RSTD, DWACC, DBACC] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const px = f.local(I32), pg = f.local(I32), pd = f.local(I32), pa = f.local(I32), t = f.local(I32);
+  const mu = f.local(V128), rs = f.local(V128), xh = f.local(V128), gw = f.local(V128), g = f.local(V128), sg = f.local(V128), sgx = f.local(V128), sgT = f.local(V128), sgxT = f.local(V128);
+  const mg = f.local(V128), mgx = f.local(V128), y = f.local(V128), dn = f.local(F32);
+  f.get(D).f64ConvertI32S().f32DemoteF64().set(dn);
+  const hsum = (v: number, tail: number): Func => f.get(v).f32x4ExtractLane(0).get(v).f32x4ExtractLane(1).f32Add().get(v).f32x4ExtractLane(2).get(v).f32x4ExtractLane(3).f32Add().f32Add().get(tail).f32x4ExtractLane(0).f32Add();
+  /** xh = (x - mu) rs, g, gw = g w (or g) at off. */
+  const terms = (off: number, wide: boolean): void => {
+    load(f, px, off, wide).get(mu).f32x4Sub().get(rs).f32x4Mul().set(xh);
+    load(f, pg, off, wide).set(g);
+    f.get(g).set(gw);
+    f.get(W).if_();
+    f.get(g);
+    load(f, W, off, wide).f32x4Mul().set(gw);
+    f.end();
+  };
+  forRows(f, ROWS, (r) => {
+    f.get(r).get(D).i32Mul().i32(2).i32Shl().set(t);
+    f.get(X).get(t).i32Add().set(px);
+    f.get(GY).get(t).i32Add().set(pg);
+    f.get(DX).get(t).i32Add().set(pd);
+    f.get(MEAN).get(r).i32(3).i32Shl().i32Add().f64Load().f32DemoteF64().f32x4Splat().set(mu);
+    f.get(RSTD).get(r).i32(3).i32Shl().i32Add().f64Load().f32DemoteF64().f32x4Splat().set(rs);
+    f.v128Zero().set(sg);
+    f.v128Zero().set(sgx);
+    f.v128Zero().set(sgT);
+    f.v128Zero().set(sgxT);
+    rows(f, D, (off, wide) => {
+      terms(off, wide);
+      f.get(wide ? sg : sgT).get(gw).f32x4Add().set(wide ? sg : sgT);
+      f.get(wide ? sgx : sgxT).get(gw).get(xh).f32x4Mul().f32x4Add().set(wide ? sgx : sgxT);
+      // per-column float64 sums of g and g xhat (two f64x2 per 4 floats, one lane for the tail)
+      f.get(DWACC).if_();
+      for (const [acc, v] of [[DBACC, g], [DWACC, -1]] as const) {
+        if (v === -1) f.get(g).get(xh).f32x4Mul().set(y);
+        const src = v === -1 ? y : g;
+        f.get(acc).get(off).i32(1).i32Shl().i32Add().set(pa);
+        if (wide) {
+          f.get(pa).get(pa).v128Load().get(src).f64x2PromoteLowF32x4().f64x2Add().v128Store();
+          f.get(pa).get(pa).v128Load(16).get(src).get(src).f32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().v128Store(16);
+        } else f.get(pa).get(pa).f64Load().get(src).f32x4ExtractLane(0).f64PromoteF32().f64Add().f64Store();
+      }
+      f.end();
+    });
+    hsum(sg, sgT).get(dn).f32Div().f32x4Splat().set(mg);
+    hsum(sgx, sgxT).get(dn).f32Div().f32x4Splat().set(mgx);
+    rows(f, D, (off, wide) => {
+      terms(off, wide);
+      f.get(rs).get(gw).get(mg).f32x4Sub().get(xh).get(mgx).f32x4Mul().f32x4Sub().f32x4Mul().set(y);
+      store(f, pd, off, y, wide);
+    });
+  });
+  return f;
+}
+
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
   const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
     vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true),
     binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div()), copyRows(), im2colS1Func(), col2imS1Func(),
-    sumRows4(), sumCols(), adamF32()];
-  const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"]];
+    sumRows4(), sumCols(), adamF32(), dotDev(), groupNormBwd(), layerNormBwd(), groupNormFwd()];
+  const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"], [DOT_DEV, "dotDev"], [AFFINE_ACT, "affineAct"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
 }
