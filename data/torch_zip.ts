@@ -552,8 +552,8 @@ function toHalf(v: number): number {
 }
 
 /** A zip of stored entries (CRC-32 filled in), data aligned to 64 bytes as PyTorch aligns it. */
-export function zipStored(entries: readonly [string, Buffer][]): Buffer {
-  const parts: Buffer[] = [], central: Buffer[] = [];
+export function zipStored(entries: readonly (readonly [string, Uint8Array])[]): Uint8Array {
+  const parts: Uint8Array[] = [], central: Uint8Array[] = [];
   let off = 0;
   for (const [name, data] of entries) {
     const nb = Buffer.from(name, "utf8");
@@ -589,7 +589,7 @@ const CRC_TABLE = (() => {
   return t;
 })();
 
-function crc32(b: Buffer): number {
+function crc32(b: Uint8Array): number {
   let c = 0xffffffff;
   for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 255]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
