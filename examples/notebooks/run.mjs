@@ -124,9 +124,18 @@ export function outputKinds(cell) {
   return [...[...streams].sort().map((s) => `stream:${s}`), ...rich];
 }
 
-/** Cells that call `show(` (the notebooks' image helper) but have no image output: what --update checks. */
-export function missingImages(nb) {
-  return nb.cells.flatMap((c, i) => (c.cell_type === "code" && /\bshow\(/.test(src(c)) && !(c.outputs ?? []).some((o) => o.data?.["image/png"]) ? [`cell ${i + 1} (${firstLine(c)}) shows no image`] : []));
+/**
+ * Cells that call `show(` (the notebooks' image helper) but have no image output, or `console.log(` but
+ * printed nothing: what --update checks before writing outputs back.
+ */
+export function missingOutputs(nb) {
+  return nb.cells.flatMap((c, i) => {
+    if (c.cell_type !== "code") return [];
+    const outs = c.outputs ?? [], what = [];
+    if (/\bshow\(/.test(src(c)) && !outs.some((o) => o.data?.["image/png"])) what.push("no image");
+    if (/\bconsole\.log\(/.test(src(c)) && !outs.some((o) => o.output_type === "stream" && o.name === "stdout")) what.push("no printed text");
+    return what.length ? [`cell ${i + 1} (${firstLine(c)}) has ${what.join(" and ")}`] : [];
+  });
 }
 
 /** Differences between the committed and the re-executed outputs, as lines naming the cell. */
@@ -243,7 +252,7 @@ export async function runNotebooks(files, { env, timeout = 300, compare = true, 
       let retried = "";
       // the Deno kernel (2.x) can publish a cell's last outputs after reporting the cell finished when the
       // machine is busy, and Jupyter then records the cell without them: one more run tells that from a change
-      const check = (x) => (update ? missingImages(x.executed) : compare ? compareKinds(x.committed, x.executed) : []);
+      const check = (x) => (update ? missingOutputs(x.executed) : compare ? compareKinds(x.committed, x.executed) : []);
       if (r.ok && check(r).length) {
         retried = `; re-run once after: ${check(r).join("; ")}`;
         r = await executeNotebook(file, { env, timeout, workDir });

@@ -18,7 +18,7 @@ type Runner = {
   outputKinds(cell: unknown): string[];
   compareKinds(committed: unknown, executed: unknown): string[];
   failureFromStderr(nb: unknown, stderr: string): { cell: number | null; message: string };
-  missingImages(nb: unknown): string[];
+  missingOutputs(nb: unknown): string[];
 };
 const runnerPath: string = RUNNER;
 let loaded: Runner | null = null;
@@ -47,7 +47,7 @@ test("the six notebooks are there, for the Deno kernel, executed, with images an
       // imports stay inside the project (no registry or URL imports that would need the network)
       for (const m of src(c).matchAll(/from\s+"([^"]+)"/g)) assert.ok(/^(\.\.?\/|node:)/.test(m[1]!), `${f}: import of ${m[1]}`);
     }
-    assert.equal(R.missingImages(nb), [], `${f}: every cell that shows an image has one`);
+    assert.equal(R.missingOutputs(nb), [], `${f}: every cell that shows an image has one, and every cell that prints printed`);
     assert.ok(code.some((c) => (c.outputs ?? []).some((o) => o.data?.["image/png"])), `${f} shows at least one image`);
     assert.ok(new Set(nb.cells.map((c) => c.id)).size === nb.cells.length, `${f}: cell ids are unique`);
   }
