@@ -301,7 +301,8 @@ async function main(argv) {
   const timeout = ti >= 0 ? Number(argv[ti + 1]) : 300;
   const files = argv.filter((a, i) => !a.startsWith("--") && argv[i - 1] !== "--timeout").map((f) => path.resolve(f));
   if (flags.has("--help") || flags.has("-h")) {
-    console.log(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 18).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+    const lines = fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1);
+    console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
     return 0;
   }
   let env, deno;
