@@ -134,7 +134,7 @@ $("download").addEventListener("click", () => {
   if (!state.delta) return;
   const zip = zipStored(state.delta.map((f) => [`delta/${f.name}`, f.bytes] as const));
   const a = document.createElement("a");
-  a.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
+  a.href = URL.createObjectURL(new Blob([zip as BlobPart], { type: "application/zip" }));
   a.download = "custom-diffusion-delta.zip";
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
@@ -148,7 +148,7 @@ async function unzip(bytes: Uint8Array): Promise<{ name: string; bytes: Uint8Arr
     const method = dv.getUint16(p + 8, true), csize = dv.getUint32(p + 18, true), nlen = dv.getUint16(p + 26, true), xlen = dv.getUint16(p + 28, true);
     const name = new TextDecoder().decode(bytes.subarray(p + 30, p + 30 + nlen));
     const data = bytes.subarray(p + 30 + nlen + xlen, p + 30 + nlen + xlen + csize);
-    const body = method === 0 ? data.slice() : new Uint8Array(await new Response(new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate-raw"))).arrayBuffer());
+    const body = method === 0 ? data.slice() : new Uint8Array(await new Response(new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream("deflate-raw"))).arrayBuffer());
     if (!name.endsWith("/")) out.push({ name: name.split("/").pop()!, bytes: body });
     p += 30 + nlen + xlen + csize;
   }
@@ -167,7 +167,7 @@ async function unzip(bytes: Uint8Array): Promise<{ name: string; bytes: Uint8Arr
 
 engine.addEventListener("message", (e: MessageEvent) => {
   const m = e.data;
-  const line = (x: { backend: string; threads: number; isolated: boolean }): string => `backend ${x.backend} (WebAssembly SIMD), ${x.threads} thread${x.threads > 1 ? "s" : ""}, cross-origin isolated: ${x.isolated ? "yes" : "no (one thread)"}`;
+  const line = (x: { backend: string; variant: string; threads: number; isolated: boolean }): string => `backend ${x.backend} (${x.variant === "relaxed" ? "WebAssembly relaxed SIMD" : x.variant === "simd" ? "WebAssembly SIMD" : "plain TypeScript"}), ${x.threads} thread${x.threads > 1 ? "s" : ""}, cross-origin isolated: ${x.isolated ? "yes" : "no (one thread)"}`;
   switch (m.type) {
     case "ready":
       state.ready = true;
@@ -231,4 +231,6 @@ engine.addEventListener("message", (e: MessageEvent) => {
   }
 });
 engine.addEventListener("error", (e) => { $("backend").textContent = `the engine worker failed to start: ${e.message}`; });
-send({ type: "init" });
+// ?threads=N sets the cpu kernels' thread count (the calling thread included; default: the hardware's)
+const threads = Number(new URLSearchParams(location.search).get("threads") ?? NaN);
+send({ type: "init", ...(threads >= 1 ? { threads } : {}) });

@@ -4,7 +4,7 @@
 // Messages in: init, sample, train, loadDelta; out: ready, log, progress, samples, trained, error.
 import { vfsList, vfsPut, vfsRemoveTree } from "./shims/fs.ts";
 import { getDefaultBackend } from "../engine/tensor.ts";
-import { getNumThreads } from "../engine/backend/cpu/wasm/pool.ts";
+import { getNumThreads, setNumThreads } from "../engine/backend/cpu/wasm/pool.ts";
 import { sgemmKernel } from "../engine/backend/cpu/wasm/sgemm.ts";
 import { WasmRuntime } from "../engine/backend/cpu/wasm/runtime.ts";
 import { decodeImage, encodePng, chwToImage } from "../data/images.ts";
@@ -32,8 +32,8 @@ async function fetchInto(url: string, dest: string): Promise<void> {
   vfsPut(dest, new Uint8Array(await r.arrayBuffer()));
 }
 
-function backendLine(): { backend: string; threads: number; isolated: boolean } {
-  return { backend: getDefaultBackend().name, threads: getNumThreads(), isolated: (self as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated === true };
+function backendLine(): { backend: string; variant: string; threads: number; isolated: boolean } {
+  return { backend: getDefaultBackend().name, variant: sgemmKernel().variant, threads: getNumThreads(), isolated: (self as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated === true };
 }
 
 function sample(p: StableDiffusionPipeline, prompt: string, n: number, steps: number, seed: number): { images: Float32Array[]; msPerStep: number } {
@@ -67,8 +67,9 @@ async function startPool(timeoutMs = 20_000): Promise<number> {
 }
 
 const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | void> = {
-  async init() {
+  async init(m) {
     const t0 = performance.now();
+    if (typeof m.threads === "number" && m.threads >= 1) setNumThreads(m.threads);
     await Promise.all([...MODEL_FILES.map((f) => fetchInto(`/model/${f}`, `${MODEL}/${f}`)), ...DATA_FILES.map((f) => fetchInto(`/data/${f}`, `${DATA}/${f}`))]);
     const running = await startPool();
     if (running === 0 && getNumThreads() > 1) post({ type: "log", line: "the worker pool did not start: one thread" });

@@ -62,6 +62,11 @@ export async function startWebServer(opts: { port?: number; host?: string; outDi
 
 if (process.argv[1] && /web[\\/]server\.ts$/.test(process.argv[1])) {
   const { values: v } = parseArgs({ options: { port: { type: "string" }, host: { type: "string" } } });
-  const s = await startWebServer({ port: v.port !== undefined ? Number(v.port) : 8013, host: v.host ?? "127.0.0.1" });
-  console.log(`web: Custom Diffusion in the browser at ${s.url}  (Chromium/Chrome 92+, Firefox 79+ or Safari 15.2+; Ctrl-C stops)`);
+  startWebServer({ port: v.port !== undefined ? Number(v.port) : 8013, host: v.host ?? "127.0.0.1" }).then(
+    (s) => console.log(`web: Custom Diffusion in the browser at ${s.url}  (needs module workers, WebAssembly SIMD and cross-origin isolation: Chrome/Edge 91+, Firefox 114+, Safari 16.4+; Ctrl-C stops)`),
+    (e: Error) => {
+      console.error(`web: ${e.message}`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -1,6 +1,7 @@
 // Browser stand-in for the parts of Node's Buffer the library uses: from, alloc, concat, toString.
+// @ts-expect-error Buffer.from takes Node's arguments (string + encoding), not Uint8Array.from's (mapfn)
 export class Buffer extends Uint8Array {
-  static from(x: ArrayLike<number> | ArrayBufferLike | string, enc?: string): Buffer {
+  static override from(x: ArrayLike<number> | ArrayBufferLike | string, enc?: string): Buffer {
     if (typeof x === "string") {
       if (enc === "base64") return Buffer.from(Uint8Array.from(atob(x), (c) => c.charCodeAt(0)));
       if (enc === "hex") return Buffer.from((x.match(/../g) ?? []).map((h) => parseInt(h, 16)));
@@ -35,6 +36,20 @@ export class Buffer extends Uint8Array {
     if (enc === "base64") { let s = ""; for (const b of this) s += String.fromCharCode(b); return btoa(s); }
     if (enc === "latin1" || enc === "binary") { let s = ""; for (const b of this) s += String.fromCharCode(b); return s; }
     return new TextDecoder().decode(this);
+  }
+  private view(): DataView {
+    return new DataView(this.buffer, this.byteOffset, this.byteLength);
+  }
+  writeUInt16LE(v: number, o = 0): number {
+    this.view().setUint16(o, v, true);
+    return o + 2;
+  }
+  writeUInt32LE(v: number, o = 0): number {
+    this.view().setUint32(o, v >>> 0, true);
+    return o + 4;
+  }
+  readUInt16LE(o: number): number {
+    return this.view().getUint16(o, true);
   }
   readUInt32LE(o: number): number {
     return new DataView(this.buffer, this.byteOffset, this.byteLength).getUint32(o, true);
