@@ -331,7 +331,8 @@ function openJupyter(env) {
   for (const app of ["lab", "notebook"]) {
     if (spawnSync("jupyter", [app, "--version"], { encoding: "utf8" }).status === 0) {
       console.log(`opening Jupyter ${app === "lab" ? "Lab" : "Notebook"} on ${rel(HERE)} (kernel "Deno"); Ctrl+C stops it`);
-      return spawnSync("jupyter", [app, HERE], { env, stdio: "inherit" }).status ?? 1;
+      const root = process.getuid?.() === 0 ? ["--allow-root"] : []; // Jupyter refuses root without it (containers, CI machines)
+      return spawnSync("jupyter", [app, ...root, HERE], { env, stdio: "inherit" }).status ?? 1;
     }
   }
   console.error(`notebooks: neither Jupyter Lab nor Jupyter Notebook was found. On Debian or Ubuntu: sudo apt-get install jupyter-notebook; elsewhere: python3 -m pip install jupyterlab. Then run this again. (Other frontends such as VS Code find the kernel once Deno has registered it with Jupyter: deno jupyter --install.)`);
