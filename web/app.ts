@@ -214,6 +214,8 @@ engine.addEventListener("message", (e: MessageEvent) => {
       for (const a of m.after) add(`after: "${a.prompt}"`, a.images);
       $("grid").replaceChildren(rows);
       state.delta = m.files;
+      state.losses = (m.losses as number[]).map((l, i) => [i + 1, l]);
+      drawLoss();
       ($("download") as HTMLButtonElement).disabled = false;
       $("trainInfo").textContent = `trained ${m.losses.length} steps in ${m.seconds.toFixed(1)} s (${(m.losses.length / m.seconds).toFixed(2)} steps/s; page total ${((performance.now() - trainStart) / 1000).toFixed(1)} s with sampling); final loss ${m.losses[m.losses.length - 1].toFixed(4)}`;
       document.body.dataset.trained = "1";
@@ -221,6 +223,8 @@ engine.addEventListener("message", (e: MessageEvent) => {
       break;
     }
     case "deltaLoaded":
+      document.body.dataset.deltaLoaded = (m.tokens as string[]).join(",");
+      $("sampleInfo").textContent = `delta loaded: prompts may use ${(m.tokens as string[]).join(", ")}`;
       setBusy(false);
       break;
     case "error":

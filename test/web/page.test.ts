@@ -121,6 +121,12 @@ if (!chromium) {
 
       await page.evaluate(`document.getElementById("trainSteps").value = "${STEPS}"`);
       await page.click("#train");
+      // the page stays responsive while the worker trains
+      await page.waitForFunction('(document.body.dataset.progress ?? "").startsWith("1/") || document.body.dataset.trained === "1"', { timeout: 120_000, polling: 20 });
+      const t1 = performance.now();
+      await page.evaluate("document.title");
+      const responseMs = performance.now() - t1;
+      assert.ok(responseMs < 1000, `the page answered in ${responseMs.toFixed(0)} ms during training`);
       await page.waitForFunction('document.body.dataset.trained === "1" || document.body.dataset.error', { timeout: 300_000 });
       const err = (await page.evaluate('document.body.dataset.error ?? ""')) as string;
       assert.is(err, "", `the page reported: ${err}`);
@@ -135,6 +141,16 @@ if (!chromium) {
       await page.screenshot({ path: path.join(OUT, "after.png"), fullPage: true });
       if (process.env.CDIFF_WEB_DOCS === "1") fs.copyFileSync(path.join(OUT, "after.png"), path.join(ROOT, "docs", "web.png"));
       lap("downloaded");
+      // the zip loads back into the page, and sampling uses its token
+      const deltaInput = (await page.$("#deltaFiles"))!;
+      await (deltaInput as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(zipPath);
+      await page.waitForFunction('document.body.dataset.deltaLoaded !== undefined || document.body.dataset.error', { timeout: 60_000 });
+      assert.is(await page.evaluate("document.body.dataset.deltaLoaded"), "<new1>");
+      await page.evaluate('document.getElementById("prompt").value = "<new1> horse face"');
+      await page.click("#sample");
+      await page.waitForFunction('document.body.dataset.sampled === "2" || document.body.dataset.error', { timeout: 120_000 });
+      assert.is((await page.evaluate('document.body.dataset.error ?? ""')) as string, "");
+      lap("reloaded");
 
       // the downloaded delta loads with the library ...
       const pageDelta = path.join(tmp, "page-delta");
@@ -174,7 +190,7 @@ if (!chromium) {
       assert.ok(Buffer.compare(fs.readFileSync(path.join(pageDelta, DELTA_WEIGHTS)), fs.readFileSync(path.join(tmp, "node-delta", DELTA_WEIGHTS))) === 0, "the weights files are byte-identical");
       const unexpected = errors.filter((e) => !/favicon/.test(e));
       assert.equal(unexpected, [], "no page errors or warnings");
-      console.log(`  web: ${backend}\n  web: ${sampleInfo}\n  web: ${trainInfo}\n  web: timings (s from start): ${Object.entries(t).filter(([k]) => k !== "start").map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}; the Node run of the same ${STEPS} steps matched bit for bit`);
+      console.log(`  web: ${backend}\n  web: the page answered in ${responseMs.toFixed(0)} ms during training\n  web: ${sampleInfo}\n  web: ${trainInfo}\n  web: timings (s from start): ${Object.entries(t).filter(([k]) => k !== "start").map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}; the Node run of the same ${STEPS} steps matched bit for bit`);
     } finally {
       await browser.close();
       await server.close();
