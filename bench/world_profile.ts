@@ -64,10 +64,11 @@ const g = new Generator(0);
 const x0 = randn([batch, 3, 16, 16], { generator: g });
 const ids = Array.from({ length: batch }, (_, i) => tokenizer.encode(ds.captions[i % ds.captions.length], { maxLength: WORLD_MAX_TOKENS }));
 const steps = arg("--steps", 3);
-let total = 0;
+let total = 0, cpuTotal = 0;
+const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 for (let step = 0; step < steps + 1; step++) {
   on = step > 0;
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = cpuMs();
   const noise = randn(x0.shape, { generator: g });
   const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
   const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, pipe.textEncoder.forward(ids).last_hidden_state), noise);
@@ -75,12 +76,16 @@ for (let step = 0; step < steps + 1; step++) {
   loss.backward();
   clipGradNorm(params, 1);
   opt.step();
-  if (on) total += performance.now() - t0;
+  if (on) {
+    total += performance.now() - t0;
+    cpuTotal += cpuMs() - c0;
+  }
 }
 const per = (m: number) => (m / steps).toFixed(1).padStart(8);
 let inK = 0;
 for (const s of perKernel.values()) inK += s.ms;
 console.log(`step ${(total / steps).toFixed(0)} ms, in kernels ${(inK / steps).toFixed(0)} ms`);
+console.log(`cpu ${(cpuTotal / steps).toFixed(0)} ms (process CPU time per step; with one thread steadier than wall time on a shared machine)`);
 for (const [k, s] of [...perKernel].sort((a, b) => b[1].ms - a[1].ms)) {
   const f = flopsOf.get(k) ?? 0;
   console.log(`${per(s.ms)} ms ${String(s.calls / steps).padStart(5)}x  ${k}${f ? `  ${(f / steps / 1e9).toFixed(2)} GFLOP, ${(f / s.ms / 1e6).toFixed(1)} GFLOP/s` : ""}`);

@@ -115,12 +115,20 @@ function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | n
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   return record(y, op, inputs, (g) => {
     let gy = g.storage;
+    // the recomputed pre-activation and the gradient through silu go back to the backend's pool as
+    // soon as they are consumed (the gradients themselves stay with the enclosing scope)
+    const scratch = silu ? f.beginScratch() : null;
     if (silu) {
       // through silu at the recomputed pre-activation
       const z = f.groupNorm(x.storage, w, b, { ...p, silu: false }).y;
       gy = x.backend.binary("silu_grad", g.storage, x.shape, z, x.shape, x.shape);
+      scratch!.release(z);
     }
     const gr = f.groupNormBackward(x.storage, w, gy, r.mean, r.rstd, p, !!(weight || bias));
+    if (scratch) {
+      scratch.release(gy);
+      scratch.end();
+    }
     const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gr.dx, x.shape, x.dtype, x.backend) : null];
     if (weight) res.push(weight.requiresGrad && gr.dw ? new Tensor(gr.dw, [c], x.dtype, x.backend) : null);
     if (bias) res.push(bias.requiresGrad && gr.db ? new Tensor(gr.db, [c], x.dtype, x.backend) : null);

@@ -46,8 +46,11 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
   return record(o, "matmul", [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) {
-      ga = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
-      ga = sumTo(ga, a.shape);
+      const scratch = a.backend.beginScratch();
+      const full = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
+      ga = sumTo(full, a.shape);
+      if (ga.storage !== full.storage) scratch.release(full.storage);
+      scratch.end();
     }
     if (b.requiresGrad) {
       if (sizeOf(batchB) === 1 && nb > 1 && !transA && sizeOf(batchA) === nb) {
@@ -56,8 +59,12 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
         const a2 = reshape(a, [nb * m, k]), g2 = reshape(g, [nb * m, n]);
         gb = reshape(transB ? mm(g2, a2, true, false) : mm(a2, g2, true, false), b.shape);
       } else {
-        gb = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
-        gb = sumTo(gb, b.shape);
+        // the per-item products go back to the backend's pool once summed over the batch
+        const scratch = a.backend.beginScratch();
+        const full = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
+        gb = sumTo(full, b.shape);
+        if (gb.storage !== full.storage) scratch.release(full.storage);
+        scratch.end();
       }
     }
     return [ga, gb];

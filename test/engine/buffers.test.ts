@@ -81,4 +81,25 @@ test("the pool is bounded by its capacity", () => {
   }
 });
 
+test("a scope inside another: what the inner one keeps may still be given back by the outer one", () => {
+  const prev = T.setBufferPoolCapacity(2 ** 30);
+  T.clearBufferPool();
+  try {
+    const outer = T.cpuBackend.beginScratch(), inner = T.cpuBackend.beginScratch();
+    const kept = T.cpuBackend.zeros("float32", N) as Float32Array, dropped = T.cpuBackend.zeros("float32", N) as Float32Array;
+    inner.release(dropped);
+    assert.is(T.bufferPoolStats().released, 1, "the inner scope gives back its own allocation");
+    inner.end();
+    inner.release(kept); // ignored: the inner scope is closed
+    assert.is(T.bufferPoolStats().released, 1);
+    outer.release(kept);
+    assert.is(T.bufferPoolStats().released, 2, "the outer scope gives back what the inner one kept");
+    outer.release(kept); // twice: ignored
+    assert.is(T.bufferPoolStats().released, 2);
+    outer.end();
+  } finally {
+    T.setBufferPoolCapacity(prev);
+  }
+});
+
 test.run();

@@ -85,7 +85,10 @@ export function beginScratch(): ScratchScope {
       open = false;
       const i = scopes.lastIndexOf(mine);
       if (i >= 0) scopes.splice(i, 1);
-      // what the scope allocated and kept belongs to whoever holds it now
+      // what the scope allocated and kept belongs to whoever holds it now; the enclosing scope (if
+      // any) may still give it back, as if it had been allocated there
+      const outer = i > 0 ? scopes[i - 1] : undefined;
+      if (outer) for (const b of mine) outer.add(b);
       mine.clear();
     },
   };
