@@ -14,7 +14,7 @@ import { broadcastStrides, coalesce } from "./elementwise.ts";
 import type { AdamHyper, BinaryOp } from "../backend.ts";
 import { UnsupportedKernelError } from "../../errors.ts";
 import {
-  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED,
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD,
 } from "./wasm/conv_parts.ts";
 import { getNumThreads } from "./wasm/pool.ts";
 
@@ -422,6 +422,38 @@ function imagesPerGemm(q: ReturnType<typeof geometry>): number {
   return nb > 1 || (q.sh === 1 && q.sw === 1) ? nb : 0;
 }
 
+// Winograd F(2x2, 3x3): below these channel counts the transforms cost more than they save
+const WINOGRAD_MIN_CHANNELS = 8;
+// bound on the floats of one part's transformed tiles (16 x channels x tiles)
+const WINOGRAD_TILE_FLOATS = 1 << 19;
+
+/** Whether a convolution (or, with `transposed`, its input gradient) runs as Winograd F(2x2, 3x3). */
+function winograd(q: ReturnType<typeof geometry>): boolean {
+  return q.kh === 3 && q.kw === 3 && q.sh === 1 && q.sw === 1 && q.ph === 1 && q.pw === 1 && q.g === 1 &&
+    q.h % 2 === 0 && q.w % 2 === 0 && q.h > 0 && q.w > 0 && q.c >= WINOGRAD_MIN_CHANNELS && q.o >= WINOGRAD_MIN_CHANNELS;
+}
+
+/**
+ * A 3x3 stride-1 padding-1 convolution of x (n, cIn, h, w) by Winograd F(2x2, 3x3) into (n, cOut, h, w):
+ * the kernels read w[a sA + b sB + k] (rot: turned by 180 degrees) for output channel a and input
+ * channel b, transformed once on this thread; groups of images (fixed by the sizes) are the parts' units.
+ */
+function winogradConv(rt: WasmRuntime, x: Float32Array, n: number, cIn: number, h: number, w: number, cOut: number,
+  wts: Float32Array, sA: number, sB: number, rot: boolean): Float32Array {
+  const tiles = (h / 2) * (w / 2), ny = n * cOut * h * w;
+  const nb = Math.max(1, Math.min(Math.ceil(n / 8), Math.floor(WINOGRAD_TILE_FLOATS / (16 * Math.max(cIn, cOut) * tiles))));
+  const units = Math.ceil(n / nb), T = nb * tiles;
+  const threads = partCount(n * cOut * cIn * tiles * 16, units);
+  // plane strides a cache line past the matrices, so the 16 planes do not share cache sets
+  const vPlane = cIn * T + 16, mPlane = cOut * T + 16;
+  return rt.withBlocks([x, wts, 16 * cOut * cIn, ny, ...scratch(threads, 16 * vPlane), ...scratch(threads, 16 * mPlane), ...scratch(threads, (h + 2) * (w + 2))],
+    ([xP, wP, uP, oP, ...s]) => {
+      rt.rows.winoWeights(wP!, cOut, cIn, sA, sB, rot ? 1 : 0, uP!);
+      rt.runParts(CMD_CONV_WINOGRAD, s.slice(0, threads).map((vP, i) => [nb, units, n, cIn, h, w, cOut, xP!, uP!, oP!, vP, s[threads + i]!, s[2 * threads + i]!, vPlane, mPlane]));
+      return rt.read(oP!, ny);
+    });
+}
+
 /** Floats of the padded-channel scratch of the stride-1 im2col / col2im, or 0 where the stride is not 1. */
 const padFloats = (q: ReturnType<typeof geometry>): number => (q.sh === 1 && q.sw === 1 ? (q.h + 2 * q.ph) * (q.w + 2 * q.pw) : 0);
 
@@ -436,6 +468,7 @@ export function conv2dF32(x: Float32Array, xShape: Shape, w: Float32Array, wShap
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, ny = q.n * q.o * L;
   const rt = convRuntime();
+  if (winograd(q)) return winogradConv(rt, x, q.n, q.c, q.h, q.w, q.o, w, R, 9, false);
   const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
   if (nb > 0) {
     const units = Math.ceil(q.n / nb), threads = partCount(q.n * q.o * L * R, units);
@@ -472,6 +505,8 @@ export function conv2dBackwardInputF32(gy: Float32Array, gyShape: Shape, w: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, hw = q.h * q.w, nx = q.n * q.c * hw;
   const rt = convRuntime();
+  // stride 1, padding 1: the input gradient is the convolution of gy with the turned kernels, in and out channels swapped
+  if (winograd(q)) return winogradConv(rt, gy, q.n, q.o, q.h, q.w, q.c, w, 9, R, true);
   const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
   if (nb > 0) {
     const units = Math.ceil(q.n / nb), threads = partCount(q.n * q.o * L * R, units);

@@ -164,3 +164,27 @@ export function convBackwardWeightBatched(ctx: PartContext, a: ArrayLike<number>
     }
   }
 }
+
+/** Worker command id of the Winograd convolution. */
+export const CMD_CONV_WINOGRAD = 10;
+
+/**
+ * Winograd F(2x2, 3x3) convolution (3x3 kernel, stride 1, padding 1, groups 1, even h and w) over
+ * groups of a[0] images (a[1] groups): each image's tiles transformed into V[xi][c][t], the 16 GEMMs
+ * M[xi] = U[xi] V[xi] (K = c, one batched call), then each image's outputs from M. Arguments: nb,
+ * units, n, c, h, w, o, x, U (16 x o x c transformed kernels), out, V (16 planes of c x nb*tiles),
+ * M (16 planes of o x nb*tiles), pad ((h + 2) x (w + 2)), and the plane strides of V and M (floats,
+ * padded past the matrices). An output depends only on its own tile and the sums over c, so grouping
+ * the images differently (any thread count) gives the same results.
+ */
+export function convWinograd(ctx: PartContext, a: ArrayLike<number>): void {
+  const nb = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6];
+  const xP = a[7], uP = a[8], oP = a[9], vP = a[10], mP = a[11], padP = a[12], vPlane = a[13], mPlane = a[14];
+  const tiles = (h / 2) * (w / 2);
+  for (let u = ctx.next(); u < units; u = ctx.next()) {
+    const b0 = u * nb, cnt = Math.min(nb, n - b0), T = cnt * tiles;
+    for (let i = 0; i < cnt; i++) ctx.row.winoInput(xP + (b0 + i) * c * h * w * 4, c, h, w, vP, T, i * tiles, padP, vPlane);
+    ctx.gemm(0, 0, o, T, c, 1, uP, c, o * c, vP, T, vPlane, 0, mP, T, mPlane, 16);
+    for (let i = 0; i < cnt; i++) ctx.row.winoOutput(mP, o, T, i * tiles, h, w, oP + (b0 + i) * o * h * w * 4, mPlane);
+  }
+}

@@ -173,6 +173,9 @@ export class Func {
   f32x4Splat(): this { return this.simd(0x13); }
   i32x4Splat(): this { return this.simd(0x11); }
   f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
+  f32x4ReplaceLane(lane: number): this { return this.simd(0x20, lane); }
+  /** v128.load32_lane: (address, vector) -> vector with lane `lane` loaded. */
+  v128Load32Lane(lane: number, offset = 0): this { return this.simd(0x56, 2, ...uleb(offset), lane); }
   f32x4Nearest(): this { return this.simd(0x6a); }
   i32x4Shl(): this { return this.simd(0xab); }
   i32x4Add(): this { return this.simd(0xae); }

@@ -4,8 +4,8 @@
 import { attnBackward, attnForward, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_parts.ts";
 import type { PartKernel } from "./context.ts";
 import {
-  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED,
-  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched,
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD,
+  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched, convWinograd,
 } from "./conv_parts.ts";
 
 /**
@@ -28,6 +28,7 @@ export const PART_KERNELS: Readonly<Record<number, PartKernel>> = {
   [CMD_CONV_FWD_BATCHED]: convForwardBatched,
   [CMD_CONV_BWD_INPUT_BATCHED]: convBackwardInputBatched,
   [CMD_CONV_BWD_WEIGHT_BATCHED]: convBackwardWeightBatched,
+  [CMD_CONV_WINOGRAD]: convWinograd,
 };
 
 /** The kernel of a command; throws on an unknown one. */
