@@ -14,7 +14,7 @@ import { broadcastStrides, coalesce } from "./elementwise.ts";
 import type { AdamHyper, BinaryOp } from "../backend.ts";
 import { UnsupportedKernelError } from "../../errors.ts";
 import {
-  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD,
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD, CMD_CONV_WINOGRAD_WGRAD,
 } from "./wasm/conv_parts.ts";
 import { getNumThreads } from "./wasm/pool.ts";
 
@@ -454,6 +454,25 @@ function winogradConv(rt: WasmRuntime, x: Float32Array, n: number, cIn: number, 
     });
 }
 
+/**
+ * The weight gradient of a Winograd convolution: dU[xi] = sum over tiles of (A gy A^T)[xi] V[xi]^T by
+ * parts over runs of input channels (every group of images in order), then G^T dU G per kernel.
+ */
+function winogradWeightGrad(rt: WasmRuntime, x: Float32Array, gy: Float32Array, q: ReturnType<typeof geometry>): Float32Array {
+  const { n, c, h, w, o } = q, tiles = (h / 2) * (w / 2), nw = o * c * 9;
+  const nb = Math.max(1, Math.min(Math.ceil(n / 8), Math.floor(WINOGRAD_TILE_FLOATS / (16 * Math.max(c, o) * tiles))));
+  const T = nb * tiles;
+  const u = channelUnits(c, partCount(n * o * c * tiles * 16, c));
+  const vPlane = u.cs * T + 16, gPlane = o * T + 16, uPlane = o * c + 16;
+  return rt.withBlocks([x, gy, 16 * uPlane, nw, ...scratch(u.threads, 16 * vPlane), ...scratch(u.threads, 16 * gPlane), ...scratch(u.threads, (h + 2) * (w + 2))],
+    ([xP, gyP, duP, gwP, ...s]) => {
+      rt.runParts(CMD_CONV_WINOGRAD_WGRAD, s.slice(0, u.threads).map((vP, i) =>
+        [u.cs, u.units, n, c, h, w, o, xP!, gyP!, duP!, vP, s[u.threads + i]!, s[2 * u.threads + i]!, vPlane, gPlane, uPlane, nb]));
+      rt.rows.winoKernelGrad(duP!, o, c, gwP!, uPlane);
+      return rt.read(gwP!, nw);
+    });
+}
+
 /** Floats of the padded-channel scratch of the stride-1 im2col / col2im, or 0 where the stride is not 1. */
 const padFloats = (q: ReturnType<typeof geometry>): number => (q.sh === 1 && q.sw === 1 ? (q.h + 2 * q.ph) * (q.w + 2 * q.pw) : 0);
 
@@ -560,6 +579,7 @@ export function conv2dBackwardWeightF32(x: Float32Array, xShape: Shape, gy: Floa
   const q = geometry(xShape, wShape, p);
   const L = q.ho * q.wo, R = q.cg * q.kh * q.kw, nw = q.o * R;
   const rt = convRuntime();
+  if (winograd(q)) return winogradWeightGrad(rt, x, gy, q);
   const nb = isPointwise(q) ? 0 : imagesPerGemm(q);
   if (nb > 0) {
     // parts take runs of input channels (their columns of gW), every group of images in order

@@ -144,6 +144,7 @@ export class Func {
   f32Sub(): this { return this.op(0x93); }
   f32Mul(): this { return this.op(0x94); }
   f32Max(): this { return this.op(0x97); }
+  f32Neg(): this { return this.op(0x8c); }
   f32Div(): this { return this.op(0x95); }
   f64Add(): this { return this.op(0xa0); }
   f64Sub(): this { return this.op(0xa1); }

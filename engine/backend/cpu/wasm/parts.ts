@@ -4,8 +4,8 @@
 import { attnBackward, attnForward, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_parts.ts";
 import type { PartKernel } from "./context.ts";
 import {
-  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD,
-  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched, convWinograd,
+  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD, CMD_CONV_WINOGRAD_WGRAD,
+  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched, convWinograd, convWinogradWeightGrad,
 } from "./conv_parts.ts";
 
 /**
@@ -29,6 +29,7 @@ export const PART_KERNELS: Readonly<Record<number, PartKernel>> = {
   [CMD_CONV_BWD_INPUT_BATCHED]: convBackwardInputBatched,
   [CMD_CONV_BWD_WEIGHT_BATCHED]: convBackwardWeightBatched,
   [CMD_CONV_WINOGRAD]: convWinograd,
+  [CMD_CONV_WINOGRAD_WGRAD]: convWinogradWeightGrad,
 };
 
 /** The kernel of a command; throws on an unknown one. */

@@ -5,7 +5,7 @@
 import { F32, F64, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
 import { col2imFunc, col2imS1Func, im2colFunc, im2colS1Func, type Im2colExports } from "./im2col.ts";
 import { adamF32, sumCols, sumRows4, type F64Exports } from "./f64ops.ts";
-import { winoInputFunc, winoOutputFunc, winoWeightsFunc, type WinogradExports } from "./winograd.ts";
+import { winoGradTilesFunc, winoInputFunc, winoKernelGradFunc, winoOutputFunc, winoWeightsFunc, type WinogradExports } from "./winograd.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
 export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
@@ -852,7 +852,7 @@ export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): U
     vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true),
     binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div()), copyRows(), im2colS1Func(), col2imS1Func(),
     sumRows4(), sumCols(), adamF32(), dotDev(), groupNormBwd(), layerNormBwd(), groupNormFwd(),
-    winoWeightsFunc(), winoInputFunc(), winoOutputFunc()];
+    winoWeightsFunc(), winoInputFunc(), winoOutputFunc(), winoGradTilesFunc(), winoKernelGradFunc()];
   const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"], [DOT_DEV, "dotDev"], [AFFINE_ACT, "affineAct"]];
   for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);

@@ -26,6 +26,13 @@ export interface WinogradExports {
   winoInput(x: number, c: number, h: number, w: number, V: number, ldv: number, t0: number, pad: number, plane: number): void;
   /** One image's outputs out[oo][2ty + r][2tx + s] from M + xi * plane + (oo * ldm + t0 + ty * w/2 + tx) floats. */
   winoOutput(M: number, o: number, ldm: number, t0: number, h: number, w: number, out: number, plane: number): void;
+  /**
+   * For the weight gradient: the 2x2 output-gradient tiles of one image gy (o channels of h x w) as
+   * A gy A^T into G + xi * plane + (oo * ldg + t0 + ty * w/2 + tx) floats.
+   */
+  winoGradTiles(gy: number, o: number, h: number, w: number, G: number, ldg: number, t0: number, plane: number): void;
+  /** gw[a][b][ky][kx] = (G^T dU G)[ky][kx] of the 4x4 dU[xi] at dU + xi * plane + (a * B + b) floats, a < A, b < B. */
+  winoKernelGrad(dU: number, A: number, B: number, gw: number, plane: number): void;
 }
 
 /** `for (v = 0; v < n; v++) body()` over i32 locals. */
@@ -381,6 +388,188 @@ export function winoOutputFunc(): Func {
     });
     f.end();
     f.end();
+  });
+  return f;
+}
+
+/** The 16 values A g A^T of the 2x2 tiles g[r][s] (4 locals, vector or scalar), row-major. */
+function gradTileTransform(f: Func, vector: boolean, g: number[], out: number[]): void {
+  const add = (): void => void (vector ? f.f32x4Add() : f.f32Add()), sub = (): void => void (vector ? f.f32x4Sub() : f.f32Sub());
+  const neg = (): void => void (vector ? f.f32x4Neg() : f.f32Neg());
+  // rows of A g: [g0], [g0 + g1], [g0 - g1], [-g1] (rows of 2), then each row [x, y] -> [x, x + y, x - y, -y]
+  const rowVal = (i: number, s: number): void => {
+    const [a, b] = [g[s]!, g[2 + s]!];
+    if (i === 0) f.get(a);
+    else if (i === 3) {
+      f.get(b);
+      neg();
+    } else {
+      f.get(a).get(b);
+      if (i === 1) add();
+      else sub();
+    }
+  };
+  const x = f.local(vector ? V128 : F32), y = f.local(vector ? V128 : F32);
+  for (let i = 0; i < 4; i++) {
+    rowVal(i, 0);
+    f.set(x);
+    rowVal(i, 1);
+    f.set(y);
+    f.get(x).set(out[4 * i]!);
+    f.get(x).get(y);
+    add();
+    f.set(out[4 * i + 1]!);
+    f.get(x).get(y);
+    sub();
+    f.set(out[4 * i + 2]!);
+    f.get(y);
+    neg();
+    f.set(out[4 * i + 3]!);
+  }
+}
+
+export function winoGradTilesFunc(): Func {
+  const f = new Func("winoGradTiles", [I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [GY, O, H, W, G, LDG, T0, PLANE] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const oo = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32), p = f.local(I32), dst = f.local(I32), plane = f.local(I32), rowB = f.local(I32), mode = f.local(I32);
+  const gv = Array.from({ length: 4 }, () => f.local(V128)), ov = Array.from({ length: 16 }, () => f.local(V128)), L = [0, 1].map(() => f.local(V128));
+  const gs = Array.from({ length: 4 }, () => f.local(F32)), os = Array.from({ length: 16 }, () => f.local(F32));
+  f.get(H).i32(1).i32ShrU().set(th);
+  f.get(W).i32(1).i32ShrU().set(tw);
+  f.get(PLANE).i32(2).i32Shl().set(plane);
+  f.get(W).i32(2).i32Shl().set(rowB);
+  f.i32(0).set(mode);
+  f.get(tw).i32(3).i32And().i32Eqz().if_().i32(1).set(mode).end();
+  f.get(tw).i32(2).i32Eq().get(th).i32(1).i32And().i32Eqz().i32And().if_().i32(2).set(mode).end();
+  const dstFor = (t: () => void): void => {
+    f.get(G).get(oo).get(LDG).i32Mul().get(T0).i32Add();
+    t();
+    f.i32Add().i32(2).i32Shl().i32Add().set(dst);
+  };
+  const store16 = (vector: boolean, vals: number[]): void => {
+    for (let k = 0; k < 16; k++) {
+      f.get(dst).i32(k).get(plane).i32Mul().i32Add().get(vals[k]!);
+      if (vector) f.v128Store();
+      else f.f32Store();
+    }
+  };
+  count(f, oo, O, () => {
+    f.get(mode).i32(1).i32Eq().if_();
+    // four tiles of one row: lane l = tile tx + l, g[r][s] = gy[2ty + r][2(tx + l) + s]
+    count(f, ty, th, () => {
+      f.i32(0).set(tx);
+      f.block().loop();
+      f.get(tx).get(tw).i32GeS().brIf(1);
+      for (let r = 0; r < 2; r++) {
+        f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(r).i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(p);
+        f.get(p).v128Load(0).set(L[0]!);
+        f.get(p).v128Load(16).set(L[1]!);
+        f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(gv[2 * r]!);
+        f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
+      }
+      gradTileTransform(f, true, gv, ov);
+      dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+      store16(true, ov);
+      f.get(tx).i32(4).i32Add().set(tx);
+      f.br(0).end().end();
+    });
+    f.else_();
+    f.get(mode).i32(2).i32Eq().if_();
+    // w = 4: lanes (ty, 0), (ty, 1), (ty + 1, 0), (ty + 1, 1); g[r][s] from rows 2ty + r and 2ty + 2 + r
+    f.i32(0).set(ty);
+    f.block().loop();
+    f.get(ty).get(th).i32GeS().brIf(1);
+    for (let r = 0; r < 2; r++) {
+      f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(r).i32Add().i32(4).i32Mul().i32(2).i32Shl().i32Add().set(p);
+      f.get(p).v128Load(0).set(L[0]!);
+      f.get(p).v128Load(32).set(L[1]!);
+      f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(gv[2 * r]!);
+      f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
+    }
+    gradTileTransform(f, true, gv, ov);
+    dstFor(() => f.get(ty).i32(1).i32Shl());
+    store16(true, ov);
+    f.get(ty).i32(2).i32Add().set(ty);
+    f.br(0).end().end();
+    f.else_();
+    count(f, ty, th, () => {
+      count(f, tx, tw, () => {
+        f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(p);
+        f.get(p).f32Load(0).set(gs[0]!);
+        f.get(p).f32Load(4).set(gs[1]!);
+        f.get(p).get(rowB).i32Add().set(p);
+        f.get(p).f32Load(0).set(gs[2]!);
+        f.get(p).f32Load(4).set(gs[3]!);
+        gradTileTransform(f, false, gs, os);
+        dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+        store16(false, os);
+      });
+    });
+    f.end();
+    f.end();
+  });
+  return f;
+}
+
+export function winoKernelGradFunc(): Func {
+  const f = new Func("winoKernelGrad", [I32, I32, I32, I32, I32]);
+  const [DU, A, B, GW, PLANE] = [0, 1, 2, 3, 4];
+  const a = f.local(I32), b = f.local(I32), b4 = f.local(I32), src = f.local(I32), dst = f.local(I32), plane = f.local(I32);
+  const ve = vectorAr(f), sc = scalarAr(f);
+  f.get(PLANE).i32(2).i32Shl().set(plane);
+  f.get(B).i32(-4).i32And().set(b4);
+  /** (G^T m G) of the 4x4 m (16 locals): [m0 + (m1 + m2) / 2, (m1 - m2) / 2, (m1 + m2) / 2 + m3] on rows, then columns. */
+  const transform = (ar: Ar, m: number[]): number[] => {
+    const p3 = (v: number[]): number[] => {
+      const [m0, m1, m2, m3] = v as [number, number, number, number];
+      const s = ar.local(), d = ar.local(), r0 = ar.local(), r2 = ar.local();
+      f.get(m1).get(m2);
+      ar.add();
+      ar.half();
+      f.set(s);
+      f.get(m1).get(m2);
+      ar.sub();
+      ar.half();
+      f.set(d);
+      f.get(m0).get(s);
+      ar.add();
+      f.set(r0);
+      f.get(s).get(m3);
+      ar.add();
+      f.set(r2);
+      return [r0, d, r2];
+    };
+    const rows = [0, 1, 2, 3].map((j) => p3([m[j]!, m[4 + j]!, m[8 + j]!, m[12 + j]!])); // rows[j][ky]: G^T over i, column j
+    const out: number[] = [];
+    for (let ky = 0; ky < 3; ky++) out.push(...p3([rows[0]![ky]!, rows[1]![ky]!, rows[2]![ky]!, rows[3]![ky]!]));
+    return out; // out[3 ky + kx]
+  };
+  count(f, a, A, () => {
+    f.i32(0).set(b);
+    for (const vector of [true, false]) {
+      f.block().loop();
+      f.get(b).get(vector ? b4 : B).i32GeS().brIf(1);
+      f.get(DU).get(a).get(B).i32Mul().get(b).i32Add().i32(2).i32Shl().i32Add().set(src);
+      f.get(GW).get(a).get(B).i32Mul().get(b).i32Add().i32(9).i32Mul().i32(2).i32Shl().i32Add().set(dst);
+      const ar = vector ? ve : sc;
+      const m = Array.from({ length: 16 }, () => ar.local());
+      for (let k = 0; k < 16; k++) {
+        f.get(src).i32(k).get(plane).i32Mul().i32Add();
+        if (vector) f.v128Load();
+        else f.f32Load();
+        f.set(m[k]!);
+      }
+      const out = transform(ar, m);
+      for (let l = 0; l < (vector ? 4 : 1); l++) {
+        for (let k = 0; k < 9; k++) {
+          f.get(dst).get(out[k]!);
+          if (vector) f.f32x4ExtractLane(l);
+          f.f32Store((9 * l + k) * 4);
+        }
+      }
+      f.get(b).i32(vector ? 4 : 1).i32Add().set(b);
+      f.br(0).end().end();
+    }
   });
   return f;
 }
