@@ -1,15 +1,26 @@
 // One pretraining step of the small world (UNet + text encoder, batch 64, AdamW) against PyTorch on the
 // same architecture (bench/torch_world_step.py; skipped with a note when `import torch` fails).
-// Run: npx tsx bench/world_step.ts [--json] [--batch 64] [--threads 1] (both sides use the same thread count)
+// Run: npx tsx bench/world_step.ts [--json] [--batch 64] [--threads 1] [--relaxed] (both sides use the same thread count)
+// --relaxed switches on relaxed SIMD (fused multiply-add) before the engine loads, as `npm run bench`
+// does: Node 22 and later have it by default, Node 20 only behind --experimental-wasm-relaxed-simd.
 import { execFileSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as v8 from "node:v8";
 import { fileURLToPath } from "node:url";
-import { Generator, mseLoss, randn } from "../engine/index.ts";
-import { setNumThreads } from "../engine/backend/cpu/wasm/index.ts";
-import { AdamW, clipGradNorm } from "../optim/index.ts";
-import { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } from "../world/model.ts";
-import { loadWorldDataset } from "../world/dataset.ts";
+
+if (process.argv.includes("--relaxed")) {
+  try {
+    v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+  } catch {
+    /* unknown flag: the plain SIMD kernel is used */
+  }
+}
+const { Generator, mseLoss, randn } = await import("../engine/index.ts");
+const { bestVariant, setNumThreads } = await import("../engine/backend/cpu/wasm/index.ts");
+const { AdamW, clipGradNorm } = await import("../optim/index.ts");
+const { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } = await import("../world/model.ts");
+const { loadWorldDataset } = await import("../world/dataset.ts");
 
 const json = process.argv.includes("--json");
 const bi = process.argv.indexOf("--batch");
@@ -51,10 +62,10 @@ try {
 } catch {
   note = "PyTorch baseline skipped: `import torch` failed in /usr/bin/python3 (Debian's python3-torch provides it)";
 }
-const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: "cpu", threads, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
+const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: `cpu-wasm-${bestVariant()}`, threads, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
 if (json) console.log(JSON.stringify(row));
 else {
   console.log(`${row.name} (${row.shape}): ours ${row.ms} ms${torchMs === null ? "" : `, PyTorch ${row.baseline_ms} ms (ratio ${row.ratio}, above 1 means faster than PyTorch)`}`);
   if (note) console.log(note);
-  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; ${threads} thread(s) on both sides; median of 3 steps after one warm-up`);
+  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; ours on ${row.backend}${bestVariant() === "relaxed" ? " (fused multiply-add)" : ""}; ${threads} thread(s) on both sides; median of 3 steps after one warm-up`);
 }
