@@ -440,16 +440,23 @@ function winograd(q: ReturnType<typeof geometry>): boolean {
  */
 function winogradConv(rt: WasmRuntime, x: Float32Array, n: number, cIn: number, h: number, w: number, cOut: number,
   wts: Float32Array, sA: number, sB: number, rot: boolean): Float32Array {
-  const tiles = (h / 2) * (w / 2), ny = n * cOut * h * w;
-  const nb = Math.max(1, Math.min(Math.ceil(n / 8), Math.floor(WINOGRAD_TILE_FLOATS / (16 * Math.max(cIn, cOut) * tiles))));
-  const units = Math.ceil(n / nb), T = nb * tiles;
+  const th = h / 2, tw = w / 2, tiles = th * tw, ny = n * cOut * h * w, perTile = 16 * Math.max(cIn, cOut);
+  // units: groups of small images, or blocks of tile rows of one image (even with w = 4), within the scratch bound
+  const nb = Math.max(1, Math.min(Math.ceil(n / 8), Math.floor(WINOGRAD_TILE_FLOATS / (perTile * tiles))));
+  let rb = th;
+  if (nb === 1) {
+    rb = Math.max(1, Math.min(th, Math.floor(WINOGRAD_TILE_FLOATS / (perTile * tw)), n < 8 ? Math.ceil(th / Math.ceil(8 / n)) : th));
+    // 2 x 2 blocks of tiles (w = 4) need whole pairs of tile rows
+    if (tw === 2 && rb < th) rb = Math.max(2, rb - (rb % 2));
+  }
+  const units = rb < th ? n * Math.ceil(th / rb) : Math.ceil(n / nb), T = rb < th ? rb * tw : nb * tiles;
   const threads = partCount(n * cOut * cIn * tiles * 16, units);
   // plane strides a cache line past the matrices, so the 16 planes do not share cache sets
   const vPlane = cIn * T + 16, mPlane = cOut * T + 16;
   return rt.withBlocks([x, wts, 16 * cOut * cIn, ny, ...scratch(threads, 16 * vPlane), ...scratch(threads, 16 * mPlane), ...scratch(threads, (h + 2) * (w + 2))],
     ([xP, wP, uP, oP, ...s]) => {
       rt.rows.winoWeights(wP!, cOut, cIn, sA, sB, rot ? 1 : 0, uP!);
-      rt.runParts(CMD_CONV_WINOGRAD, s.slice(0, threads).map((vP, i) => [nb, units, n, cIn, h, w, cOut, xP!, uP!, oP!, vP, s[threads + i]!, s[2 * threads + i]!, vPlane, mPlane]));
+      rt.runParts(CMD_CONV_WINOGRAD, s.slice(0, threads).map((vP, i) => [nb, units, n, cIn, h, w, cOut, xP!, uP!, oP!, vP, s[threads + i]!, s[2 * threads + i]!, vPlane, mPlane, rb]));
       return rt.read(oP!, ny);
     });
 }

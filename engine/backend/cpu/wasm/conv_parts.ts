@@ -169,23 +169,26 @@ export function convBackwardWeightBatched(ctx: PartContext, a: ArrayLike<number>
 export const CMD_CONV_WINOGRAD = 10;
 
 /**
- * Winograd F(2x2, 3x3) convolution (3x3 kernel, stride 1, padding 1, groups 1, even h and w) over
- * groups of a[0] images (a[1] groups): each image's tiles transformed into V[xi][c][t], the 16 GEMMs
- * M[xi] = U[xi] V[xi] (K = c, one batched call), then each image's outputs from M. Arguments: nb,
- * units, n, c, h, w, o, x, U (16 x o x c transformed kernels), out, V (16 planes of c x nb*tiles),
- * M (16 planes of o x nb*tiles), pad ((h + 2) x (w + 2)), and the plane strides of V and M (floats,
- * padded past the matrices). An output depends only on its own tile and the sums over c, so grouping
- * the images differently (any thread count) gives the same results.
+ * Winograd F(2x2, 3x3) convolution (3x3 kernel, stride 1, padding 1, groups 1, even h and w): a unit
+ * is a group of a[0] images (a[15] = h/2: whole images) or, with a[0] = 1, a block of a[15] tile rows
+ * of one image; per unit the tiles are transformed into V[xi][c][t], the 16 GEMMs M[xi] = U[xi] V[xi]
+ * (K = c) run as one batched call, and the outputs come from M. Arguments: nb, units, n, c, h, w, o,
+ * x, U (16 x o x c transformed kernels), out, V (16 planes of c x tiles), M (16 planes of o x tiles),
+ * pad ((h + 2) x (w + 2)), the plane strides of V and M (floats, padded past the matrices), tile rows
+ * per unit. An output depends only on its own tile and the sums over c, so any grouping of the tiles
+ * (any thread count) gives the same results.
  */
 export function convWinograd(ctx: PartContext, a: ArrayLike<number>): void {
   const nb = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6];
-  const xP = a[7], uP = a[8], oP = a[9], vP = a[10], mP = a[11], padP = a[12], vPlane = a[13], mPlane = a[14];
-  const tiles = (h / 2) * (w / 2);
+  const xP = a[7], uP = a[8], oP = a[9], vP = a[10], mP = a[11], padP = a[12], vPlane = a[13], mPlane = a[14], rb = a[15];
+  const th = h / 2, tw = w / 2, blocks = Math.ceil(th / rb), hw = h * w;
   for (let u = ctx.next(); u < units; u = ctx.next()) {
-    const b0 = u * nb, cnt = Math.min(nb, n - b0), T = cnt * tiles;
-    for (let i = 0; i < cnt; i++) ctx.row.winoInput(xP + (b0 + i) * c * h * w * 4, c, h, w, vP, T, i * tiles, padP, vPlane);
+    // images [b0, b0 + cnt), tile rows [ty0, ty1) of each
+    const b0 = rb < th ? Math.floor(u / blocks) : u * nb, cnt = rb < th ? 1 : Math.min(nb, n - b0);
+    const ty0 = rb < th ? (u % blocks) * rb : 0, ty1 = Math.min(th, ty0 + rb), per = (ty1 - ty0) * tw, T = cnt * per;
+    for (let i = 0; i < cnt; i++) ctx.row.winoInput(xP + (b0 + i) * c * hw * 4, c, h, w, vP, T, i * per, padP, vPlane, ty0, ty1);
     ctx.gemm(0, 0, o, T, c, 1, uP, c, o * c, vP, T, vPlane, 0, mP, T, mPlane, 16);
-    for (let i = 0; i < cnt; i++) ctx.row.winoOutput(mP, o, T, i * tiles, h, w, oP + (b0 + i) * o * h * w * 4, mPlane);
+    for (let i = 0; i < cnt; i++) ctx.row.winoOutput(mP, o, T, i * per, h, w, oP + (b0 + i) * o * hw * 4, mPlane, ty0, ty1);
   }
 }
 
@@ -210,7 +213,7 @@ export function convWinogradWeightGrad(ctx: PartContext, a: ArrayLike<number>): 
     for (let b0 = 0; b0 < n; b0 += nb) {
       const cnt = Math.min(nb, n - b0), T = cnt * tiles;
       for (let i = 0; i < cnt; i++) {
-        ctx.row.winoInput(xP + ((b0 + i) * c + c0) * hw * 4, cn, h, w, vP, T, i * tiles, padP, vPlane);
+        ctx.row.winoInput(xP + ((b0 + i) * c + c0) * hw * 4, cn, h, w, vP, T, i * tiles, padP, vPlane, 0, h / 2);
         ctx.row.winoGradTiles(gyP + (b0 + i) * o * hw * 4, o, h, w, gP, T, i * tiles, gPlane);
       }
       ctx.gemm(0, 1, o, cn, T, 1, gP, T, gPlane, vP, T, vPlane, b0 === 0 ? 0 : 1, duP + c0 * 4, c, uPlane, 16);

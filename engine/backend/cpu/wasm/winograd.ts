@@ -19,13 +19,14 @@ export interface WinogradExports {
    */
   winoWeights(w: number, A: number, B: number, sA: number, sB: number, rot: number, U: number): void;
   /**
-   * The tiles of one image x (c channels of h x w, both even) into V + xi * plane + (ci * ldv + t0 +
-   * ty * w/2 + tx) floats; pad: (h + 2) x (w + 2) floats of scratch. (A plane stride that is not a
-   * multiple of 4 KiB keeps the 16 streams of stores out of one cache set.)
+   * The tiles in tile rows [ty0, ty1) of one image x (c channels of h x w, both even) into V + xi *
+   * plane + (ci * ldv + t0 + (ty - ty0) * w/2 + tx) floats; pad: (h + 2) x (w + 2) floats of scratch.
+   * (A plane stride that is not a multiple of 4 KiB keeps the 16 streams of stores out of one cache
+   * set.) With w = 4, ty0 and ty1 are even.
    */
-  winoInput(x: number, c: number, h: number, w: number, V: number, ldv: number, t0: number, pad: number, plane: number): void;
-  /** One image's outputs out[oo][2ty + r][2tx + s] from M + xi * plane + (oo * ldm + t0 + ty * w/2 + tx) floats. */
-  winoOutput(M: number, o: number, ldm: number, t0: number, h: number, w: number, out: number, plane: number): void;
+  winoInput(x: number, c: number, h: number, w: number, V: number, ldv: number, t0: number, pad: number, plane: number, ty0: number, ty1: number): void;
+  /** The outputs out[oo][2ty + r][2tx + s] of tile rows [ty0, ty1) from M + xi * plane + (oo * ldm + t0 + (ty - ty0) * w/2 + tx) floats. */
+  winoOutput(M: number, o: number, ldm: number, t0: number, h: number, w: number, out: number, plane: number, ty0: number, ty1: number): void;
   /**
    * For the weight gradient: the 2x2 output-gradient tiles of one image gy (o channels of h x w) as
    * A gy A^T into G + xi * plane + (oo * ldg + t0 + ty * w/2 + tx) floats.
@@ -33,6 +34,16 @@ export interface WinogradExports {
   winoGradTiles(gy: number, o: number, h: number, w: number, G: number, ldg: number, t0: number, plane: number): void;
   /** gw[a][b][ky][kx] = (G^T dU G)[ky][kx] of the 4x4 dU[xi] at dU + xi * plane + (a * B + b) floats, a < A, b < B. */
   winoKernelGrad(dU: number, A: number, B: number, gw: number, plane: number): void;
+}
+
+/** `for (v = from; v < to; v++) body()` over i32 locals. */
+function range(f: Func, v: number, from: number, to: number, body: () => void): void {
+  f.get(from).set(v);
+  f.block().loop();
+  f.get(v).get(to).i32GeS().brIf(1);
+  body();
+  f.get(v).i32(1).i32Add().set(v);
+  f.br(0).end().end();
 }
 
 /** `for (v = 0; v < n; v++) body()` over i32 locals. */
@@ -162,14 +173,19 @@ function inputTiles4(f: Func, d: number[], u: number[], dst: number, plane: numb
 }
 
 export function winoInputFunc(): Func {
-  const f = new Func("winoInput", [I32, I32, I32, I32, I32, I32, I32, I32, I32]);
-  const [X, C, H, W, V, LDV, T0, PAD, PLANE] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const f = new Func("winoInput", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [X, C, H, W, V, LDV, T0, PAD, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
   const ci = f.local(I32), iy = f.local(I32), ix = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32);
   const wp = f.local(I32), padBytes = f.local(I32), rowB = f.local(I32), chan = f.local(I32), p = f.local(I32), dst = f.local(I32), plane = f.local(I32), mode = f.local(I32);
   const r = [0, 1, 2, 3].map(() => f.local(V128)), u = [0, 1, 2, 3].map(() => f.local(V128)), sign = f.local(V128), q = f.local(V128);
   const d = Array.from({ length: 16 }, () => f.local(V128)), uu = Array.from({ length: 16 }, () => f.local(V128));
-  const L = [0, 1, 2, 3].map(() => f.local(V128)), w4 = f.local(I32);
+  const L = [0, 1, 2, 3].map(() => f.local(V128)), w4 = f.local(I32), iy0 = f.local(I32), iy1 = f.local(I32);
   f.get(W).i32(-4).i32And().set(w4);
+  // the image rows the tile rows read: [2 ty0 - 1, 2 ty1 + 1) within [0, h)
+  f.get(TY0).i32(1).i32Shl().i32(1).i32Sub().set(iy0);
+  f.i32(0).get(iy0).get(iy0).i32(0).i32LtS().select().set(iy0);
+  f.get(TY1).i32(1).i32Shl().i32(1).i32Add().set(iy1);
+  f.get(H).get(iy1).get(iy1).get(H).i32GtS().select().set(iy1);
   f.get(W).i32(2).i32Add().set(wp);
   f.get(wp).i32(2).i32Shl().set(rowB);
   f.get(H).i32(2).i32Add().get(rowB).i32Mul().set(padBytes);
@@ -197,7 +213,10 @@ export function winoInputFunc(): Func {
   };
   count(f, ci, C, () => {
     f.get(X).get(ci).get(H).i32Mul().get(W).i32Mul().i32(2).i32Shl().i32Add().set(chan);
-    count(f, iy, H, () => {
+    f.get(iy0).set(iy);
+    f.block().loop();
+    f.get(iy).get(iy1).i32GeS().brIf(1);
+    {
       // pad row iy + 1, from column 1
       f.get(PAD).get(iy).i32(1).i32Add().get(rowB).i32Mul().i32Add().i32(4).i32Add().set(dst);
       f.get(chan).get(iy).get(W).i32Mul().i32(2).i32Shl().i32Add().set(p);
@@ -217,10 +236,12 @@ export function winoInputFunc(): Func {
       f.f32Store();
       f.get(ix).i32(1).i32Add().set(ix);
       f.br(0).end().end();
-    });
+    }
+    f.get(iy).i32(1).i32Add().set(iy);
+    f.br(0).end().end();
     f.get(mode).i32(1).i32Eq().if_();
     // four tiles of one row: lane l = tile tx + l; columns 2l + s of the tile row
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       f.i32(0).set(tx);
       f.block().loop();
       f.get(tx).get(tw).i32GeS().brIf(1);
@@ -235,7 +256,7 @@ export function winoInputFunc(): Func {
         f.get(L[2]!).get(L[3]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr + 2]!);
         f.get(L[2]!).get(L[3]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 3]!);
       }
-      dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+      dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
       inputTiles4(f, d, uu, dst, plane);
       f.get(tx).i32(4).i32Add().set(tx);
       f.br(0).end().end();
@@ -243,9 +264,9 @@ export function winoInputFunc(): Func {
     f.else_();
     f.get(mode).i32(2).i32Eq().if_();
     // 2 x 2 tiles (w = 4): lanes (ty, 0), (ty, 1), (ty + 1, 0), (ty + 1, 1); columns s and 2 + s of rows 2ty + r and 2ty + 2 + r
-    f.i32(0).set(ty);
+    f.get(TY0).set(ty);
     f.block().loop();
-    f.get(ty).get(th).i32GeS().brIf(1);
+    f.get(ty).get(TY1).i32GeS().brIf(1);
     for (let rr = 0; rr < 4; rr++) {
       f.get(PAD).get(ty).i32(1).i32Shl().i32(rr).i32Add().get(rowB).i32Mul().i32Add().set(p);
       f.get(p).v128Load(0).set(L[0]!);
@@ -258,12 +279,12 @@ export function winoInputFunc(): Func {
       f.get(L[2]!).get(L[3]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr + 2]!);
       f.get(L[2]!).get(L[3]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 3]!);
     }
-    dstFor(() => f.get(ty).i32(1).i32Shl());
+    dstFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
     inputTiles4(f, d, uu, dst, plane);
     f.get(ty).i32(2).i32Add().set(ty);
     f.br(0).end().end();
     f.else_();
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       count(f, tx, tw, () => {
         // the 4x4 tile at pad rows 2ty.., columns 2tx..
         f.get(PAD).get(ty).i32(1).i32Shl().get(rowB).i32Mul().i32Add().get(tx).i32(3).i32Shl().i32Add().set(p);
@@ -276,7 +297,7 @@ export function winoInputFunc(): Func {
         f.get(r[1]!).get(r[2]!).f32x4Add().set(u[1]!);
         f.get(r[2]!).get(r[1]!).f32x4Sub().set(u[2]!);
         f.get(r[1]!).get(r[3]!).f32x4Sub().set(u[3]!);
-        dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+        dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
         for (let i = 0; i < 4; i++) {
           // columns: (B^T d) B
           f.get(u[i]!).get(u[i]!).f32x4Shuffle([0, 1, 2, 1]);
@@ -295,8 +316,8 @@ export function winoInputFunc(): Func {
 }
 
 export function winoOutputFunc(): Func {
-  const f = new Func("winoOutput", [I32, I32, I32, I32, I32, I32, I32, I32]);
-  const [M, O, LDM, T0, H, W, OUT, PLANE] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new Func("winoOutput", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [M, O, LDM, T0, H, W, OUT, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const oo = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32), src = f.local(I32), dst = f.local(I32), plane = f.local(I32), rowB = f.local(I32), mode = f.local(I32);
   const m = Array.from({ length: 16 }, () => f.local(F32)), s = Array.from({ length: 8 }, () => f.local(F32));
   const mv = Array.from({ length: 16 }, () => f.local(V128)), sv = Array.from({ length: 8 }, () => f.local(V128)), y = Array.from({ length: 4 }, () => f.local(V128));
@@ -332,11 +353,11 @@ export function winoOutputFunc(): Func {
   };
   count(f, oo, O, () => {
     f.get(mode).i32(1).i32Eq().if_();
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       f.i32(0).set(tx);
       f.block().loop();
       f.get(tx).get(tw).i32GeS().brIf(1);
-      srcFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+      srcFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
       outputTiles4();
       // out rows 2ty and 2ty + 1 from column 2tx: [y00_0 y01_0 y00_1 y01_1 | y00_2 y01_2 y00_3 y01_3]
       f.get(OUT).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(dst);
@@ -350,10 +371,10 @@ export function winoOutputFunc(): Func {
     });
     f.else_();
     f.get(mode).i32(2).i32Eq().if_();
-    f.i32(0).set(ty);
+    f.get(TY0).set(ty);
     f.block().loop();
-    f.get(ty).get(th).i32GeS().brIf(1);
-    srcFor(() => f.get(ty).i32(1).i32Shl());
+    f.get(ty).get(TY1).i32GeS().brIf(1);
+    srcFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
     outputTiles4();
     // w = 4: rows 2ty .. 2ty + 3 are whole rows; tiles (ty, 0..1) in lanes 0, 1, (ty + 1, 0..1) in 2, 3
     f.get(OUT).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(4).i32Mul().i32(2).i32Shl().i32Add().set(dst);
@@ -364,9 +385,9 @@ export function winoOutputFunc(): Func {
     f.get(ty).i32(2).i32Add().set(ty);
     f.br(0).end().end();
     f.else_();
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       count(f, tx, tw, () => {
-        srcFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+        srcFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
         for (let k = 0; k < 16; k++) {
           f.get(src).f32Load().set(m[k]!);
           if (k < 15) f.get(src).get(plane).i32Add().set(src);
