@@ -61,6 +61,8 @@ test("conv2d forward and both backward passes: stride 1/2, padding 0/1/2, groups
     [[3, 8, 6, 10], [11, 8, 3, 3], { padding: 1 }],
     [[4, 12, 2, 2], [9, 12, 3, 3], { padding: 1 }],
     [[2, 10, 6, 4], [10, 10, 3, 3], { padding: 1 }],
+    // one large image: blocks of tile rows (the weight gradient summed block after block)
+    [[1, 72, 64, 62], [9, 72, 3, 3], { padding: 1 }],
   ];
   for (const [xs, ws, o] of cases) {
     const x = T.randn(xs, { generator: g }), w = T.randn(ws, { generator: g }), r = T.randn(T.conv2d(x, w, null, o).shape, { generator: g });
@@ -188,7 +190,7 @@ test("conv2d forward and backward: threaded equals single-threaded bit for bit",
   const [one, two] = threaded(2, run);
   one.forEach((a, i) => assert.ok(same(a, two[i]!), `conv2d threaded ${["forward", "grad input", "grad weight"][i]}`));
   // small images, several per GEMM, and Winograd convolutions: the groups of images do not depend on the thread count
-  for (const [xs, ws, st] of [[[64, 96, 8, 8], [64, 96, 3, 3], 1], [[37, 40, 4, 4], [72, 40, 3, 3], 1], [[23, 24, 16, 16], [40, 24, 3, 3], 2], [[19, 16, 16, 16], [24, 16, 3, 3], 1], [[11, 24, 6, 10], [16, 24, 3, 3], 1]] as const) {
+  for (const [xs, ws, st] of [[[64, 96, 8, 8], [64, 96, 3, 3], 1], [[37, 40, 4, 4], [72, 40, 3, 3], 1], [[23, 24, 16, 16], [40, 24, 3, 3], 2], [[19, 16, 16, 16], [24, 16, 3, 3], 1], [[11, 24, 6, 10], [16, 24, 3, 3], 1], [[1, 72, 64, 62], [9, 72, 3, 3], 1]] as const) {
     const xb = T.randn([...xs], { generator: g }), wb = T.randn([...ws], { generator: g });
     const runB = () => {
       const xl = xb.detach().requiresGrad_(), wl = wb.detach().requiresGrad_();

@@ -197,26 +197,32 @@ export const CMD_CONV_WINOGRAD_WGRAD = 11;
 
 /**
  * Weight gradient of the Winograd F(2x2, 3x3) convolution: a[1] units of a[0] input channels each;
- * per group of a[16] images (fixed by the sizes) the input tiles of these channels V[xi][c][t] and
- * the output-gradient tiles A gy A^T as GY[xi][o][t], then dU[xi][:, these channels] (+)= GY[xi] V[xi]^T
- * (16 batched GEMMs with K = the group's tiles, groups in order). Arguments: cs, units, n, c, h, w, o,
- * x, gy, dU (16 planes of o x c), V, GY, pad, and the plane strides of V, GY and dU (floats), nb.
- * The kernel gradient is G^T dU G (winoKernelGrad) once every part is done.
+ * per group of tiles (a[16] images, or with a[16] = 1 blocks of a[17] tile rows of one image, in
+ * order; fixed by the sizes) the input tiles of these channels V[xi][c][t] and the output-gradient
+ * tiles A gy A^T as GY[xi][o][t], then dU[xi][:, these channels] (+)= GY[xi] V[xi]^T (16 batched
+ * GEMMs with K = the group's tiles). Arguments: cs, units, n, c, h, w, o, x, gy, dU (16 planes of
+ * o x c), V, GY, pad, and the plane strides of V, GY and dU (floats), nb, tile rows per group. The
+ * kernel gradient is G^T dU G (winoKernelGrad) once every part is done.
  */
 export function convWinogradWeightGrad(ctx: PartContext, a: ArrayLike<number>): void {
   const cs = a[0], units = a[1], n = a[2], c = a[3], h = a[4], w = a[5], o = a[6];
-  const xP = a[7], gyP = a[8], duP = a[9], vP = a[10], gP = a[11], padP = a[12], vPlane = a[13], gPlane = a[14], uPlane = a[15], nb = a[16];
-  const tiles = (h / 2) * (w / 2), hw = h * w;
+  const xP = a[7], gyP = a[8], duP = a[9], vP = a[10], gP = a[11], padP = a[12], vPlane = a[13], gPlane = a[14], uPlane = a[15], nb = a[16], rb = a[17];
+  const th = h / 2, tw = w / 2, hw = h * w;
   for (let u = ctx.next(); u < units; u = ctx.next()) {
     const c0 = u * cs, cn = Math.min(c, c0 + cs) - c0;
     if (cn <= 0) continue;
+    let first = true;
     for (let b0 = 0; b0 < n; b0 += nb) {
-      const cnt = Math.min(nb, n - b0), T = cnt * tiles;
-      for (let i = 0; i < cnt; i++) {
-        ctx.row.winoInput(xP + ((b0 + i) * c + c0) * hw * 4, cn, h, w, vP, T, i * tiles, padP, vPlane, 0, h / 2);
-        ctx.row.winoGradTiles(gyP + (b0 + i) * o * hw * 4, o, h, w, gP, T, i * tiles, gPlane);
+      const cnt = Math.min(nb, n - b0);
+      for (let ty0 = 0; ty0 < th; ty0 += rb) {
+        const ty1 = Math.min(th, ty0 + rb), per = (ty1 - ty0) * tw, T = cnt * per;
+        for (let i = 0; i < cnt; i++) {
+          ctx.row.winoInput(xP + ((b0 + i) * c + c0) * hw * 4, cn, h, w, vP, T, i * per, padP, vPlane, ty0, ty1);
+          ctx.row.winoGradTiles(gyP + (b0 + i) * o * hw * 4, o, h, w, gP, T, i * per, gPlane, ty0, ty1);
+        }
+        ctx.gemm(0, 1, o, cn, T, 1, gP, T, gPlane, vP, T, vPlane, first ? 0 : 1, duP + c0 * 4, c, uPlane, 16);
+        first = false;
       }
-      ctx.gemm(0, 1, o, cn, T, 1, gP, T, gPlane, vP, T, vPlane, b0 === 0 ? 0 : 1, duP + c0 * 4, c, uPlane, 16);
     }
   }
 }

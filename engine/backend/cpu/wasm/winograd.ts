@@ -28,10 +28,10 @@ export interface WinogradExports {
   /** The outputs out[oo][2ty + r][2tx + s] of tile rows [ty0, ty1) from M + xi * plane + (oo * ldm + t0 + (ty - ty0) * w/2 + tx) floats. */
   winoOutput(M: number, o: number, ldm: number, t0: number, h: number, w: number, out: number, plane: number, ty0: number, ty1: number): void;
   /**
-   * For the weight gradient: the 2x2 output-gradient tiles of one image gy (o channels of h x w) as
-   * A gy A^T into G + xi * plane + (oo * ldg + t0 + ty * w/2 + tx) floats.
+   * For the weight gradient: the 2x2 output-gradient tiles in tile rows [ty0, ty1) of one image gy
+   * (o channels of h x w) as A gy A^T into G + xi * plane + (oo * ldg + t0 + (ty - ty0) * w/2 + tx) floats.
    */
-  winoGradTiles(gy: number, o: number, h: number, w: number, G: number, ldg: number, t0: number, plane: number): void;
+  winoGradTiles(gy: number, o: number, h: number, w: number, G: number, ldg: number, t0: number, plane: number, ty0: number, ty1: number): void;
   /** gw[a][b][ky][kx] = (G^T dU G)[ky][kx] of the 4x4 dU[xi] at dU + xi * plane + (a * B + b) floats, a < A, b < B. */
   winoKernelGrad(dU: number, A: number, B: number, gw: number, plane: number): void;
 }
@@ -450,8 +450,8 @@ function gradTileTransform(f: Func, vector: boolean, g: number[], out: number[])
 }
 
 export function winoGradTilesFunc(): Func {
-  const f = new Func("winoGradTiles", [I32, I32, I32, I32, I32, I32, I32, I32]);
-  const [GY, O, H, W, G, LDG, T0, PLANE] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new Func("winoGradTiles", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [GY, O, H, W, G, LDG, T0, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const oo = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32), p = f.local(I32), dst = f.local(I32), plane = f.local(I32), rowB = f.local(I32), mode = f.local(I32);
   const gv = Array.from({ length: 4 }, () => f.local(V128)), ov = Array.from({ length: 16 }, () => f.local(V128)), L = [0, 1].map(() => f.local(V128));
   const gs = Array.from({ length: 4 }, () => f.local(F32)), os = Array.from({ length: 16 }, () => f.local(F32));
@@ -477,7 +477,7 @@ export function winoGradTilesFunc(): Func {
   count(f, oo, O, () => {
     f.get(mode).i32(1).i32Eq().if_();
     // four tiles of one row: lane l = tile tx + l, g[r][s] = gy[2ty + r][2(tx + l) + s]
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       f.i32(0).set(tx);
       f.block().loop();
       f.get(tx).get(tw).i32GeS().brIf(1);
@@ -489,7 +489,7 @@ export function winoGradTilesFunc(): Func {
         f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
       }
       gradTileTransform(f, true, gv, ov);
-      dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+      dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
       store16(true, ov);
       f.get(tx).i32(4).i32Add().set(tx);
       f.br(0).end().end();
@@ -497,9 +497,9 @@ export function winoGradTilesFunc(): Func {
     f.else_();
     f.get(mode).i32(2).i32Eq().if_();
     // w = 4: lanes (ty, 0), (ty, 1), (ty + 1, 0), (ty + 1, 1); g[r][s] from rows 2ty + r and 2ty + 2 + r
-    f.i32(0).set(ty);
+    f.get(TY0).set(ty);
     f.block().loop();
-    f.get(ty).get(th).i32GeS().brIf(1);
+    f.get(ty).get(TY1).i32GeS().brIf(1);
     for (let r = 0; r < 2; r++) {
       f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(r).i32Add().i32(4).i32Mul().i32(2).i32Shl().i32Add().set(p);
       f.get(p).v128Load(0).set(L[0]!);
@@ -508,12 +508,12 @@ export function winoGradTilesFunc(): Func {
       f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
     }
     gradTileTransform(f, true, gv, ov);
-    dstFor(() => f.get(ty).i32(1).i32Shl());
+    dstFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
     store16(true, ov);
     f.get(ty).i32(2).i32Add().set(ty);
     f.br(0).end().end();
     f.else_();
-    count(f, ty, th, () => {
+    range(f, ty, TY0, TY1, () => {
       count(f, tx, tw, () => {
         f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(p);
         f.get(p).f32Load(0).set(gs[0]!);
@@ -522,7 +522,7 @@ export function winoGradTilesFunc(): Func {
         f.get(p).f32Load(0).set(gs[2]!);
         f.get(p).f32Load(4).set(gs[3]!);
         gradTileTransform(f, false, gs, os);
-        dstFor(() => f.get(ty).get(tw).i32Mul().get(tx).i32Add());
+        dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
         store16(false, os);
       });
     });
