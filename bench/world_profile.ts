@@ -1,13 +1,9 @@
 // Per-kernel wall time of the small world's training step (bench/world_step.ts's step): wraps every
 // function property of cpuBackend and sums time per kernel and per (kernel, shape).
 // Run: npx tsx bench/world_profile.ts [--threads 1] [--batch 64] [--top 40]
-import * as os from "node:os";
-import * as path from "node:path";
-import { Generator, mseLoss, randn, cpuBackend } from "../engine/index.ts";
+import { cpuBackend } from "../engine/index.ts";
 import { setNumThreads } from "../engine/backend/cpu/wasm/index.ts";
-import { AdamW, clipGradNorm } from "../optim/index.ts";
-import { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } from "../world/model.ts";
-import { loadWorldDataset } from "../world/dataset.ts";
+import { worldTrainingStep } from "./world_setup.ts";
 
 const arg = (n: string, d: number): number => { const i = process.argv.indexOf(n); return i >= 0 ? Number(process.argv[i + 1]) : d; };
 const batch = arg("--batch", 64), top = arg("--top", 40);
@@ -55,27 +51,14 @@ for (const [k, v] of Object.entries(be)) {
     return r;
   };
 }
-const ds = loadWorldDataset();
-const tokenizer = writeRestrictedTokenizer(path.join(os.tmpdir(), `world-tok-${process.pid}`), worldTokenIds(ds.tokenIds));
-const pipe = buildWorldPipeline(tokenizer, 0);
-const params = [...pipe.unet.parameters(), ...pipe.textEncoder.parameters()];
-const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
-const g = new Generator(0);
-const x0 = randn([batch, 3, 16, 16], { generator: g });
-const ids = Array.from({ length: batch }, (_, i) => tokenizer.encode(ds.captions[i % ds.captions.length], { maxLength: WORLD_MAX_TOKENS }));
+const { step: trainingStep } = worldTrainingStep(batch);
 const steps = arg("--steps", 3);
 let total = 0, cpuTotal = 0;
 const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 for (let step = 0; step < steps + 1; step++) {
   on = step > 0;
   const t0 = performance.now(), c0 = cpuMs();
-  const noise = randn(x0.shape, { generator: g });
-  const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
-  const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, pipe.textEncoder.forward(ids).last_hidden_state), noise);
-  opt.zeroGrad();
-  loss.backward();
-  clipGradNorm(params, 1);
-  opt.step();
+  trainingStep();
   if (on) {
     total += performance.now() - t0;
     cpuTotal += cpuMs() - c0;

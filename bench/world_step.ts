@@ -16,11 +16,8 @@ if (process.argv.includes("--relaxed")) {
     /* unknown flag: the plain SIMD kernel is used */
   }
 }
-const { Generator, mseLoss, randn } = await import("../engine/index.ts");
 const { bestVariant, setNumThreads } = await import("../engine/backend/cpu/wasm/index.ts");
-const { AdamW, clipGradNorm } = await import("../optim/index.ts");
-const { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } = await import("../world/model.ts");
-const { loadWorldDataset } = await import("../world/dataset.ts");
+const { worldTrainingStep } = await import("./world_setup.ts");
 
 const json = process.argv.includes("--json");
 const bi = process.argv.indexOf("--batch");
@@ -30,24 +27,11 @@ const threads = ti >= 0 ? Number(process.argv[ti + 1]) : 1;
 setNumThreads(threads);
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-const ds = loadWorldDataset();
-const tokenizer = writeRestrictedTokenizer(path.join(os.tmpdir(), `world-tok-${process.pid}`), worldTokenIds(ds.tokenIds));
-const pipe = buildWorldPipeline(tokenizer, 0);
-const params = [...pipe.unet.parameters(), ...pipe.textEncoder.parameters()];
-const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
-const g = new Generator(0);
-const x0 = randn([batch, 3, 16, 16], { generator: g });
-const ids = Array.from({ length: batch }, (_, i) => tokenizer.encode(ds.captions[i % ds.captions.length], { maxLength: WORLD_MAX_TOKENS }));
+const { step: trainingStep, vocabSize } = worldTrainingStep(batch);
 const times: number[] = [];
 for (let step = 0; step < 4; step++) {
   const t0 = performance.now();
-  const noise = randn(x0.shape, { generator: g });
-  const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
-  const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, pipe.textEncoder.forward(ids).last_hidden_state), noise);
-  opt.zeroGrad();
-  loss.backward();
-  clipGradNorm(params, 1);
-  opt.step();
+  trainingStep();
   if (step > 0) times.push(performance.now() - t0);
 }
 times.sort((a, b) => a - b);
@@ -55,7 +39,7 @@ const ms = times[1];
 let torchMs: number | null = null;
 let note = "";
 try {
-  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), String(threads), String(batch), String(tokenizer.vocabSize)], {
+  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), String(threads), String(batch), String(vocabSize)], {
     encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) }, stdio: ["ignore", "pipe", "pipe"],
   });
   torchMs = (JSON.parse(out.trim().split("\n").pop() as string) as { ms: number }).ms;

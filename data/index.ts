@@ -3,5 +3,5 @@ export * from "./safetensors.ts";
 export * from "./images.ts";
 export { CLIPTokenizer, CLIP_NUM_MERGES, bytesToUnicode, htmlUnescape, cleanText } from "./clip_tokenizer.ts";
 export type { CLIPTokenizerOptions, EncodeOptions } from "./clip_tokenizer.ts";
-export { readTorchZip, writeTorchZip, isTorchZip, PyTuple } from "./torch_zip.ts";
+export { readTorchZip, writeTorchZip, isTorchZip, sniffTorchFile, PyTuple } from "./torch_zip.ts";
 export type { TorchTensor, TorchTensorInput, PyValue, PyInput, TorchZipOptions } from "./torch_zip.ts";

@@ -48,15 +48,26 @@ const STORAGE_TYPES: Record<string, { dtype: TorchTensor["dtype"]; bytes: number
   DoubleStorage: { dtype: "float64", bytes: 8 },
 };
 
-/** Whether `file` starts like a zip archive (PyTorch's format since 1.6). */
-export function isTorchZip(file: string): boolean {
+/**
+ * What a file holds, from its first bytes: a bare pickle (torch.save before 1.6, pickle.dump), a zip
+ * archive (PyTorch's format since 1.6), or neither (null).
+ */
+export function sniffTorchFile(file: string): "pickle" | "torch-zip" | null {
   const fd = fs.openSync(file, "r");
   try {
     const b = Buffer.alloc(4);
-    return fs.readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32LE(0) === 0x04034b50;
+    const n = fs.readSync(fd, b, 0, 4, 0);
+    if (n >= 2 && b[0] === 0x80 && b[1]! >= 2 && b[1]! <= 5) return "pickle";
+    if (n >= 4 && b.readUInt32LE(0) === 0x04034b50) return "torch-zip";
+    return null;
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Whether `file` starts like a zip archive (PyTorch's format since 1.6). */
+export function isTorchZip(file: string): boolean {
+  return sniffTorchFile(file) === "torch-zip";
 }
 
 /**

@@ -14,12 +14,13 @@ import { Tensor } from "./tensor.ts";
  * deterministic (no dropout drawing new randomness) and must not change its inputs.
  */
 export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], params: readonly Tensor[] = []): Tensor {
-  const all = [...new Set([...inputs, ...params])];
-  if (!isGradEnabled() || !all.some((t) => t.requiresGrad)) return fn(...inputs);
+  if (!isGradEnabled() || ![...inputs, ...params].some((t) => t.requiresGrad)) return fn(...inputs);
   const unique = [...new Set(inputs)];
+  // parameters that are not also inputs: node inputs so the output requires grad, but their gradients accumulate in the inner walk
+  const extra = params.filter((p) => !unique.includes(p));
   const out = noGrad(() => fn(...inputs));
   if (!(out instanceof Tensor)) throw new ShapeError("checkpoint: the function must return one tensor");
-  return record(out, "checkpoint", unique.concat(params.filter((p) => !unique.includes(p))), (g, pending) => {
+  return record(out, "checkpoint", [...unique, ...extra], (g, pending) => {
     // the inputs as leaves of a fresh graph, their pending sums carried in
     const leaves = new Map(unique.map((x) => [x, Object.assign(x.detach(), { requiresGrad: x.requiresGrad })]));
     const y = withGrad(true, () => fn(...inputs.map((x) => leaves.get(x)!)));
@@ -28,6 +29,6 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Ten
       if (x.requiresGrad) capture.set(leaves.get(x)!, pending ? pending(k) : null);
     });
     if (y.requiresGrad) runBackward(y, g, add, false, capture);
-    return [...unique.map((x) => (x.requiresGrad ? capture.get(leaves.get(x)!) ?? null : null)), ...params.filter((p) => !unique.includes(p)).map(() => null)];
+    return [...unique.map((x) => (x.requiresGrad ? capture.get(leaves.get(x)!) ?? null : null)), ...extra.map(() => null)];
   }, undefined, true);
 }

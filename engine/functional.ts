@@ -6,7 +6,7 @@ import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { record } from "./autograd.ts";
 import type { GroupNormParams, LayerNormParams } from "./backend/backend.ts";
-import { add, div, gelu as geluOp, maximum, mul, rsqrt, sigmoid, silu as siluOp, square, sub } from "./ops/elementwise.ts";
+import { add, div, maximum, mul, rsqrt, sigmoid, square, sub } from "./ops/elementwise.ts";
 import { mean, sum } from "./ops/reduce.ts";
 import { reshape, indexSelect } from "./ops/movement.ts";
 import { logSoftmax } from "./ops/softmax.ts";

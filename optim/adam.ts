@@ -1,6 +1,6 @@
 // Adam and AdamW with parameter groups (as torch.optim): only parameters handed over get state
 import { Tensor, adamUpdate_, zerosLike } from "../engine/index.ts";
-import { ConfigError, ShapeError } from "../engine/errors.ts";
+import { ConfigError } from "../engine/errors.ts";
 
 export interface ParamGroup {
   params: Tensor[];

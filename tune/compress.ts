@@ -9,7 +9,8 @@ import type { FileContent } from "../data/atomic.ts";
 import { committedNames, committedPath } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { assertFiniteDelta, baseFingerprint, commitDeltaFiles, sniffPickle, tokenFiles } from "./delta.ts";
+import { assertFiniteDelta, baseFingerprint, commitDeltaFiles, tokenFiles } from "./delta.ts";
+import { sniffTorchFile } from "../data/torch_zip.ts";
 import type { FreezeModel } from "./params.ts";
 
 export const COMPRESSED_WEIGHTS = "compressed_custom_diffusion_weights.safetensors";
@@ -213,7 +214,7 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
   for (const tok of listed) {
     const f = names.has(`${tok}.safetensors`) ? committedPath(folder, `${tok}.safetensors`) : null;
     if (!f) throw new ConfigError(`compress: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
-    if (sniffPickle(f)) throw new FormatError(`compress: ${f} is a pickle, which is unsafe to read`);
+    if (sniffTorchFile(f)) throw new FormatError(`compress: ${f} is a pickle, which is unsafe to read`);
     const row = readSafetensors(f).tensors.get(tok);
     if (!row) throw new FormatError(`compress: ${f} must hold a vector named "${tok}"`);
     tokens.set(tok, row.data);

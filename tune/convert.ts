@@ -104,9 +104,9 @@ export function readTorchDelta(file: string, opts: TorchDeltaOptions = {}): Torc
     const out = new Map<string, Float32Array>();
     for (const [k, v] of d) {
       if (!isTensor(v)) throw new FormatError(`${file}: ${where}${str(k)} is not a tensor`);
-      if (v.shape.length === 2 && v.shape[0] === 1) out.set(str(k), f32(v));
-      else if (v.shape.length !== 1) throw new FormatError(`${file}: token ${str(k)} has shape [${v.shape}], expected one row`);
-      else out.set(str(k), f32(v));
+      // one row: (d) or (1, d)
+      if (v.shape.length !== 1 && !(v.shape.length === 2 && v.shape[0] === 1)) throw new FormatError(`${file}: token ${str(k)} has shape [${v.shape}], expected one row`);
+      out.set(str(k), f32(v));
     }
     return out;
   };

@@ -11,7 +11,8 @@ import type { FileContent } from "../data/atomic.ts";
 import { commitFiles, committedNames, committedPath, recoverCommit } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { FreezeModel } from "./params.ts";
-import { deltaFromTorch, readTorchDelta } from "./convert.ts";
+import { deltaFromTorch, freezeModelOf, readTorchDelta } from "./convert.ts";
+import { sniffTorchFile } from "../data/torch_zip.ts";
 
 export const DELTA_WEIGHTS = "pytorch_custom_diffusion_weights.safetensors";
 
@@ -152,39 +153,22 @@ export function assertFiniteDelta(delta: Pick<Delta, "unet" | "tokens">, what: s
   for (const [t, r] of delta.tokens) check(`token ${t}`, r);
 }
 
-/** What a delta file holds, from its first bytes: a pickle or PyTorch zip archive (unsafe to read), or anything else (read as safetensors, which names any damage). */
-export function sniffPickle(file: string): "pickle" | "torch-zip" | null {
-  const fd = fs.openSync(file, "r");
-  try {
-    const b = Buffer.alloc(4);
-    const n = fs.readSync(fd, b, 0, 4, 0);
-    if (n >= 2 && b[0] === 0x80 && b[1]! >= 2 && b[1]! <= 5) return "pickle";
-    if (n >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04) return "torch-zip";
-    return null;
-  } finally {
-    fs.closeSync(fd);
-  }
+/**
+ * Whether a delta file is a PyTorch zip archive (read by the restricted reader); a bare pickle is
+ * refused, as only the zip format's reader runs; anything else is read as safetensors.
+ */
+function isPytorchFile(file: string): boolean {
+  const kind = sniffTorchFile(file);
+  if (kind === "pickle") throw new FormatError(`delta: ${file} is a bare pickle (PyTorch's format before 1.6), which is not read; load and re-save it with torch.save in a current PyTorch, or save it with safetensors`);
+  return kind === "torch-zip";
 }
 
-/** A bare pickle (torch.save before 1.6, or pickle.dump) is not read: only the zip format's restricted reader runs. */
-function refuseLegacyPickle(file: string): void {
-  if (sniffPickle(file) === "pickle") throw new FormatError(`delta: ${file} is a bare pickle (PyTorch's format before 1.6), which is not read; load and re-save it with torch.save in a current PyTorch, or save it with safetensors`);
-}
-
-/** A diffusers delta folder whose weights (and maybe tokens) are PyTorch zip files. */
-function loadTorchFolder(folder: string, file: string, names: Set<string>, at: (n: string) => string): Delta {
-  const tokenFiles = [...names].filter((f) => /^<.+>\.(safetensors|bin)$/.test(f)).sort((a, b) => tokenOrder(a.replace(/\.\w+$/, ""), b.replace(/\.\w+$/, "")));
-  const torchTokens = tokenFiles.filter((f) => sniffPickle(at(f)) === "torch-zip");
-  const { delta } = deltaFromTorch(file, torchTokens.map(at));
-  for (const f of tokenFiles.filter((x) => !torchTokens.includes(x))) {
-    refuseLegacyPickle(at(f));
-    const tok = f.replace(/\.(safetensors|bin)$/, "");
-    const t = readSafetensors(at(f)).tensors.get(tok);
-    if (!t || t.shape.length !== 1) throw new FormatError(`delta: ${at(f)} must hold one vector named "${tok}"`);
-    delta.tokens.set(tok, t.data);
-  }
-  assertFiniteDelta(delta, `delta ${folder}`);
-  return delta;
+/** The row of token `tok` from its file (safetensors, or a PyTorch `{"<tok>": row}`). */
+function readTokenRow(file: string, tok: string): Float32Array {
+  const row = isPytorchFile(file) ? readTorchDelta(file).tokens.get(tok) : readSafetensors(file).tensors.get(tok);
+  const data = row instanceof Float32Array ? row : row && row.shape.length === 1 ? row.data : null;
+  if (!data) throw new FormatError(`delta: ${file} must hold one vector named "${tok}"`);
+  return data;
 }
 
 /**
@@ -197,8 +181,7 @@ function loadTorchFolder(folder: string, file: string, names: Set<string>, at: (
  */
 export function loadDelta(folder: string): Delta {
   if (fs.existsSync(folder) && fs.statSync(folder).isFile()) {
-    refuseLegacyPickle(folder);
-    if (sniffPickle(folder) !== "torch-zip") throw new ConfigError(`delta: ${folder} is a file but not a PyTorch checkpoint; a delta is a folder, or one .bin/.ckpt file`);
+    if (!isPytorchFile(folder)) throw new ConfigError(`delta: ${folder} is a file but not a PyTorch checkpoint; a delta is a folder, or one .bin/.ckpt file`);
     const { delta } = deltaFromTorch(folder);
     assertFiniteDelta(delta, `delta ${folder}`);
     return delta;
@@ -213,14 +196,21 @@ export function loadDelta(folder: string): Delta {
   const at = (name: string) => committedPath(folder, name) ?? path.join(folder, name);
   let file: string;
   if (names.has(DELTA_WEIGHTS)) file = at(DELTA_WEIGHTS);
-  else if (names.has("pytorch_custom_diffusion_weights.bin")) {
-    file = at("pytorch_custom_diffusion_weights.bin");
-    refuseLegacyPickle(file);
-    if (sniffPickle(file) === "torch-zip") return loadTorchFolder(folder, file, names, at);
-  } else throw new ConfigError(`delta: ${folder} has no ${DELTA_WEIGHTS}`);
-  const { tensors, metadata } = readSafetensors(file);
-  const unet = new Map<string, HostTensor>();
-  for (const [k, v] of tensors) unet.set(fromDeltaKey(k), v);
+  else if (names.has("pytorch_custom_diffusion_weights.bin")) file = at("pytorch_custom_diffusion_weights.bin");
+  else throw new ConfigError(`delta: ${folder} has no ${DELTA_WEIGHTS}`);
+  let unet = new Map<string, HostTensor>();
+  let metadata: Record<string, string> = {};
+  let format: string | undefined;
+  if (isPytorchFile(file)) {
+    // the diffusers example's .bin: weights in PyTorch's zip format, no metadata
+    const d = readTorchDelta(file);
+    if (d.unet.size === 0) throw new FormatError(`delta: ${file} holds no UNet weights`);
+    ({ unet, format } = d);
+  } else {
+    const st = readSafetensors(file);
+    metadata = st.metadata;
+    for (const [k, v] of st.tensors) unet.set(fromDeltaKey(k), v);
+  }
   let listed: string[] = [];
   if (metadata.modifier_tokens) {
     try {
@@ -236,27 +226,12 @@ export function loadDelta(folder: string): Delta {
   for (const tok of order) {
     const f = names.has(`${tok}.safetensors`) ? at(`${tok}.safetensors`) : names.has(`${tok}.bin`) ? at(`${tok}.bin`) : null;
     if (!f) throw new ConfigError(`delta: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
-    refuseLegacyPickle(f);
-    if (sniffPickle(f) === "torch-zip") {
-      const row = readTorchDelta(f).tokens.get(tok);
-      if (!row) throw new FormatError(`delta: ${f} must hold one vector named "${tok}"`);
-      tokens.set(tok, row);
-      continue;
-    }
-    const t = readSafetensors(f).tensors.get(tok);
-    if (!t || t.shape.length !== 1) throw new FormatError(`delta: ${f} must hold one vector named "${tok}"`);
-    tokens.set(tok, t.data);
+    tokens.set(tok, readTokenRow(f, tok));
   }
-  const fm = (metadata.freeze_model ?? inferMode(unet)) as FreezeModel;
-  const delta = { unet, tokens, freezeModel: fm, baseFingerprint: metadata.base_fingerprint ?? "" };
+  const fm = (metadata.freeze_model ?? freezeModelOf(unet.keys())) as FreezeModel;
+  const delta: Delta = { unet, tokens, freezeModel: fm, baseFingerprint: metadata.base_fingerprint ?? "", ...(format ? { format } : {}) };
   assertFiniteDelta(delta, `delta ${folder}`);
   return delta;
-}
-
-function inferMode(unet: Map<string, HostTensor>): FreezeModel {
-  const ks = [...unet.keys()];
-  if (ks.some((k) => !/\.attn2\./.test(k))) return "full";
-  return ks.some((k) => /\.attn2\.(to_q|to_out)/.test(k)) ? "crossattn" : "crossattn_kv";
 }
 
 function tokenOrder(a: string, b: string): number {

@@ -3,14 +3,11 @@
 // runs the op suite, the gradient checks, the optimizer and the attention tests.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
-import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Backend, GroupNormParams, AttentionParams, TypedArray } from "../../engine/index.ts";
 import { backendNames, cpuBackend, getBackend, getDefaultBackend, ones, registerBackend, setDefaultBackend, Tensor } from "../../engine/index.ts";
 import { plainBackend } from "../contract/plain_backend.ts";
+import { runContractSuites } from "../contract/run_suites.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 test("type level: a backend missing a kernel, or with another parameter type, does not compile", () => {
   const { attention: _a, ...withoutAttention } = plainBackend;
@@ -75,20 +72,8 @@ test("Tensor.copy_ copies across backends and dtypes, refuses a wrong shape and 
 });
 
 test("the op suite, gradient checks, optimizer and attention tests pass on a backend written only against the interface", () => {
-  const files = "test/(engine/(autograd|forward|gradcheck|train_toy)|optim/adam|models/(attention|custom_diffusion|nn/.*))\\.test\\.ts$";
-  const r = spawnSync(process.execPath, [path.join(root, "node_modules/uvu/bin.js"), "-r", "tsx", "-r", path.join(root, "test/contract/use_plain_backend.ts"), ".", files], {
-    cwd: root,
-    encoding: "utf8",
-    env: { ...process.env, CDIFF_THREADS: "1" },
-    timeout: 300_000,
-  });
-  const out = `${r.stdout}\n${r.stderr}`;
-  assert.is(r.status, 0, `child suite failed:\n${out.slice(-4000)}`);
-  const total = /Total:\s+(\d+)/.exec(out.replace(/\x1b\[[0-9;]*m/g, ""));
-  assert.ok(total && Number(total[1]) >= 60, `expected the suites to run, got: ${out.slice(-2000)}`);
-  const line = out.split("\n").find((l) => l.startsWith("CONTRACT "));
-  assert.ok(line, "the preload did not report");
-  const { plain, cpu } = JSON.parse(line!.slice("CONTRACT ".length)) as { plain: Record<string, number>; cpu: Record<string, number> };
+  const { report } = runContractSuites<{ plain: Record<string, number>; cpu: Record<string, number> }>("test/contract/use_plain_backend.ts", 300_000);
+  const { plain, cpu } = report;
   // every kernel of the contract ran on the plain backend at least once
   for (const k of Object.keys(plainBackend)) {
     if (k === "name") continue;

@@ -2,7 +2,7 @@
 // gradient (float64 attention layer and a tiny UNet with the processor installed as tune/train does)
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Generator, noGrad, sum, tensor } from "../../engine/index.ts";
+import { Generator, sum, tensor } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { Attention, AttnProcessor } from "../../models/attention_processor.ts";
 import { CustomDiffusionAttnProcessor } from "../../models/custom_diffusion.ts";

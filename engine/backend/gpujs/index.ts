@@ -6,7 +6,7 @@
 import type { DType, TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import type {
-  AdamHyper, AttentionParams, Backend, BinaryOp, Conv2dParams, GroupNormParams, LayerNormParams, MatmulParams, ReduceOp, ScratchScope, UnaryOp,
+  AdamHyper, AttentionParams, Backend, BinaryOp, MatmulParams, ReduceOp, ScratchScope, UnaryOp,
 } from "../backend.ts";
 import { binary, broadcastStrides, coalesce, geglu, gegluBackward, unary, where } from "../cpu/elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "../cpu/movement.ts";
