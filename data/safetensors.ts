@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import { DTypeError, FormatError, ShapeError } from "../engine/errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { toHalfBits } from "../engine/half.ts";
 
 /** Every dtype name the safetensors format defines. */
 export type SafeDType =
@@ -60,12 +61,17 @@ export interface ReadSafetensorsOptions {
 export interface SafeTensorInput {
   shape: readonly number[];
   data: Float32Array | Float64Array;
+  /** Stored dtype of this tensor (default: the file's {@link WriteSafetensorsOptions.dtype}). */
+  dtype?: WritableDType;
 }
+
+/** Dtypes a file can be written in: F32, or F16 / BF16 rounded to nearest even. */
+export type WritableDType = "F32" | "F16" | "BF16";
 
 /** Options of {@link writeSafetensors} and {@link serializeSafetensors}. */
 export interface WriteSafetensorsOptions {
-  /** Stored dtype, "F32" by default; "F16" rounds to nearest even. */
-  dtype?: "F32" | "F16";
+  /** Stored dtype, "F32" by default; "F16" and "BF16" round to nearest even. */
+  dtype?: WritableDType;
   /** Written as `__metadata__` (omitted when empty). */
   metadata?: Record<string, string>;
 }
@@ -412,6 +418,7 @@ function readImpl<A extends FloatArray>(
   source: Uint8Array | string,
   opts: ReadSafetensorsOptions | undefined,
   Ctor: FloatCtor<A>,
+  each?: (key: string, t: SafeTensorData<A>, stored: SafeDType) => void,
 ): SafeTensorsFile<A> {
   const tensors = new Map<string, SafeTensorData<A>>();
   if (typeof source !== "string") {
@@ -440,7 +447,7 @@ function readImpl<A extends FloatArray>(
     const chosen = select(header, opts?.keys, fileName);
     checkReadable(chosen, fileName);
 
-    if (opts?.keys === undefined && size <= WHOLE_FILE_LIMIT) {
+    if (opts?.keys === undefined && size <= WHOLE_FILE_LIMIT && !each) {
       const all = new Uint8Array(size - header.dataStart);
       readFully(fd, all, header.dataStart, fileName);
       for (const [key, e] of chosen) {
@@ -460,7 +467,8 @@ function readImpl<A extends FloatArray>(
           readFully(fd, raw, position, fileName);
           decodeInto(e.dtype, raw, out);
         }
-        tensors.set(key, { shape: e.shape.slice(), data: out });
+        if (each) each(key, { shape: e.shape.slice(), data: out }, e.dtype as SafeDType);
+        else tensors.set(key, { shape: e.shape.slice(), data: out });
       }
     }
     return { tensors, metadata: header.metadata };
@@ -477,6 +485,19 @@ function readImpl<A extends FloatArray>(
  */
 export function readSafetensors(bytesOrPath: Uint8Array | string, opts?: ReadSafetensorsOptions): SafeTensorsFile<Float32Array> {
   return readImpl(bytesOrPath, opts, Float32Array);
+}
+
+/**
+ * Reads the tensors of the file at `filePath` one at a time (in file order, or `opts.keys` order),
+ * handing each to `each` with the dtype it was stored in and keeping none: memory holds one tensor
+ * at a time. The header is validated first, as in {@link readSafetensors}.
+ */
+export function readSafetensorsEach(
+  filePath: string,
+  each: (key: string, t: SafeTensorData<Float32Array>, stored: SafeDType) => void,
+  opts?: ReadSafetensorsOptions,
+): Record<string, string> {
+  return readImpl(filePath, opts, Float32Array, each).metadata;
 }
 
 /** As {@link readSafetensors}, into Float64Arrays (F64 tensors are read exactly). */
@@ -508,20 +529,22 @@ type TensorsInput = Map<string, SafeTensorInput> | Record<string, SafeTensorInpu
 
 interface WritePlan {
   head: Uint8Array;
-  entries: [string, SafeTensorInput][];
-  dtype: "F32" | "F16";
+  entries: [string, SafeTensorInput, WritableDType][];
   total: number;
 }
 
 /** Validates the input and builds the 8-byte-aligned header (keys sorted, `__metadata__` first). */
 function plan(tensors: TensorsInput, opts: WriteSafetensorsOptions | undefined, fileName: string | undefined): WritePlan {
   const at = where(fileName);
-  const dtype = opts?.dtype ?? "F32";
-  if (dtype !== "F32" && dtype !== "F16") throw new DTypeError(`${at}cannot write dtype ${show(dtype)}, only F32 or F16`);
-  const size = SAFE_DTYPE_SIZE[dtype];
-  const entries = (tensors instanceof Map ? [...tensors] : Object.entries(tensors)).sort((a, b) =>
-    a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0,
-  );
+  const fileDType = opts?.dtype ?? "F32";
+  const checkWritable = (d: string, key?: string): WritableDType => {
+    if (d !== "F32" && d !== "F16" && d !== "BF16") throw new DTypeError(`${at}cannot write dtype ${show(d)}${key === undefined ? "" : ` (tensor "${key}")`}, only F32, F16 or BF16`);
+    return d;
+  };
+  checkWritable(fileDType);
+  const entries = (tensors instanceof Map ? [...tensors] : Object.entries(tensors))
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([k, t]): [string, SafeTensorInput, WritableDType] => [k, t, checkWritable(t.dtype ?? fileDType, k)]);
   const header: Record<string, unknown> = {};
   const metadata = opts?.metadata ?? {};
   for (const [k, v] of Object.entries(metadata)) {
@@ -529,7 +552,8 @@ function plan(tensors: TensorsInput, opts: WriteSafetensorsOptions | undefined, 
   }
   if (Object.keys(metadata).length > 0) header["__metadata__"] = { ...metadata };
   let offset = 0;
-  for (const [key, t] of entries) {
+  for (const [key, t, dtype] of entries) {
+    const size = SAFE_DTYPE_SIZE[dtype];
     if (key === "__metadata__") throw new FormatError(`${at}"__metadata__" is reserved and cannot name a tensor`);
     if (!t.shape.every(isCount)) throw new ShapeError(`${at}tensor "${key}" shape ${show(t.shape)} is not an array of non-negative integers`);
     const n = elementCount(t.shape);
@@ -554,11 +578,11 @@ function plan(tensors: TensorsInput, opts: WriteSafetensorsOptions | undefined, 
   const head = new Uint8Array(8 + bytes.length);
   new DataView(head.buffer).setBigUint64(0, BigInt(bytes.length), true);
   head.set(bytes, 8);
-  return { head, entries, dtype, total: head.length + offset };
+  return { head, entries, total: head.length + offset };
 }
 
 /** Yields the little-endian bytes of `data` as `dtype`, chunk by chunk. */
-function* encode(data: Float32Array | Float64Array, dtype: "F32" | "F16"): Generator<Uint8Array> {
+function* encode(data: Float32Array | Float64Array, dtype: WritableDType): Generator<Uint8Array> {
   if (dtype === "F32" && LITTLE_ENDIAN_HOST && data instanceof Float32Array) {
     yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return;
@@ -573,6 +597,16 @@ function* encode(data: Float32Array | Float64Array, dtype: "F32" | "F16"): Gener
         const out = new Uint8Array(f.length * 4);
         const dv = new DataView(out.buffer);
         for (let i = 0; i < f.length; i++) dv.setFloat32(4 * i, f[i]!, true);
+        yield out;
+      }
+    } else if (dtype === "BF16") {
+      const bits = toHalfBits(part, "bfloat16");
+      if (LITTLE_ENDIAN_HOST) {
+        yield new Uint8Array(bits.buffer);
+      } else {
+        const out = new Uint8Array(bits.length * 2);
+        const dv = new DataView(out.buffer);
+        for (let i = 0; i < bits.length; i++) dv.setUint16(2 * i, bits[i]!, true);
         yield out;
       }
     } else {
@@ -591,7 +625,8 @@ function* encode(data: Float32Array | Float64Array, dtype: "F32" | "F16"): Gener
 
 /**
  * Serializes tensors to safetensors bytes: keys sorted, header padded with spaces to a multiple
- * of 8, data as F32 (default) or F16 (rounded to nearest even), `metadata` as `__metadata__`.
+ * of 8, data as F32 (default), F16 or BF16 (rounded to nearest even; per tensor where its
+ * `dtype` says), `metadata` as `__metadata__`.
  * Throws ShapeError when a tensor's data length does not match its shape.
  */
 export function serializeSafetensors(tensors: TensorsInput, opts?: WriteSafetensorsOptions): Uint8Array {
@@ -599,8 +634,8 @@ export function serializeSafetensors(tensors: TensorsInput, opts?: WriteSafetens
   const out = new Uint8Array(p.total);
   out.set(p.head);
   let at = p.head.length;
-  for (const [, t] of p.entries) {
-    for (const chunk of encode(t.data, p.dtype)) {
+  for (const [, t, dtype] of p.entries) {
+    for (const chunk of encode(t.data, dtype)) {
       out.set(chunk, at);
       at += chunk.length;
     }
@@ -629,6 +664,6 @@ export function safetensorsWriter(tensors: TensorsInput, opts?: WriteSafetensors
   const p = plan(tensors, opts, fileName);
   return (fd) => {
     writeFully(fd, p.head);
-    for (const [, t] of p.entries) for (const chunk of encode(t.data, p.dtype)) writeFully(fd, chunk);
+    for (const [, t, dtype] of p.entries) for (const chunk of encode(t.data, dtype)) writeFully(fd, chunk);
   };
 }

@@ -1,7 +1,7 @@
 // tensor creation: from data, constants, ranges, seeded random, and ndarray interop
 import type ndarray from "ndarray";
 import type { DType, TypedArray } from "./dtype.ts";
-import { allocArray, checkDType } from "./dtype.ts";
+import { allocArray, checkDType, floatOf, isHalf } from "./dtype.ts";
 import { ShapeError } from "./errors.ts";
 import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
@@ -11,6 +11,7 @@ import type { Backend } from "./backend/backend.ts";
 import { getBackend } from "./backend/registry.ts";
 
 export interface CreateOptions {
+  /** float32 (default), float64, or a half dtype (made in float32, then rounded) */
   dtype?: DType;
   requiresGrad?: boolean;
   /** where the tensor lives: a backend or its registered name (default: the default backend) */
@@ -28,8 +29,10 @@ export interface RandomOptions extends CreateOptions {
 function make(data: TypedArray, shape: readonly number[], opts: CreateOptions): Tensor {
   checkShape("tensor", shape);
   const b = backendOf(opts);
-  const t = new Tensor(b.fromHost(data), shape, opts.dtype ?? "float32", b);
-  if (opts.requiresGrad) t.requiresGrad = true;
+  const dtype = opts.dtype ?? "float32";
+  const t = new Tensor(b.fromHost(data), shape, floatOf(dtype), b);
+  if (isHalf(dtype)) t.to_(dtype);
+  if (opts.requiresGrad) t.requiresGrad_(true);
   return t;
 }
 
@@ -58,7 +61,7 @@ export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number
   }
   const s = shape ?? inferred;
   if (sizeOf(s) !== flat.length) throw new ShapeError(`tensor: ${flat.length} values do not fill shape [${s}]`);
-  const arr = allocArray(dtype, flat.length);
+  const arr = allocArray(floatOf(dtype), flat.length);
   arr.set(flat as ArrayLike<number>);
   return make(arr, s, { ...opts, dtype });
 }
@@ -66,8 +69,9 @@ export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number
 export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
   checkShape("zeros", shape);
   const b = backendOf(opts), dtype = opts.dtype ?? "float32";
-  const t = new Tensor(b.zeros(dtype, sizeOf(shape)), shape, dtype, b);
-  if (opts.requiresGrad) t.requiresGrad = true;
+  const t = new Tensor(b.zeros(floatOf(dtype), sizeOf(shape)), shape, floatOf(dtype), b);
+  if (isHalf(dtype)) t.to_(dtype);
+  if (opts.requiresGrad) t.requiresGrad_(true);
   return t;
 }
 export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor {
@@ -75,7 +79,7 @@ export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor
 }
 export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
   checkShape("full", shape);
-  return make(allocArray(opts.dtype ?? "float32", sizeOf(shape)).fill(value), shape, opts);
+  return make(allocArray(floatOf(opts.dtype), sizeOf(shape)).fill(value), shape, opts);
 }
 export function zerosLike(t: Tensor): Tensor {
   return zeros(t.shape, { dtype: t.dtype, backend: t.backend });
@@ -89,14 +93,14 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOption
   const [a, b] = end === undefined ? [0, start] : [start, end];
   if (step === 0) throw new ShapeError("arange: step must not be 0");
   const n = Math.max(0, Math.ceil((b - a) / step));
-  const arr = allocArray(opts.dtype ?? "float32", n);
+  const arr = allocArray(floatOf(opts.dtype), n);
   for (let i = 0; i < n; i++) arr[i] = a + i * step;
   return make(arr, [n], opts);
 }
 
 /** `num` evenly spaced values from start to end inclusive. */
 export function linspace(start: number, end: number, num: number, opts: CreateOptions = {}): Tensor {
-  const arr = allocArray(opts.dtype ?? "float32", num);
+  const arr = allocArray(floatOf(opts.dtype), num);
   const step = num > 1 ? (end - start) / (num - 1) : 0;
   for (let i = 0; i < num; i++) arr[i] = i === num - 1 && num > 1 ? end : start + i * step;
   return make(arr, [num], opts);
@@ -105,28 +109,28 @@ export function linspace(start: number, end: number, num: number, opts: CreateOp
 /** Uniform in [0, 1) from a seeded generator. */
 export function rand(shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const g = opts.generator ?? defaultGenerator;
-  const arr = allocArray(opts.dtype ?? "float32", sizeOf(shape));
+  const arr = allocArray(floatOf(opts.dtype), sizeOf(shape));
   for (let i = 0; i < arr.length; i++) arr[i] = g.random();
   return make(arr, shape, opts);
 }
 /** Uniform in [lo, hi). */
 export function uniform(shape: readonly number[], lo: number, hi: number, opts: RandomOptions = {}): Tensor {
   const g = opts.generator ?? defaultGenerator;
-  const arr = allocArray(opts.dtype ?? "float32", sizeOf(shape));
+  const arr = allocArray(floatOf(opts.dtype), sizeOf(shape));
   for (let i = 0; i < arr.length; i++) arr[i] = g.uniform(lo, hi);
   return make(arr, shape, opts);
 }
 /** Standard normal from a seeded generator. */
 export function randn(shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const g = opts.generator ?? defaultGenerator;
-  const arr = allocArray(opts.dtype ?? "float32", sizeOf(shape));
+  const arr = allocArray(floatOf(opts.dtype), sizeOf(shape));
   for (let i = 0; i < arr.length; i++) arr[i] = g.normal();
   return make(arr, shape, opts);
 }
 /** Integers uniform in [lo, hi), stored as floats. */
 export function randint(lo: number, hi: number, shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const g = opts.generator ?? defaultGenerator;
-  const arr = allocArray(opts.dtype ?? "float32", sizeOf(shape));
+  const arr = allocArray(floatOf(opts.dtype), sizeOf(shape));
   for (let i = 0; i < arr.length; i++) arr[i] = g.randint(lo, hi);
   return make(arr, shape, opts);
 }
@@ -135,7 +139,7 @@ export function randint(lo: number, hi: number, shape: readonly number[], opts: 
 export function fromNdarray(a: ndarray.NdArray, opts: CreateOptions = {}): Tensor {
   const shape = a.shape.slice();
   const dtype = opts.dtype ?? (a.data instanceof Float64Array ? "float64" : "float32");
-  const out = allocArray(dtype, sizeOf(shape));
+  const out = allocArray(floatOf(dtype), sizeOf(shape));
   const n = shape.length;
   const idx = new Array<number>(n).fill(0);
   for (let i = 0; i < out.length; i++) {

@@ -4,7 +4,8 @@ import { runBackward } from "./autograd.ts";
 import type { Backend, Storage } from "./backend/backend.ts";
 import { getBackend } from "./backend/registry.ts";
 import type { DType, TypedArray } from "./dtype.ts";
-import { ConfigError, ShapeError } from "./errors.ts";
+import { floatOf, isHalf } from "./dtype.ts";
+import { ConfigError, DTypeError, ShapeError } from "./errors.ts";
 import type { Shape } from "./shape.ts";
 import { sizeOf } from "./shape.ts";
 import * as E from "./ops/elementwise.ts";
@@ -30,8 +31,11 @@ export function setDefaultBackend(b: Backend | string): void {
 
 export type TensorLike = Tensor | number;
 
-function hostCopy(src: ArrayLike<number>, dtype: DType): TypedArray {
-  return dtype === "float64" ? Float64Array.from(src) : Float32Array.from(src);
+/** Storage of `dtype` on `backend` holding `src` (half dtypes round to nearest even). */
+function upload(backend: Backend, src: ArrayLike<number>, dtype: DType): Storage {
+  if (dtype === "float64") return backend.fromHost(Float64Array.from(src));
+  const s = backend.fromHost(Float32Array.from(src));
+  return isHalf(dtype) ? backend.cast(s, "float32", dtype) : s;
 }
 
 /** An n-dimensional array with reverse-mode autograd. Storage is contiguous and row-major. */
@@ -56,6 +60,15 @@ export class Tensor {
 
   /** The backend's handle of the elements; only the backend reads it, and only the engine replaces it. */
   get storage(): Storage {
+    if (isHalf(this.dtype)) {
+      throw new DTypeError(
+        `a ${this.dtype} tensor of shape [${this.shape}] holds frozen weights: only linear, matmul (right operand) and conv2d (weight) read it; convert with .to("float32") for other uses`,
+      );
+    }
+    return this.store;
+  }
+  /** @internal The storage whatever the dtype: casts and the ops that widen half weights read it here. */
+  get rawStorage(): Storage {
     return this.store;
   }
   get ndim(): number {
@@ -66,7 +79,8 @@ export class Tensor {
   }
   /** Host array of the elements (the cpu backend returns its storage itself: treat it as read-only). */
   get data(): TypedArray {
-    return this.backend.toHost(this.storage);
+    // a half tensor's values come back widened to float32 (exactly)
+    return this.backend.toHost(isHalf(this.dtype) ? this.backend.cast(this.store, this.dtype, "float32") : this.store);
   }
   /** The elements as a plain array. */
   toArray(): number[] {
@@ -79,15 +93,17 @@ export class Tensor {
   }
   /** Marks a leaf as requiring grad (in place); returns this. */
   requiresGrad_(flag = true): this {
+    if (flag && isHalf(this.dtype)) throw new DTypeError(`requiresGrad_: a ${this.dtype} tensor of shape [${this.shape}] holds frozen weights; convert it with .to_("float32") to train it`);
     this.requiresGrad = flag;
     return this;
   }
   /** Same storage, cut from the graph. */
   detach(): Tensor {
-    return new Tensor(this.storage, this.shape, this.dtype, this.backend);
+    return new Tensor(this.store, this.shape, this.dtype, this.backend);
   }
   /** A copy with its own storage (no graph). */
   clone(): Tensor {
+    if (isHalf(this.dtype)) return new Tensor(this.backend.cast(this.store, this.dtype, this.dtype), this.shape, this.dtype, this.backend);
     return M.contiguousCopy(this);
   }
   /**
@@ -99,10 +115,10 @@ export class Tensor {
     this.checkWritable("copy_");
     if (src instanceof Tensor) {
       if (src.shape.join() !== this.shape.join()) throw new ShapeError(`copy_: source shape [${src.shape}] differs from [${this.shape}]`);
-      this.store = src.backend === this.backend ? this.backend.cast(src.storage, this.dtype) : this.backend.fromHost(hostCopy(src.data, this.dtype));
+      this.store = src.backend === this.backend ? this.backend.cast(src.rawStorage, src.dtype, this.dtype) : upload(this.backend, src.data, this.dtype);
     } else {
       if (src.length !== this.size) throw new ShapeError(`copy_: ${src.length} values for a tensor of shape [${this.shape}] (${this.size} elements)`);
-      this.store = this.backend.fromHost(hostCopy(src, this.dtype));
+      this.store = upload(this.backend, src, this.dtype);
     }
     return this;
   }
@@ -110,7 +126,8 @@ export class Tensor {
   to_(dtype: DType): this {
     this.checkWritable("to_");
     if (dtype === this.dtype) return this;
-    this.store = this.backend.cast(this.store, dtype);
+    if (isHalf(dtype) && this.requiresGrad) throw new DTypeError(`to_: a tensor of shape [${this.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights)`);
+    this.store = this.backend.cast(this.store, this.dtype, dtype);
     (this as { dtype: DType }).dtype = dtype;
     return this;
   }
@@ -130,7 +147,7 @@ export class Tensor {
     let g = grad;
     if (!g) {
       if (this.size !== 1) throw new ShapeError(`backward: implicit gradient needs a scalar, got shape [${this.shape}]; pass a gradient`);
-      g = new Tensor(this.backend.fill(this.dtype, 1, 1), this.shape, this.dtype, this.backend);
+      g = new Tensor(this.backend.fill(floatOf(this.dtype), 1, 1), this.shape, this.dtype, this.backend);
     } else if (g.shape.join() !== this.shape.join()) {
       throw new ShapeError(`backward: gradient shape [${g.shape}] differs from tensor shape [${this.shape}]`);
     }

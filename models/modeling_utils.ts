@@ -1,7 +1,11 @@
 // loading and saving models in the diffusers/transformers folder layout (config.json + safetensors)
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
+import { readSafetensorsEach, readSafetensorsHeader, writeSafetensors } from "../data/safetensors.ts";
+import type { SafeTensorInput } from "../data/safetensors.ts";
+import { noGrad } from "../engine/index.ts";
+import { setWeightsDType } from "./nn/layers.ts";
+import type { WeightsDType } from "./nn/layers.ts";
 import { writeJsonAtomic } from "../data/atomic.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
 import type { Module } from "./nn/module.ts";
@@ -51,17 +55,40 @@ export function findWeights(folder: string, names: readonly string[]): string {
   throw new ConfigError(`fromPretrained: no weights file in ${folder} (looked for ${names.join(", ")})`);
 }
 
-/** Loads a safetensors file into a module by key (strict; `ignore` lists keys to skip). */
-export function loadWeights(model: Module, file: string, ignore: readonly string[] = []): void {
-  const { tensors } = readSafetensors(file);
-  model.loadStateDict(tensors, { ignore });
+/** How a model's weights are held when loaded. */
+export interface LoadOptions {
+  /** dtype of the Linear and Conv2d weights (default float32; half dtypes halve their memory and freeze them) */
+  weightsDType?: WeightsDType;
+  /** weights kept in float32 whatever `weightsDType` says (those a training run updates) */
+  keepFloat32?: (key: string) => boolean;
+}
+
+/**
+ * Loads a safetensors file into a module by key, strict: keys and shapes are checked against the
+ * header before any data is read (`ignore` lists file keys to skip, `keys` restricts the read), then
+ * tensors are read one at a time and converted into the parameters' dtypes, so loading holds one
+ * tensor beyond the model.
+ */
+export function loadWeights(model: Module, file: string, ignore: readonly string[] = [], opts: LoadOptions & { keys?: (key: string) => boolean } = {}): void {
+  const header = readSafetensorsHeader(file);
+  const skip = new Set(ignore);
+  const keys = [...header.tensors.keys()].filter((k) => !skip.has(k) && (opts.keys?.(k) ?? true));
+  model.checkStateShapes(new Map(keys.map((k) => [k, header.tensors.get(k)!])));
+  if (opts.weightsDType) setWeightsDType(model, opts.weightsDType, opts.keepFloat32);
+  const own = model.stateDict();
+  noGrad(() => readSafetensorsEach(file, (k, t) => own.get(k)!.copy_(t.data), { keys }));
 }
 
 /** Writes `config.json` and the weights into `folder`, atomically per file. */
 export function saveModel(model: Module, folder: string, weightsName: string, config: object, opts: { dtype?: "F32" | "F16"; metadata?: Record<string, string> } = {}): void {
   fs.mkdirSync(folder, { recursive: true });
-  const sd = new Map<string, { shape: readonly number[]; data: Float32Array | Float64Array }>();
-  for (const [k, t] of model.stateDict()) sd.set(k, { shape: t.shape, data: t.data });
+  // half-precision weights are written in their own dtype (their values exactly)
+  const half = { bfloat16: "BF16", float16: "F16" } as const;
+  const sd = new Map<string, SafeTensorInput>();
+  for (const [k, t] of model.stateDict()) {
+    const d = t.dtype === "bfloat16" || t.dtype === "float16" ? half[t.dtype] : undefined;
+    sd.set(k, d ? { shape: t.shape, data: t.data, dtype: d } : { shape: t.shape, data: t.data });
+  }
   writeSafetensors(path.join(folder, weightsName), sd, { dtype: opts.dtype ?? "F32", metadata: opts.metadata ?? { format: "pt" } });
   writeJsonAtomic(path.join(folder, "config.json"), config);
 }

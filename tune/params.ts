@@ -44,6 +44,9 @@ export function selectParameters(unet: Module, mode: FreezeModel): Selection {
   let count = 0, total = 0;
   for (const [k, p] of unet.namedParameters()) {
     const on = isTrained(k, mode);
+    if (on && (p.dtype === "bfloat16" || p.dtype === "float16")) {
+      throw new ConfigError(`freeze_model ${mode} trains ${k}, which is held in ${p.dtype}; trained weights must be float32 (load with weights dtype float32, or keep the trained weights in float32)`);
+    }
     p.requiresGrad = on;
     total += p.size;
     if (on) {

@@ -1,7 +1,7 @@
 // the backend contract: every kernel the ops call, each with one parameter type shared by both sides;
 // a backend that lacks a kernel or declares a different signature does not compile (see
 // test/engine/backend_contract.test.ts and docs/architecture.md)
-import type { DType, TypedArray } from "../dtype.ts";
+import type { DType, FloatDType, HalfDType, TypedArray } from "../dtype.ts";
 import type { Shape } from "../shape.ts";
 
 export type UnaryOp =
@@ -33,14 +33,18 @@ export interface Backend<S extends Storage = Storage> {
   readonly name: string;
 
   // ---- storage
-  zeros: (dtype: DType, size: number) => S;
+  zeros: (dtype: FloatDType, size: number) => S;
   /** Wraps or uploads host data (the cpu backend takes ownership, no copy). */
   fromHost: (data: TypedArray) => S;
   /** Host view of storage (the cpu backend returns the array itself; a device backend downloads). */
   toHost: (s: S) => TypedArray;
-  fill: (dtype: DType, size: number, value: number) => S;
-  /** A fresh copy converted to `to` (a plain copy when the dtype is the same). */
-  cast: (x: S, to: DType) => S;
+  fill: (dtype: FloatDType, size: number, value: number) => S;
+  /**
+   * A fresh copy of `x` (of dtype `from`) converted to `to` (a plain copy when the dtypes are the same).
+   * Half dtypes (see {@link HalfDType}) round to nearest even; a backend may hold them in less memory
+   * (the cpu backend: 16 bits) or as float32 values so rounded. No other kernel receives half storage.
+   */
+  cast: (x: S, from: DType, to: DType) => S;
   /**
    * Opens a scope whose allocations the autograd walk may hand back as soon as they are consumed
    * (see `runBackward`); a backend without pooling returns a scope that ignores `release`.

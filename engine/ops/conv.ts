@@ -5,7 +5,7 @@ import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { add, mul as mulOp } from "./elementwise.ts";
 import { reshape } from "./movement.ts";
-import { out, same } from "./util.ts";
+import { out, sameOrHalfWeight, withWeight } from "./util.ts";
 
 export interface Conv2dOptions {
   stride?: number | readonly [number, number];
@@ -20,7 +20,7 @@ function pair(v: number | readonly [number, number] | undefined, d: number): [nu
 
 /** 2-D convolution (cross-correlation) of x (N, C, H, W) with w (O, C/groups, kH, kW), as torch conv2d. */
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
-  same("conv2d", [x, w]);
+  sameOrHalfWeight("conv2d", x, w);
   if (x.ndim !== 4) throw new ShapeError(`conv2d: input must be rank 4 (N, C, H, W), got [${x.shape}]`);
   if (w.ndim !== 4) throw new ShapeError(`conv2d: weight must be rank 4 (O, C/groups, kH, kW), got [${w.shape}]`);
   const groups = opts.groups ?? 1;
@@ -36,9 +36,10 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   const ho = Math.floor((h + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
   const wo = Math.floor((wd + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
   if (ho < 1 || wo < 1) throw new ShapeError(`conv2d: kernel ${kh}x${kw} is larger than padded input [${x.shape}]`);
-  const y = out(x, x.backend.conv2d(x.storage, x.shape, w.storage, w.shape, p), [n, o, ho, wo]);
+  // a half-precision weight is widened to float32 for each kernel that reads it, then dropped
+  const y = out(x, withWeight(w, (ws) => x.backend.conv2d(x.storage, x.shape, ws, w.shape, p)), [n, o, ho, wo]);
   const r = record(y, "conv2d", [x, w], (g) => [
-    x.requiresGrad ? out(g, g.backend.conv2dBackwardInput(g.storage, g.shape, w.storage, w.shape, x.shape, p), x.shape) : null,
+    x.requiresGrad ? out(g, withWeight(w, (ws) => g.backend.conv2dBackwardInput(g.storage, g.shape, ws, w.shape, x.shape, p)), x.shape) : null,
     w.requiresGrad ? out(g, g.backend.conv2dBackwardWeight(x.storage, x.shape, g.storage, g.shape, w.shape, p), w.shape) : null,
   ]);
   if (!bias) return r;

@@ -1,7 +1,9 @@
 // elementwise primitives (unary, binary with broadcasting, where, cast) with their gradients
-import { record } from "../autograd.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
 import type { DType } from "../dtype.ts";
+import { isHalf } from "../dtype.ts";
+import { DTypeError } from "../errors.ts";
 import { broadcastShapes } from "../shape.ts";
 import type { Tensor, TensorLike } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
@@ -175,10 +177,15 @@ export function clamp(x: Tensor, lo?: number, hi?: number): Tensor {
   return y;
 }
 
-/** Converts dtype; the gradient is converted back. */
+/** Converts dtype; the gradient is converted back (a half result takes no gradient: it holds frozen values). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
-  return record(out(x, x.backend.cast(x.storage, dtype), x.shape, dtype), "cast", [x], (g) => [cast(g, x.dtype)]);
+  const y = out(x, x.backend.cast(x.rawStorage, x.dtype, dtype), x.shape, dtype);
+  if (isHalf(dtype)) {
+    if (x.requiresGrad && isGradEnabled()) throw new DTypeError(`cast: a tensor of shape [${x.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights); detach() it first`);
+    return y;
+  }
+  return record(y, "cast", [x], (g) => [cast(g, x.dtype)]);
 }
 
 function pair(a: TensorLike, b: TensorLike): [Tensor, Tensor] {

@@ -6,14 +6,18 @@ import type { Tensor } from "../tensor.ts";
 import { add } from "./elementwise.ts";
 import { expand, reshape } from "./movement.ts";
 import { sumTo } from "./reduce.ts";
-import { out, same } from "./util.ts";
+import { out, sameOrHalfWeight, withWeight } from "./util.ts";
+import { floatOf, isHalf } from "../dtype.ts";
 
 /**
  * op(a) @ op(b) where op transposes the last two axes when its flag is set; batch axes broadcast.
  * a: (..., M, K) or (..., K, M) when transA; b: (..., K, N) or (..., N, K) when transB.
  */
 export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
-  same("matmul", [a, b]);
+  // either operand may be a frozen half-precision weight (2-d), widened to float32 for this product only
+  if (isHalf(a.dtype)) sameOrHalfWeight("matmul", b, a);
+  else sameOrHalfWeight("matmul", a, b);
+  for (const t of [a, b]) if (isHalf(t.dtype) && t.ndim !== 2) throw new ShapeError(`matmul: a ${t.dtype} operand must be a 2-d weight, got [${t.shape}]`);
   if (a.ndim < 2 || b.ndim < 2) throw new ShapeError(`matmul: operands must have rank >= 2, got [${a.shape}] and [${b.shape}]`);
   const [ar, ac] = a.shape.slice(-2) as [number, number];
   const [br, bc] = b.shape.slice(-2) as [number, number];
@@ -41,8 +45,9 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
     else if (sizeOf(batchB) !== nb) y = expand(b, [...batch, br, bc]);
   }
   const shape = [...batch, m, n];
-  const s = a.backend.matmul(x.storage, y.storage, { batch: batchN, m: mm_, k, n, transA, transB, strideA, strideB });
-  const o = out(a, s, shape);
+  const p = { batch: batchN, m: mm_, k, n, transA, transB, strideA, strideB };
+  const s = withWeight(x, (xs) => withWeight(y, (ys) => a.backend.matmul(xs, ys, p)));
+  const o = out(a, s, shape, floatOf(a.dtype));
   return record(o, "matmul", [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) {

@@ -7,7 +7,7 @@ import { Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
 import { out } from "./util.ts";
 
-/** Same elements, new shape (one dimension may be -1); shares storage. */
+/** Same elements, new shape (one dimension may be -1); shares storage (half tensors too: no element is read). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const s = [...shape];
   const infer = s.indexOf(-1);
@@ -18,7 +18,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   checkShape("reshape", s);
   if (sizeOf(s) !== x.size) throw new ShapeError(`reshape: cannot reshape [${x.shape}] (${x.size} elements) to [${shape}]`);
   if (shapesEqual(s, x.shape)) return x;
-  const y = new Tensor(x.storage, s, x.dtype, x.backend);
+  const y = new Tensor(x.rawStorage, s, x.dtype, x.backend);
   return record(y, "reshape", [x], (g) => [reshape(g, x.shape)]);
 }
 

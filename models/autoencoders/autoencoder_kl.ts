@@ -5,6 +5,7 @@ import { ConfigError, ShapeError } from "../../engine/errors.ts";
 import { Conv2d } from "../nn/layers.ts";
 import { Module, withShapeOnly } from "../nn/module.ts";
 import { findWeights, loadWeights, parseConfig, readJsonConfig, saveModel } from "../modeling_utils.ts";
+import type { LoadOptions } from "../modeling_utils.ts";
 import { Decoder, DiagonalGaussianDistribution, Encoder } from "./vae.ts";
 import type { VAEDownBlockType, VAEUpBlockType } from "./vae.ts";
 import type { VAEActFn } from "./vae_blocks.ts";
@@ -92,10 +93,10 @@ export class AutoencoderKL extends Module {
     return new AutoencoderKL({ ...AUTOENCODER_KL_DEFAULTS, ...config });
   }
   /** Loads `folder/config.json` and `folder/diffusion_pytorch_model.safetensors` (diffusers' vae/ folder). */
-  static fromPretrained(folder: string): AutoencoderKL {
+  static fromPretrained(folder: string, opts: LoadOptions = {}): AutoencoderKL {
     const config = parseAutoencoderKLConfig(readJsonConfig(folder));
     const model = withShapeOnly(() => new AutoencoderKL(config)); // no random init: the strict load fills every parameter
-    loadWeights(model, findWeights(folder, ["diffusion_pytorch_model.safetensors"]));
+    loadWeights(model, findWeights(folder, ["diffusion_pytorch_model.safetensors"]), [], opts);
     return model;
   }
   /** Writes config.json and diffusion_pytorch_model.safetensors as diffusers' save_pretrained lays them out. */

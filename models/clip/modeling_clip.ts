@@ -2,10 +2,10 @@
 // (CLIPTextModel, CLIPVisionModel, *WithProjection, CLIPModel); field names are checkpoint key segments.
 import { concat, embedding, gelu, narrowSlice, noGrad, quickGelu, scaledDotProductAttention, Tensor, tensor } from "../../engine/index.ts";
 import { ConfigError, ShapeError, StateDictError } from "../../engine/errors.ts";
-import { readSafetensors, readSafetensorsHeader } from "../../data/safetensors.ts";
 import { Conv2d, Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, parameter, withShapeOnly } from "../nn/module.ts";
-import { findWeights, readJsonConfig, saveModel } from "../modeling_utils.ts";
+import { findWeights, loadWeights, readJsonConfig, saveModel } from "../modeling_utils.ts";
+import type { LoadOptions } from "../modeling_utils.ts";
 import type { CLIPConfig, CLIPHiddenAct, CLIPTextConfig, CLIPVisionConfig } from "./configuration_clip.ts";
 import { CLIP_TEXT_DEFAULTS, CLIP_VISION_DEFAULTS, parseCLIPConfig, parseCLIPTextConfig, parseCLIPVisionConfig } from "./configuration_clip.ts";
 
@@ -355,13 +355,8 @@ export class CLIPVisionTransformer extends Module {
 
 // loading: the checkpoint keys a model owns, position_ids buffers skipped; models are built shape-only first
 // (no random init) and the strict load gives every parameter its storage
-function loadCLIPWeights(model: Module, folder: string, keep: (key: string) => boolean): void {
-  const file = findWeights(folder, [WEIGHTS_NAME]);
-  const header = readSafetensorsHeader(file);
-  const skip = new Set<string>(CLIP_BUFFER_KEYS);
-  const keys = [...header.tensors.keys()].filter((k) => !skip.has(k) && keep(k));
-  const { tensors } = readSafetensors(file, { keys });
-  model.loadStateDict(tensors);
+function loadCLIPWeights(model: Module, folder: string, keep: (key: string) => boolean, opts: LoadOptions = {}): void {
+  loadWeights(model, findWeights(folder, [WEIGHTS_NAME]), CLIP_BUFFER_KEYS, { ...opts, keys: keep });
 }
 
 function checkModelType(raw: Record<string, unknown>, allowed: readonly string[], cls: string): void {
@@ -384,11 +379,11 @@ export class CLIPTextModel extends Module {
     return new CLIPTextModel({ ...CLIP_TEXT_DEFAULTS, ...config });
   }
   /** Loads `folder/config.json` and `folder/model.safetensors` (a CLIPModel folder gives its text tower). */
-  static fromPretrained(folder: string): CLIPTextModel {
+  static fromPretrained(folder: string, opts: LoadOptions = {}): CLIPTextModel {
     const raw = readJsonConfig(folder);
     checkModelType(raw, ["clip_text_model", "clip"], "CLIPTextModel");
     const model = withShapeOnly(() => new CLIPTextModel(parseCLIPTextConfig(raw)));
-    loadCLIPWeights(model, folder, (k) => k.startsWith("text_model."));
+    loadCLIPWeights(model, folder, (k) => k.startsWith("text_model."), opts);
     return model;
   }
   /** Writes config.json and model.safetensors as transformers' save_pretrained lays them out. */

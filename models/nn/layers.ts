@@ -2,6 +2,7 @@
 import { conv2d, dropout, embedding, groupNorm, groupNormSilu, layerNorm, linear } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { Module, parameter } from "./module.ts";
+import { ConfigError } from "../../engine/errors.ts";
 
 /** y = x W^T + b, weight (out, in); init as torch (uniform +-1/sqrt(in)). */
 export class Linear extends Module {
@@ -96,4 +97,35 @@ export class Dropout extends Module {
   forward(x: Tensor): Tensor {
     return dropout(x, this.p, this.training);
   }
+}
+
+/** dtype of a model's Linear and Conv2d weights: float32, or half precision for frozen weights. */
+export type WeightsDType = "float32" | "bfloat16" | "float16";
+
+/** Reads a weights dtype name: float32 / bfloat16 / float16, or f32 / bf16 / f16. */
+export function parseWeightsDType(s: string, where = "weights dtype"): WeightsDType {
+  const m: Record<string, WeightsDType> = { f32: "float32", float32: "float32", bf16: "bfloat16", bfloat16: "bfloat16", f16: "float16", float16: "float16" };
+  const d = m[s];
+  if (!d) throw new ConfigError(`${where}: must be f32, bf16 or f16 (or float32, bfloat16, float16), got "${s}"`);
+  return d;
+}
+
+/**
+ * Holds the weight of every Linear and Conv2d of `model` in `dtype`, frozen: the weights that carry
+ * nearly all of a UNet's bytes. Biases, norms and embeddings stay float32, and so does every weight
+ * `keepFloat32(key)` names (those a training run updates). Works on shape-only modules too (before
+ * a load). Returns how many weights changed dtype.
+ */
+export function setWeightsDType(model: Module, dtype: WeightsDType, keepFloat32: (key: string) => boolean = () => false): number {
+  let n = 0;
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv2d)) continue;
+    const key = name ? `${name}.weight` : "weight";
+    const target = keepFloat32(key) ? "float32" : dtype;
+    if (m.weight.dtype === target) continue;
+    if (target !== "float32") m.weight.requiresGrad_(false);
+    m.weight.to_(target);
+    n++;
+  }
+  return n;
 }

@@ -115,6 +115,23 @@ export abstract class Module {
    */
   loadStateDict(sd: Map<string, { shape: readonly number[]; data: ArrayLike<number> }>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
+    const r = this.checkStateShapes(sd, opts);
+    noGrad(() => {
+      for (const [k, p] of own) {
+        const v = sd.get(k);
+        if (!v) continue;
+        if (v instanceof Tensor) p.copy_(v);
+        else p.copy_(v.data);
+      }
+    });
+    return r;
+  }
+  /**
+   * The checks of {@link loadStateDict} without the copy: keys (missing, unexpected unless ignored,
+   * errors when strict) and shapes, from the shapes alone (a file's header, before reading its data).
+   */
+  checkStateShapes(sd: Map<string, { shape: readonly number[] }>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
+    const own = this.stateDict();
     const ignore = new Set(opts.ignore ?? []);
     const missing = [...own.keys()].filter((k) => !sd.has(k));
     const unexpected = [...sd.keys()].filter((k) => !own.has(k) && !ignore.has(k));
@@ -131,14 +148,6 @@ export abstract class Module {
       if (!v) continue;
       if (v.shape.join() !== p.shape.join()) throw new StateDictError(`load: ${k} expected [${p.shape}], got [${v.shape}]`);
     }
-    noGrad(() => {
-      for (const [k, p] of own) {
-        const v = sd.get(k);
-        if (!v) continue;
-        if (v instanceof Tensor) p.copy_(v);
-        else p.copy_(v.data);
-      }
-    });
     return { missing, unexpected };
   }
   /** Sets training mode on this module and every submodule. */

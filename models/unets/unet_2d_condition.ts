@@ -4,6 +4,7 @@ import { ConfigError, ShapeError, silu, Tensor } from "../../engine/index.ts";
 import { Attention } from "../attention_processor.ts";
 import { TimestepEmbedding, Timesteps } from "../embeddings.ts";
 import { findWeights, loadWeights, parseConfig, readJsonConfig, saveModel } from "../modeling_utils.ts";
+import type { LoadOptions } from "../modeling_utils.ts";
 import { Conv2d, GroupNorm, Module, withShapeOnly } from "../nn/index.ts";
 import { getActivation } from "../resnet.ts";
 import { DOWN_BLOCK_TYPES, getDownBlock, getUpBlock, UNetMidBlock2DCrossAttn, UP_BLOCK_TYPES } from "./unet_2d_blocks.ts";
@@ -240,14 +241,15 @@ export class UNet2DConditionModel extends Module {
 
   /**
    * Loads a diffusers folder: config.json + diffusion_pytorch_model.safetensors (F32, F16 or BF16,
-   * read as float32). Missing, unexpected or mis-shaped keys are a StateDictError naming them.
+   * read as float32, or with `weightsDType` the Linear/Conv2d weights held in half precision, see
+   * {@link LoadOptions}). Missing, unexpected or mis-shaped keys are a StateDictError naming them.
    */
-  static fromPretrained(folder: string): UNet2DConditionModel {
+  static fromPretrained(folder: string, opts: LoadOptions = {}): UNet2DConditionModel {
     const config = parseUNetConfig(readJsonConfig(folder));
     const file = findWeights(folder, ["diffusion_pytorch_model.safetensors"]);
     // parameters get their storage from the file, so none is allocated and initialised first
     const model = withShapeOnly(() => new UNet2DConditionModel(config));
-    loadWeights(model, file);
+    loadWeights(model, file, [], opts);
     return model;
   }
 

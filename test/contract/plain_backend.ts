@@ -1,7 +1,9 @@
 // A backend written only against the Backend interface: host typed arrays, the plain TypeScript
 // kernels, no SIMD, no buffer pool. The contract test runs the op suite and the gradient checks on it.
 import type { Backend, ScratchScope } from "../../engine/backend/backend.ts";
-import type { DType, TypedArray } from "../../engine/dtype.ts";
+import type { FloatDType, TypedArray } from "../../engine/dtype.ts";
+import { isHalf } from "../../engine/dtype.ts";
+import { roundToHalf } from "../../engine/half.ts";
 import { binary, geglu, gegluBackward, unary, where } from "../../engine/backend/cpu/elementwise.ts";
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "../../engine/backend/cpu/movement.ts";
 import { reduce, softmax } from "../../engine/backend/cpu/reduce.ts";
@@ -11,7 +13,7 @@ import { plainAttentionBackward, plainAttentionForward } from "../../engine/back
 import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward } from "../../engine/backend/cpu/norm.ts";
 import { adamUpdate } from "../../engine/backend/cpu/optim.ts";
 
-const alloc = (dtype: DType, n: number): TypedArray => (dtype === "float64" ? new Float64Array(n) : new Float32Array(n));
+const alloc = (dtype: FloatDType, n: number): TypedArray => (dtype === "float64" ? new Float64Array(n) : new Float32Array(n));
 
 /** No pooling: every scope ignores what it is given back. */
 const noScratch = (): ScratchScope<TypedArray> => ({ key: (s) => s.buffer, release: () => {}, end: () => {} });
@@ -22,7 +24,9 @@ export const plainBackend: Backend<TypedArray> = {
   fromHost: (data) => data,
   toHost: (s) => s,
   fill: (dtype, size, value) => alloc(dtype, size).fill(value),
-  cast: (x, to) => {
+  // half dtypes as float32 values rounded to them
+  cast: (x, from, to) => {
+    if (isHalf(to)) return from === to ? Float32Array.from(x) : roundToHalf(x, to);
     const out = alloc(to, x.length);
     out.set(x);
     return out;

@@ -1,7 +1,9 @@
 // the cpu backend: typed-array storage, the plain TypeScript kernels (complete for float32 and
 // float64), and the WebAssembly SIMD kernels for float32; which one runs is decided per kernel, once,
 // when the kernel table is built (at load, or by useWasmKernels / setFastKernels)
-import type { DType, TypedArray } from "../../dtype.ts";
+import type { DType, FloatDType, TypedArray } from "../../dtype.ts";
+import { isHalf } from "../../dtype.ts";
+import { fromHalfBits, toHalfBits } from "../../half.ts";
 import type { AdamHyper, Backend, BinaryOp, Conv2dParams, GroupNormParams, LayerNormParams, UnaryOp } from "../backend.ts";
 import type { Shape } from "../../shape.ts";
 import { beginScratch, take } from "./buffers.ts";
@@ -52,7 +54,24 @@ export interface FastKernels {
   attention?: boolean;
 }
 
-const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
+/**
+ * Casts between the dtypes. Half storage is a Uint16Array of bits (handed around as the storage type,
+ * and read by no kernel but this one: the ops widen half weights to float32 through here).
+ */
+function castStorage(x: TypedArray, from: DType, to: DType): TypedArray {
+  if (isHalf(from)) {
+    const bits = x as unknown as Uint16Array;
+    if (from === to) return bits.slice() as unknown as TypedArray;
+    const wide = fromHalfBits(bits, from, take(Float32Array, bits.length, true));
+    return to === "float32" ? wide : castStorage(wide, "float32", to);
+  }
+  if (isHalf(to)) return toHalfBits(x, to) as unknown as TypedArray;
+  const out = take(ctorOf(to), x.length, true);
+  out.set(x);
+  return out;
+}
+
+const ctorOf = (dtype: FloatDType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
 
 /** Storage management and the plain TypeScript kernels: the complete reference for either dtype. */
 export const plainKernels: CpuKernels = {
@@ -60,11 +79,7 @@ export const plainKernels: CpuKernels = {
   fromHost: (data) => data,
   toHost: (s) => s,
   fill: (dtype, size, value) => take(ctorOf(dtype), size, true).fill(value),
-  cast: (x, to) => {
-    const out = take(ctorOf(to), x.length, true);
-    out.set(x);
-    return out;
-  },
+  cast: castStorage,
   beginScratch,
   unary,
   binary,

@@ -3,7 +3,7 @@
 // storage never changes after a kernel made it); float64 storage stays on the host (WebGL has no
 // double). Kernels are gpu.js source strings with every shape baked in as a literal, compiled once
 // per (source, output size, input sizes) and cached.
-import type { DType, TypedArray } from "../../dtype.ts";
+import type { FloatDType, TypedArray } from "../../dtype.ts";
 import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
 
 /** Elements one texture may hold: gpu.js computes the thread index in float32, exact below 2^24. */
@@ -29,13 +29,13 @@ const registry = new FinalizationRegistry<Holder>((h) => {
  * both (a download or an upload is cached; contents never change once made).
  */
 export class GpuStorage {
-  readonly dtype: DType;
+  readonly dtype: FloatDType;
   readonly size: number;
   private readonly h: Holder = { tex: null };
   private hostData: TypedArray | null = null;
   released = false;
 
-  constructor(dtype: DType, size: number, tex: GpuTexture | null, host: TypedArray | null) {
+  constructor(dtype: FloatDType, size: number, tex: GpuTexture | null, host: TypedArray | null) {
     this.dtype = dtype;
     this.size = size;
     this.hostData = host;

@@ -3,7 +3,9 @@
 // yet written for the GPU run as clearly marked host fallbacks (download, the plain cpu kernel,
 // upload on next GPU use); float64 storage has no GPU path and always takes the host kernels.
 // See GPU_NATIVE / HOST_FALLBACK below and docs/architecture.md.
-import type { DType, TypedArray } from "../../dtype.ts";
+import type { FloatDType, TypedArray } from "../../dtype.ts";
+import { isHalf } from "../../dtype.ts";
+import { roundToHalf } from "../../half.ts";
 import type { Shape } from "../../shape.ts";
 import type {
   AdamHyper, AttentionParams, Backend, BinaryOp, MatmulParams, ReduceOp, ScratchScope, UnaryOp,
@@ -41,7 +43,7 @@ export const HOST_FALLBACK: readonly string[] = [];
  */
 export const HOST_WHEN = "float64 storage; a tensor over 2^24 elements; zero-size tensors; concat of more than 8 inputs; indexAdd of more than 4096 indices";
 
-const ctorOf = (dtype: DType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
+const ctorOf = (dtype: FloatDType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
 
 /** Everything the gpujs backend can say about itself: what it runs on, which kernels ran where. */
 export interface GpujsReport {
@@ -236,7 +238,10 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       host("fill");
       return wrap(new (ctorOf(dtype))(size).fill(value));
     },
-    cast: (x, to) => {
+    cast: (x, from, to) => {
+      // half dtypes live here as float32 values rounded to them: the same numbers as on cpu, not less memory
+      if (isHalf(to) && from !== to) return host("cast"), wrap(roundToHalf(H(x), to));
+      if (isHalf(to)) to = "float32";
       if (to === "float32" && x.onDevice) return run("cast", ["return x[this.thread.x];"], x.size, [["x", x]]);
       host("cast");
       const out = new (ctorOf(to))(x.size);
