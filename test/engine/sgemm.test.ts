@@ -265,8 +265,48 @@ test("arena: allocations do not overlap, are aligned, and are reused after free"
   assert.throws(() => arena.alloc(-1), (e: unknown) => e instanceof RangeError);
 });
 
+test("arena: large blocks of any size reuse freed memory (split, merged, top handed back); no overlap", () => {
+  const MB = (n: number) => (n * 2 ** 20) / 4; // floats in n MiB
+  const arena = new WasmArena({ initialPages: 1, maximumPages: 8192 });
+  const base = arena.stats().reserved;
+  const a = arena.alloc(MB(10));
+  arena.free(a);
+  assert.is(arena.stats().reserved, base, "the top block went back to the bump pointer");
+  const keep = arena.alloc(MB(1)); // pins the top so ranges stay ranges
+  const b = arena.alloc(MB(10)), c = arena.alloc(MB(1));
+  arena.free(b);
+  const d = arena.alloc(MB(4)), e = arena.alloc(MB(5));
+  assert.is(d, b, "a smaller size is cut from the freed range");
+  assert.is(e, d + MB(4) * 4, "and the next from what is left of it");
+  arena.free(d);
+  arena.free(e);
+  assert.is(arena.alloc(MB(9.5)), b, "neighbours merged: the whole range serves a large request again");
+  // random large and small traffic: peak memory stays near the peak of live bytes
+  const live = new Map<number, number>();
+  let peakLive = 0;
+  for (let step = 0; step < 600; step++) {
+    if (live.size > 6 || (live.size > 0 && rand() < 0)) {
+      const ptrs = [...live.keys()];
+      const p = ptrs[Math.floor((rand() + 0.5) * ptrs.length)]!;
+      arena.free(p);
+      live.delete(p);
+    } else {
+      const n = Math.floor(MB(0.75 + (rand() + 0.5) * 12));
+      const p = arena.alloc(n);
+      assert.ok(p > 0 && p % 64 === 0 && arena.blockBytes(p)! >= n * 4);
+      live.set(p, n * 4);
+    }
+    peakLive = Math.max(peakLive, arena.stats().live);
+  }
+  const spans = [...live].map(([p, n]) => [p, p + n] as const).sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1], "overlapping blocks");
+  assert.ok(arena.stats().reserved < 2 * peakLive + 2 ** 24, `reserved ${arena.stats().reserved} for a peak of ${peakLive} live bytes`);
+  arena.free(keep);
+  arena.free(c);
+});
+
 test("kernels run on a non-shared arena as well", () => {
-  const arena = new WasmArena({ initialPages: 2, maximumPages: 64, shared: false });
+  const arena = new WasmArena({ initialPages: 2, maximumPages: 256, shared: false }); // room for the packing buffers of the default blocks
   assert.is(arena.shared, false);
   assert.ok(!(arena.memory.buffer instanceof SharedArrayBuffer));
   for (const variant of variants) runCase(variant, arena, true, false, 17, 65, 63, 1, 0.5, 2);

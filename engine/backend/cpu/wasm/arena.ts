@@ -18,6 +18,10 @@ export interface ArenaOptions {
 const PAGE = 65536;
 /** Every block is aligned to and a multiple of this many bytes (one cache line). */
 const ALIGN = 64;
+/** Blocks of at least this many bytes are large: allocated from merged free ranges. */
+const LARGE = 1 << 20;
+/** A large free range is split when at least this much would be left over. */
+const MIN_SPLIT = 1 << 18;
 
 /** Rounds a byte count up to its size class: 4 classes per power of two, at least 64 bytes. */
 export function sizeClass(bytes: number): number {
@@ -28,9 +32,12 @@ export function sizeClass(bytes: number): number {
 }
 
 /**
- * Size-class free-list allocator over a WebAssembly.Memory. Pointers are byte offsets, 64-byte
- * aligned, never 0. Freed blocks are reused only for requests of the same size class; new blocks
- * come from a bump pointer and the memory grows on demand. Block sizes are kept on the JS side, so
+ * Allocator over a WebAssembly.Memory. Pointers are byte offsets, 64-byte aligned, never 0. Small
+ * blocks (under 1 MiB) come from size-class free lists, reused only for the same class; large blocks
+ * from a list of free ranges (best fit, split, neighbours merged on free, the range at the top handed
+ * back to the bump pointer), so a model whose operands take many different large sizes (a UNet's
+ * stages) reuses the same memory instead of growing by every size it ever staged. New blocks come
+ * from a bump pointer and the memory grows on demand. Block sizes are kept on the JS side, so
  * kernels writing inside the memory cannot corrupt the allocator. Views go stale when the memory
  * grows: take them with {@link WasmArena.f32view} / {@link WasmArena.heapF32} after allocating.
  */
@@ -44,6 +51,8 @@ export class WasmArena {
   readonly maximumPages: number;
   private top = ALIGN;
   private readonly freeLists = new Map<number, number[]>();
+  /** Free large ranges, sorted by address, none adjacent to another or to the top. */
+  private readonly ranges: { ptr: number; size: number }[] = [];
   private readonly live = new Map<number, number>();
   private liveBytes = 0;
   private view: Float32Array;
@@ -86,9 +95,28 @@ export class WasmArena {
     if (!Number.isInteger(nFloats) || nFloats < 0) {
       throw new RangeError(`WasmArena.alloc: nFloats must be a non-negative integer, got ${nFloats}`);
     }
-    const size = sizeClass(nFloats * 4);
-    const list = this.freeLists.get(size);
-    let ptr = list?.pop();
+    let size = sizeClass(nFloats * 4);
+    let ptr: number | undefined;
+    if (size >= LARGE) {
+      let best = -1;
+      for (let i = 0; i < this.ranges.length; i++) {
+        const r = this.ranges[i]!;
+        if (r.size >= size && (best < 0 || r.size < this.ranges[best]!.size)) best = i;
+      }
+      if (best >= 0) {
+        const r = this.ranges[best]!;
+        ptr = r.ptr;
+        if (r.size - size >= MIN_SPLIT) {
+          r.ptr += size;
+          r.size -= size;
+        } else {
+          this.ranges.splice(best, 1);
+          size = r.size;
+        }
+      }
+    } else {
+      ptr = this.freeLists.get(size)?.pop();
+    }
     if (ptr === undefined) {
       ptr = this.top;
       this.ensure(ptr + size);
@@ -105,9 +133,28 @@ export class WasmArena {
     if (size === undefined) throw new RangeError(`WasmArena.free: ${ptr} is not a live allocation`);
     this.live.delete(ptr);
     this.liveBytes -= size;
+    if (size >= LARGE) return this.freeRange(ptr, size);
     let list = this.freeLists.get(size);
     if (!list) this.freeLists.set(size, (list = []));
     list.push(ptr);
+  }
+
+  /** Puts a large block back: merged with free neighbours, or given back to the bump pointer at the top. */
+  private freeRange(ptr: number, size: number): void {
+    const rs = this.ranges;
+    let i = 0;
+    while (i < rs.length && rs[i]!.ptr < ptr) i++;
+    let start = ptr, end = ptr + size;
+    if (i > 0 && rs[i - 1]!.ptr + rs[i - 1]!.size === start) {
+      start = rs[i - 1]!.ptr;
+      rs.splice(--i, 1);
+    }
+    if (i < rs.length && rs[i]!.ptr === end) {
+      end += rs[i]!.size;
+      rs.splice(i, 1);
+    }
+    if (end === this.top) this.top = start;
+    else rs.splice(i, 0, { ptr: start, size: end - start });
   }
 
   /** Usable size in bytes of the live block at `ptr` (its size class), or undefined. */
