@@ -15,13 +15,13 @@ export type { InstallTokensOptions } from "./tokens.ts";
 export { customise, latestCheckpoint } from "./train.ts";
 export type { CustomiseOptions, CustomiseResult } from "./train.ts";
 // deltas
-export { DELTA_WEIGHTS, toDeltaKey, fromDeltaKey, baseFingerprint, extractDelta, saveDelta, loadDelta, applyDeltaToUNet, assertFiniteDelta } from "./delta.ts";
+export { DELTA_WEIGHTS, toDeltaKey, fromDeltaKey, baseFingerprint, extractDelta, saveDelta, loadDelta, applyDeltaToUNet, assertFiniteDelta, checkSameBase, renumberTokens, rewritePrompt } from "./delta.ts";
 export type { Delta, HostTensor, SaveDeltaOptions } from "./delta.ts";
 // deltas from PyTorch files (diffusers .bin, the authors' delta.bin / .ckpt), read without executing them
 export { readTorchDelta, deltaFromTorch, compvisToDiffusersKey, diffusersToCompvisKey, freezeModelOf } from "./convert.ts";
 export type { TorchDelta, TorchDeltaFormat, TorchDeltaOptions } from "./convert.ts";
 // closed-form merge (paper eqs. 4-5)
-export { prepareMerge, mergeMatrix, tokenFeatures, readCaptions, checkSameBase, renumberTokens, rewritePrompt, mergeDeltas, formatMergeReport, saveMerged } from "./merge.ts";
+export { prepareMerge, mergeMatrix, tokenFeatures, readCaptions, mergeDeltas, formatMergeReport, saveMerged } from "./merge.ts";
 export type { PrepareOptions, MergePlan, MatrixMerge, MergeBase, MergeOptions, MergeReport, MergeResult } from "./merge.ts";
 // low-rank compression
 export { COMPRESSED_WEIGHTS, rankForRatio, compressDelta, formatCompression, saveCompressed, isCompressed, loadCompressed } from "./compress.ts";
