@@ -3,6 +3,7 @@
 
 import * as fs from "node:fs";
 import { DTypeError, FormatError, ShapeError } from "../engine/errors.ts";
+import { roundHalfEven } from "../engine/numeric.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** Every dtype name the safetensors format defines. */
@@ -97,13 +98,6 @@ for (let k = -32; k <= 32; k++) {
   let p = 1;
   for (let i = 0; i < Math.abs(k); i++) p *= 2;
   POW2.push(k >= 0 ? p : 1 / p);
-}
-
-/** Rounds a non-negative real to the nearest integer, ties to even. */
-function roundHalfEven(r: number): number {
-  const f = Math.floor(r);
-  const d = r - f;
-  return d > 0.5 || (d === 0.5 && (f & 1) === 1) ? f + 1 : f;
 }
 
 /**
