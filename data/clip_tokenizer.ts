@@ -1,11 +1,12 @@
 // CLIP byte-level BPE tokenizer, as used by Stable Diffusion's text encoder: text cleanup, CLIP's
 // pre-split regex, merge-rank BPE with `</w>` end-of-word marks, added tokens, padding and truncation.
 // Loads the bundled bpe_simple_vocab_16e6 merges or a diffusers `tokenizer/` folder.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { ConfigError, FormatError } from "../engine/errors.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 /** Number of merges CLIP uses: 49152 - 256 - 2. */
 export const CLIP_NUM_MERGES = 48894;
@@ -684,25 +685,26 @@ export class CLIPTokenizer {
 
   /**
    * Writes a diffusers-style `tokenizer/` folder: vocab.json, merges.txt, special_tokens_map.json,
-   * tokenizer_config.json, and added_tokens.json when tokens were added. {@link fromPretrained} reads it back.
+   * tokenizer_config.json, and added_tokens.json when tokens were added, each file written atomically.
+   * {@link fromPretrained} reads it back.
    */
   savePretrained(folder: string): void {
     mkdirSync(folder, { recursive: true });
     const vocab: Record<string, number> = {};
     for (const [t, id] of this.base.encoder) vocab[t] = id;
-    writeFileSync(join(folder, "vocab.json"), JSON.stringify(vocab));
-    writeFileSync(join(folder, "merges.txt"), ["#version: 0.2", ...this.base.merges].join("\n") + "\n");
+    writeFileAtomic(join(folder, "vocab.json"), JSON.stringify(vocab));
+    writeFileAtomic(join(folder, "merges.txt"), ["#version: 0.2", ...this.base.merges].join("\n") + "\n");
     const s = this.specials;
-    writeFileSync(
+    writeFileAtomic(
       join(folder, "special_tokens_map.json"),
       JSON.stringify({ bos_token: s.bos, eos_token: s.eos, unk_token: s.unk, pad_token: s.pad }, null, 2),
     );
-    writeFileSync(
+    writeFileAtomic(
       join(folder, "tokenizer_config.json"),
       JSON.stringify({ tokenizer_class: "CLIPTokenizer", model_max_length: this.modelMaxLength }, null, 2),
     );
     if (this.added.size > 0) {
-      writeFileSync(join(folder, "added_tokens.json"), JSON.stringify(Object.fromEntries(this.added), null, 2));
+      writeFileAtomic(join(folder, "added_tokens.json"), JSON.stringify(Object.fromEntries(this.added), null, 2));
     }
   }
 }

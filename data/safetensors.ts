@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import { DTypeError, FormatError, ShapeError } from "../engine/errors.ts";
 import { roundHalfEven } from "../engine/numeric.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeAll, writeFileAtomic } from "./atomic.ts";
 
 /** Every dtype name the safetensors format defines. */
 export type SafeDType =
@@ -79,7 +79,7 @@ export const MAX_TENSORS = 100_000;
 const MAX_ELEMENTS = 2 ** 32 - 1;
 /** Files larger than this are read tensor by tensor rather than in one buffer. */
 const WHOLE_FILE_LIMIT = 1 << 30;
-/** Largest single readSync/writeSync request. */
+/** Largest single readSync request. */
 const IO_CHUNK = 1 << 30;
 /** Elements converted per chunk when writing. */
 const ENCODE_CHUNK = 1 << 20;
@@ -602,13 +602,6 @@ export function serializeSafetensors(tensors: TensorsInput, opts?: WriteSafetens
   return out;
 }
 
-function writeFully(fd: number, src: Uint8Array): void {
-  let done = 0;
-  while (done < src.length) {
-    done += fs.writeSync(fd, src, done, Math.min(IO_CHUNK, src.length - done));
-  }
-}
-
 /**
  * Writes tensors to a safetensors file at `filePath` (format as {@link serializeSafetensors}).
  * The file is written to a temporary file in the same folder, flushed, and renamed over
@@ -622,7 +615,7 @@ export function writeSafetensors(filePath: string, tensors: TensorsInput, opts?:
 export function safetensorsWriter(tensors: TensorsInput, opts?: WriteSafetensorsOptions, fileName?: string): (fd: number) => void {
   const p = plan(tensors, opts, fileName);
   return (fd) => {
-    writeFully(fd, p.head);
-    for (const [, t] of p.entries) for (const chunk of encode(t.data, p.dtype)) writeFully(fd, chunk);
+    writeAll(fd, p.head);
+    for (const [, t] of p.entries) for (const chunk of encode(t.data, p.dtype)) writeAll(fd, chunk);
   };
 }

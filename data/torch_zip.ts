@@ -11,6 +11,7 @@
 // location, numel)` resolved by BINPERSID; `_rebuild_parameter(tensor, requires_grad, hooks)` wraps a
 // parameter; a state dict is `collections.OrderedDict` with its items and a `_metadata` BUILD state.
 import * as fs from "node:fs";
+import { writeFileAtomic } from "./atomic.ts";
 import { FormatError } from "../engine/errors.ts";
 
 /** A tensor read from a checkpoint: contiguous values (float32, or float64 for double storages). */
@@ -544,7 +545,7 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
   emit(value);
   bytes(0x2e);
   const entries: [string, Buffer][] = [[`${name}/data.pkl`, Buffer.from(out)], ...storages.map((b, i): [string, Buffer] => [`${name}/data/${i}`, b]), [`${name}/version`, Buffer.from("3\n")], [`${name}/byteorder`, Buffer.from("little")]];
-  fs.writeFileSync(file, zipStored(entries));
+  writeFileAtomic(file, zipStored(entries));
 }
 
 function toHalf(v: number): number {
