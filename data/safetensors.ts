@@ -3,6 +3,7 @@
 
 import * as fs from "node:fs";
 import { DTypeError, FormatError, ShapeError } from "../engine/errors.ts";
+import type { HostTensor } from "../engine/host.ts";
 import { roundHalfEven } from "../engine/numeric.ts";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 
@@ -39,14 +40,13 @@ export interface SafeTensorsHeader {
   dataStart: number;
 }
 
-/** A tensor as plain data: a row-major shape and its values. */
-export interface SafeTensorData<A> {
+/** A tensor as read from a file: a host tensor whose shape array is its own. */
+export interface SafeTensorData<A extends ArrayLike<number>> extends HostTensor<A> {
   shape: number[];
-  data: A;
 }
 
 /** Result of a read: tensors keyed by name, and the file's `__metadata__`. */
-export interface SafeTensorsFile<A> {
+export interface SafeTensorsFile<A extends ArrayLike<number>> {
   tensors: Map<string, SafeTensorData<A>>;
   metadata: Record<string, string>;
 }
@@ -58,10 +58,7 @@ export interface ReadSafetensorsOptions {
 }
 
 /** A tensor to write: a shape and `product(shape)` values. */
-export interface SafeTensorInput {
-  shape: readonly number[];
-  data: Float32Array | Float64Array;
-}
+export type SafeTensorInput = HostTensor<Float32Array | Float64Array>;
 
 /** Options of {@link writeSafetensors} and {@link serializeSafetensors}. */
 export interface WriteSafetensorsOptions {

@@ -11,6 +11,7 @@
 // location, numel)` resolved by BINPERSID; `_rebuild_parameter(tensor, requires_grad, hooks)` wraps a
 // parameter; a state dict is `collections.OrderedDict` with its items and a `_metadata` BUILD state.
 import * as fs from "node:fs";
+import type { HostTensor } from "../engine/host.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { FormatError } from "../engine/errors.ts";
 
@@ -457,11 +458,9 @@ function gatherStrided(src: Float32Array | Float64Array, off: number, shape: num
 // ---- writing (what torch.save writes, for tests and for handing deltas to PyTorch users)
 
 /** A tensor to write: float32 values, stored as `dtype` (float32 default; float16/bfloat16 round to nearest even). */
-export interface TorchTensorInput {
+export interface TorchTensorInput extends HostTensor<ArrayLike<number>> {
   kind: "tensor";
   dtype?: "float32" | "float16" | "bfloat16";
-  shape: readonly number[];
-  data: ArrayLike<number>;
 }
 
 /** What {@link writeTorchZip} can write: dicts (Maps; `ordered` ones as collections.OrderedDict), lists, tuples, strings, numbers, booleans, None, tensors. */

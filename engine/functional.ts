@@ -150,7 +150,7 @@ export function geglu(h: Tensor): Tensor {
   return record(y, "geglu", [h], (g) => [new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend)]);
 }
 
-export { scaledDotProductAttention, causalMask, type AttentionOptions } from "./ops/attention.ts";
+export { scaledDotProductAttention, causalMask, splitHeads, mergeHeads, headsToBatch, batchToHeads, type AttentionOptions } from "./ops/attention.ts";
 
 /** Inverted dropout: in training, zeroes with probability p and scales the rest by 1/(1-p). */
 export function dropout(x: Tensor, p: number, training: boolean, generator: Generator = defaultGenerator): Tensor {

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { writeJsonAtomic } from "../data/atomic.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
+import type { HostTensor } from "../engine/host.ts";
 import type { Module } from "./nn/module.ts";
 
 const MAX_CONFIG_BYTES = 4 << 20;
@@ -60,7 +61,7 @@ export function loadWeights(model: Module, file: string, ignore: readonly string
 /** Writes `config.json` and the weights into `folder`, atomically per file. */
 export function saveModel(model: Module, folder: string, weightsName: string, config: object, opts: { dtype?: "F32" | "F16"; metadata?: Record<string, string> } = {}): void {
   fs.mkdirSync(folder, { recursive: true });
-  const sd = new Map<string, { shape: readonly number[]; data: Float32Array | Float64Array }>();
+  const sd = new Map<string, HostTensor<Float32Array | Float64Array>>();
   for (const [k, t] of model.stateDict()) sd.set(k, { shape: t.shape, data: t.data });
   writeSafetensors(path.join(folder, weightsName), sd, { dtype: opts.dtype ?? "F32", metadata: opts.metadata ?? { format: "pt" } });
   writeJsonAtomic(path.join(folder, "config.json"), config);

@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../engine/errors.ts";
+import type { HostTensor } from "../engine/host.ts";
 import type { Module } from "../models/nn/module.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../data/atomic.ts";
 import type { RGB } from "./chart.ts";
@@ -50,7 +51,7 @@ export interface WeightAnalysis {
   totalParams: number;
 }
 
-type Values = { shape: readonly number[]; data: ArrayLike<number> };
+type Values = HostTensor<ArrayLike<number>>;
 type Source = Module | Map<string, Values>;
 
 const paramsOf = (m: Source): Map<string, Values> => (m instanceof Map ? m : new Map<string, Values>(m.namedParameters()));

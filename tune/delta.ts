@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError, NumericalError, StateDictError } from "../engine/errors.ts";
-import type { Tensor } from "../engine/index.ts";
+import type { HostTensor, Tensor } from "../engine/index.ts";
 import { readSafetensors, safetensorsWriter } from "../data/safetensors.ts";
 import type { FileContent } from "../data/atomic.ts";
 import { commitFiles, committedNames, committedPath, recoverCommit } from "../data/atomic.ts";
@@ -17,10 +17,7 @@ import { defaultModifierTokens } from "./tokens.ts";
 
 export const DELTA_WEIGHTS = "pytorch_custom_diffusion_weights.safetensors";
 
-export interface HostTensor {
-  shape: readonly number[];
-  data: Float32Array;
-}
+export type { HostTensor };
 
 /** A fine-tuned delta: replacement values for UNet parameters (by UNet key) and new token rows. */
 export interface Delta {

@@ -1,6 +1,6 @@
 // CLIP text and vision transformers, mirroring transformers models/clip/modeling_clip.py
 // (CLIPTextModel, CLIPVisionModel, *WithProjection, CLIPModel); field names are checkpoint key segments.
-import { concat, embedding, gelu, narrowSlice, noGrad, quickGelu, scaledDotProductAttention, Tensor, tensor } from "../../engine/index.ts";
+import { concat, embedding, gelu, mergeHeads, narrowSlice, noGrad, quickGelu, scaledDotProductAttention, splitHeads, Tensor, tensor } from "../../engine/index.ts";
 import { ConfigError, ShapeError, StateDictError } from "../../engine/errors.ts";
 import { readSafetensors, readSafetensorsHeader } from "../../data/safetensors.ts";
 import { Conv2d, Embedding, LayerNorm, Linear } from "../nn/layers.ts";
@@ -140,12 +140,11 @@ export class CLIPAttention extends Module {
       const o = scaledDotProductAttention(this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x), { causal: opts.causal ?? false, scale: this.scale, heads: this.numHeads });
       return this.out_proj.forward(o); // (B, L, D)
     }
-    const heads = (t: Tensor) => t.reshape([b, l, this.numHeads, this.headDim]).permute(0, 2, 1, 3); // (B, H, L, d)
-    const q = heads(this.q_proj.forward(x));
-    const k = heads(this.k_proj.forward(x));
-    const v = heads(this.v_proj.forward(x));
+    const q = splitHeads(this.q_proj.forward(x), this.numHeads); // (B, H, L, d)
+    const k = splitHeads(this.k_proj.forward(x), this.numHeads);
+    const v = splitHeads(this.v_proj.forward(x), this.numHeads);
     const o = scaledDotProductAttention(q, k, v, { causal: opts.causal ?? false, mask: opts.mask ?? null, scale: this.scale }); // (B, H, L, d)
-    return this.out_proj.forward(o.permute(0, 2, 1, 3).reshape([b, l, this.embedDim])); // (B, L, D)
+    return this.out_proj.forward(mergeHeads(o)); // (B, L, D)
   }
 }
 
