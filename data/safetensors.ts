@@ -421,13 +421,7 @@ function readImpl<A extends FloatArray>(
   const fd = fs.openSync(fileName, "r");
   try {
     const size = fs.fstatSync(fd).size;
-    const prefix = new Uint8Array(Math.min(8, size));
-    readFully(fd, prefix, 0, fileName);
-    const len = checkHeaderLength(prefix, fileName, size);
-    const head = new Uint8Array(8 + len);
-    head.set(prefix);
-    readFully(fd, head.subarray(8), 8, fileName);
-    const header = parseSafetensorsHeader(head, fileName, size);
+    const header = readHeaderAt(fd, size, fileName);
     const chosen = select(header, opts?.keys, fileName);
     checkReadable(chosen, fileName);
 
@@ -479,17 +473,21 @@ export function readSafetensorsFloat64(bytesOrPath: Uint8Array | string, opts?: 
 export function readSafetensorsHeader(filePath: string): SafeTensorsHeader {
   const fd = fs.openSync(filePath, "r");
   try {
-    const size = fs.fstatSync(fd).size;
-    const prefix = new Uint8Array(Math.min(8, size));
-    readFully(fd, prefix, 0, filePath);
-    const len = checkHeaderLength(prefix, filePath, size);
-    const head = new Uint8Array(8 + len);
-    head.set(prefix);
-    readFully(fd, head.subarray(8), 8, filePath);
-    return parseSafetensorsHeader(head, filePath, size);
+    return readHeaderAt(fd, fs.fstatSync(fd).size, filePath);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Reads the length prefix and the JSON header from an open file of `size` bytes, and validates them. */
+function readHeaderAt(fd: number, size: number, fileName: string): SafeTensorsHeader {
+  const prefix = new Uint8Array(Math.min(8, size));
+  readFully(fd, prefix, 0, fileName);
+  const len = checkHeaderLength(prefix, fileName, size);
+  const head = new Uint8Array(8 + len);
+  head.set(prefix);
+  readFully(fd, head.subarray(8), 8, fileName);
+  return parseSafetensorsHeader(head, fileName, size);
 }
 
 // ---------------------------------------------------------------------------------------------
