@@ -277,8 +277,8 @@ export function checkSameBase(unet: Module, deltas: readonly Delta[], what: stri
     }
     for (const [k, v] of dl.unet) {
       const p = sd.get(k);
-      if (!p) throw new ConfigError(`${what}: delta ${i + 1} has ${k}, which the base model does not have`);
-      if (p.shape.join() !== v.shape.join()) throw new ConfigError(`${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`);
+      if (!p) throw new StateDictError(`${what}: delta ${i + 1} has ${k}, which the base model does not have`);
+      if (p.shape.join() !== v.shape.join()) throw new StateDictError(`${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`);
     }
   });
   const fps = new Set(deltas.map((d) => d.baseFingerprint).filter(Boolean));

@@ -1,7 +1,7 @@
 // Closed-form merge of N Custom Diffusion deltas (Kumari et al. 2023, eq. 4-5 and appendix A): every
 // cross-attention K/V matrix solves min ||(W - W0) C_reg^T|| s.t. W C^T = V, in float64 with solves only
 import * as fs from "node:fs";
-import { ConfigError, NumericalError } from "../engine/errors.ts";
+import { ConfigError, NumericalError, ShapeError } from "../engine/errors.ts";
 import { Tensor, noGrad } from "../engine/index.ts";
 import * as la from "../engine/linalg.ts";
 import type { Mat } from "../engine/linalg.ts";
@@ -16,7 +16,7 @@ const KV = /\.attn2\.to_[kv]\.weight$/;
 const fro = (a: Mat): number => la.norm(a, "fro");
 
 function toMat(t: HostTensor | Tensor, what: string): Mat {
-  if (t.shape.length !== 2) throw new ConfigError(`merge: ${what} must be a matrix, got shape [${t.shape}]`);
+  if (t.shape.length !== 2) throw new ShapeError(`merge: ${what} must be a matrix, got shape [${t.shape}]`);
   return la.mat(t.shape[0]!, t.shape[1]!, t.data);
 }
 

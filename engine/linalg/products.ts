@@ -1,5 +1,5 @@
 // float64 products (blocked GEMM, 4x4 register-tiled `a b^T` and Gram matrices) and norms.
-import { ShapeError } from "../errors.ts";
+import { ConfigError, ShapeError } from "../errors.ts";
 import { mat, shp } from "./base.ts";
 import type { Mat } from "./base.ts";
 import { singularValues } from "./svd.ts";
@@ -227,6 +227,6 @@ export function norm(a: Mat, ord: "fro" | 1 | "inf" | 2 = "fro"): number {
     return best;
   }
   if (ord === 2) return singularValues(a)[0]!;
-  throw new ShapeError(`norm: unknown order, got ${String(ord)}`);
+  throw new ConfigError(`norm: unknown order, got ${String(ord)}`);
 }
 

@@ -1,7 +1,7 @@
 // helpers shared by the ops: scalar promotion, dtype/backend checks, building outputs
 import type { Storage } from "../backend/backend.ts";
 import type { DType } from "../dtype.ts";
-import { DTypeError } from "../errors.ts";
+import { BackendError, DTypeError } from "../errors.ts";
 import type { Shape } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import type { TensorLike } from "../tensor.ts";
@@ -22,6 +22,6 @@ export function same(op: string, ts: readonly Tensor[]): void {
   const t0 = ts[0];
   for (const t of ts) {
     if (t.dtype !== t0.dtype) throw new DTypeError(`${op}: dtypes differ, got ${ts.map((x) => x.dtype).join(" and ")}; convert with .to()`);
-    if (t.backend !== t0.backend) throw new DTypeError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
+    if (t.backend !== t0.backend) throw new BackendError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
   }
 }
