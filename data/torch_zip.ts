@@ -13,6 +13,7 @@
 import * as fs from "node:fs";
 import type { HostTensor } from "../engine/host.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { f16ToF32, f32ToF16 } from "./half.ts";
 import { FormatError } from "../engine/errors.ts";
 
 /** A tensor read from a checkpoint: contiguous values (float32, or float64 for double storages). */
@@ -211,15 +212,8 @@ function decode(b: Buffer, dtype: TorchTensor["dtype"], n: number): Float32Array
   else if (dtype === "bfloat16") {
     const u = new Uint32Array(out.buffer);
     for (let i = 0; i < n; i++) u[i] = dv.getUint16(2 * i, true) << 16;
-  } else for (let i = 0; i < n; i++) out[i] = half(dv.getUint16(2 * i, true));
+  } else for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(2 * i, true));
   return out;
-}
-
-function half(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 // ---- the pickle machine
@@ -519,7 +513,7 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
       for (let i = 0; i < n; i++) {
         if (dtype === "float32") b.writeFloatLE(t.data[i]!, 4 * i);
         else if (dtype === "bfloat16") { f[0] = t.data[i]!; const x = u[0]!; b.writeUInt16LE(Number.isNaN(f[0]) ? 0x7fc0 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, 2 * i); }
-        else b.writeUInt16LE(toHalf(t.data[i]!), 2 * i);
+        else b.writeUInt16LE(f32ToF16(Math.fround(t.data[i]!)), 2 * i);
       }
       const key = String(storages.length);
       storages.push(b);
@@ -545,21 +539,6 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
   bytes(0x2e);
   const entries: [string, Buffer][] = [[`${name}/data.pkl`, Buffer.from(out)], ...storages.map((b, i): [string, Buffer] => [`${name}/data/${i}`, b]), [`${name}/version`, Buffer.from("3\n")], [`${name}/byteorder`, Buffer.from("little")]];
   writeFileAtomic(file, zipStored(entries));
-}
-
-function toHalf(v: number): number {
-  const f = new Float32Array([v]), x = new Uint32Array(f.buffer)[0]!;
-  const s = (x >>> 16) & 0x8000, e = (x >>> 23) & 0xff, m = x & 0x7fffff;
-  if (e === 0xff) return s | 0x7c00 | (m ? 0x200 : 0);
-  const he = e - 127 + 15;
-  if (he >= 0x1f) return s | 0x7c00;
-  if (he <= 0) {
-    if (he < -10) return s;
-    const mm = m | 0x800000, shift = 14 - he, r = mm >>> shift, rem = mm & ((1 << shift) - 1), half = 1 << (shift - 1);
-    return s | (r + (rem > half || (rem === half && (r & 1)) ? 1 : 0));
-  }
-  const r = (he << 10) | (m >>> 13), rem = m & 0x1fff;
-  return s | (r + (rem > 0x1000 || (rem === 0x1000 && (r & 1)) ? 1 : 0));
 }
 
 /** A zip of stored entries (CRC-32 filled in), data aligned to 64 bytes as PyTorch aligns it. */

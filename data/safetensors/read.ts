@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { DTypeError, FormatError } from "../../engine/errors.ts";
 import { IO_CHUNK, LITTLE_ENDIAN_HOST, MAX_ELEMENTS, READABLE_DTYPES, WHOLE_FILE_LIMIT, checkHeaderLength, parseSafetensorsHeader, where } from "./format.ts";
 import type { ReadSafetensorsOptions, SafeTensorData, SafeTensorEntry, SafeTensorsFile, SafeTensorsHeader } from "./format.ts";
-import { bf16ToF32, f16Lut, f16ToF32 } from "./half.ts";
+import { bf16ToF32, f16Lut, f16ToF32 } from "../half.ts";
 
 // ---------------------------------------------------------------------------------------------
 // decoding

@@ -3,7 +3,7 @@ import { DTypeError, FormatError, ShapeError } from "../../engine/errors.ts";
 import { writeAll, writeFileAtomic } from "../atomic.ts";
 import { ENCODE_CHUNK, LITTLE_ENDIAN_HOST, SAFE_DTYPE_SIZE, isCount, show, where } from "./format.ts";
 import type { SafeTensorInput, WriteSafetensorsOptions } from "./format.ts";
-import { f32ToF16 } from "./half.ts";
+import { f32ToF16 } from "../half.ts";
 import { elementCount } from "./read.ts";
 
 // ---------------------------------------------------------------------------------------------

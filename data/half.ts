@@ -1,8 +1,5 @@
-// Scalar float16 / bfloat16 conversions (float16 rounded once, to nearest even).
-import { roundHalfEven } from "../../engine/numeric.ts";
-
-// ---------------------------------------------------------------------------------------------
-// scalar conversions
+// Scalar float16 / bfloat16 conversions (float16 rounded once, to nearest even), for the file formats.
+import { roundHalfEven } from "../engine/numeric.ts";
 
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);
