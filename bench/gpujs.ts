@@ -3,6 +3,9 @@
 // numbers measure correctness plumbing, not a GPU: expect them far slower than the cpu kernels.
 //
 //   npx tsx bench/gpujs.ts [--quick]     (run bash scripts/gpu-setup.sh first)
+// Own timing loop, not tinybench: the first gpujs call (kernel compilation) is timed on its own and
+// every later run is split into upload, kernel and readback from the backend's counters, which one
+// tinybench figure per task would merge.
 import { cpuBackend, getBackend } from "../engine/index.ts";
 import type { Backend, Storage } from "../engine/index.ts";
 import { gpujsReport, probeGpujs } from "../engine/backend/gpujs/index.ts";

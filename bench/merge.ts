@@ -1,5 +1,8 @@
 // Closed-form merge of 2 concepts at Stable Diffusion 1.x sizes (16 attn2 layers, to_k and to_v of
 // (320|640|1280) x 768, ~3000 regularisation features, 10 targets per concept); run `npx tsx bench/merge.ts [--runs 3]`
+// Own timing loop, not tinybench: one run is a whole merge of seconds (the shared factorisation timed
+// apart from the 32 matrix solves) and reports its worst constraint residual, so a few runs and their
+// median suffice where tinybench's warm-up and minimum iterations would multiply the minutes.
 import * as os from "node:os";
 import { Generator, randn } from "../engine/index.ts";
 import * as la from "../engine/linalg.ts";

@@ -1,6 +1,9 @@
 // Engine benchmarks against PyTorch (python3 subprocess, same shapes and thread count) and tfjs
 // (wasm and cpu backends, in-process), all measured in this run: ms is the median of timed runs.
 // Run: npm run bench [-- --json] [-- --filter matmul] [-- --quick] [-- --threads 1,2] [-- --no-relaxed]
+// Own timing loop, not tinybench: the PyTorch column comes from a warm-up-then-median loop in its own
+// process (bench/torch_baseline.py); the engine and tfjs columns use one matching loop (`time` below,
+// with a time budget per case), so the three columns are measured alike.
 import { execFileSync } from "node:child_process";
 import * as os from "node:os";
 import * as v8 from "node:v8";

@@ -1,6 +1,8 @@
 // One Custom Diffusion training step (batch 2) of the small UNet config: crossattn_kv against full,
 // time per step (median) and memory held at the step's high points, measured in the same process.
 // Run: node --expose-gc --import tsx bench/train_step.ts [--json]
+// Own timing loop, not tinybench: memory is read inside the step (after forward, after the optimizer)
+// with a forced GC before each, and the first step (allocations, JIT) is left out of the median.
 import * as os from "node:os";
 import { Generator, mseLoss, randn } from "../engine/index.ts";
 import { withInitGenerator } from "../models/nn/module.ts";

@@ -1,6 +1,8 @@
 // The small world's convolution and matmul shapes (one training step's worth, with their counts),
 // timed kernel by kernel on cpuBackend: total ms per kind, median of --reps repetitions.
 // Run: npx tsx bench/world_kernels.ts [--reps 5] [--only conv|matmul|add]
+// Own timing loop, not tinybench: it measures process CPU time (process.cpuUsage; --wall for wall time)
+// per kind of kernel summed over a step's worth of calls, which tinybench's wall-clock tasks do not give.
 import { cpuBackend, setNumThreads } from "../engine/index.ts";
 
 const arg = (n: string, d: string): string => { const i = process.argv.indexOf(n); return i >= 0 ? process.argv[i + 1]! : d; };

@@ -1,6 +1,8 @@
 // Per-kernel wall time of the small world's training step (bench/world_step.ts's step): wraps every
 // function property of cpuBackend and sums time per kernel and per (kernel, shape).
 // Run: npx tsx bench/world_profile.ts [--threads 1] [--batch 64] [--top 40]
+// Own timing, not tinybench: it is a profiler, not a benchmark: every backend call inside one step is
+// wrapped and timed, summed per kernel and per (kernel, shape).
 import { cpuBackend } from "../engine/index.ts";
 import { setNumThreads } from "../engine/backend/cpu/wasm/index.ts";
 import { worldTrainingStep } from "./world_setup.ts";

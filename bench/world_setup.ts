@@ -1,5 +1,6 @@
 // One pretraining step of the small world (UNet + text encoder, batch B at 16x16, AdamW), the step
 // bench/world_step.ts times against PyTorch and bench/world_profile.ts breaks down by kernel.
+// Times nothing itself (the steps are timed by bench/world_step.ts and bench/world_profile.ts).
 import * as os from "node:os";
 import * as path from "node:path";
 import { Generator, mseLoss, randn } from "../engine/index.ts";

@@ -3,6 +3,8 @@
 // Run: npx tsx bench/world_step.ts [--json] [--batch 64] [--threads 1] [--relaxed] (both sides use the same thread count)
 // --relaxed switches on relaxed SIMD (fused multiply-add) before the engine loads, as `npm run bench`
 // does: Node 22 and later have it by default, Node 20 only behind --experimental-wasm-relaxed-simd.
+// Own timing loop, not tinybench: the step is timed exactly as bench/torch_world_step.py times its
+// PyTorch twin (four steps, the first left out, the median), so the two numbers compare like for like.
 import { execFileSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";

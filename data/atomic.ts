@@ -29,7 +29,8 @@ export function tempPath(file: string, ext: "tmp" | "old" = "tmp"): string {
 /** What a file is written from: bytes, text, or a function that writes to an open descriptor. */
 export type FileContent = Uint8Array | string | ((fd: number) => void);
 
-function writeAll(fd: number, data: Uint8Array): void {
+/** Writes all of `data` to the open descriptor `fd` (in requests of at most 1 GiB). */
+export function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;
   while (done < data.length) done += fs.writeSync(fd, data, done, Math.min(1 << 30, data.length - done));
 }

@@ -8,6 +8,10 @@ export class ShapeError extends Error {
 export class DTypeError extends Error {
   override name = "DTypeError";
 }
+/** Tensors on different backends were mixed (names the op and the backends). */
+export class BackendError extends Error {
+  override name = "BackendError";
+}
 /** A backend lacks a kernel. */
 export class UnsupportedKernelError extends Error {
   override name = "UnsupportedKernelError";

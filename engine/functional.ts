@@ -1,6 +1,6 @@
 // nn functions: the fused norm and GEGLU primitives (backend kernels with analytic backwards) and the
 // composites they must match, losses, activations and dropout built from primitives; attention re-exported
-import { ShapeError } from "./errors.ts";
+import { ConfigError, ShapeError } from "./errors.ts";
 import type { Generator } from "./random.ts";
 import { defaultGenerator } from "./random.ts";
 import { Tensor } from "./tensor.ts";
@@ -150,11 +150,11 @@ export function geglu(h: Tensor): Tensor {
   return record(y, "geglu", [h], (g) => [new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend)]);
 }
 
-export { scaledDotProductAttention, causalMask, type AttentionOptions } from "./ops/attention.ts";
+export { scaledDotProductAttention, causalMask, splitHeads, mergeHeads, headsToBatch, batchToHeads, type AttentionOptions } from "./ops/attention.ts";
 
 /** Inverted dropout: in training, zeroes with probability p and scales the rest by 1/(1-p). */
 export function dropout(x: Tensor, p: number, training: boolean, generator: Generator = defaultGenerator): Tensor {
-  if (!(p >= 0 && p < 1)) throw new ShapeError(`dropout: p must be in [0, 1), got ${p}`);
+  if (!(p >= 0 && p < 1)) throw new ConfigError(`dropout: p must be in [0, 1), got ${p}`);
   if (!training || p === 0) return x;
   const keep = rand(x.shape, { dtype: x.dtype, generator });
   const m = keep.data;

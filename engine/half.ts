@@ -34,8 +34,8 @@ export function f16FromBits(x: number): number {
 }
 
 let f16Table: Float32Array | null = null;
-/** float32 value of every binary16 bit pattern (built on first use). */
-function f16Values(): Float32Array {
+/** The float32 value of every binary16 bit pattern (built on first use). */
+export function f16Lut(): Float32Array {
   if (f16Table) return f16Table;
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
@@ -63,7 +63,7 @@ export function fromHalfBits(src: Uint16Array, dtype: HalfDType, out: Float32Arr
     const u32 = new Uint32Array(out.buffer, out.byteOffset, src.length);
     for (let i = 0; i < src.length; i++) u32[i] = src[i]! << 16;
   } else {
-    const t = f16Values();
+    const t = f16Lut();
     for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   }
   return out;

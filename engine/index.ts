@@ -15,6 +15,7 @@ export { checkpoint } from "./checkpoint.ts";
 export { Generator, defaultGenerator, manualSeed } from "./random.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export type { Shape } from "./shape.ts";
+export type { HostTensor } from "./host.ts";
 export { sizeOf, broadcastShapes } from "./shape.ts";
 export type {
   Backend, Storage, UnaryOp, BinaryOp, ReduceOp, ScratchScope, MatmulParams, Conv2dParams, AttentionParams, AttentionForward, AttentionGrads,

@@ -1,8 +1,9 @@
 // Train a small conv + group-norm + attention network with the engine and watch the loss fall.
 // Run: npx tsx examples/train_toy.ts [--steps 300] [--lr 0.01] [--seed 0]
 import * as T from "../engine/index.ts";
-import { Conv2d, GroupNorm, Linear, Module, withInitGenerator } from "../models/nn/index.ts";
+import { withInitGenerator } from "../models/nn/index.ts";
 import { Adam } from "../optim/index.ts";
+import { ToyNet } from "./toy_net.ts";
 
 // ---- config -------------------------------------------------------------------------------
 const arg = (name: string, def: number) => {
@@ -15,21 +16,7 @@ const seed = arg("seed", 0);
 const batch = 16;
 
 // ---- model: conv -> group norm -> SiLU -> self-attention over pixels -> pooled linear head -----
-class ToyNet extends Module {
-  conv = new Conv2d(5, 16, 3, { padding: 1 }); // 3 colour channels + 2 coordinate channels
-  norm = new GroupNorm(4, 16);
-  to_q = new Linear(16, 16);
-  to_k = new Linear(16, 16);
-  to_v = new Linear(16, 16);
-  head = new Linear(16, 2);
-  forward(x: T.Tensor): T.Tensor {
-    const [b, , h, w] = x.shape;
-    const f = T.silu(this.norm.forward(this.conv.forward(x))); // (B, 16, H, W)
-    const tokens = T.transpose(T.reshape(f, [b, 16, h * w]), 1, 2); // (B, HW, 16)
-    const a = T.scaledDotProductAttention(this.to_q.forward(tokens), this.to_k.forward(tokens), this.to_v.forward(tokens));
-    return this.head.forward(T.mean(T.add(a, tokens), 1)); // (B, 2)
-  }
-}
+// (ToyNet in examples/toy_net.ts: 3 colour channels + 2 coordinate channels in, 16 wide, 2 outputs)
 
 // ---- data: 8x8 images with one bright square; the target is its (row, col) centre in [-1, 1] ---
 const gen = new T.Generator(seed);
@@ -49,7 +36,7 @@ function makeBatch(n: number): { x: T.Tensor; y: T.Tensor } {
 }
 
 // ---- training loop ----------------------------------------------------------------------------
-const net = withInitGenerator(gen, () => new ToyNet());
+const net = withInitGenerator(gen, () => new ToyNet(5, 16, 4, 2));
 const opt = new Adam(net.parameters(), { lr });
 console.log(`toy network: ${net.numParameters()} parameters, ${steps} steps of batch ${batch}, Adam lr ${lr}`);
 const t0 = performance.now();

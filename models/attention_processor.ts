@@ -1,6 +1,6 @@
 // Attention (query from hidden states, key/value from hidden or encoder states) and its processors
 // mirrors diffusers models/attention_processor.py Attention, AttnProcessor and SlicedAttnProcessor
-import { concat, narrowSlice, reshape, permute, scaledDotProductAttention, ShapeError } from "../engine/index.ts";
+import { batchToHeads, concat, headsToBatch, narrowSlice, reshape, permute, scaledDotProductAttention, ShapeError } from "../engine/index.ts";
 import type { Tensor } from "../engine/index.ts";
 import { Dropout, Linear, Module } from "./nn/index.ts";
 
@@ -110,19 +110,12 @@ export class Attention extends Module {
 
   /** (B, L, H*d) -> (B*H, L, d): heads folded into the batch. */
   headToBatchDim(x: Tensor): Tensor {
-    const [b, l] = x.shape as [number, number, number];
-    if (this.heads === 1) return x;
-    const y = permute(reshape(x, [b, l, this.heads, this.dimHead]), [0, 2, 1, 3]); // (B, H, L, d)
-    return reshape(y, [b * this.heads, l, this.dimHead]); // (B*H, L, d)
+    return this.heads === 1 ? x : headsToBatch(x, this.heads);
   }
 
   /** (B*H, L, d) -> (B, L, H*d) */
   batchToHeadDim(x: Tensor): Tensor {
-    const [bh, l] = x.shape as [number, number, number];
-    if (this.heads === 1) return x;
-    const b = bh / this.heads;
-    const y = permute(reshape(x, [b, this.heads, l, this.dimHead]), [0, 2, 1, 3]); // (B, L, H, d)
-    return reshape(y, [b, l, this.innerDim]); // (B, L, H*d)
+    return this.heads === 1 ? x : batchToHeads(x, this.heads);
   }
 
   /**

@@ -2,7 +2,8 @@
 // ||theta_l|| (Frobenius), grouped into cross-attention, self-attention and other layers; JSON, CSV, PNG
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError } from "../engine/errors.ts";
+import { ConfigError, StateDictError } from "../engine/errors.ts";
+import type { HostTensor } from "../engine/host.ts";
 import type { Module } from "../models/nn/module.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../data/atomic.ts";
 import type { RGB } from "./chart.ts";
@@ -50,7 +51,7 @@ export interface WeightAnalysis {
   totalParams: number;
 }
 
-type Values = { shape: readonly number[]; data: ArrayLike<number> };
+type Values = HostTensor<ArrayLike<number>>;
 type Source = Module | Map<string, Values>;
 
 const paramsOf = (m: Source): Map<string, Values> => (m instanceof Map ? m : new Map<string, Values>(m.namedParameters()));
@@ -66,8 +67,8 @@ export function analyzeWeights(base: Module, tuned: Source, opts: { by?: "tensor
   const layers: LayerChange[] = [];
   for (const [k, p] of b) {
     const q = t.get(k);
-    if (!q && !partial) throw new ConfigError(`analyze: the tuned model lacks ${k}`);
-    if (q && q.shape.join() !== p.shape.join()) throw new ConfigError(`analyze: ${k} is [${q.shape}] in the tuned model, [${p.shape}] in the base`);
+    if (!q && !partial) throw new StateDictError(`analyze: the tuned model lacks ${k}`);
+    if (q && q.shape.join() !== p.shape.join()) throw new StateDictError(`analyze: ${k} is [${q.shape}] in the tuned model, [${p.shape}] in the base`);
     let n2 = 0, c2 = 0;
     const a = p.data;
     for (let i = 0; i < a.length; i++) {

@@ -4,13 +4,14 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../engine/errors.ts";
+import type { HostTensor } from "../engine/host.ts";
 import { replaceDir, writeJsonAtomic } from "../data/atomic.ts";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import type { AdamState } from "../optim/index.ts";
 
 /** Writes Adam's moments (keys `<group>.<param>.m|v`) with the step and groups in the metadata. */
 export function writeOptimizerState(file: string, s: AdamState): void {
-  const mom = new Map<string, { shape: number[]; data: Float32Array }>();
+  const mom = new Map<string, HostTensor>();
   s.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
     mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
     mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });

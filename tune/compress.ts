@@ -2,7 +2,7 @@
 // SVD, keep the smallest rank whose singular-value share reaches the ratio; store u = U_k S_k, v = V_k^T
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, FormatError } from "../engine/errors.ts";
+import { ConfigError, FormatError, StateDictError } from "../engine/errors.ts";
 import * as la from "../engine/linalg.ts";
 import { readSafetensors, safetensorsWriter } from "../data/safetensors.ts";
 import type { FileContent } from "../data/atomic.ts";
@@ -80,8 +80,8 @@ export function compressDelta(delta: Delta, baseUnet: Module, opts: CompressOpti
   const layers = new Map<string, CompressedLayer>();
   for (const [k, v] of delta.unet) {
     const p = sd.get(k);
-    if (!p) throw new ConfigError(`compress: the delta has ${k}, which the base model does not have`);
-    if (p.shape.join() !== v.shape.join()) throw new ConfigError(`compress: ${k} is [${v.shape}] in the delta, [${p.shape}] in the base`);
+    if (!p) throw new StateDictError(`compress: the delta has ${k}, which the base model does not have`);
+    if (p.shape.join() !== v.shape.join()) throw new StateDictError(`compress: ${k} is [${v.shape}] in the delta, [${p.shape}] in the base`);
     const shape = [...v.shape];
     if (shape.length < 2) {
       layers.set(k, { shape, u: null, v: null, full: { shape, data: Float32Array.from(v.data) }, rank: 0, fullRank: 0, error: 0, bytes: 4 * v.data.length, fullBytes: 4 * v.data.length });

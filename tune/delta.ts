@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError, NumericalError, StateDictError } from "../engine/errors.ts";
-import type { Tensor } from "../engine/index.ts";
+import type { HostTensor, Tensor } from "../engine/index.ts";
 import { readSafetensors, safetensorsWriter } from "../data/safetensors.ts";
 import type { FileContent } from "../data/atomic.ts";
 import { commitFiles, committedNames, committedPath, recoverCommit } from "../data/atomic.ts";
@@ -13,13 +13,11 @@ import type { Module } from "../models/nn/module.ts";
 import type { FreezeModel } from "./params.ts";
 import { deltaFromTorch, freezeModelOf, readTorchDelta } from "./convert.ts";
 import { sniffTorchFile } from "../data/torch_zip.ts";
+import { defaultModifierTokens } from "./tokens.ts";
 
 export const DELTA_WEIGHTS = "pytorch_custom_diffusion_weights.safetensors";
 
-export interface HostTensor {
-  shape: readonly number[];
-  data: Float32Array;
-}
+export type { HostTensor };
 
 /** A fine-tuned delta: replacement values for UNet parameters (by UNet key) and new token rows. */
 export interface Delta {
@@ -264,4 +262,52 @@ export function applyDeltaToUNet(unet: Module, delta: Delta, opts: { force?: boo
     (sd.get(k) as Tensor).copy_(v.data);
   }
   return delta.unet.size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// several deltas over one base (merge, stack)
+
+/** Checks that deltas come from `unet` (fingerprints where recorded, keys and shapes always). */
+export function checkSameBase(unet: Module, deltas: readonly Delta[], what: string): string {
+  const fp = baseFingerprint(unet);
+  const sd = unet.stateDict();
+  deltas.forEach((dl, i) => {
+    if (dl.baseFingerprint && dl.baseFingerprint !== fp) {
+      throw new ConfigError(`${what}: delta ${i + 1} was trained on a different base model (fingerprint ${dl.baseFingerprint}, this base ${fp})`);
+    }
+    for (const [k, v] of dl.unet) {
+      const p = sd.get(k);
+      if (!p) throw new StateDictError(`${what}: delta ${i + 1} has ${k}, which the base model does not have`);
+      if (p.shape.join() !== v.shape.join()) throw new StateDictError(`${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`);
+    }
+  });
+  const fps = new Set(deltas.map((d) => d.baseFingerprint).filter(Boolean));
+  if (fps.size > 1) throw new ConfigError(`${what}: the deltas come from different base models (${[...fps].join(", ")})`);
+  return fp;
+}
+
+/** Merged tokens `<new1>..<newN>` over all deltas' tokens in input order. */
+export function renumberTokens(deltas: readonly Delta[]): { tokens: Map<string, Float32Array>; tokenMap: Map<string, string>[] } {
+  const total = deltas.reduce((s, d) => s + d.tokens.size, 0);
+  const names = defaultModifierTokens(total);
+  const tokens = new Map<string, Float32Array>();
+  const tokenMap: Map<string, string>[] = [];
+  let k = 0;
+  for (const d of deltas) {
+    const m = new Map<string, string>();
+    for (const [t, row] of d.tokens) {
+      const nt = names[k++]!;
+      m.set(t, nt);
+      tokens.set(nt, Float32Array.from(row));
+    }
+    tokenMap.push(m);
+  }
+  return { tokens, tokenMap };
+}
+
+/** Replaces a delta's tokens in a prompt by the merged ones (one pass, so <new1> -> <new2> -> ... cannot chain). */
+export function rewritePrompt(prompt: string, map: Map<string, string>): string {
+  if (map.size === 0) return prompt;
+  const re = new RegExp([...map.keys()].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+  return prompt.replace(re, (t) => map.get(t) ?? t);
 }

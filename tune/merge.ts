@@ -1,7 +1,7 @@
 // Closed-form merge of N Custom Diffusion deltas (Kumari et al. 2023, eq. 4-5 and appendix A): every
 // cross-attention K/V matrix solves min ||(W - W0) C_reg^T|| s.t. W C^T = V, in float64 with solves only
 import * as fs from "node:fs";
-import { ConfigError, NumericalError } from "../engine/errors.ts";
+import { ConfigError, NumericalError, ShapeError } from "../engine/errors.ts";
 import { Tensor, noGrad } from "../engine/index.ts";
 import * as la from "../engine/linalg.ts";
 import type { Mat } from "../engine/linalg.ts";
@@ -9,106 +9,14 @@ import type { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import type { CLIPTextModel } from "../models/clip/modeling_clip.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { baseFingerprint, saveDelta } from "./delta.ts";
-import { defaultModifierTokens } from "./tokens.ts";
+import { checkSameBase, renumberTokens, saveDelta } from "./delta.ts";
 
 const KV = /\.attn2\.to_[kv]\.weight$/;
-
-// ---------------------------------------------------------------------------------------------
-// float64 kernels (4x4 register tiles; the products here are the merge's whole cost)
-
-/** `a^T a` (d x d, symmetric) for `a` (r x d): lower-triangle 4x4 tiles over the transposed rows, mirrored. */
-export function gram(a: Mat): Mat {
-  const r = a.rows, d = a.cols, dp = (d + 3) & ~3;
-  const t = new Float64Array(dp * r); // (dp, r): row j is column j of a, zero rows pad to a multiple of 4
-  for (let i = 0; i < r; i++) for (let j = 0; j < d; j++) t[j * r + i] = a.data[i * d + j]!;
-  const g = new Float64Array(dp * dp);
-  const KB = 512;
-  for (let k0 = 0; k0 < r; k0 += KB) {
-    const k1 = Math.min(r, k0 + KB);
-    for (let i0 = 0; i0 < dp; i0 += 4) {
-      for (let j0 = 0; j0 <= i0; j0 += 4) tile4(t, r, i0, t, r, j0, k0, k1, g, i0 * dp + j0, dp);
-    }
-  }
-  const out = la.mat(d, d);
-  for (let i = 0; i < d; i++) {
-    for (let j = 0; j <= i; j++) {
-      const v = g[i * dp + j]!;
-      out.data[i * d + j] = v;
-      out.data[j * d + i] = v;
-    }
-  }
-  return out;
-}
-
-/** C[co..] (4x4, leading dim ldc) += A[i0..i0+3, k0:k1] . B[j0..j0+3, k0:k1] (rows of length lda / ldb). */
-function tile4(A: Float64Array, lda: number, i0: number, B: Float64Array, ldb: number, j0: number, k0: number, k1: number, C: Float64Array, co: number, ldc: number): void {
-  const a0 = i0 * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-  const b0 = j0 * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-  let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-  for (let k = k0; k < k1; k++) {
-    const x0 = A[a0 + k]!, x1 = A[a1 + k]!, x2 = A[a2 + k]!, x3 = A[a3 + k]!;
-    const y0 = B[b0 + k]!, y1 = B[b1 + k]!, y2 = B[b2 + k]!, y3 = B[b3 + k]!;
-    c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-    c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-    c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-    c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
-  }
-  let o = co;
-  C[o] += c00; C[o + 1] += c01; C[o + 2] += c02; C[o + 3] += c03; o += ldc;
-  C[o] += c10; C[o + 1] += c11; C[o + 2] += c12; C[o + 3] += c13; o += ldc;
-  C[o] += c20; C[o + 1] += c21; C[o + 2] += c22; C[o + 3] += c23; o += ldc;
-  C[o] += c30; C[o + 1] += c31; C[o + 2] += c32; C[o + 3] += c33;
-}
-
-/** Rows padded with zeros to a multiple of 4 (for the tiled kernels). */
-function padRows(a: Mat): Float64Array {
-  const rp = (a.rows + 3) & ~3;
-  if (rp === a.rows) return a.data;
-  const d = new Float64Array(rp * a.cols);
-  d.set(a.data);
-  return d;
-}
-
-/** `a b^T` (a: m x K, b: n x K) with 4x4 register tiles. */
-export function matmulNT(a: Mat, b: Mat): Mat {
-  if (a.cols !== b.cols) throw new ConfigError(`matmulNT: column counts differ (${a.rows}x${a.cols}, ${b.rows}x${b.cols})`);
-  const m = a.rows, n = b.rows, K = a.cols, mp = (m + 3) & ~3, np = (n + 3) & ~3;
-  const A = padRows(a), B = padRows(b), C = new Float64Array(mp * np);
-  const KB = 512;
-  for (let k0 = 0; k0 < K; k0 += KB) {
-    const k1 = Math.min(K, k0 + KB);
-    for (let i0 = 0; i0 < mp; i0 += 4) for (let j0 = 0; j0 < np; j0 += 4) tile4(A, K, i0, B, K, j0, k0, k1, C, i0 * np + j0, np);
-  }
-  if (np === n && mp === m) return { rows: m, cols: n, data: C };
-  const out = la.mat(m, n);
-  for (let i = 0; i < m; i++) out.data.set(C.subarray(i * np, i * np + n), i * n);
-  return out;
-}
-
-/** `||a L||_F^2` for lower-triangular L (d x d) given as `lt = L^T` (upper): only k >= j contributes to column j. */
-function sqNormTimesLower(a: Mat, lt: Mat): number {
-  const m = a.rows, d = a.cols, mp = (m + 3) & ~3, dp = (d + 3) & ~3;
-  const A = padRows(a);
-  const B = new Float64Array(dp * d);
-  B.set(lt.data);
-  const C = new Float64Array(16);
-  let total = 0;
-  for (let i0 = 0; i0 < mp; i0 += 4) {
-    for (let j0 = 0; j0 < dp; j0 += 4) {
-      C.fill(0);
-      tile4(A, d, i0, B, d, j0, j0, d, C, 0, 4);
-      for (let q = 0; q < 16; q++) total += C[q]! * C[q]!;
-    }
-  }
-  return total;
-}
 
 const fro = (a: Mat): number => la.norm(a, "fro");
 
 function toMat(t: HostTensor | Tensor, what: string): Mat {
-  if (t.shape.length !== 2) throw new ConfigError(`merge: ${what} must be a matrix, got shape [${t.shape}]`);
+  if (t.shape.length !== 2) throw new ShapeError(`merge: ${what} must be a matrix, got shape [${t.shape}]`);
   return la.mat(t.shape[0]!, t.shape[1]!, t.data);
 }
 
@@ -200,7 +108,7 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
   const c = la.mat(s, d);
   uniq.forEach((r, i) => c.data.set(r, i * d));
 
-  const m = gram(creg); // (d, d)
+  const m = la.gram(creg); // (d, d)
   if (opts.ridge) {
     let tr = 0;
     for (let i = 0; i < d; i++) tr += m.data[i * d + i]!;
@@ -225,7 +133,7 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
   const rcondM = (dmin / dmax) ** 2; // a cheap upper bound from the Cholesky diagonal
   const dmatT = la.choleskySolve(mChol, la.transpose(c)); // M^-1 C^T (d, s)
   const dmat = la.transpose(dmatT); // (s, d)
-  const g = matmulNT(dmat, c); // D C^T (s, s)
+  const g = la.matmulNT(dmat, c); // D C^T (s, s)
   for (let i = 0; i < s; i++) for (let j = 0; j < i; j++) {
     const v = 0.5 * (g.data[i * s + j]! + g.data[j * s + i]!);
     g.data[i * s + j] = v;
@@ -269,7 +177,7 @@ export function mergeMatrix(plan: MergePlan, w0: Mat, tuned: readonly Mat[], opt
     if (w.rows !== out || w.cols !== d) throw new ConfigError(`merge: concept ${n + 1} matrix is ${w.rows}x${w.cols}, the base ${out}x${d}`);
   });
   // per concept: W_n C_n^T (out, s_n)
-  const own = tuned.map((w, n) => matmulNT(w, plan.conceptTargets[n]!));
+  const own = tuned.map((w, n) => la.matmulNT(w, plan.conceptTargets[n]!));
   const v = la.mat(out, s);
   const counts = new Float64Array(s);
   plan.rowIndex.forEach((idx, n) => {
@@ -281,13 +189,13 @@ export function mergeMatrix(plan: MergePlan, w0: Mat, tuned: readonly Mat[], opt
     });
   });
   for (let u = 0; u < s; u++) if (counts[u]! > 1) for (let i = 0; i < out; i++) v.data[i * s + u] /= counts[u]!;
-  const w0c = matmulNT(w0, plan.c); // W0 C^T (out, s)
+  const w0c = la.matmulNT(w0, plan.c); // W0 C^T (out, s)
   const r = la.sub(v, w0c); // (out, s)
   const xT = la.choleskySolve(plan.gChol, la.transpose(r)); // G^-1 R^T (s, out), G symmetric
   const x = la.transpose(xT); // (out, s)
   const w = la.add(w0, la.matmul(x, plan.dmat)); // (out, d)
   const targetResidual = tuned.map((_, n) => {
-    const got = matmulNT(w, plan.conceptTargets[n]!);
+    const got = la.matmulNT(w, plan.conceptTargets[n]!);
     const ref = own[n]!;
     const den = fro(ref);
     return den === 0 ? fro(got) : fro(la.sub(got, ref)) / den;
@@ -298,7 +206,7 @@ export function mergeMatrix(plan: MergePlan, w0: Mat, tuned: readonly Mat[], opt
     const xg = la.matmul(x, plan.g);
     let num = 0;
     for (let i = 0; i < xg.data.length; i++) num += xg.data[i]! * x.data[i]!;
-    const den = sqNormTimesLower(w0, plan.mCholT);
+    const den = la.sqNormTimesLower(w0, plan.mCholT);
     regResidual = den === 0 ? Math.sqrt(Math.max(num, 0)) : Math.sqrt(Math.max(num, 0) / den);
   }
   return { w, v, targetResidual, regResidual };
@@ -428,51 +336,6 @@ export interface MergeResult {
   report: MergeReport;
   /** per input delta: its token -> the merged token */
   tokenMap: Map<string, string>[];
-}
-
-/** Checks that deltas come from `unet` (fingerprints where recorded, keys and shapes always). */
-export function checkSameBase(unet: Module, deltas: readonly Delta[], what: string): string {
-  const fp = baseFingerprint(unet);
-  const sd = unet.stateDict();
-  deltas.forEach((dl, i) => {
-    if (dl.baseFingerprint && dl.baseFingerprint !== fp) {
-      throw new ConfigError(`${what}: delta ${i + 1} was trained on a different base model (fingerprint ${dl.baseFingerprint}, this base ${fp})`);
-    }
-    for (const [k, v] of dl.unet) {
-      const p = sd.get(k);
-      if (!p) throw new ConfigError(`${what}: delta ${i + 1} has ${k}, which the base model does not have`);
-      if (p.shape.join() !== v.shape.join()) throw new ConfigError(`${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`);
-    }
-  });
-  const fps = new Set(deltas.map((d) => d.baseFingerprint).filter(Boolean));
-  if (fps.size > 1) throw new ConfigError(`${what}: the deltas come from different base models (${[...fps].join(", ")})`);
-  return fp;
-}
-
-/** Merged tokens `<new1>..<newN>` over all deltas' tokens in input order. */
-export function renumberTokens(deltas: readonly Delta[]): { tokens: Map<string, Float32Array>; tokenMap: Map<string, string>[] } {
-  const total = deltas.reduce((s, d) => s + d.tokens.size, 0);
-  const names = defaultModifierTokens(total);
-  const tokens = new Map<string, Float32Array>();
-  const tokenMap: Map<string, string>[] = [];
-  let k = 0;
-  for (const d of deltas) {
-    const m = new Map<string, string>();
-    for (const [t, row] of d.tokens) {
-      const nt = names[k++]!;
-      m.set(t, nt);
-      tokens.set(nt, Float32Array.from(row));
-    }
-    tokenMap.push(m);
-  }
-  return { tokens, tokenMap };
-}
-
-/** Replaces a delta's tokens in a prompt by the merged ones (one pass, so <new1> -> <new2> -> ... cannot chain). */
-export function rewritePrompt(prompt: string, map: Map<string, string>): string {
-  if (map.size === 0) return prompt;
-  const re = new RegExp([...map.keys()].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
-  return prompt.replace(re, (t) => map.get(t) ?? t);
 }
 
 /**

@@ -3,7 +3,7 @@
 import { ConfigError } from "../engine/errors.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { checkSameBase, renumberTokens, rewritePrompt } from "./merge.ts";
+import { checkSameBase, renumberTokens, rewritePrompt } from "./delta.ts";
 import type { FreezeModel } from "./params.ts";
 
 export { rewritePrompt };

@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { writeJsonAtomic } from "../data/atomic.ts";
 import { chwToImage, makeGrid, writePng } from "../data/images.ts";
 import type { Image } from "../data/images.ts";
 import { customise } from "../tune/train.ts";
@@ -122,10 +123,10 @@ export function runDemo(o: DemoOptions): DemoResult {
   writePng(afterPng, upscale(makeGrid([...targetsRow, ...toImg(afterConcept), ...toImg(afterClass), ...extra.flatMap((e) => toImg(e.s))], { cols: n, pad: 1 }), 4));
   const seconds = (performance.now() - t0) / 1000;
   const result: DemoResult = { concept, before: { targetDistance: beforeDist, imageAlignment: alignBefore }, after: { targetDistance: afterDist, imageAlignment: alignAfter, drift }, seconds, files: [beforePng, afterPng, path.join(o.out, "delta")] };
-  fs.writeFileSync(path.join(o.out, "demo.json"), JSON.stringify({ concept: concept.name, class: concept.class, steps: o.steps, freeze_model: o.freezeModel,
+  writeJsonAtomic(path.join(o.out, "demo.json"), { concept: concept.name, class: concept.class, steps: o.steps, freeze_model: o.freezeModel,
     rows_before: ["target images", `"${classPrompt}" before`], rows_after: ["target images", `"${concept.prompts[0]}"`, `"${classPrompt}" after`, ...extra.map((e) => `"${e.p}"`)],
     distance_to_targets_before: +beforeDist.toFixed(4), distance_to_targets_after: +afterDist.toFixed(4),
-    image_alignment_before: +alignBefore.toFixed(4), image_alignment_after: +alignAfter.toFixed(4), class_drift: +drift.toFixed(4), seconds: +seconds.toFixed(1) }, null, 2) + "\n");
+    image_alignment_before: +alignBefore.toFixed(4), image_alignment_after: +alignAfter.toFixed(4), class_drift: +drift.toFixed(4), seconds: +seconds.toFixed(1) });
   log(`"${classPrompt}" samples before: distance to the ${concept.name} images ${beforeDist.toFixed(3)}, image-alignment ${alignBefore.toFixed(3)}`);
   log(`"${concept.prompts[0]}" after:  distance ${afterDist.toFixed(3)} (lower is closer to the concept), image-alignment ${alignAfter.toFixed(3)} (higher is closer)`);
   log(`"${classPrompt}" drift (same seeds, before vs after): ${drift.toFixed(3)}`);

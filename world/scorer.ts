@@ -8,6 +8,7 @@ import { Generator, noGrad, tensor } from "../engine/index.ts";
 import { ConfigError } from "../engine/errors.ts";
 import { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import type { Image } from "../data/images.ts";
+import { writeFileAtomic } from "../data/atomic.ts";
 import { chwToImage, writePng } from "../data/images.ts";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { withInitGenerator } from "../models/nn/module.ts";
@@ -166,6 +167,6 @@ export function buildWorldCorpus(out: string, opts: { dataset?: WorldDataset; te
     writePng(path.join(out, name), chwToImage(img, 3, ds.size, ds.size));
     lines.push(caption);
   });
-  fs.writeFileSync(path.join(out, "captions.txt"), lines.join("\n") + "\n");
+  writeFileAtomic(path.join(out, "captions.txt"), lines.join("\n") + "\n");
   return { dir: out, count: ds.images.length };
 }

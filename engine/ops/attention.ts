@@ -113,14 +113,34 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }, saved ? () => saved.release() : undefined);
 }
 
-/** (B, L, H w) -> (B H, L, w) and back: the head split of the fallback path. */
-function splitHeads(x: Tensor, H: number): Tensor {
-  const [b, l, hw] = x.shape as [number, number, number];
-  return reshape(permute(reshape(x, [b, l, H, hw / H]), [0, 2, 1, 3]), [b * H, l, hw / H]);
+/** (B, L, H d) -> (B, H, L, d): the heads of a packed projection as their own axis (one head: a reshape). */
+export function splitHeads(x: Tensor, heads: number): Tensor {
+  if (x.ndim !== 3 || !Number.isInteger(heads) || heads < 1 || x.shape[2]! % heads !== 0) {
+    throw new ShapeError(`splitHeads: need (B, L, heads * d) with ${heads} heads, got [${x.shape}]`);
+  }
+  const [b, l, hd] = x.shape as [number, number, number];
+  const y = reshape(x, [b, l, heads, hd / heads]);
+  return heads === 1 ? reshape(y, [b, 1, l, hd]) : permute(y, [0, 2, 1, 3]);
 }
-function mergeHeads(x: Tensor, H: number): Tensor {
-  const [bh, l, w] = x.shape as [number, number, number];
-  return reshape(permute(reshape(x, [bh / H, H, l, w]), [0, 2, 1, 3]), [bh / H, l, H * w]);
+
+/** (B, H, L, d) -> (B, L, H d): the inverse of {@link splitHeads}. */
+export function mergeHeads(x: Tensor): Tensor {
+  if (x.ndim !== 4) throw new ShapeError(`mergeHeads: need (B, heads, L, d), got [${x.shape}]`);
+  const [b, h, l, d] = x.shape as [number, number, number, number];
+  return reshape(h === 1 ? x : permute(x, [0, 2, 1, 3]), [b, l, h * d]);
+}
+
+/** (B, L, H d) -> (B H, L, d): the heads folded into the batch. */
+export function headsToBatch(x: Tensor, heads: number): Tensor {
+  const s = splitHeads(x, heads);
+  const [b, h, l, d] = s.shape as [number, number, number, number];
+  return reshape(s, [b * h, l, d]);
+}
+
+/** (B H, L, d) -> (B, L, H d): the inverse of {@link headsToBatch}. */
+export function batchToHeads(x: Tensor, heads: number): Tensor {
+  const [bh, l, d] = x.shape as [number, number, number];
+  return mergeHeads(reshape(x, [bh / heads, heads, l, d]));
 }
 
 /** {@link scaledDotProductAttention} with `heads`: the fused kernel reads and writes the packed layout directly. */
@@ -137,7 +157,7 @@ function packedHeadsAttention(q: Tensor, k: Tensor, v: Tensor, H: number, opts: 
   const d = hd / H, dv = hdv / H;
   const { heads: _h, ...rest } = opts;
   const be = q.backend;
-  if (opts.mask) return mergeHeads(scaledDotProductAttention(splitHeads(q, H), splitHeads(k, H), splitHeads(v, H), rest), H);
+  if (opts.mask) return batchToHeads(scaledDotProductAttention(headsToBatch(q, H), headsToBatch(k, H), headsToBatch(v, H), rest), H);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   const p: AttentionParams = { batch: b * H, lq, lk, d, dv, scale, causal: opts.causal ?? false, maskStrideB: 0, maskStrideQ: 0, forBackward: willRecord([q, k, v]), heads: H };
   const r = be.attention(q.storage, k.storage, v.storage, null, p);

@@ -2,7 +2,7 @@
 import type { Storage } from "../backend/backend.ts";
 import type { DType } from "../dtype.ts";
 import { floatOf, isHalf } from "../dtype.ts";
-import { DTypeError } from "../errors.ts";
+import { BackendError, DTypeError } from "../errors.ts";
 import type { Shape } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import type { TensorLike } from "../tensor.ts";
@@ -24,7 +24,7 @@ export function same(op: string, ts: readonly Tensor[]): void {
   const t0 = ts[0];
   for (const t of ts) {
     if (t.dtype !== t0.dtype) throw new DTypeError(`${op}: dtypes differ, got ${ts.map((x) => x.dtype).join(" and ")}; convert with .to()`);
-    if (t.backend !== t0.backend) throw new DTypeError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
+    if (t.backend !== t0.backend) throw new BackendError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
   }
 }
 
@@ -36,7 +36,7 @@ export function same(op: string, ts: readonly Tensor[]): void {
 export function sameOrHalfWeight(op: string, x: Tensor, w: Tensor): void {
   if (!isHalf(w.dtype)) return same(op, [x, w]);
   if (x.dtype !== "float32") throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] computes in float32, but the input is ${x.dtype}`);
-  if (x.backend !== w.backend) throw new DTypeError(`${op}: tensors live on different backends (${x.backend.name} and ${w.backend.name})`);
+  if (x.backend !== w.backend) throw new BackendError(`${op}: tensors live on different backends (${x.backend.name} and ${w.backend.name})`);
   if (w.requiresGrad) throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] cannot be trained; convert it with .to_("float32")`);
 }
 

@@ -1,7 +1,7 @@
 // The VAE's building blocks, mirroring diffusers models/resnet.py (ResnetBlock2D without time embedding,
 // Downsample2D, Upsample2D), models/attention_processor.py (Attention as the VAE mid-block uses it) and
 // models/unets/unet_2d_blocks.py (DownEncoderBlock2D, UpDecoderBlock2D, UNetMidBlock2D). Self-contained.
-import { pad, scaledDotProductAttention, silu, upsampleNearest2d } from "../../engine/index.ts";
+import { mergeHeads, pad, scaledDotProductAttention, silu, splitHeads, upsampleNearest2d } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { ConfigError, ShapeError } from "../../engine/errors.ts";
 import { Conv2d, Dropout, GroupNorm, Linear } from "../nn/layers.ts";
@@ -112,12 +112,10 @@ export class Attention extends Module {
     const [b, c, h, w] = x.shape as [number, number, number, number];
     const n = h * w;
     const tokens = this.group_norm.forward(x).reshape([b, c, n]).permute(0, 2, 1); // (B, HW, C)
-    const split = (t: Tensor) => (this.heads === 1 ? t.reshape([b, 1, n, c]) : t.reshape([b, n, this.heads, this.dimHead]).permute(0, 2, 1, 3)); // (B, heads, HW, d)
-    const q = split(this.to_q.forward(tokens));
-    const k = split(this.to_k.forward(tokens));
-    const v = split(this.to_v.forward(tokens));
-    let o = scaledDotProductAttention(q, k, v, { scale: this.scale }); // (B, heads, HW, d)
-    o = this.heads === 1 ? o.reshape([b, n, c]) : o.permute(0, 2, 1, 3).reshape([b, n, c]); // (B, HW, C)
+    const q = splitHeads(this.to_q.forward(tokens), this.heads); // (B, heads, HW, d)
+    const k = splitHeads(this.to_k.forward(tokens), this.heads);
+    const v = splitHeads(this.to_v.forward(tokens), this.heads);
+    let o = mergeHeads(scaledDotProductAttention(q, k, v, { scale: this.scale })); // (B, HW, C)
     o = this.to_out[1].forward(this.to_out[0].forward(o));
     return o.permute(0, 2, 1).reshape([b, c, h, w]).add(x); // (B, C, H, W)
   }

@@ -1,6 +1,6 @@
 // Module: parameters are Tensor fields, submodules are Module fields or arrays; keys mirror field paths
 import { Tensor, getDefaultBackend, noGrad, randn, uniform, zeros, ones, full } from "../../engine/index.ts";
-import type { DType, Generator } from "../../engine/index.ts";
+import type { DType, Generator, HostTensor } from "../../engine/index.ts";
 import { StateDictError } from "../../engine/errors.ts";
 
 let shapeOnly = false;
@@ -113,7 +113,7 @@ export abstract class Module {
    * mis-shaped keys are a StateDictError naming them; `ignore` lists keys to skip silently
    * (e.g. buffers such as position_ids).
    */
-  loadStateDict(sd: Map<string, { shape: readonly number[]; data: ArrayLike<number> }>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
+  loadStateDict(sd: Map<string, HostTensor<ArrayLike<number>>>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
     const r = this.checkStateShapes(sd, opts);
     noGrad(() => {

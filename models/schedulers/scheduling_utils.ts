@@ -13,6 +13,8 @@ import * as path from "node:path";
 import { ConfigError, ShapeError } from "../../engine/errors.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { tensor } from "../../engine/creation.ts";
+import { roundHalfEven } from "../../engine/numeric.ts";
+export { roundHalfEven };
 import type { Tensor } from "../../engine/tensor.ts";
 import { parseConfig, readJsonConfig, writeJsonAtomic } from "../modeling_utils.ts";
 
@@ -239,15 +241,6 @@ export function alphasAndCumprod(betas: Float64Array): { alphas: Float64Array; a
     alphasCumprod[i] = Math.fround(acc);
   }
   return { alphas, alphasCumprod };
-}
-
-/** numpy's round (half to even), as `np.round` / `ndarray.round()` do. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d < 0.5) return f;
-  if (d > 0.5) return f + 1;
-  return f % 2 === 0 ? f : f + 1;
 }
 
 /**

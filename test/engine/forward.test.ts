@@ -166,6 +166,10 @@ test("mse loss with a (B, 1, h, w) mask over C = 3 channels divides by the mask'
   assertClose([T.mseLoss(p, t, ones).item()], [C * T.mseLoss(p, t).item()], 0, 1e-14, "full mask");
 });
 
+test("a dropout probability outside [0, 1) is a ConfigError", () => {
+  assert.throws(() => T.dropout(T.zeros([2]), 1.5, true), (e: Error) => e.name === "ConfigError" && /dropout: p must be in \[0, 1\)/.test(e.message));
+});
+
 test("dtype mixing is a DTypeError", () => {
   assert.throws(() => T.add(T.zeros([2]), T.zeros([2], f64)), (e: Error) => e.name === "DTypeError" && /float32 and float64/.test(e.message));
 });

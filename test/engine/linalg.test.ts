@@ -4,8 +4,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { NumericalError, ShapeError } from "../../engine/errors.ts";
 import {
-  add, cholesky, choleskySolve, condEstimate, det, eigh, eye, inv, lu, luFactors, luRcond, luSolve, mat,
-  matmul, matmulNT, matmulTN, norm, qr, scale, singularValues, solve, solveTriangular, sub, svd, transpose,
+  add, cholesky, choleskySolve, condEstimate, det, eigh, eye, gram, inv, lu, luFactors, luRcond, luSolve, mat,
+  matmul, matmulNT, matmulTN, norm, qr, scale, singularValues, solve, solveTriangular, sqNormTimesLower, sub, svd, transpose,
 } from "../../engine/linalg.ts";
 import type { Mat } from "../../engine/linalg.ts";
 
@@ -131,6 +131,20 @@ test("matmul, matmulTN and matmulNT match a naive triple loop (tol 1e-13 relativ
     assert.ok(maxDiff(matmul(a, b), ref) < tol, `matmul ${m}x${k}x${n}`);
     assert.ok(maxDiff(matmulTN(transpose(a), b), ref) < tol, `matmulTN ${m}x${k}x${n}`);
     assert.ok(maxDiff(matmulNT(a, transpose(b)), ref) < tol, `matmulNT ${m}x${k}x${n}`);
+  }
+});
+
+test("gram (a^T a) and sqNormTimesLower (||a L||_F^2) match the plain products, across the k blocking", () => {
+  let seed = 40;
+  for (const [r, d] of [[1, 1], [7, 5], [600, 9], [13, 34]]) {
+    const a = rand(r!, d!, seed++);
+    const ref = matmulTN(a, a);
+    assert.ok(maxDiff(gram(a), ref) < 1e-13 * Math.max(1, maxAbsOf(ref)), `gram ${r}x${d}`);
+    const l = rand(d!, d!, seed++);
+    for (let i = 0; i < d!; i++) for (let j = i + 1; j < d!; j++) l.data[i * d! + j] = 0;
+    const al = matmul(a, l);
+    const want = norm(al) ** 2;
+    assert.ok(Math.abs(sqNormTimesLower(a, transpose(l)) - want) < 1e-12 * want, `sqNormTimesLower ${r}x${d}`);
   }
 });
 

@@ -4,14 +4,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Generator, noGrad, randn } from "../../engine/index.ts";
 import * as la from "../../engine/linalg.ts";
+import { gram, matmulNT } from "../../engine/linalg.ts";
 import type { Mat } from "../../engine/linalg.ts";
 import { CLIPTokenizer } from "../../data/clip_tokenizer.ts";
 import { withInitGenerator } from "../../models/nn/module.ts";
 import { CLIPTextModel } from "../../models/clip/modeling_clip.ts";
 import { UNet2DConditionModel } from "../../models/unets/unet_2d_condition.ts";
 import type { Delta } from "../../tune/delta.ts";
-import { baseFingerprint } from "../../tune/delta.ts";
-import { gram, matmulNT, mergeDeltas, mergeMatrix, prepareMerge, rewritePrompt, tokenFeatures } from "../../tune/merge.ts";
+import { baseFingerprint, rewritePrompt } from "../../tune/delta.ts";
+import { mergeDeltas, mergeMatrix, prepareMerge, tokenFeatures } from "../../tune/merge.ts";
 import { TINY_PIXEL_UNET } from "./tiny.ts";
 
 const g = new Generator(7);
