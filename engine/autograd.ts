@@ -185,6 +185,8 @@ export function runBackward(
     noGrad(() => {
       for (let i = order.length - 1; i >= 0; i--) {
         const t = order[i]!, g = grads.get(t);
+        // the walk is done with t: once its consumers' nodes are released too, nothing keeps its storage
+        (order as (Tensor | undefined)[])[i] = undefined;
         grads.delete(t);
         if (!g) continue;
         mem.drop(g);

@@ -22,8 +22,29 @@ const free64 = new Map<number, Float64Array[]>();
 let held = 0;
 const counters = { taken: 0, reused: 0, released: 0, dropped: 0 };
 
-/** Scratch scopes open now (innermost last); each records the buffers allocated while it is open. */
-const scopes: Set<ArrayBufferLike>[] = [];
+/**
+ * A scratch scope's identity. A closed scope points `into` the scope that was open around it, which
+ * inherits what it allocated; a closed outermost scope points nowhere.
+ */
+interface ScopeToken {
+  open: boolean;
+  into: ScopeToken | null;
+}
+/** Scratch scopes open now (innermost last). */
+const scopes: ScopeToken[] = [];
+/**
+ * The scope each buffer was allocated in, held weakly: a buffer nobody references any more is
+ * collected even while its scope is open (a whole backward pass), instead of being kept for a
+ * release that never comes.
+ */
+const ownerOf = new WeakMap<ArrayBufferLike, ScopeToken>();
+
+/** The open scope that owns `b` now (following closed scopes into their parents), or null. */
+function ownerNow(b: ArrayBufferLike): ScopeToken | null {
+  let t = ownerOf.get(b) ?? null;
+  while (t && !t.open) t = t.into;
+  return t;
+}
 
 function lists(ctor: Ctor): Map<number, TypedArray[]> {
   return (ctor === Float64Array ? free64 : free32) as Map<number, TypedArray[]>;
@@ -42,7 +63,7 @@ export function take<C extends Ctor>(ctor: C, n: number, uninit = false): Instan
     }
   }
   out ??= new ctor(n);
-  if (scopes.length > 0 && n >= MIN_POOLED) scopes[scopes.length - 1]!.add(out.buffer);
+  if (scopes.length > 0 && n >= MIN_POOLED) ownerOf.set(out.buffer, scopes[scopes.length - 1]!);
   return out as InstanceType<C>;
 }
 
@@ -70,26 +91,23 @@ export interface ScratchScope {
 }
 
 export function beginScratch(): ScratchScope {
-  const mine = new Set<ArrayBufferLike>();
+  const mine: ScopeToken = { open: true, into: null };
   scopes.push(mine);
-  let open = true;
   return {
     key: (a) => a.buffer,
     release(a) {
-      if (!open || !mine.has(a.buffer) || a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength) return;
-      mine.delete(a.buffer);
+      if (!mine.open || a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength || ownerNow(a.buffer) !== mine) return;
+      ownerOf.delete(a.buffer);
       give(a);
     },
     end() {
-      if (!open) return;
-      open = false;
+      if (!mine.open) return;
+      mine.open = false;
       const i = scopes.lastIndexOf(mine);
       if (i >= 0) scopes.splice(i, 1);
       // what the scope allocated and kept belongs to whoever holds it now; the enclosing scope (if
       // any) may still give it back, as if it had been allocated there
-      const outer = i > 0 ? scopes[i - 1] : undefined;
-      if (outer) for (const b of mine) outer.add(b);
-      mine.clear();
+      mine.into = i > 0 ? scopes[i - 1]! : null;
     },
   };
 }
