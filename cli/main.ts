@@ -11,7 +11,10 @@ import { DDIMScheduler } from "../models/schedulers/scheduling_ddim.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
 import type { ConceptSpec } from "../tune/dataset.ts";
 import { customise } from "../tune/train.ts";
-import { FREEZE_MODELS } from "../tune/params.ts";
+import { FREEZE_MODELS, isTrained } from "../tune/params.ts";
+import { parseWeightsDType } from "../models/nn/layers.ts";
+import type { WeightsDType } from "../models/nn/layers.ts";
+import type { LoadOptions } from "../models/modeling_utils.ts";
 import type { Delta } from "../tune/delta.ts";
 import { applyDeltaToUNet, firstNonFinite, loadDelta, saveDelta } from "../tune/delta.ts";
 import { deltaFromTorch } from "../tune/convert.ts";
@@ -43,11 +46,19 @@ interface Command {
 
 const warn = (cmd: string, s: string): void => console.error(`cdiff ${cmd}: warning: ${s}`);
 
-function loadPipeline(dir: string): StableDiffusionPipeline {
+function loadPipeline(dir: string, opts: LoadOptions = {}): StableDiffusionPipeline {
   if (!fs.existsSync(dir)) throw new ConfigError(`--model ${dir}: no such folder`);
   if (!fs.statSync(dir).isDirectory()) throw new ConfigError(`--model ${dir}: not a folder (a diffusers-layout model folder is expected)`);
-  return StableDiffusionPipeline.fromPretrained(dir);
+  return StableDiffusionPipeline.fromPretrained(dir, opts);
 }
+
+/** --weights-dtype: the frozen weights' dtype (float32 unless asked). */
+function weightsDTypeFlag(v: Values): WeightsDType {
+  return v["weights-dtype"] === undefined ? "float32" : parseWeightsDType(v["weights-dtype"] as string, "--weights-dtype");
+}
+const WEIGHTS_DTYPE_OPTION = {
+  type: "string", arg: "D", help: "frozen Linear/Conv2d weights held as f32 | bf16 | f16 (f32): half the memory in half precision, computed in float32",
+} as const;
 
 /** The output file's folder is checked (writable, not under /proc) before any long work. */
 function checkOutFile(out: string): void {
@@ -119,6 +130,7 @@ const customiseCmd: Command = {
     resolution: { type: "string", arg: "N", help: `training size in pixels, a multiple of the VAE factor from 8 to ${MAX_SIDE} (the model's)` },
     "checkpoint-every": { type: "string", arg: "N", help: "write a resumable checkpoint every N steps (0: none)" },
     "gradient-checkpointing": { type: "boolean", help: "recompute the UNet's activations during backward: less memory, about one more forward of time, same gradients" },
+    "weights-dtype": WEIGHTS_DTYPE_OPTION,
     resume: { type: "boolean", help: "continue from the newest intact checkpoint in --out" },
     "validation-prompt": { type: "string", multiple: true, arg: "TEXT", help: "sample this prompt during training (repeatable)" },
     "validation-every": { type: "string", arg: "N", help: "validation grid every N steps (0: at the end)" },
@@ -148,6 +160,8 @@ const customiseCmd: Command = {
     const nGenerate = int(v["class-generate"], "class-generate", 200, { min: 1 });
     const guidance = num(v.guidance, "guidance", 7.5);
     const freezeModel = choice(v["freeze-model"], "freeze-model", "crossattn_kv", FREEZE_MODELS);
+    const weightsDType = weightsDTypeFlag(v);
+    if (weightsDType !== "float32" && freezeModel === "full") throw new UsageError(`--freeze-model full trains every weight: it needs --weights-dtype f32`);
     const images = megapixels(v);
     if (v["class-retrieve"] !== undefined && v["class-generate"] !== undefined) throw new UsageError("--class-retrieve and --class-generate exclude each other");
     if (v.resolution !== undefined) int(v.resolution, "resolution", 0, { min: 8, max: MAX_SIDE });
@@ -157,7 +171,8 @@ const customiseCmd: Command = {
     else concepts = [{ instance_data_dir: v.images as string, instance_prompt: v.prompt as string, class_prompt: v.class as string, ...(v["class-data"] ? { class_data_dir: v["class-data"] as string } : {}) }];
     if (!v.resume && fs.existsSync(path.join(out, "checkpoints"))) warn(cmd, `${out} holds checkpoints/ of an earlier run; this run starts from step 0 (pass --resume to continue that one)`);
     prepareOutputDir(out, "--out", { also: ["checkpoints"] });
-    const pipe = loadPipeline(model);
+    // the weights this run trains stay float32 whatever --weights-dtype says
+    const pipe = loadPipeline(model, { weightsDType, keepFloat32: (k) => isTrained(k, freezeModel) });
     const resolution = sizeFlag(v, "resolution", pipe.vaeScaleFactor);
     if (v["class-retrieve"] || v["class-generate"]) {
       concepts = concepts.map((c, i) => {
@@ -214,6 +229,7 @@ const sampleCmd: Command = {
     height: { type: "string", arg: "N", help: `image height, a multiple of the VAE factor from 8 to ${MAX_SIDE}` },
     width: { type: "string", arg: "N", help: `image width, a multiple of the VAE factor from 8 to ${MAX_SIDE}` },
     force: { type: "boolean", help: "apply deltas trained on another base model" },
+    "weights-dtype": WEIGHTS_DTYPE_OPTION,
   },
   run(v, cmd) {
     const prompts = list(v.prompt);
@@ -230,7 +246,8 @@ const sampleCmd: Command = {
     const dirs = list(v.delta);
     distinctPaths(dirs, "delta", SAME_DELTA);
     checkOutFile(out);
-    const pipe = loadPipeline(model);
+    // cross-attention weights (what a delta changes) stay float32, so deltas apply exactly
+    const pipe = loadPipeline(model, { weightsDType: weightsDTypeFlag(v), keepFloat32: (k) => isTrained(k, "crossattn") });
     const height = sizeFlag(v, "height", pipe.vaeScaleFactor), width = sizeFlag(v, "width", pipe.vaeScaleFactor);
     let known = new Set<string>();
     if (dirs.length > 0) {

@@ -85,9 +85,10 @@ export function saveModel(model: Module, folder: string, weightsName: string, co
   // half-precision weights are written in their own dtype (their values exactly)
   const half = { bfloat16: "BF16", float16: "F16" } as const;
   const sd = new Map<string, SafeTensorInput>();
+  // (values are read when the writer reaches each tensor: a half model is widened one tensor at a time)
   for (const [k, t] of model.stateDict()) {
     const d = t.dtype === "bfloat16" || t.dtype === "float16" ? half[t.dtype] : undefined;
-    sd.set(k, d ? { shape: t.shape, data: t.data, dtype: d } : { shape: t.shape, data: t.data });
+    sd.set(k, { shape: t.shape, get data() { return t.data; }, ...(d ? { dtype: d } : {}) });
   }
   writeSafetensors(path.join(folder, weightsName), sd, { dtype: opts.dtype ?? "F32", metadata: opts.metadata ?? { format: "pt" } });
   writeJsonAtomic(path.join(folder, "config.json"), config);

@@ -109,6 +109,12 @@ export function latestCheckpoint(dir: string): { step: number; path: string } | 
   return latestCheckpointIn(path.join(dir, "checkpoints"));
 }
 
+/** ", peak memory N GB" (the process's peak resident set), where the runtime reports it. */
+function peakMemory(): string {
+  const ru = (globalThis as { process?: { resourceUsage?: () => { maxRSS: number } } }).process?.resourceUsage?.();
+  return ru ? `, peak memory ${(ru.maxRSS / 2 ** 20).toFixed(2)} GB` : "";
+}
+
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const m = Math.floor(s / 60);
@@ -154,6 +160,8 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
     unet.enableGradientCheckpointing();
     log("gradient checkpointing: the UNet's resnets and transformers recompute their activations during backward");
   }
+  const half = [unet, textEncoder, ...(vae ? [vae] : [])].flatMap((m) => m.parameters()).filter((p) => p.dtype === "bfloat16" || p.dtype === "float16");
+  if (half.length > 0) log(`frozen weights in ${half[0]!.dtype}: ${half.length} tensors, ${(half.reduce((n, p) => n + p.size, 0) / 1e6).toFixed(1)}M values (computed in float32)`);
 
   // 3. data, decoded up front so a bad file stops the run before training
   const decode = o.maxImagePixels !== undefined ? { maxPixels: o.maxImagePixels } : {};
@@ -309,7 +317,7 @@ export function customise(pipe: StableDiffusionPipeline, options: CustomiseOptio
       base_fingerprint: fingerprint, steps: step, seconds: +seconds.toFixed(1), final_loss: losses[losses.length - 1],
     } } });
     if (o.validationPrompt) validate(pipe, o, step);
-    log(`saved delta to ${o.outputDir} (${delta.unet.size} tensors, ${delta.tokens.size} token${delta.tokens.size === 1 ? "" : "s"}) in ${fmtTime(seconds)}`);
+    log(`saved delta to ${o.outputDir} (${delta.unet.size} tensors, ${delta.tokens.size} token${delta.tokens.size === 1 ? "" : "s"}) in ${fmtTime(seconds)}${peakMemory()}`);
   } else if (o.checkpointingSteps > 0) {
     saveCheckpoint(o.outputDir, step, delta, opt.stateDict(), { step, generator: g.getState(), order, cursor, losses });
   }

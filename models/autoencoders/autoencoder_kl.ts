@@ -33,6 +33,13 @@ export const AUTOENCODER_KL_DEFAULTS: AutoencoderKLConfig = {
   scaling_factor: 0.18215,
 };
 
+/** The VAE of Stable Diffusion 1.x (AutoencoderKL, 84M parameters, 8x down-sampling). */
+export const SD15_VAE_CONFIG: Readonly<AutoencoderKLConfig> = Object.freeze({
+  ...AUTOENCODER_KL_DEFAULTS, block_out_channels: [128, 256, 512, 512], layers_per_block: 2, sample_size: 512,
+  down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+  up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+} satisfies AutoencoderKLConfig);
+
 /** A tiny two-level VAE for tests (block_out_channels [32, 64], 32 groups). */
 export const TINY_VAE: AutoencoderKLConfig = {
   ...AUTOENCODER_KL_DEFAULTS, block_out_channels: [32, 64], down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D"],

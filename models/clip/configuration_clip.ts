@@ -59,6 +59,11 @@ export const CLIP_TEXT_DEFAULTS: CLIPTextConfig = {
   attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, pad_token_id: 1, bos_token_id: 49406, eos_token_id: 49407,
 };
 
+/** The text encoder of Stable Diffusion 1.x (CLIP ViT-L/14's text tower): 123M parameters. */
+export const SD15_TEXT_CONFIG: Readonly<CLIPTextConfig> = Object.freeze({
+  ...CLIP_TEXT_DEFAULTS, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_attention_heads: 12,
+});
+
 /** transformers' CLIPVisionConfig defaults. */
 export const CLIP_VISION_DEFAULTS: CLIPVisionConfig = {
   hidden_size: 768, intermediate_size: 3072, projection_dim: 512, num_hidden_layers: 12, num_attention_heads: 12,

@@ -13,6 +13,7 @@ import { UNet2DConditionModel } from "../unets/unet_2d_condition.ts";
 import { DDIMScheduler } from "../schedulers/scheduling_ddim.ts";
 import { DDPMScheduler } from "../schedulers/scheduling_ddpm.ts";
 import { readJsonConfig, writeJsonAtomic } from "../modeling_utils.ts";
+import type { LoadOptions } from "../modeling_utils.ts";
 
 export type Scheduler = DDIMScheduler | DDPMScheduler;
 
@@ -84,19 +85,24 @@ export class StableDiffusionPipeline {
     public vae: AutoencoderKL | null = null,
   ) {}
 
-  /** Loads a diffusers folder: model_index.json with unet/, text_encoder/, tokenizer/, scheduler/ and optional vae/. */
-  static fromPretrained(folder: string): StableDiffusionPipeline {
+  /**
+   * Loads a diffusers folder: model_index.json with unet/, text_encoder/, tokenizer/, scheduler/ and
+   * optional vae/. `weightsDType` holds the Linear and Conv2d weights of all three models in half
+   * precision (frozen); `keepFloat32` names UNet weights kept float32 (those a training run updates).
+   */
+  static fromPretrained(folder: string, opts: LoadOptions = {}): StableDiffusionPipeline {
     const index = fs.existsSync(path.join(folder, "model_index.json")) ? readJsonConfig(folder, "model_index.json") : {};
     const sub = (n: string) => path.join(folder, n);
     for (const n of ["unet", "text_encoder", "tokenizer", "scheduler"]) {
       if (!fs.existsSync(sub(n))) throw new ConfigError(`pipeline: ${folder} has no ${n}/ folder (a diffusers layout needs unet/, text_encoder/, tokenizer/, scheduler/ and vae/)`);
     }
     const schedCls = Array.isArray(index.scheduler) ? String(index.scheduler[1]) : "DDIMScheduler";
-    const unet = UNet2DConditionModel.fromPretrained(sub("unet")).eval();
-    const textEncoder = CLIPTextModel.fromPretrained(sub("text_encoder")).eval();
+    const frozen = opts.weightsDType ? { weightsDType: opts.weightsDType } : {};
+    const unet = UNet2DConditionModel.fromPretrained(sub("unet"), opts).eval();
+    const textEncoder = CLIPTextModel.fromPretrained(sub("text_encoder"), frozen).eval();
     const tokenizer = CLIPTokenizer.fromPretrained(sub("tokenizer"));
     const scheduler = schedCls === "DDPMScheduler" ? DDPMScheduler.fromPretrained(sub("scheduler")) : DDIMScheduler.fromPretrained(sub("scheduler"));
-    const vae = fs.existsSync(sub("vae")) && index.vae !== null ? AutoencoderKL.fromPretrained(sub("vae")).eval() : null;
+    const vae = fs.existsSync(sub("vae")) && index.vae !== null ? AutoencoderKL.fromPretrained(sub("vae"), frozen).eval() : null;
     return new StableDiffusionPipeline(unet, textEncoder, tokenizer, scheduler, vae);
   }
 
