@@ -54,7 +54,7 @@ function loadPipeline(dir: string, opts: LoadOptions = {}): StableDiffusionPipel
 
 /** --weights-dtype: the frozen weights' dtype (float32 unless asked). */
 function weightsDTypeFlag(v: Values): WeightsDType {
-  return v["weights-dtype"] === undefined ? "float32" : parseWeightsDType(v["weights-dtype"] as string, "--weights-dtype");
+  return parseWeightsDType(choice(v["weights-dtype"], "weights-dtype", "f32", ["f32", "bf16", "f16"] as const));
 }
 const WEIGHTS_DTYPE_OPTION = {
   type: "string", arg: "D", help: "frozen Linear/Conv2d weights held as f32 | bf16 | f16 (f32): half the memory in half precision, computed in float32",

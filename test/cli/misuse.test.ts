@@ -96,6 +96,8 @@ const CASES: [string, string[], number, RegExp][] = [
   ["--lr not a number", [...C(), "--lr", "fast"], 2, /^cdiff customise: --lr must be a number above 0, got "fast"$/],
   ["--seed -5", [...C(), "--seed", "-5"], 2, /--seed must be a non-negative integer, got "-5"/],
   ["--eta 2", S("--eta", "2"), 2, /--eta must be a number from 0 to 1, got 2/],
+  ["--weights-dtype unknown", [...C(), "--weights-dtype", "fp8"], 2, /--weights-dtype must be one of f32, bf16, f16, got "fp8"/],
+  ["--freeze-model full with half weights", [...C(), "--freeze-model", "full", "--weights-dtype", "bf16"], 2, /--freeze-model full trains every weight: it needs --weights-dtype f32/],
   ["--freeze-model unknown", [...C(), "--freeze-model", "crossattn_k"], 2, /--freeze-model must be one of crossattn_kv, crossattn, full, none, got "crossattn_k" \(did you mean crossattn_kv\?\)/],
   ["--scheduler unknown", S("--scheduler", "euler"), 2, /--scheduler must be one of ddim, ddpm, got "euler"/],
   ["missing --model", ["sample", "--prompt", "x", "--out", path.join(fresh(), "x.png")], 2, /^cdiff sample: sample needs --model DIR/],

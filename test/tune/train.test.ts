@@ -4,6 +4,8 @@ import * as assert from "uvu/assert";
 import { Generator, noGrad, randn, mseLoss, tensor } from "../../engine/index.ts";
 import { imageToCHW } from "../../data/images.ts";
 import { listImages, loadImages } from "../../tune/dataset.ts";
+import { setWeightsDType } from "../../models/nn/layers.ts";
+import { isTrained } from "../../tune/params.ts";
 import { customise } from "../../tune/train.ts";
 import { applyDeltaToUNet, loadDelta } from "../../tune/delta.ts";
 import { installTokens } from "../../tune/tokens.ts";
@@ -129,6 +131,33 @@ test("gradientCheckpointing: the same trained delta bit for bit as without it", 
   const a = run(false), b = run(true);
   for (const [k, v] of a.unet) assert.equal(Array.from(b.unet.get(k)!.data), Array.from(v.data), k);
   assert.equal(Array.from(b.tokens.get("<new1>")!), Array.from(a.tokens.get("<new1>")!));
+});
+
+test("bfloat16 frozen weights (and checkpointing): trains the float32 K/V and the token, leaves the half weights as they were", () => {
+  const dir = conceptFolder([0, 1, 0]);
+  const pipe = tinyPipeline();
+  setWeightsDType(pipe.unet, "bfloat16", (k) => isTrained(k, "crossattn_kv"));
+  setWeightsDType(pipe.textEncoder, "bfloat16");
+  const before = new Map(pipe.unet.namedParameters().map(([k, p]) => [k, Array.from(p.data)]));
+  const f32 = customise(tinyPipeline(), { ...base, maxTrainSteps: 2, concepts: [{ instance_prompt: "photo of a <new1> square", class_prompt: "square", instance_data_dir: dir }], outputDir: tmpDir() }).delta;
+  const r = customise(pipe, { ...base, maxTrainSteps: 2, gradientCheckpointing: true, concepts: [{ instance_prompt: "photo of a <new1> square", class_prompt: "square", instance_data_dir: dir }], outputDir: tmpDir() });
+  for (const [k, p] of pipe.unet.namedParameters()) {
+    if (isTrained(k, "crossattn_kv")) {
+      assert.is(p.dtype, "float32", k);
+      assert.ok(p.data.some((v, i) => v !== before.get(k)![i]), `${k} trained`);
+    } else assert.equal(Array.from(p.data), before.get(k), `${k} unchanged`);
+  }
+  // the same steps as with float32 weights, up to the weights' rounding: each K/V delta close to it
+  for (const [k, v] of f32.unet) {
+    const a = v.data, b = r.delta.unet.get(k)!.data;
+    let d = 0, m = 0;
+    for (let i = 0; i < a.length; i++) {
+      d = Math.max(d, Math.abs(a[i]! - b[i]!));
+      m = Math.max(m, Math.abs(a[i]!));
+    }
+    assert.ok(d <= 0.5 * m, `${k}: delta off by ${d} of ${m}`);
+  }
+  assert.ok(r.delta.tokens.get("<new1>")!.some((v) => v !== 0));
 });
 
 test.run();
