@@ -120,6 +120,8 @@ const CASES: [string, string[], number, RegExp][] = [
   ["--out under a file", [...C().slice(0, -2), "--out", path.join(aFile, "out")], 1, /^cdiff customise: ConfigError: --out .*a-file\/out: .*a-file is a file, not a folder$/],
   ["sample --out is a folder", ["sample", "--model", model, "--prompt", "x", "--out", root], 1, /--out .* is a folder; give a file name/],
   ["diverging training (--lr 1e6)", [...C(), "--lr", "1e6", "--steps", "40"], 1, /^cdiff customise: NumericalError: customise: training diverged at step \d+ of 40: .*Try a learning rate \(--lr\) 10 or more times lower/],
+  ["unknown --backend after the command", S("--backend", "nope"), 2, /^cdiff sample: --backend must be one of cpu, .*got "nope"$/],
+  ["unknown --backend before the command", ["--backend", "nope", ...C()], 2, /^cdiff customise: --backend must be one of cpu, .*got "nope"$/],
   ["unknown command, with a suggestion", ["sampel"], 2, /^cdiff: unknown command "sampel"; did you mean sample\?/],
   ["help for an unknown command", ["help", "nope"], 2, /^cdiff help: unknown command "nope"/],
 ];
