@@ -56,7 +56,7 @@ export class TrainingLoop {
   stopped = false;
   private readonly t0 = performance.now();
 
-  constructor(o: { start: number; steps: number; stopAfter?: number }) {
+  constructor(o: { start: number; steps: number; stopAfter?: number | undefined }) {
     this.start = o.start;
     this.steps = o.steps;
     this.stopAfter = o.stopAfter;
