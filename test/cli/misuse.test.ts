@@ -155,6 +155,17 @@ test("warnings: a very large --lr; a prompt with <new1> but no --delta; a token 
   assert.equal([fine.status, fine.warnings], [0, []]);
 });
 
+test("--backend NAME before or after the command word sets the engine's backend; twice is a misuse", () => {
+  for (const argv of [["--backend", "cpu", ...S()], ["--backend=cpu", ...S()], [...S(), "--backend", "cpu"]]) {
+    const r = run(argv);
+    assert.is(r.status, 0, `${argv.join(" ")}: ${r.errors.join("\n")}`);
+  }
+  const twice = run(["--backend", "cpu", ...S("--backend", "cpu")]);
+  assert.is(twice.status, 2);
+  assert.match(twice.errors[0]!, /^cdiff sample: --backend is given twice/);
+  assert.match(helpText("sample"), /--backend NAME/);
+});
+
 test("--help for every command lists its options; cdiff help <command> too", () => {
   for (const cmd of ["customise", "sample", "merge", "compress", "stack", "analyze", "eval"]) {
     const r = run([cmd, "--help"]);
