@@ -9,7 +9,7 @@ import type { FileContent } from "../data/atomic.ts";
 import { committedNames, committedPath } from "../data/atomic.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { assertFiniteDelta, baseFingerprint, commitDeltaFiles, tokenFiles } from "./delta.ts";
+import { assertFiniteDelta, baseFingerprint, commitDeltaFiles, loadDelta, tokenFiles } from "./delta.ts";
 import { sniffTorchFile } from "../data/torch_zip.ts";
 import type { FreezeModel } from "./params.ts";
 
@@ -221,4 +221,9 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
   }
   assertFiniteDelta({ unet, tokens }, `compressed delta ${folder}`);
   return { unet, tokens, freezeModel: (metadata.freeze_model || "crossattn_kv") as FreezeModel, baseFingerprint: fp };
+}
+
+/** A delta folder, full or compressed (a compressed one is rebuilt against `baseUnet`, see {@link loadCompressed}). */
+export function loadAnyDelta(folder: string, baseUnet: Module, opts: { force?: boolean } = {}): Delta {
+  return isCompressed(folder) ? loadCompressed(folder, baseUnet, opts) : loadDelta(folder);
 }

@@ -27,10 +27,10 @@ export type { TorchDelta, TorchDeltaFormat, TorchDeltaOptions } from "./convert.
 export { prepareMerge, mergeMatrix, tokenFeatures, readCaptions, mergeDeltas, formatMergeReport, saveMerged } from "./merge.ts";
 export type { PrepareOptions, MergePlan, MatrixMerge, MergeBase, MergeOptions, MergeReport, MergeResult } from "./merge.ts";
 // low-rank compression
-export { COMPRESSED_WEIGHTS, rankForRatio, compressDelta, formatCompression, saveCompressed, isCompressed, loadCompressed } from "./compress.ts";
+export { COMPRESSED_WEIGHTS, rankForRatio, compressDelta, formatCompression, saveCompressed, isCompressed, loadCompressed, loadAnyDelta } from "./compress.ts";
 export type { CompressedLayer, CompressedDelta, CompressOptions } from "./compress.ts";
 // stacking
-export { stackDeltas } from "./stack.ts";
+export { stackDeltas, applyDeltas } from "./stack.ts";
 export type { StackResult } from "./stack.ts";
 // weight-change analysis (paper Fig. 3) and its chart
 export { LAYER_GROUPS, layerGroup, analyzeWeights, analysisCsv, writeAnalysis, formatAnalysis } from "./analyze.ts";
@@ -45,3 +45,7 @@ export { readCorpus, retrieveRegularisation as retrieveRegularization, retrieveR
 export type { TextFeatureFn, CorpusEntry, RetrievalOptions, ScoredEntry, RetrievalResult } from "./retrieve.ts";
 export { DEFAULT_REG_CACHE, generateRegularisation as generateRegularization, generateRegularisation } from "./generate_reg.ts";
 export type { GenerateRegOptions, GenerateRegResult } from "./generate_reg.ts";
+export { addRegularisation as addRegularization, addRegularisation, pipelineTextFeatures } from "./regularisation.ts";
+export type { RegularisationSource } from "./regularisation.ts";
+export { TrainingLoop, due, formatDuration, resumeFrom } from "./loop.ts";
+export type { Progress } from "./loop.ts";

@@ -3,8 +3,10 @@
 import { ConfigError } from "../engine/errors.ts";
 import type { Module } from "../models/nn/module.ts";
 import type { Delta, HostTensor } from "./delta.ts";
-import { checkSameBase, renumberTokens, rewritePrompt } from "./delta.ts";
+import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
+import { applyDeltaToUNet, checkSameBase, renumberTokens, rewritePrompt } from "./delta.ts";
 import type { FreezeModel } from "./params.ts";
+import { installTokens } from "./tokens.ts";
 
 export { rewritePrompt };
 
@@ -44,4 +46,21 @@ export function stackDeltas(baseUnet: Module, deltas: readonly Delta[], weights?
   const { tokens, tokenMap } = renumberTokens(deltas);
   const freezeModel = deltas.map((d) => d.freezeModel).reduce((a, b) => (WIDER[b] > WIDER[a] ? b : a));
   return { delta: { unet, tokens, freezeModel, baseFingerprint: fp }, tokenMap };
+}
+
+/**
+ * Applies one delta, or several stacked (see {@link stackDeltas}; `onStacked` hears each input's token
+ * map before they are applied), to a pipeline: the UNet's weights (refused on another base unless
+ * `force`) and the new tokens. Returns the delta applied.
+ */
+export function applyDeltas(pipe: Pick<StableDiffusionPipeline, "unet" | "tokenizer" | "textEncoder">, deltas: readonly Delta[], opts: { force?: boolean; onStacked?: (tokenMap: Map<string, string>[]) => void } = {}): Delta {
+  let delta = deltas[0]!;
+  if (deltas.length !== 1) {
+    const st = stackDeltas(pipe.unet, deltas);
+    delta = st.delta;
+    opts.onStacked?.(st.tokenMap);
+  }
+  applyDeltaToUNet(pipe.unet, delta, { force: opts.force === true });
+  installTokens(pipe.tokenizer, pipe.textEncoder, delta.tokens);
+  return delta;
 }

@@ -11,7 +11,8 @@ import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState } from "../optim/index.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
-import { loadNewestIntact, readOptimizerState, verifyCheckpoint, writeCheckpoint, writeOptimizerState } from "../tune/checkpoint.ts";
+import { readOptimizerState, verifyCheckpoint, writeCheckpoint, writeOptimizerState } from "../tune/checkpoint.ts";
+import { TrainingLoop, due, resumeFrom, writeStateFile } from "../tune/loop.ts";
 import { NumericalError } from "../engine/errors.ts";
 import { writeJsonAtomic } from "../data/atomic.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
@@ -75,7 +76,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
   const ckRoot = path.join(opts.out, "checkpoints");
   if (opts.resume) {
     // the newest checkpoint that verifies and parses; everything is read before any state changes
-    const latest = loadNewestIntact(ckRoot, (dir, step) => {
+    resumeFrom(ckRoot, (dir, step) => {
       verifyCheckpoint(dir, ["weights.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json"]);
       const w = readSafetensors(path.join(dir, "weights.safetensors")).tensors;
       const e = readSafetensors(path.join(dir, "ema.safetensors")).tensors;
@@ -84,9 +85,7 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
       const st = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as State;
       if (st.step !== step || !Array.isArray(st.losses) || !Array.isArray(st.generator)) throw new Error(`${dir}/state.json: fields do not match step ${step}`);
       return { w, e, os, st };
-    }, log);
-    if (latest) {
-      const { w, e, os, st } = latest.value;
+    }, ({ w, e, os, st }) => {
       named.forEach(([k, p], i) => {
         p.copy_(w.get(k)!.data);
         ema[i] = Float32Array.from(e.get(k)!.data);
@@ -94,17 +93,14 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
       opt.loadStateDict(os);
       state = st;
       g.setState(state.generator);
-      log(`resumed from ${latest.path} at step ${state.step}`);
-    }
+    }, log);
   }
   log(`world: UNet ${unet.numParameters().toLocaleString("en")} + text encoder ${textEncoder.numParameters().toLocaleString("en")} parameters; ${ds.images.length} images of ${ds.classes.length} classes; batch ${opts.batch}, ${opts.steps} steps`);
   const size = ds.size;
   const templates = ds.captionTemplates;
-  const t0 = performance.now();
-  const startStep = state.step;
   const secondsBefore = state.seconds;
-  while (state.step < opts.steps) {
-    if (opts.stopAfter !== undefined && state.step - startStep >= opts.stopAfter) break;
+  const loop = new TrainingLoop({ start: state.step, steps: opts.steps, stopAfter: opts.stopAfter });
+  while (loop.next(state.step)) {
     const B = opts.batch;
     const px = new Float32Array(B * 3 * size * size);
     const prompts: string[] = [];
@@ -137,19 +133,18 @@ export function trainWorld(opts: WorldTrainOptions): { pipe: StableDiffusionPipe
     }));
     const l = loss.item();
     state.losses.push(+l.toFixed(5));
-    const el = (performance.now() - t0) / 1000;
-    const done = state.step - startStep;
-    if (state.step % 10 === 0 || done === 1) {
+    const p = loop.progress(state.step);
+    if (state.step % 10 === 0 || p.done === 1) {
       const recent = state.losses.slice(-20);
-      log(`step ${state.step}/${opts.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  ${(el / done).toFixed(2)} s/step  ETA ${((el / done) * (opts.steps - state.step) / 60).toFixed(1)} min`);
+      log(`step ${state.step}/${opts.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${(p.eta / 60).toFixed(1)} min`);
     }
-    if (opts.checkpointEvery > 0 && state.step % opts.checkpointEvery === 0) {
+    if (due(state.step, opts.checkpointEvery)) {
       state.generator = g.getState();
-      state.seconds = secondsBefore + (performance.now() - t0) / 1000;
+      state.seconds = secondsBefore + loop.seconds();
       writeWorldCheckpoint(ckRoot, state, named, ema, opt.stateDict());
     }
   }
-  const seconds = secondsBefore + (performance.now() - t0) / 1000;
+  const seconds = secondsBefore + loop.seconds();
   // sampling uses the EMA weights
   named.forEach(([, p], i) => p.copy_(ema[i]!));
   unet.eval();
@@ -162,7 +157,7 @@ function writeWorldCheckpoint(root: string, state: State, named: [string, Tensor
     writeSafetensors(path.join(tmp, "weights.safetensors"), new Map(named.map(([k, p]) => [k, { shape: p.shape, data: p.data }])));
     writeSafetensors(path.join(tmp, "ema.safetensors"), new Map(named.map(([k, p], i) => [k, { shape: p.shape, data: ema[i] }])));
     writeOptimizerState(path.join(tmp, "optimizer.safetensors"), opt);
-    fs.writeFileSync(path.join(tmp, "state.json"), JSON.stringify(state, null, 2) + "\n"); // the folder is renamed into place whole
+    writeStateFile(tmp, state);
   });
 }
 

@@ -12,6 +12,7 @@ import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { CLIPModel } from "../models/clip/modeling_clip.ts";
 import { writeJsonAtomic } from "../data/atomic.ts";
 import { cosine } from "../tune/evaluate.ts";
+import { TrainingLoop, formatDuration } from "../tune/loop.ts";
 import { applyTemplate } from "./build_dataset.ts";
 import type { HeldoutConcept, WorldDataset } from "./dataset.ts";
 import { loadHeldoutConcepts, loadWorldDataset, splitTrainValidation } from "./dataset.ts";
@@ -60,12 +61,6 @@ function augment(img: Float32Array, size: number, g: Generator): Float32Array {
   return out;
 }
 
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
-}
-
 /**
  * Contrastive training of a fresh scorer: each step takes `batch` distinct classes, one image of each
  * (random vendor, h-flip, 1 px shift) and its caption under a random template; the loss is the mean of
@@ -92,9 +87,9 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
   const maxLen = model.config.text_config.max_position_embeddings;
   log(`world scorer: ${model.numParameters().toLocaleString("en")} parameters (vision ${WORLD_SCORER_ARCH.vision.num_hidden_layers}x${WORLD_SCORER_ARCH.vision.hidden_size}, text ${WORLD_SCORER_ARCH.text.num_hidden_layers}x${WORLD_SCORER_ARCH.text.hidden_size}, projection ${WORLD_SCORER_ARCH.projection_dim}); ${allowed.size} images of ${ds.classes.length} classes; batch ${B}, ${o.steps} steps`);
   const losses: number[] = [];
-  const t0 = performance.now();
   const targets = Array.from({ length: B }, (_, i) => i);
-  for (let step = 0; step < o.steps; step++) {
+  const loop = new TrainingLoop({ start: 0, steps: o.steps });
+  for (let step = 0; loop.next(step); step++) {
     const perm = ds.classes.map((_, i) => i);
     for (let i = perm.length - 1; i > 0; i--) {
       const j = g.randint(0, i + 1);
@@ -119,13 +114,13 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
     losses.push(+l.toFixed(5));
     const done = step + 1;
     if (done === 1 || done % 20 === 0 || done === o.steps) {
-      const el = (performance.now() - t0) / 1000;
+      const p = loop.progress(done);
       const recent = losses.slice(-20);
-      log(`step ${done}/${o.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  logit scale ${Math.exp(model.logit_scale.item()).toFixed(1)}  ${(el / done).toFixed(2)} s/step  ETA ${fmtTime((el / done) * (o.steps - done))}`);
+      log(`step ${done}/${o.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  logit scale ${Math.exp(model.logit_scale.item()).toFixed(1)}  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${formatDuration(p.eta)}`);
     }
   }
   model.eval();
-  return { model, losses, seconds: (performance.now() - t0) / 1000 };
+  return { model, losses, seconds: loop.seconds() };
 }
 
 function clampLogitScale(p: Tensor): void {

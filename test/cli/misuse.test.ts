@@ -120,6 +120,8 @@ const CASES: [string, string[], number, RegExp][] = [
   ["--out under a file", [...C().slice(0, -2), "--out", path.join(aFile, "out")], 1, /^cdiff customise: ConfigError: --out .*a-file\/out: .*a-file is a file, not a folder$/],
   ["sample --out is a folder", ["sample", "--model", model, "--prompt", "x", "--out", root], 1, /--out .* is a folder; give a file name/],
   ["diverging training (--lr 1e6)", [...C(), "--lr", "1e6", "--steps", "40"], 1, /^cdiff customise: NumericalError: customise: training diverged at step \d+ of 40: .*Try a learning rate \(--lr\) 10 or more times lower/],
+  ["unknown --backend after the command", S("--backend", "nope"), 2, /^cdiff sample: --backend must be one of cpu, .*got "nope"$/],
+  ["unknown --backend before the command", ["--backend", "nope", ...C()], 2, /^cdiff customise: --backend must be one of cpu, .*got "nope"$/],
   ["unknown command, with a suggestion", ["sampel"], 2, /^cdiff: unknown command "sampel"; did you mean sample\?/],
   ["help for an unknown command", ["help", "nope"], 2, /^cdiff help: unknown command "nope"/],
 ];
@@ -151,6 +153,17 @@ test("warnings: a very large --lr; a prompt with <new1> but no --delta; a token 
   assert.ok(other.warnings.some((w) => w.includes("mentions <new2>, which no --delta defines (they define <new1>)")), other.warnings.join("\n"));
   const fine = run(S("--delta", good, "--prompt", "a <new1> square"));
   assert.equal([fine.status, fine.warnings], [0, []]);
+});
+
+test("--backend NAME before or after the command word sets the engine's backend; twice is a misuse", () => {
+  for (const argv of [["--backend", "cpu", ...S()], ["--backend=cpu", ...S()], [...S(), "--backend", "cpu"]]) {
+    const r = run(argv);
+    assert.is(r.status, 0, `${argv.join(" ")}: ${r.errors.join("\n")}`);
+  }
+  const twice = run(["--backend", "cpu", ...S("--backend", "cpu")]);
+  assert.is(twice.status, 2);
+  assert.match(twice.errors[0]!, /^cdiff sample: --backend is given twice/);
+  assert.match(helpText("sample"), /--backend NAME/);
 });
 
 test("--help for every command lists its options; cdiff help <command> too", () => {
