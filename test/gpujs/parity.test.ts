@@ -4,7 +4,8 @@
 // step (loss, backward, Adam) on both backends.
 //
 // Tolerances (|gpu - cpu| <= atol + rtol |cpu|) and why:
-// - movement and copies (permute, expand, slice, pad, concat, gather, upsample, cast, fill, where), max/min: exact.
+// - movement and copies (permute, expand, slice, pad, concat, gather, upsample, cast, fill, where), max/min: exact;
+//   NaN propagates through max/min reductions and maximum/minimum as on the cpu (and in torch).
 // - one IEEE operation (add, sub, mul, div, comparisons, relu, neg, abs, square, sqrt, step, sign): 1 ulp
 //   (rtol 2^-23) - exact on SwiftShader; a GPU's division may be off by 1 ulp.
 // - special functions (exp, log, tanh, sigmoid, silu, gelu, erf, sin, cos, reciprocal sqrt) and the fused
@@ -159,6 +160,24 @@ if (probe) {
     const long = rand(3 * 5000);
     parity("reduce", "sum 5000 (two passes)", sumTol(5000), [long], (b, [s]) => [b.reduce("sum", s!, [3, 5000], [1])]);
     parity("reduce", "max 5000 (two passes)", EXACT, [long], (b, [s]) => [b.reduce("max", s!, [3, 5000], [1])]);
+  });
+
+  test("NaN propagates through max/min reductions, maximum/minimum and softmax, as on the cpu", () => {
+    const shape = [4, 6, 5];
+    const x = rand(size(shape));
+    // NaN first, in the middle and last along different axes, and a row with no NaN
+    for (const i of [0, 37, 59, 64, 119]) x[i] = NaN;
+    for (const op of ["max", "min"] as const) {
+      for (const axes of [[0], [1], [2], [1, 2], [0, 2], [0, 1, 2]]) parity("reduce", `${op} ${axes} with NaN`, EXACT, [x], (b, [s]) => [b.reduce(op, s!, shape, axes)]);
+      const long = rand(3 * 5000);
+      long[4321] = NaN; // second row, one chunk of the two-pass reduction
+      parity("reduce", `${op} 5000 with NaN (two passes)`, EXACT, [long], (b, [s]) => [b.reduce(op, s!, [3, 5000], [1])]);
+    }
+    const a = Float32Array.from([NaN, 1, 2, NaN, -0, Infinity, -Infinity, 3]), c = Float32Array.from([0, NaN, 1, NaN, 0, NaN, 5, 3]);
+    for (const op of ["maximum", "minimum"] as const) parity("binary", `${op} with NaN`, EXACT, [a, c], (b, [p, q]) => [b.binary(op, p!, [8], q!, [8], [8])]);
+    const sx = rand(3 * 7 * 4, -8, 8);
+    sx[5] = NaN;
+    for (const log of [false, true]) parity("softmax", `last log=${log} with NaN`, { atol: 1e-6, rtol: 1e-5 }, [sx], (b, [s]) => [b.softmax(s!, [3, 7, 4], 2, log)]);
   });
 
   test("softmax and log-softmax over the last and a middle axis", () => {
