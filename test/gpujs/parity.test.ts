@@ -20,7 +20,7 @@
 //   float64 result once); bias corrections are computed on the host.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { cpuBackend, getBackend, Generator, mseLoss, noGrad, randn, setDefaultBackend } from "../../engine/index.ts";
+import { cpuBackend, getBackend, Generator, matmul, mseLoss, mul, noGrad, randn, setDefaultBackend, sum, tanh } from "../../engine/index.ts";
 import type { Backend, Storage, Tensor, TypedArray } from "../../engine/index.ts";
 import { gpujsReport } from "../../engine/backend/gpujs/index.ts";
 import { withInitGenerator } from "../../models/nn/index.ts";
@@ -374,6 +374,50 @@ if (probe) {
     assert.ok(worst < 1e-5, `updated weights differ by ${worst}`);
   });
 
+  test("scratch scopes: release deletes what the scope (or a closed inner one) made, nothing else", () => {
+    const g = getBackend("gpujs");
+    const before = g.fill("float32", 64, 1), uploaded = g.fromHost(rand(64));
+    const outer = g.beginScratch(), inner = g.beginScratch();
+    const kept = g.fill("float32", 64, 2), dropped = g.unary("neg", uploaded);
+    const r0 = gpujsReport().stats!.releasedTextures;
+    inner.release(dropped);
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 1, "the inner scope deletes its own result");
+    assert.throws(() => g.toHost(dropped), /released/);
+    inner.release(before); // made before any scope: ignored
+    inner.release(uploaded); // an upload of host data: ignored
+    inner.end();
+    inner.release(kept); // closed: ignored
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 1);
+    assert.equal(Array.from(g.toHost(kept)).slice(0, 2), [2, 2]);
+    outer.release(kept);
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 2, "the outer scope deletes what the inner one kept");
+    outer.release(kept); // twice: ignored
+    outer.end();
+    assert.equal(Array.from(g.toHost(before)).slice(0, 2), [1, 1]);
+    assert.is(g.toHost(uploaded).length, 64);
+  });
+
+  test("backward deletes consumed gradient textures as it goes (scratch scope); gradients match the cpu", () => {
+    const run = (name: string): { gx: Float32Array; gw: Float32Array; released: number } => onBackend(name, () => {
+      const x = randn([8, 16], { generator: new Generator(21) }).requiresGrad_(true);
+      const w = randn([16, 16], { generator: new Generator(22) }).mul(0.25).requiresGrad_(true);
+      let h = x;
+      for (let i = 0; i < 4; i++) h = tanh(matmul(h, w));
+      const loss = sum(mul(h, h));
+      const r0 = gpujsReport().stats?.releasedTextures ?? 0;
+      loss.backward();
+      // the leaf gradients outlive the pass and stay readable
+      return { gx: Float32Array.from(x.grad!.data), gw: Float32Array.from(w.grad!.data), released: (gpujsReport().stats?.releasedTextures ?? 0) - r0 };
+    });
+    const c = run("cpu"), g = run("gpujs");
+    const worst = Math.max(maxRel(g.gx, c.gx), maxRel(g.gw, c.gw));
+    results.push({ kernel: "backward with early release: grads (max |diff| / max |cpu|)", worst });
+    assert.ok(worst < 1e-5, `gradients differ by ${worst}`);
+    // 4 x (tanh, matmul) + mul + sum: most intermediate gradients are consumed inside the pass
+    assert.ok(g.released >= 8, `only ${g.released} textures were released during backward`);
+    process.stdout.write(`\n[gpujs parity] backward released ${g.released} textures early; live now ${gpujsReport().stats!.liveTextures}\n`);
+  });
+
   test("report", () => {
     const r = gpujsReport();
     const s = r.stats!;
@@ -385,7 +429,7 @@ if (probe) {
       else process.stdout.write(`  ${kernel}: ${worst.toExponential(2)}\n`);
     }
     process.stdout.write(`  ${[...byKernel.entries()].map(([k, w]) => `${k} ${w.toFixed(2)}`).join(", ")}\n`);
-    process.stdout.write(`[gpujs parity] kernels compiled ${s.compiled}; uploads ${s.uploads} (${s.uploadMs.toFixed(0)} ms), downloads ${s.downloads} (${s.downloadMs.toFixed(0)} ms); host fallbacks: ${JSON.stringify(s.host)}\n`);
+    process.stdout.write(`[gpujs parity] kernels compiled ${s.compiled}; uploads ${s.uploads} (${s.uploadMs.toFixed(0)} ms), downloads ${s.downloads} (${s.downloadMs.toFixed(0)} ms); textures released early ${s.releasedTextures}, live ${s.liveTextures}; host fallbacks: ${JSON.stringify(s.host)}\n`);
   });
 }
 

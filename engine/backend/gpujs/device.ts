@@ -10,15 +10,25 @@ import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
 export const MAX_GPU_ELEMENTS = 1 << 24;
 
 interface Holder {
-  tex: GpuTexture | null;
+  /** the storage's texture (none: host only) */
+  texs: GpuTexture[];
+}
+
+/** Textures alive now (made by kernels and uploads, not yet deleted): see {@link DeviceStats.liveTextures}. */
+const textures = { live: 0, released: 0 };
+
+function deleteAll(h: Holder): number {
+  const ts = h.texs;
+  h.texs = [];
+  textures.live -= ts.length;
+  for (const t of ts) t.delete();
+  return ts.length;
 }
 
 // a texture is deleted when the storage that owns it is collected (or released by a scratch scope)
 const registry = new FinalizationRegistry<Holder>((h) => {
-  const t = h.tex;
-  h.tex = null;
   try {
-    t?.delete();
+    deleteAll(h);
   } catch {
     // the context is gone at exit
   }
@@ -31,7 +41,7 @@ const registry = new FinalizationRegistry<Holder>((h) => {
 export class GpuStorage {
   readonly dtype: FloatDType;
   readonly size: number;
-  private readonly h: Holder = { tex: null };
+  private readonly h: Holder = { texs: [] };
   private hostData: TypedArray | null = null;
   released = false;
 
@@ -39,14 +49,11 @@ export class GpuStorage {
     this.dtype = dtype;
     this.size = size;
     this.hostData = host;
-    if (tex) {
-      this.h.tex = tex;
-      registry.register(this, this.h, this.h);
-    }
+    if (tex) this.setTex(tex);
   }
 
   get tex(): GpuTexture | null {
-    return this.h.tex;
+    return this.h.texs[0] ?? null;
   }
 
   get host(): TypedArray | null {
@@ -59,7 +66,8 @@ export class GpuStorage {
   }
 
   setTex(t: GpuTexture): void {
-    this.h.tex = t;
+    this.h.texs = [t];
+    textures.live++;
     registry.register(this, this.h, this.h);
   }
 
@@ -72,10 +80,63 @@ export class GpuStorage {
     if (this.released) return;
     this.released = true;
     registry.unregister(this.h);
-    const t = this.h.tex;
-    this.h.tex = null;
-    t?.delete();
+    textures.released += deleteAll(this.h);
     this.hostData = null;
+  }
+}
+
+/**
+ * A scratch scope's identity (as in the cpu backend's buffer pool): a closed scope points `into` the
+ * scope that was open around it, which inherits what it allocated; a closed outermost scope points nowhere.
+ */
+interface ScopeToken {
+  open: boolean;
+  into: ScopeToken | null;
+}
+
+/**
+ * Early texture release: storage made by a kernel while a scratch scope is open belongs to the
+ * innermost one (held weakly: storage nobody references is still collected, its texture deleted by
+ * the finalizer). `release(s)` deletes the texture of storage this scope (or a closed scope inside
+ * it) made; anything else (uploads of host data, storage from before the scope) is left alone. The
+ * autograd walk releases only gradients it knows nothing else references; a later use of released
+ * storage throws instead of reading a deleted texture.
+ */
+export class Scratch {
+  private readonly scopes: ScopeToken[] = [];
+  private readonly ownerOf = new WeakMap<GpuStorage, ScopeToken>();
+
+  /** Marks `s` as made inside the innermost open scope (if any). */
+  adopt(s: GpuStorage): GpuStorage {
+    const top = this.scopes[this.scopes.length - 1];
+    if (top) this.ownerOf.set(s, top);
+    return s;
+  }
+
+  private ownerNow(s: GpuStorage): ScopeToken | null {
+    let t = this.ownerOf.get(s) ?? null;
+    while (t && !t.open) t = t.into;
+    return t;
+  }
+
+  begin(): { key(s: GpuStorage): object; release(s: GpuStorage): void; end(): void } {
+    const mine: ScopeToken = { open: true, into: null };
+    this.scopes.push(mine);
+    return {
+      key: (s) => s,
+      release: (s) => {
+        if (!mine.open || s.released || this.ownerNow(s) !== mine) return;
+        this.ownerOf.delete(s);
+        s.release();
+      },
+      end: () => {
+        if (!mine.open) return;
+        mine.open = false;
+        const i = this.scopes.lastIndexOf(mine);
+        if (i >= 0) this.scopes.splice(i, 1);
+        mine.into = i > 0 ? this.scopes[i - 1]! : null;
+      },
+    };
   }
 }
 
@@ -88,6 +149,10 @@ export interface DeviceStats {
   uploadMs: number;
   downloads: number;
   downloadMs: number;
+  /** textures alive now (kernel outputs and uploads not yet deleted by a release or the collector) */
+  liveTextures: number;
+  /** textures deleted early by scratch scopes (the backward pass's consumed gradients) */
+  releasedTextures: number;
 }
 
 /** GLSL ES 1.0 helpers added to every kernel (gpu.js includes those a kernel calls). */
@@ -143,7 +208,15 @@ export const NATIVE: Record<string, string> = {
 export class Device {
   readonly gpu: GpuJs;
   private readonly kernels = new Map<string, GpuKernel>();
-  readonly stats: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0 };
+  private readonly st: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0, liveTextures: 0, releasedTextures: 0 };
+  readonly scratch = new Scratch();
+
+  /** Kernel calls, transfers and textures since start. */
+  get stats(): DeviceStats {
+    this.st.liveTextures = textures.live;
+    this.st.releasedTextures = textures.released;
+    return this.st;
+  }
 
   constructor(gpu: GpuJs) {
     this.gpu = gpu;
@@ -194,7 +267,7 @@ export class Device {
       this.stats.compiled++;
     }
     this.count("gpu", name);
-    return new GpuStorage("float32", n, k(...kargs), null);
+    return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
   }
 
   /** The texture of `s`, uploading its host data first if needed. */

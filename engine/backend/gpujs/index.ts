@@ -70,7 +70,9 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const dev = (device ??= new Device(gpu));
 
   // ---- host side
-  const wrap = (a: TypedArray): S => new GpuStorage(a instanceof Float64Array ? "float64" : "float32", a.length, null, a);
+  const hostStorage = (a: TypedArray): S => new GpuStorage(a instanceof Float64Array ? "float64" : "float32", a.length, null, a);
+  /** a kernel's result made on the host (owned by the open scratch scope, like the GPU kernels' results) */
+  const wrap = (a: TypedArray): S => dev.scratch.adopt(hostStorage(a));
   const H = (s: S): TypedArray => dev.hostOf(s);
   const Hn = (s: S | null): TypedArray | null => (s ? dev.hostOf(s) : null);
   const host = (name: string): void => dev.count("host", name);
@@ -87,7 +89,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const B: Backend<GpuStorage> = {
     name: "gpujs",
     zeros: (dtype, size) => B.fill(dtype, size, 0),
-    fromHost: (data) => wrap(data),
+    fromHost: (data) => hostStorage(data),
     toHost: (s) => H(s),
     fill: (dtype, size, value) => {
       if (dtype === "float32" && size > 0 && size <= MAX_GPU_ELEMENTS) return run("fill", ["return v;"], size, [["v", value]]);
@@ -104,7 +106,8 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       out.set(H(x));
       return wrap(out);
     },
-    beginScratch: (): ScratchScope<S> => ({ key: (s) => s, release: () => {}, end: () => {} }),
+    // the backward pass deletes the textures of consumed intermediate gradients as it goes (see Scratch)
+    beginScratch: (): ScratchScope<S> => dev.scratch.begin(),
 
     unary: (op, x) => {
       if (!gpuOk(x)) return host("unary"), wrap(unary(op, H(x)));
