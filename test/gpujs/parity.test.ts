@@ -311,6 +311,19 @@ if (probe) {
     }
   });
 
+  test("over 2^24 elements: fill, cast, unary, binary and where run chunk by chunk on the GPU", () => {
+    const N = 2 ** 24 + 5000; // one full chunk and a partial one
+    const x = rand(N, -4, 4), y = rand(N, 0.5, 3), c = rand(N).map((v) => (v > 0 ? 1 : 0));
+    const one = Float32Array.of(0.75);
+    parity("fill", "2^24 + 5000", EXACT, [], (b) => [b.fill("float32", N, 1.25)]);
+    parity("cast", "f32 copy, 2^24 + 5000", EXACT, [x], (b, [s]) => [b.cast(s!, "float32", "float32")]);
+    parity("unary", "exp, 2^24 + 5000", SPECIAL, [x], (b, [s]) => [b.unary("exp", s!)]);
+    // a chunked result feeds the next chunked kernel without leaving the GPU
+    // two roundings (1 ulp each on a GPU that divides by reciprocal), of values up to 8 in size
+    parity("binary", "div full / full then add a single element, 2^24 + 5000", { atol: 1e-6, rtol: 2 ** -23 }, [x, y, one], (b, [p, q, r]) => [b.binary("add", b.binary("div", p!, [N], q!, [N], [N]), [N], r!, [1], [N])]);
+    parity("where", "full, full, single element, 2^24 + 5000", EXACT, [c, x, one], (b, [cc, p, r]) => [b.where(cc!, [N], p!, [N], r!, [1], [N])]);
+  });
+
   const TINY = {
     sample_size: 4, block_out_channels: [8, 16], layers_per_block: 1,
     down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],

@@ -10,7 +10,7 @@ import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
 export const MAX_GPU_ELEMENTS = 1 << 24;
 
 interface Holder {
-  /** the storage's texture (none: host only) */
+  /** one texture, or the chunks of a storage over {@link MAX_GPU_ELEMENTS} elements (none: host only) */
   texs: GpuTexture[];
 }
 
@@ -36,7 +36,10 @@ const registry = new FinalizationRegistry<Holder>((h) => {
 
 /**
  * A tensor's storage on the gpujs backend: a texture (float32, device-resident), a host array, or
- * both (a download or an upload is cached; contents never change once made).
+ * both (a download or an upload is cached; contents never change once made). Float32 storage over
+ * {@link MAX_GPU_ELEMENTS} elements lives in chunks of that many elements, one texture each: only the
+ * chunked kernels (fill, cast, unary, binary and where over full-size or single-element operands)
+ * take it; the others read it back to the host.
  */
 export class GpuStorage {
   readonly dtype: FloatDType;
@@ -45,15 +48,22 @@ export class GpuStorage {
   private hostData: TypedArray | null = null;
   released = false;
 
-  constructor(dtype: FloatDType, size: number, tex: GpuTexture | null, host: TypedArray | null) {
+  constructor(dtype: FloatDType, size: number, tex: GpuTexture | GpuTexture[] | null, host: TypedArray | null) {
     this.dtype = dtype;
     this.size = size;
     this.hostData = host;
-    if (tex) this.setTex(tex);
+    if (Array.isArray(tex)) this.setChunks(tex);
+    else if (tex) this.setTex(tex);
   }
 
+  /** The one texture of storage within {@link MAX_GPU_ELEMENTS}, once on the device. */
   get tex(): GpuTexture | null {
-    return this.h.texs[0] ?? null;
+    return this.chunked ? null : (this.h.texs[0] ?? null);
+  }
+
+  /** The chunk textures of a chunked storage, once on the device. */
+  get chunks(): readonly GpuTexture[] | null {
+    return this.chunked && this.h.texs.length ? this.h.texs : null;
   }
 
   get host(): TypedArray | null {
@@ -65,9 +75,18 @@ export class GpuStorage {
     return this.dtype === "float32" && this.size > 0 && this.size <= MAX_GPU_ELEMENTS;
   }
 
+  /** Float32 storage over {@link MAX_GPU_ELEMENTS} elements: held in chunks, taken by the chunked kernels. */
+  get chunked(): boolean {
+    return this.dtype === "float32" && this.size > MAX_GPU_ELEMENTS;
+  }
+
   setTex(t: GpuTexture): void {
-    this.h.texs = [t];
-    textures.live++;
+    this.setChunks([t]);
+  }
+
+  setChunks(ts: GpuTexture[]): void {
+    this.h.texs = ts;
+    textures.live += ts.length;
     registry.register(this, this.h, this.h);
   }
 
@@ -270,13 +289,54 @@ export class Device {
     return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
   }
 
+  /**
+   * Runs kernel `src` over `n` > {@link MAX_GPU_ELEMENTS} outputs chunk by chunk: `this.thread.x` is the
+   * index within the chunk, so every storage argument must be of `n` elements (its chunk is passed) or
+   * of one (passed whole, read at 0).
+   */
+  runChunked(name: string, src: string, n: number, args: (GpuStorage | number)[]): GpuStorage {
+    const out: GpuTexture[] = [];
+    for (let off = 0; off < n; off += MAX_GPU_ELEMENTS) {
+      const len = Math.min(MAX_GPU_ELEMENTS, n - off);
+      const k = this.kernelFor("chunk", src, len, args.map((a) => (typeof a === "number" ? "s" : a.size === n ? String(len) : String(a.size))).join(","));
+      const kargs = args.map((a): KernelArg => {
+        if (typeof a === "number") return a;
+        if (a.size === n) return this.chunksOf(a)[off / MAX_GPU_ELEMENTS]!;
+        if (a.size === 1) return this.texOf(a);
+        throw new Error(`gpujs: chunked ${name} takes operands of ${n} or 1 elements, got ${a.size}`);
+      });
+      out.push(k(...kargs));
+    }
+    this.count("gpu", name);
+    return this.scratch.adopt(new GpuStorage("float32", n, out, null));
+  }
+
+  /** The chunk textures of chunked storage `s`, uploading its host data first if needed. */
+  chunksOf(s: GpuStorage): readonly GpuTexture[] {
+    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    const have = s.chunks;
+    if (have) return have;
+    const host = s.host;
+    if (!host || !s.chunked) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements in chunks`);
+    const t0 = performance.now();
+    const ts: GpuTexture[] = [];
+    for (let off = 0; off < s.size; off += MAX_GPU_ELEMENTS) {
+      const part = (host as Float32Array).subarray(off, Math.min(s.size, off + MAX_GPU_ELEMENTS));
+      ts.push(this.kernelFor("upload", `function(a) { return a[this.thread.x]; }`, part.length)(part));
+      this.stats.uploads++;
+    }
+    s.setChunks(ts);
+    this.stats.uploadMs += performance.now() - t0;
+    return ts;
+  }
+
   /** The texture of `s`, uploading its host data first if needed. */
   texOf(s: GpuStorage): GpuTexture {
     if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
     const t = s.tex;
     if (t) return t;
     const host = s.host;
-    if (!host || s.dtype !== "float32" || s.size === 0) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements`);
+    if (!host || !s.onDevice) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements to one texture`);
     const t0 = performance.now();
     const up = this.kernelFor(`upload`, `function(a) { return a[this.thread.x]; }`, s.size);
     const tex = up(host as Float32Array);
@@ -291,20 +351,28 @@ export class Device {
     if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
     const h = s.host;
     if (h) return h;
-    const t = s.tex;
-    if (!t) throw new Error("gpujs: storage has neither texture nor host data");
+    const ts = s.chunks ?? (s.tex ? [s.tex] : null);
+    if (!ts) throw new Error("gpujs: storage has neither texture nor host data");
     const t0 = performance.now();
-    const raw = t.toArray();
-    const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
-    const out = arr.length === s.size ? arr : arr.slice(0, s.size);
+    const read = (t: GpuTexture, len: number): Float32Array => {
+      const raw = t.toArray();
+      const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
+      return arr.length === len ? arr : arr.slice(0, len);
+    };
+    let out: Float32Array;
+    if (ts.length === 1) out = read(ts[0]!, s.size);
+    else {
+      out = new Float32Array(s.size);
+      ts.forEach((t, k) => out.set(read(t, Math.min(MAX_GPU_ELEMENTS, s.size - k * MAX_GPU_ELEMENTS)), k * MAX_GPU_ELEMENTS));
+    }
     s.setHost(out);
-    this.stats.downloads++;
+    this.stats.downloads += ts.length;
     this.stats.downloadMs += performance.now() - t0;
     return out;
   }
 
-  private kernelFor(tag: string, src: string, n: number): GpuKernel {
-    const key = `${tag}|${n}|${src}`;
+  private kernelFor(tag: string, src: string, n: number, sizes = ""): GpuKernel {
+    const key = `${tag}|${n}|${sizes}|${src}`;
     let k = this.kernels.get(key);
     if (!k) {
       k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });
