@@ -1,14 +1,17 @@
-// gpu.js next to cpu: matmul, conv2d and attention (forward), with the upload and readback time and
-// the renderer named. On a software renderer (SwiftShader in CI and on the dev machines) the gpujs
-// numbers measure correctness plumbing, not a GPU: expect them far slower than the cpu kernels.
+// gpu.js next to cpu: matmul, conv2d and attention forward, conv2d and attention backward, and the
+// tiny UNet forward, with the upload and readback time and the renderer named. On a software renderer
+// (SwiftShader in CI and on the dev machines) the gpujs numbers measure correctness plumbing, not a
+// GPU: expect them far slower than the cpu kernels. bash bench/gpu-check.sh runs this on a GPU machine.
 //
 //   npx tsx bench/gpujs.ts [--quick]     (run bash scripts/gpu-setup.sh first)
 // Own timing loop, not tinybench: the first gpujs call (kernel compilation) is timed on its own and
 // every later run is split into upload, kernel and readback from the backend's counters, which one
 // tinybench figure per task would merge.
-import { cpuBackend, getBackend } from "../engine/index.ts";
+import { cpuBackend, Generator, getBackend, noGrad, randn, setDefaultBackend } from "../engine/index.ts";
 import type { Backend, Storage } from "../engine/index.ts";
 import { gpujsReport, probeGpujs } from "../engine/backend/gpujs/index.ts";
+import { withInitGenerator } from "../models/nn/index.ts";
+import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
 
 const quick = process.argv.includes("--quick");
 const probe = probeGpujs();
@@ -25,9 +28,11 @@ const rand = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i
 
 interface Case {
   name: string;
+  /** floating-point operations of one run (0: not stated) */
   flops: number;
-  inputs: number[];
-  run: (b: Backend, s: Storage[]) => Storage;
+  /** host inputs: sizes of random arrays, or arrays */
+  inputs: (number | Float32Array)[];
+  run: (b: Backend, s: Storage[]) => Storage | Storage[];
 }
 const M = quick ? 128 : 256, K = quick ? 128 : 512;
 const cases: Case[] = [
@@ -51,23 +56,52 @@ const cases: Case[] = [
       run: (b: Backend, [q, k, v]: Storage[]) => b.attention(q!, k!, v!, null, p).o,
     };
   })(),
+  (() => {
+    const C = quick ? 16 : 64, Hh = quick ? 16 : 32;
+    const xs = [1, C, Hh, Hh], ws = [C, C, 3, 3], p = { stride: [1, 1] as const, padding: [1, 1] as const, groups: 1 };
+    return {
+      name: `conv2d backward (input + weight) 1x${C}x${Hh}x${Hh} * ${C}x${C}x3x3 p1`,
+      flops: 2 * 2 * C * C * 9 * Hh * Hh,
+      inputs: [C * Hh * Hh, C * C * 9, C * Hh * Hh],
+      run: (b: Backend, [x, w, gy]: Storage[]) => [b.conv2dBackwardInput(gy!, xs, w!, ws, xs, p), b.conv2dBackwardWeight(x!, xs, gy!, xs, ws, p)],
+    };
+  })(),
+  (() => {
+    const B = 2, Hd = 8, L = quick ? 64 : 256, D = 40;
+    const p = { batch: B * Hd, lq: L, lk: L, d: D, dv: D, scale: 1 / Math.sqrt(D), causal: false, maskStrideB: 0, maskStrideQ: 0, heads: Hd };
+    const n = B * L * Hd * D;
+    const [q, k, v, gO] = [rand(n), rand(n), rand(n), rand(n).map((x) => x * 0.1)];
+    const fw = cpu.attention(cpu.fromHost(q.slice()), cpu.fromHost(k.slice()), cpu.fromHost(v.slice()), null, p);
+    const o = Float32Array.from(cpu.toHost(fw.o)), lse = Float32Array.from(cpu.toHost(fw.lse));
+    return {
+      name: `attention backward ${B}x${L} tokens, ${Hd} heads of ${D}`,
+      // scores recomputed, dP, dq, dk, dv: five products of 2 B H L^2 D
+      flops: 10 * B * Hd * L * L * D,
+      inputs: [q, k, v, o, lse, gO],
+      run: (b: Backend, [qq, kk, vv, oo, ll, gg]: Storage[]) => {
+        const r = b.attentionBackward(qq!, kk!, vv!, null, oo!, ll!, gg!, p, null);
+        return [r.dq, r.dk, r.dv];
+      },
+    };
+  })(),
 ];
 
 const reps = quick ? 2 : 3;
 const rows: string[] = [];
 for (const c of cases) {
-  const host = c.inputs.map(rand);
+  const host = c.inputs.map((x) => (typeof x === "number" ? rand(x) : x));
+  const read = (b: Backend, r: Storage | Storage[]): void => void (Array.isArray(r) ? r : [r]).forEach((o) => b.toHost(o));
   // cpu: inputs already in memory
   const cs = host.map((h) => cpu.fromHost(h.slice()));
   c.run(cpu, cs);
   let t = performance.now();
-  for (let r = 0; r < reps; r++) cpu.toHost(c.run(cpu, cs));
+  for (let r = 0; r < reps; r++) read(cpu, c.run(cpu, cs));
   const cpuMs = (performance.now() - t) / reps;
   // gpujs: first call compiles; then upload, kernel, readback measured separately
   const st = gpujsReport().stats;
   const warm = host.map((h) => g.fromHost(h.slice()));
   t = performance.now();
-  g.toHost(c.run(g, warm));
+  read(g, c.run(g, warm));
   const firstMs = performance.now() - t;
   let upMs = 0, runMs = 0, downMs = 0;
   for (let r = 0; r < reps; r++) {
@@ -75,8 +109,7 @@ for (const c of cases) {
     const u0 = s.uploadMs, d0 = s.downloadMs;
     const gs = host.map((h) => g.fromHost(h.slice()));
     t = performance.now();
-    const out = c.run(g, gs);
-    g.toHost(out);
+    read(g, c.run(g, gs));
     const total = performance.now() - t;
     upMs += s.uploadMs - u0;
     downMs += s.downloadMs - d0;
@@ -86,9 +119,42 @@ for (const c of cases) {
   runMs /= reps;
   downMs /= reps;
   void st;
-  const gf = (ms: number): string => (c.flops / (ms * 1e6)).toFixed(2);
+  const gf = (ms: number): string => (c.flops ? (c.flops / (ms * 1e6)).toFixed(2) : "-");
   rows.push(`| ${c.name} | ${cpuMs.toFixed(1)} (${gf(cpuMs)}) | ${(upMs + runMs + downMs).toFixed(1)} (${gf(upMs + runMs + downMs)}) | ${upMs.toFixed(1)} | ${runMs.toFixed(1)} | ${downMs.toFixed(1)} | ${firstMs.toFixed(0)} |`);
 }
+// the tiny UNet forward (the parity suite's model, a little wider): weights uploaded on the first
+// gpujs call; every later call uploads nothing but its inputs and reads back the output
+{
+  const cfg = {
+    sample_size: 16, block_out_channels: [32, 64], layers_per_block: 1,
+    down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+    cross_attention_dim: 32, attention_head_dim: 8, norm_num_groups: 8,
+  };
+  const S = quick ? 8 : 16;
+  const time = (name: string): { first: number; ms: number; up: number; down: number } => {
+    setDefaultBackend(name);
+    try {
+      const unet = withInitGenerator(new Generator(7), () => UNet2DConditionModel.fromConfig(cfg));
+      const once = (): void => {
+        const x = randn([2, 4, S, S], { generator: new Generator(8) }), ctx = randn([2, 8, 32], { generator: new Generator(9) });
+        void noGrad(() => unet.forward(x, 321, ctx)).data;
+      };
+      let t = performance.now();
+      once();
+      const first = performance.now() - t;
+      const st = name === "gpujs" ? gpujsReport().stats! : null;
+      const u0 = st?.uploadMs ?? 0, d0 = st?.downloadMs ?? 0;
+      t = performance.now();
+      for (let r = 0; r < reps; r++) once();
+      return { first, ms: (performance.now() - t) / reps, up: ((st?.uploadMs ?? 0) - u0) / reps, down: ((st?.downloadMs ?? 0) - d0) / reps };
+    } finally {
+      setDefaultBackend("cpu");
+    }
+  };
+  const c = time("cpu"), gp = time("gpujs");
+  rows.push(`| tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`);
+}
+
 console.log(`\nrenderer: ${probe.renderer}`);
 console.log("| case | cpu ms (GFLOP/s) | gpujs ms (GFLOP/s) | upload ms | kernels ms | readback ms | first call ms (compile) |");
 console.log("|---|---|---|---|---|---|---|");

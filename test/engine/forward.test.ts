@@ -79,6 +79,16 @@ test("reductions, movement and indexing", () => {
   const x = T.arange(24, undefined, 1, f64).reshape([2, 3, 4]);
   assert.equal(T.sum(x, [0, 2]).toArray(), [0 + 1 + 2 + 3 + 12 + 13 + 14 + 15, 4 * 4 + 6 + 4 * 20 + 6, 8 * 4 + 6 + 4 * 24 + 6].map((v, i) => [60, 92, 124][i]));
   assert.equal(T.max(x, 1).toArray(), [8, 9, 10, 11, 20, 21, 22, 23]);
+  // NaN propagates through max/min and maximum/minimum wherever it sits (as in torch), on both layouts
+  const nan = T.tensor([[NaN, 1, 2], [3, NaN, -1], [0, 5, NaN]], undefined, f64);
+  for (const op of [T.max, T.min]) {
+    assert.ok(op(nan, 1).toArray().every((v) => Number.isNaN(v)), `${op.name} over rows`);
+    assert.ok(op(nan, 0).toArray().every((v) => Number.isNaN(v)), `${op.name} over columns`);
+  }
+  assert.equal(T.max(T.tensor([1, 4, 2], undefined, f64)).item(), 4);
+  const mx = T.maximum(T.tensor([NaN, 1, 2], undefined, f64), T.tensor([0, NaN, 1], undefined, f64)).toArray();
+  const mn = T.minimum(T.tensor([NaN, 1, 2], undefined, f64), T.tensor([0, NaN, 1], undefined, f64)).toArray();
+  assert.ok(Number.isNaN(mx[0]!) && Number.isNaN(mx[1]!) && mx[2] === 2 && Number.isNaN(mn[0]!) && Number.isNaN(mn[1]!) && mn[2] === 1, `maximum ${mx} minimum ${mn}`);
   assert.equal(T.mean(x).item(), 11.5);
   assertClose(T.variance(T.tensor([1, 2, 3, 4], undefined, f64)).data, [5 / 3], 1e-15, 1e-14);
   assert.equal(T.permute(x, [2, 0, 1]).shape, [4, 2, 3]);

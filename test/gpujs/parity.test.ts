@@ -4,7 +4,8 @@
 // step (loss, backward, Adam) on both backends.
 //
 // Tolerances (|gpu - cpu| <= atol + rtol |cpu|) and why:
-// - movement and copies (permute, expand, slice, pad, concat, gather, upsample, cast, fill, where), max/min: exact.
+// - movement and copies (permute, expand, slice, pad, concat, gather, upsample, cast, fill, where), max/min: exact;
+//   NaN propagates through max/min reductions and maximum/minimum as on the cpu (and in torch).
 // - one IEEE operation (add, sub, mul, div, comparisons, relu, neg, abs, square, sqrt, step, sign): 1 ulp
 //   (rtol 2^-23) - exact on SwiftShader; a GPU's division may be off by 1 ulp.
 // - special functions (exp, log, tanh, sigmoid, silu, gelu, erf, sin, cos, reciprocal sqrt) and the fused
@@ -19,7 +20,7 @@
 //   float64 result once); bias corrections are computed on the host.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { cpuBackend, getBackend, Generator, mseLoss, noGrad, randn, setDefaultBackend } from "../../engine/index.ts";
+import { cpuBackend, getBackend, Generator, matmul, mseLoss, mul, noGrad, randn, setDefaultBackend, sum, tanh } from "../../engine/index.ts";
 import type { Backend, Storage, Tensor, TypedArray } from "../../engine/index.ts";
 import { gpujsReport } from "../../engine/backend/gpujs/index.ts";
 import { withInitGenerator } from "../../models/nn/index.ts";
@@ -161,6 +162,24 @@ if (probe) {
     parity("reduce", "max 5000 (two passes)", EXACT, [long], (b, [s]) => [b.reduce("max", s!, [3, 5000], [1])]);
   });
 
+  test("NaN propagates through max/min reductions, maximum/minimum and softmax, as on the cpu", () => {
+    const shape = [4, 6, 5];
+    const x = rand(size(shape));
+    // NaN first, in the middle and last along different axes, and a row with no NaN
+    for (const i of [0, 37, 59, 64, 119]) x[i] = NaN;
+    for (const op of ["max", "min"] as const) {
+      for (const axes of [[0], [1], [2], [1, 2], [0, 2], [0, 1, 2]]) parity("reduce", `${op} ${axes} with NaN`, EXACT, [x], (b, [s]) => [b.reduce(op, s!, shape, axes)]);
+      const long = rand(3 * 5000);
+      long[4321] = NaN; // second row, one chunk of the two-pass reduction
+      parity("reduce", `${op} 5000 with NaN (two passes)`, EXACT, [long], (b, [s]) => [b.reduce(op, s!, [3, 5000], [1])]);
+    }
+    const a = Float32Array.from([NaN, 1, 2, NaN, -0, Infinity, -Infinity, 3]), c = Float32Array.from([0, NaN, 1, NaN, 0, NaN, 5, 3]);
+    for (const op of ["maximum", "minimum"] as const) parity("binary", `${op} with NaN`, EXACT, [a, c], (b, [p, q]) => [b.binary(op, p!, [8], q!, [8], [8])]);
+    const sx = rand(3 * 7 * 4, -8, 8);
+    sx[5] = NaN;
+    for (const log of [false, true]) parity("softmax", `last log=${log} with NaN`, { atol: 1e-6, rtol: 1e-5 }, [sx], (b, [s]) => [b.softmax(s!, [3, 7, 4], 2, log)]);
+  });
+
   test("softmax and log-softmax over the last and a middle axis", () => {
     const x = rand(3 * 7 * 4, -8, 8);
     for (const log of [false, true]) {
@@ -292,6 +311,19 @@ if (probe) {
     }
   });
 
+  test("over 2^24 elements: fill, cast, unary, binary and where run chunk by chunk on the GPU", () => {
+    const N = 2 ** 24 + 5000; // one full chunk and a partial one
+    const x = rand(N, -4, 4), y = rand(N, 0.5, 3), c = rand(N).map((v) => (v > 0 ? 1 : 0));
+    const one = Float32Array.of(0.75);
+    parity("fill", "2^24 + 5000", EXACT, [], (b) => [b.fill("float32", N, 1.25)]);
+    parity("cast", "f32 copy, 2^24 + 5000", EXACT, [x], (b, [s]) => [b.cast(s!, "float32", "float32")]);
+    parity("unary", "exp, 2^24 + 5000", SPECIAL, [x], (b, [s]) => [b.unary("exp", s!)]);
+    // a chunked result feeds the next chunked kernel without leaving the GPU
+    // two roundings (1 ulp each on a GPU that divides by reciprocal), of values up to 8 in size
+    parity("binary", "div full / full then add a single element, 2^24 + 5000", { atol: 1e-6, rtol: 2 ** -23 }, [x, y, one], (b, [p, q, r]) => [b.binary("add", b.binary("div", p!, [N], q!, [N], [N]), [N], r!, [1], [N])]);
+    parity("where", "full, full, single element, 2^24 + 5000", EXACT, [c, x, one], (b, [cc, p, r]) => [b.where(cc!, [N], p!, [N], r!, [1], [N])]);
+  });
+
   const TINY = {
     sample_size: 4, block_out_channels: [8, 16], layers_per_block: 1,
     down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
@@ -355,6 +387,50 @@ if (probe) {
     assert.ok(worst < 1e-5, `updated weights differ by ${worst}`);
   });
 
+  test("scratch scopes: release deletes what the scope (or a closed inner one) made, nothing else", () => {
+    const g = getBackend("gpujs");
+    const before = g.fill("float32", 64, 1), uploaded = g.fromHost(rand(64));
+    const outer = g.beginScratch(), inner = g.beginScratch();
+    const kept = g.fill("float32", 64, 2), dropped = g.unary("neg", uploaded);
+    const r0 = gpujsReport().stats!.releasedTextures;
+    inner.release(dropped);
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 1, "the inner scope deletes its own result");
+    assert.throws(() => g.toHost(dropped), /released/);
+    inner.release(before); // made before any scope: ignored
+    inner.release(uploaded); // an upload of host data: ignored
+    inner.end();
+    inner.release(kept); // closed: ignored
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 1);
+    assert.equal(Array.from(g.toHost(kept)).slice(0, 2), [2, 2]);
+    outer.release(kept);
+    assert.is(gpujsReport().stats!.releasedTextures - r0, 2, "the outer scope deletes what the inner one kept");
+    outer.release(kept); // twice: ignored
+    outer.end();
+    assert.equal(Array.from(g.toHost(before)).slice(0, 2), [1, 1]);
+    assert.is(g.toHost(uploaded).length, 64);
+  });
+
+  test("backward deletes consumed gradient textures as it goes (scratch scope); gradients match the cpu", () => {
+    const run = (name: string): { gx: Float32Array; gw: Float32Array; released: number } => onBackend(name, () => {
+      const x = randn([8, 16], { generator: new Generator(21) }).requiresGrad_(true);
+      const w = randn([16, 16], { generator: new Generator(22) }).mul(0.25).requiresGrad_(true);
+      let h = x;
+      for (let i = 0; i < 4; i++) h = tanh(matmul(h, w));
+      const loss = sum(mul(h, h));
+      const r0 = gpujsReport().stats?.releasedTextures ?? 0;
+      loss.backward();
+      // the leaf gradients outlive the pass and stay readable
+      return { gx: Float32Array.from(x.grad!.data), gw: Float32Array.from(w.grad!.data), released: (gpujsReport().stats?.releasedTextures ?? 0) - r0 };
+    });
+    const c = run("cpu"), g = run("gpujs");
+    const worst = Math.max(maxRel(g.gx, c.gx), maxRel(g.gw, c.gw));
+    results.push({ kernel: "backward with early release: grads (max |diff| / max |cpu|)", worst });
+    assert.ok(worst < 1e-5, `gradients differ by ${worst}`);
+    // 4 x (tanh, matmul) + mul + sum: most intermediate gradients are consumed inside the pass
+    assert.ok(g.released >= 8, `only ${g.released} textures were released during backward`);
+    process.stdout.write(`\n[gpujs parity] backward released ${g.released} textures early; live now ${gpujsReport().stats!.liveTextures}\n`);
+  });
+
   test("report", () => {
     const r = gpujsReport();
     const s = r.stats!;
@@ -366,7 +442,7 @@ if (probe) {
       else process.stdout.write(`  ${kernel}: ${worst.toExponential(2)}\n`);
     }
     process.stdout.write(`  ${[...byKernel.entries()].map(([k, w]) => `${k} ${w.toFixed(2)}`).join(", ")}\n`);
-    process.stdout.write(`[gpujs parity] kernels compiled ${s.compiled}; uploads ${s.uploads} (${s.uploadMs.toFixed(0)} ms), downloads ${s.downloads} (${s.downloadMs.toFixed(0)} ms); host fallbacks: ${JSON.stringify(s.host)}\n`);
+    process.stdout.write(`[gpujs parity] kernels compiled ${s.compiled}; uploads ${s.uploads} (${s.uploadMs.toFixed(0)} ms), downloads ${s.downloads} (${s.downloadMs.toFixed(0)} ms); textures released early ${s.releasedTextures}, live ${s.liveTextures}; host fallbacks: ${JSON.stringify(s.host)}\n`);
   });
 }
 

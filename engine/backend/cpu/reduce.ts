@@ -27,7 +27,8 @@ function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inn
         let m = op === "max" ? -Infinity : Infinity;
         for (let j = 0; j < len; j++) {
           const v = x[base + j];
-          if (op === "max" ? !(v <= m) : !(v >= m)) m = v;
+          // NaN propagates, as in torch: a NaN value is taken, and a NaN result stays
+          if ((op === "max" ? !(v <= m) : !(v >= m)) && m === m) m = v;
         }
         out[o] = m;
       }
@@ -46,7 +47,8 @@ function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inn
         const row = base + j * inner;
         for (let i = 0; i < inner; i++) {
           const v = x[row + i];
-          if (op === "max" ? !(v <= acc[i]) : !(v >= acc[i])) acc[i] = v;
+          const m = acc[i];
+          if ((op === "max" ? !(v <= m) : !(v >= m)) && m === m) acc[i] = v;
         }
       }
     }

@@ -10,15 +10,25 @@ import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
 export const MAX_GPU_ELEMENTS = 1 << 24;
 
 interface Holder {
-  tex: GpuTexture | null;
+  /** one texture, or the chunks of a storage over {@link MAX_GPU_ELEMENTS} elements (none: host only) */
+  texs: GpuTexture[];
+}
+
+/** Textures alive now (made by kernels and uploads, not yet deleted): see {@link DeviceStats.liveTextures}. */
+const textures = { live: 0, released: 0 };
+
+function deleteAll(h: Holder): number {
+  const ts = h.texs;
+  h.texs = [];
+  textures.live -= ts.length;
+  for (const t of ts) t.delete();
+  return ts.length;
 }
 
 // a texture is deleted when the storage that owns it is collected (or released by a scratch scope)
 const registry = new FinalizationRegistry<Holder>((h) => {
-  const t = h.tex;
-  h.tex = null;
   try {
-    t?.delete();
+    deleteAll(h);
   } catch {
     // the context is gone at exit
   }
@@ -26,27 +36,34 @@ const registry = new FinalizationRegistry<Holder>((h) => {
 
 /**
  * A tensor's storage on the gpujs backend: a texture (float32, device-resident), a host array, or
- * both (a download or an upload is cached; contents never change once made).
+ * both (a download or an upload is cached; contents never change once made). Float32 storage over
+ * {@link MAX_GPU_ELEMENTS} elements lives in chunks of that many elements, one texture each: only the
+ * chunked kernels (fill, cast, unary, binary and where over full-size or single-element operands)
+ * take it; the others read it back to the host.
  */
 export class GpuStorage {
   readonly dtype: FloatDType;
   readonly size: number;
-  private readonly h: Holder = { tex: null };
+  private readonly h: Holder = { texs: [] };
   private hostData: TypedArray | null = null;
   released = false;
 
-  constructor(dtype: FloatDType, size: number, tex: GpuTexture | null, host: TypedArray | null) {
+  constructor(dtype: FloatDType, size: number, tex: GpuTexture | GpuTexture[] | null, host: TypedArray | null) {
     this.dtype = dtype;
     this.size = size;
     this.hostData = host;
-    if (tex) {
-      this.h.tex = tex;
-      registry.register(this, this.h, this.h);
-    }
+    if (Array.isArray(tex)) this.setChunks(tex);
+    else if (tex) this.setTex(tex);
   }
 
+  /** The one texture of storage within {@link MAX_GPU_ELEMENTS}, once on the device. */
   get tex(): GpuTexture | null {
-    return this.h.tex;
+    return this.chunked ? null : (this.h.texs[0] ?? null);
+  }
+
+  /** The chunk textures of a chunked storage, once on the device. */
+  get chunks(): readonly GpuTexture[] | null {
+    return this.chunked && this.h.texs.length ? this.h.texs : null;
   }
 
   get host(): TypedArray | null {
@@ -58,8 +75,18 @@ export class GpuStorage {
     return this.dtype === "float32" && this.size > 0 && this.size <= MAX_GPU_ELEMENTS;
   }
 
+  /** Float32 storage over {@link MAX_GPU_ELEMENTS} elements: held in chunks, taken by the chunked kernels. */
+  get chunked(): boolean {
+    return this.dtype === "float32" && this.size > MAX_GPU_ELEMENTS;
+  }
+
   setTex(t: GpuTexture): void {
-    this.h.tex = t;
+    this.setChunks([t]);
+  }
+
+  setChunks(ts: GpuTexture[]): void {
+    this.h.texs = ts;
+    textures.live += ts.length;
     registry.register(this, this.h, this.h);
   }
 
@@ -72,10 +99,63 @@ export class GpuStorage {
     if (this.released) return;
     this.released = true;
     registry.unregister(this.h);
-    const t = this.h.tex;
-    this.h.tex = null;
-    t?.delete();
+    textures.released += deleteAll(this.h);
     this.hostData = null;
+  }
+}
+
+/**
+ * A scratch scope's identity (as in the cpu backend's buffer pool): a closed scope points `into` the
+ * scope that was open around it, which inherits what it allocated; a closed outermost scope points nowhere.
+ */
+interface ScopeToken {
+  open: boolean;
+  into: ScopeToken | null;
+}
+
+/**
+ * Early texture release: storage made by a kernel while a scratch scope is open belongs to the
+ * innermost one (held weakly: storage nobody references is still collected, its texture deleted by
+ * the finalizer). `release(s)` deletes the texture of storage this scope (or a closed scope inside
+ * it) made; anything else (uploads of host data, storage from before the scope) is left alone. The
+ * autograd walk releases only gradients it knows nothing else references; a later use of released
+ * storage throws instead of reading a deleted texture.
+ */
+export class Scratch {
+  private readonly scopes: ScopeToken[] = [];
+  private readonly ownerOf = new WeakMap<GpuStorage, ScopeToken>();
+
+  /** Marks `s` as made inside the innermost open scope (if any). */
+  adopt(s: GpuStorage): GpuStorage {
+    const top = this.scopes[this.scopes.length - 1];
+    if (top) this.ownerOf.set(s, top);
+    return s;
+  }
+
+  private ownerNow(s: GpuStorage): ScopeToken | null {
+    let t = this.ownerOf.get(s) ?? null;
+    while (t && !t.open) t = t.into;
+    return t;
+  }
+
+  begin(): { key(s: GpuStorage): object; release(s: GpuStorage): void; end(): void } {
+    const mine: ScopeToken = { open: true, into: null };
+    this.scopes.push(mine);
+    return {
+      key: (s) => s,
+      release: (s) => {
+        if (!mine.open || s.released || this.ownerNow(s) !== mine) return;
+        this.ownerOf.delete(s);
+        s.release();
+      },
+      end: () => {
+        if (!mine.open) return;
+        mine.open = false;
+        const i = this.scopes.lastIndexOf(mine);
+        if (i >= 0) this.scopes.splice(i, 1);
+        mine.into = i > 0 ? this.scopes[i - 1]! : null;
+      },
+    };
   }
 }
 
@@ -88,6 +168,10 @@ export interface DeviceStats {
   uploadMs: number;
   downloads: number;
   downloadMs: number;
+  /** textures alive now (kernel outputs and uploads not yet deleted by a release or the collector) */
+  liveTextures: number;
+  /** textures deleted early by scratch scopes (the backward pass's consumed gradients) */
+  releasedTextures: number;
 }
 
 /** GLSL ES 1.0 helpers added to every kernel (gpu.js includes those a kernel calls). */
@@ -143,7 +227,15 @@ export const NATIVE: Record<string, string> = {
 export class Device {
   readonly gpu: GpuJs;
   private readonly kernels = new Map<string, GpuKernel>();
-  readonly stats: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0 };
+  private readonly st: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0, liveTextures: 0, releasedTextures: 0 };
+  readonly scratch = new Scratch();
+
+  /** Kernel calls, transfers and textures since start. */
+  get stats(): DeviceStats {
+    this.st.liveTextures = textures.live;
+    this.st.releasedTextures = textures.released;
+    return this.st;
+  }
 
   constructor(gpu: GpuJs) {
     this.gpu = gpu;
@@ -194,7 +286,48 @@ export class Device {
       this.stats.compiled++;
     }
     this.count("gpu", name);
-    return new GpuStorage("float32", n, k(...kargs), null);
+    return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
+  }
+
+  /**
+   * Runs kernel `src` over `n` > {@link MAX_GPU_ELEMENTS} outputs chunk by chunk: `this.thread.x` is the
+   * index within the chunk, so every storage argument must be of `n` elements (its chunk is passed) or
+   * of one (passed whole, read at 0).
+   */
+  runChunked(name: string, src: string, n: number, args: (GpuStorage | number)[]): GpuStorage {
+    const out: GpuTexture[] = [];
+    for (let off = 0; off < n; off += MAX_GPU_ELEMENTS) {
+      const len = Math.min(MAX_GPU_ELEMENTS, n - off);
+      const k = this.kernelFor("chunk", src, len, args.map((a) => (typeof a === "number" ? "s" : a.size === n ? String(len) : String(a.size))).join(","));
+      const kargs = args.map((a): KernelArg => {
+        if (typeof a === "number") return a;
+        if (a.size === n) return this.chunksOf(a)[off / MAX_GPU_ELEMENTS]!;
+        if (a.size === 1) return this.texOf(a);
+        throw new Error(`gpujs: chunked ${name} takes operands of ${n} or 1 elements, got ${a.size}`);
+      });
+      out.push(k(...kargs));
+    }
+    this.count("gpu", name);
+    return this.scratch.adopt(new GpuStorage("float32", n, out, null));
+  }
+
+  /** The chunk textures of chunked storage `s`, uploading its host data first if needed. */
+  chunksOf(s: GpuStorage): readonly GpuTexture[] {
+    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    const have = s.chunks;
+    if (have) return have;
+    const host = s.host;
+    if (!host || !s.chunked) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements in chunks`);
+    const t0 = performance.now();
+    const ts: GpuTexture[] = [];
+    for (let off = 0; off < s.size; off += MAX_GPU_ELEMENTS) {
+      const part = (host as Float32Array).subarray(off, Math.min(s.size, off + MAX_GPU_ELEMENTS));
+      ts.push(this.kernelFor("upload", `function(a) { return a[this.thread.x]; }`, part.length)(part));
+      this.stats.uploads++;
+    }
+    s.setChunks(ts);
+    this.stats.uploadMs += performance.now() - t0;
+    return ts;
   }
 
   /** The texture of `s`, uploading its host data first if needed. */
@@ -203,7 +336,7 @@ export class Device {
     const t = s.tex;
     if (t) return t;
     const host = s.host;
-    if (!host || s.dtype !== "float32" || s.size === 0) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements`);
+    if (!host || !s.onDevice) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements to one texture`);
     const t0 = performance.now();
     const up = this.kernelFor(`upload`, `function(a) { return a[this.thread.x]; }`, s.size);
     const tex = up(host as Float32Array);
@@ -218,20 +351,28 @@ export class Device {
     if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
     const h = s.host;
     if (h) return h;
-    const t = s.tex;
-    if (!t) throw new Error("gpujs: storage has neither texture nor host data");
+    const ts = s.chunks ?? (s.tex ? [s.tex] : null);
+    if (!ts) throw new Error("gpujs: storage has neither texture nor host data");
     const t0 = performance.now();
-    const raw = t.toArray();
-    const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
-    const out = arr.length === s.size ? arr : arr.slice(0, s.size);
+    const read = (t: GpuTexture, len: number): Float32Array => {
+      const raw = t.toArray();
+      const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
+      return arr.length === len ? arr : arr.slice(0, len);
+    };
+    let out: Float32Array;
+    if (ts.length === 1) out = read(ts[0]!, s.size);
+    else {
+      out = new Float32Array(s.size);
+      ts.forEach((t, k) => out.set(read(t, Math.min(MAX_GPU_ELEMENTS, s.size - k * MAX_GPU_ELEMENTS)), k * MAX_GPU_ELEMENTS));
+    }
     s.setHost(out);
-    this.stats.downloads++;
+    this.stats.downloads += ts.length;
     this.stats.downloadMs += performance.now() - t0;
     return out;
   }
 
-  private kernelFor(tag: string, src: string, n: number): GpuKernel {
-    const key = `${tag}|${n}|${src}`;
+  private kernelFor(tag: string, src: string, n: number, sizes = ""): GpuKernel {
+    const key = `${tag}|${n}|${sizes}|${src}`;
     let k = this.kernels.get(key);
     if (!k) {
       k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });

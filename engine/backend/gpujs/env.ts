@@ -132,7 +132,9 @@ function openNode(): { probe: GpujsProbe; gpu: GpuJs | null } {
   }
   if (!gl) {
     const missing = ICD_FILES.filter((f) => !icd.includes(f));
-    const hint = missing.length
+    const hint = platform !== "swiftshader"
+      ? `ANGLE's messages above name the cause (vulkan: a Vulkan driver the loader finds, e.g. VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json, with VK_KHR_surface and VK_KHR_xcb_surface; gl, gles: an X display)`
+      : missing.length
       ? `SwiftShader's Vulkan ICD is missing next to ${rel}/libGLESv2.so (${missing.join(", ")}): run bash scripts/gpu-setup.sh`
       : `the ICD files are in place; check ANGLE's message above ("Internal Vulkan error" or "Could not open the default X display")`;
     return fail(`gl could not create a WebGL context with ANGLE_DEFAULT_PLATFORM=${platform}: ${hint}; gpu.js would fall back to webasm`);

@@ -38,10 +38,11 @@ export const GPU_NATIVE = [
 export const HOST_FALLBACK: readonly string[] = [];
 /**
  * When a GPU kernel hands over to the host kernel anyway: float64 storage (no double in WebGL), more
- * than {@link MAX_GPU_ELEMENTS} elements in one tensor, zero-size tensors, concat of more than 8 inputs,
+ * than {@link MAX_GPU_ELEMENTS} elements in one tensor (except the elementwise kernels, which run over
+ * chunks of that many elements), zero-size tensors, concat of more than 8 inputs,
  * indexAdd with more than 4096 indices. Each such call is counted under `host` in {@link gpujsReport}.
  */
-export const HOST_WHEN = "float64 storage; a tensor over 2^24 elements; zero-size tensors; concat of more than 8 inputs; indexAdd of more than 4096 indices";
+export const HOST_WHEN = "float64 storage; a tensor over 2^24 elements (except fill, cast, unary, and binary/where whose operands all have the output's size or one element: those run chunk by chunk); zero-size tensors; concat of more than 8 inputs; indexAdd of more than 4096 indices";
 
 const ctorOf = (dtype: FloatDType): Float32ArrayConstructor | Float64ArrayConstructor => (dtype === "float64" ? Float64Array : Float32Array);
 
@@ -70,7 +71,9 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const dev = (device ??= new Device(gpu));
 
   // ---- host side
-  const wrap = (a: TypedArray): S => new GpuStorage(a instanceof Float64Array ? "float64" : "float32", a.length, null, a);
+  const hostStorage = (a: TypedArray): S => new GpuStorage(a instanceof Float64Array ? "float64" : "float32", a.length, null, a);
+  /** a kernel's result made on the host (owned by the open scratch scope, like the GPU kernels' results) */
+  const wrap = (a: TypedArray): S => dev.scratch.adopt(hostStorage(a));
   const H = (s: S): TypedArray => dev.hostOf(s);
   const Hn = (s: S | null): TypedArray | null => (s ? dev.hostOf(s) : null);
   const host = (name: string): void => dev.count("host", name);
@@ -80,6 +83,12 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const run = (name: string, body: string[], n: number, args: [string, S | number][]): S =>
     dev.run(name, `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`, n, args.map((a) => a[1]));
 
+  /** `run` over more than MAX_GPU_ELEMENTS outputs, chunk by chunk (operands of n or 1 elements) */
+  const runChunked = (name: string, body: string[], n: number, args: [string, S | number][]): S =>
+    dev.runChunked(name, `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`, n, args.map((a) => a[1]));
+  /** the output is over one texture's reach and every operand is float32 of n or 1 elements: the chunked kernels take it */
+  const chunkable = (n: number, ...xs: S[]): boolean => n > MAX_GPU_ELEMENTS && xs.every((x) => x.dtype === "float32" && (x.size === n || x.size === 1));
+
   const { mm, rowLse, softmaxGpu, rowSum, gatherView, qkView, vView, attnScores, probs, normStats } = programs(run);
 
   const sizeOf = (s: Shape): number => s.reduce((a, b) => a * b, 1);
@@ -87,10 +96,11 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const B: Backend<GpuStorage> = {
     name: "gpujs",
     zeros: (dtype, size) => B.fill(dtype, size, 0),
-    fromHost: (data) => wrap(data),
+    fromHost: (data) => hostStorage(data),
     toHost: (s) => H(s),
     fill: (dtype, size, value) => {
       if (dtype === "float32" && size > 0 && size <= MAX_GPU_ELEMENTS) return run("fill", ["return v;"], size, [["v", value]]);
+      if (dtype === "float32" && size > MAX_GPU_ELEMENTS) return runChunked("fill", ["return v;"], size, [["v", value]]);
       host("fill");
       return wrap(new (ctorOf(dtype))(size).fill(value));
     },
@@ -99,28 +109,34 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       if (isHalf(to) && from !== to) return host("cast"), wrap(roundToHalf(H(x), to));
       if (isHalf(to)) to = "float32";
       if (to === "float32" && x.onDevice) return run("cast", ["return x[this.thread.x];"], x.size, [["x", x]]);
+      if (to === "float32" && x.chunked) return runChunked("cast", ["return x[this.thread.x];"], x.size, [["x", x]]);
       host("cast");
       const out = new (ctorOf(to))(x.size);
       out.set(H(x));
       return wrap(out);
     },
-    beginScratch: (): ScratchScope<S> => ({ key: (s) => s, release: () => {}, end: () => {} }),
+    // the backward pass deletes the textures of consumed intermediate gradients as it goes (see Scratch)
+    beginScratch: (): ScratchScope<S> => dev.scratch.begin(),
 
     unary: (op, x) => {
+      const body = ["const v = x[this.thread.x];", `return ${UN[op]("v")};`];
+      if (x.chunked) return runChunked("unary", body, x.size, [["x", x]]);
       if (!gpuOk(x)) return host("unary"), wrap(unary(op, H(x)));
-      return run("unary", ["const v = x[this.thread.x];", `return ${UN[op]("v")};`], x.size, [["x", x]]);
+      return run("unary", body, x.size, [["x", x]]);
     },
     binary: (op, a, as, b, bs, os) => {
       const n = sizeOf(os);
-      if (n === 0 || n > MAX_GPU_ELEMENTS || !gpuOk(a, b)) return host("binary"), wrap(binary(op, H(a), as, H(b), bs, os));
+      const big = chunkable(n, a, b);
+      if (!big && (n === 0 || n > MAX_GPU_ELEMENTS || !gpuOk(a, b))) return host("binary"), wrap(binary(op, H(a), as, H(b), bs, os));
       const { lines, idx } = broadcastReads([as, bs], os);
-      return run("binary", ["const i = this.thread.x;", ...lines, `const x = a[${idx[0]}];`, `const y = b[${idx[1]}];`, `return ${BIN[op]("x", "y")};`], n, [["a", a], ["b", b]]);
+      return (big ? runChunked : run)("binary", ["const i = this.thread.x;", ...lines, `const x = a[${idx[0]}];`, `const y = b[${idx[1]}];`, `return ${BIN[op]("x", "y")};`], n, [["a", a], ["b", b]]);
     },
     where: (c, cs, a, as, b, bs, os) => {
       const n = sizeOf(os);
-      if (n === 0 || n > MAX_GPU_ELEMENTS || !gpuOk(c, a, b)) return host("where"), wrap(where(H(c), cs, H(a), as, H(b), bs, os));
+      const big = chunkable(n, c, a, b);
+      if (!big && (n === 0 || n > MAX_GPU_ELEMENTS || !gpuOk(c, a, b))) return host("where"), wrap(where(H(c), cs, H(a), as, H(b), bs, os));
       const { lines, idx } = broadcastReads([cs, as, bs], os);
-      return run("where", ["const i = this.thread.x;", ...lines, `return c[${idx[0]}] != 0.0 ? a[${idx[1]}] : b[${idx[2]}];`], n, [["c", c], ["a", a], ["b", b]]);
+      return (big ? runChunked : run)("where", ["const i = this.thread.x;", ...lines, `return c[${idx[0]}] != 0.0 ? a[${idx[1]}] : b[${idx[2]}];`], n, [["c", c], ["a", a], ["b", b]]);
     },
     geglu: (h, rows, d) => {
       if (!gpuOk(h) || rows * d === 0) return host("geglu"), wrap(geglu(H(h), rows, d));

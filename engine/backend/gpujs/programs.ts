@@ -39,8 +39,10 @@ export const BIN: Record<BinaryOp, (x: string, y: string) => string> = {
   mul: (x, y) => `${x} * ${y}`,
   div: (x, y) => `${x} / ${y}`,
   pow: (x, y) => `pow32(${x}, ${y})`,
-  maximum: (x, y) => `(${x} > ${y} ? ${x} : ${y})`,
-  minimum: (x, y) => `(${x} < ${y} ? ${x} : ${y})`,
+  // NaN propagates (as on cpu and in torch): both comparisons fail only when one side is NaN, and then
+  // x + y is NaN; GLSL's max/min leave NaN undefined
+  maximum: (x, y) => `(${x} > ${y} ? ${x} : (${x} <= ${y} ? ${y} : ${x} + ${y}))`,
+  minimum: (x, y) => `(${x} < ${y} ? ${x} : (${x} >= ${y} ? ${y} : ${x} + ${y}))`,
   lt: (x, y) => `(${x} < ${y} ? 1.0 : 0.0)`,
   le: (x, y) => `(${x} <= ${y} ? 1.0 : 0.0)`,
   gt: (x, y) => `(${x} > ${y} ? 1.0 : 0.0)`,
@@ -52,6 +54,15 @@ export const BIN: Record<BinaryOp, (x: string, y: string) => string> = {
   sigmoid_grad: (x, y) => `${x} * ${y} * (1.0 - ${y})`,
   tanh_grad: (x, y) => `${x} * (1.0 - ${y} * ${y})`,
 };
+
+/**
+ * The running max (or min) `acc` after value `v`, NaN propagating as on the cpu: `acc` is kept when `v`
+ * does not beat it (ties keep the earlier value, as the cpu's loop does), and where neither comparison
+ * holds one of them is NaN and so is their sum. GLSL's max/min leave NaN undefined.
+ */
+export function extremum(op: "max" | "min", acc: string, v: string): string {
+  return op === "max" ? `(${v} <= ${acc} ? ${acc} : (${v} > ${acc} ? ${v} : ${acc} + ${v}))` : `(${v} >= ${acc} ? ${acc} : (${v} < ${acc} ? ${v} : ${acc} + ${v}))`;
+}
 
 /** Reads of operands broadcast to `outShape`: one index expression per operand, coordinate lines shared. */
 export function broadcastReads(shapes: Shape[], outShape: Shape): { lines: string[]; idx: string[] } {
@@ -111,7 +122,7 @@ export function programs(run: Run) {
   /** per row: max, then log(sum(exp(x - max))) + max (or -inf for an all -inf row) */
   function rowLse(name: string, x: S, rows: number, len: number, rowShape: number[], base: (p: string) => string, stride: number): S {
     const body = ["const i = this.thread.x;", ...coordLines("i", rowShape, "c"), `const base = ${base("c")};`];
-    body.push("let mx = -1.0 / 0.0;", `for (let j = 0; j < ${len}; j++) { mx = Math.max(mx, x[base + j * ${f(stride)}]); }`);
+    body.push("let mx = -1.0 / 0.0;", `for (let j = 0; j < ${len}; j++) { const v = x[base + j * ${f(stride)}]; mx = ${extremum("max", "mx", "v")}; }`);
     body.push("if (mx == -1.0 / 0.0) { return -1.0 / 0.0; }");
     body.push("let s = 0.0;", `for (let j = 0; j < ${len}; j++) { s += exp32(x[base + j * ${f(stride)}] - mx); }`, "return mx + log32(s);");
     return run(name, body, rows, [["x", x]]);
@@ -131,7 +142,7 @@ export function programs(run: Run) {
   /** sums of `len` elements per output (strided rows), in two passes when long */
   function rowSum(name: string, x: S, rows: number, len: number, rowShape: number[], base: (p: string) => string, stride: number, op: ReduceOp = "sum"): S {
     const init = op === "sum" ? "0.0" : op === "max" ? "-1.0 / 0.0" : "1.0 / 0.0";
-    const acc = (v: string): string => (op === "sum" ? `s += ${v};` : op === "max" ? `s = Math.max(s, ${v});` : `s = Math.min(s, ${v});`);
+    const acc = (v: string): string => (op === "sum" ? `s += ${v};` : `const v = ${v}; s = ${extremum(op, "s", "v")};`);
     const CH = 1024;
     if (len <= 2 * CH || rows * Math.ceil(len / CH) > MAX_GPU_ELEMENTS) {
       const body = ["const i = this.thread.x;", ...coordLines("i", rowShape, "c"), `const base = ${base("c")};`, `let s = ${init};`];
