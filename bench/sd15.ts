@@ -110,8 +110,10 @@ const cases = opt("cases", "fwd,step,step-bf16,step-ckpt,step-bf16-ckpt").split(
 for (const c of cases) if (!CASES.includes(c)) throw new Error(`--cases: unknown case "${c}" (known: ${CASES.join(", ")})`);
 const steps = opt("steps", "2");
 const env = { ...process.env, ...(argv.includes("--threads") ? { CDIFF_THREADS: opt("threads", "2") } : {}) };
-const torchOk = spawnSync("python3", ["-c", "import torch, diffusers"], { encoding: "utf8" }).status === 0;
-if (!torchOk && !json) console.log("PyTorch side skipped: python3 cannot import torch and diffusers\n");
+// the first interpreter that imports both (CDIFF_PYTHON, python3, Debian's /usr/bin/python3)
+const python = [process.env.CDIFF_PYTHON, "python3", "/usr/bin/python3"].find((py) => py && spawnSync(py, ["-c", "import torch, diffusers"], { encoding: "utf8" }).status === 0);
+const torchOk = python !== undefined;
+if (!torchOk && !json) console.log("PyTorch side skipped: no python3 here imports torch and diffusers (set CDIFF_PYTHON to one that does)\n");
 
 const rows: Result[] = [];
 for (const size of sizes) {
@@ -122,7 +124,7 @@ for (const size of sizes) {
     if (json) console.log(JSON.stringify(r));
     else console.log(`${`${c} ${size}px`.padEnd(22)} ours    ${(r.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB`);
     if (torchOk && (c === "fwd" || c === "step" || c === "step-ckpt")) {
-      const py = spawnSync("python3", [path.join(here, "torch_sd15.py"), c, String(size), steps], { encoding: "utf8", env });
+      const py = spawnSync(python!, [path.join(here, "torch_sd15.py"), c, String(size), steps], { encoding: "utf8", env });
       if (py.status !== 0) {
         console.log(`  PyTorch ${c} ${size}px failed: ${py.stderr.trim().split("\n").pop()}`);
         continue;
