@@ -20,7 +20,10 @@ if (!probe.ok) {
   process.exit(1);
 }
 console.log(`gpujs: ${probe.description}`);
-if (probe.software) console.log("NOTE: software renderer - the gpujs rows are not GPU speed; the cpu rows use 2 threads of WebAssembly SIMD");
+if (probe.software)
+  console.log(
+    "NOTE: software renderer - the gpujs rows are not GPU speed; the cpu rows use 2 threads of WebAssembly SIMD",
+  );
 const g = getBackend("gpujs");
 const cpu = cpuBackend as unknown as Backend;
 
@@ -34,21 +37,44 @@ interface Case {
   inputs: (number | Float32Array)[];
   run: (b: Backend, s: Storage[]) => Storage | Storage[];
 }
-const M = quick ? 128 : 256, K = quick ? 128 : 512;
+const M = quick ? 128 : 256,
+  K = quick ? 128 : 512;
 const cases: Case[] = [
-  { name: `matmul ${M}x${K} @ ${K}x${M}`, flops: 2 * M * K * M, inputs: [M * K, K * M], run: (b, [x, y]) => b.matmul(x!, y!, { batch: 1, m: M, k: K, n: M, transA: false, transB: false, strideA: 0, strideB: 0 }) },
+  {
+    name: `matmul ${M}x${K} @ ${K}x${M}`,
+    flops: 2 * M * K * M,
+    inputs: [M * K, K * M],
+    run: (b, [x, y]) =>
+      b.matmul(x!, y!, { batch: 1, m: M, k: K, n: M, transA: false, transB: false, strideA: 0, strideB: 0 }),
+  },
   (() => {
-    const C = quick ? 16 : 64, Hh = quick ? 16 : 32;
+    const C = quick ? 16 : 64,
+      Hh = quick ? 16 : 32;
     return {
       name: `conv2d 1x${C}x${Hh}x${Hh} * ${C}x${C}x3x3 p1`,
       flops: 2 * C * C * 9 * Hh * Hh,
       inputs: [C * Hh * Hh, C * C * 9],
-      run: (b: Backend, [x, w]: Storage[]) => b.conv2d(x!, [1, C, Hh, Hh], w!, [C, C, 3, 3], { stride: [1, 1], padding: [1, 1], groups: 1 }),
+      run: (b: Backend, [x, w]: Storage[]) =>
+        b.conv2d(x!, [1, C, Hh, Hh], w!, [C, C, 3, 3], { stride: [1, 1], padding: [1, 1], groups: 1 }),
     };
   })(),
   (() => {
-    const B = 2, Hd = 8, L = quick ? 64 : 256, D = 40;
-    const p = { batch: B * Hd, lq: L, lk: L, d: D, dv: D, scale: 1 / Math.sqrt(D), causal: false, maskStrideB: 0, maskStrideQ: 0, heads: Hd };
+    const B = 2,
+      Hd = 8,
+      L = quick ? 64 : 256,
+      D = 40;
+    const p = {
+      batch: B * Hd,
+      lq: L,
+      lk: L,
+      d: D,
+      dv: D,
+      scale: 1 / Math.sqrt(D),
+      causal: false,
+      maskStrideB: 0,
+      maskStrideQ: 0,
+      heads: Hd,
+    };
     return {
       name: `attention ${B}x${L} tokens, ${Hd} heads of ${D}`,
       flops: 4 * B * Hd * L * L * D,
@@ -57,22 +83,43 @@ const cases: Case[] = [
     };
   })(),
   (() => {
-    const C = quick ? 16 : 64, Hh = quick ? 16 : 32;
-    const xs = [1, C, Hh, Hh], ws = [C, C, 3, 3], p = { stride: [1, 1] as const, padding: [1, 1] as const, groups: 1 };
+    const C = quick ? 16 : 64,
+      Hh = quick ? 16 : 32;
+    const xs = [1, C, Hh, Hh],
+      ws = [C, C, 3, 3],
+      p = { stride: [1, 1] as const, padding: [1, 1] as const, groups: 1 };
     return {
       name: `conv2d backward (input + weight) 1x${C}x${Hh}x${Hh} * ${C}x${C}x3x3 p1`,
       flops: 2 * 2 * C * C * 9 * Hh * Hh,
       inputs: [C * Hh * Hh, C * C * 9, C * Hh * Hh],
-      run: (b: Backend, [x, w, gy]: Storage[]) => [b.conv2dBackwardInput(gy!, xs, w!, ws, xs, p), b.conv2dBackwardWeight(x!, xs, gy!, xs, ws, p)],
+      run: (b: Backend, [x, w, gy]: Storage[]) => [
+        b.conv2dBackwardInput(gy!, xs, w!, ws, xs, p),
+        b.conv2dBackwardWeight(x!, xs, gy!, xs, ws, p),
+      ],
     };
   })(),
   (() => {
-    const B = 2, Hd = 8, L = quick ? 64 : 256, D = 40;
-    const p = { batch: B * Hd, lq: L, lk: L, d: D, dv: D, scale: 1 / Math.sqrt(D), causal: false, maskStrideB: 0, maskStrideQ: 0, heads: Hd };
+    const B = 2,
+      Hd = 8,
+      L = quick ? 64 : 256,
+      D = 40;
+    const p = {
+      batch: B * Hd,
+      lq: L,
+      lk: L,
+      d: D,
+      dv: D,
+      scale: 1 / Math.sqrt(D),
+      causal: false,
+      maskStrideB: 0,
+      maskStrideQ: 0,
+      heads: Hd,
+    };
     const n = B * L * Hd * D;
     const [q, k, v, gO] = [rand(n), rand(n), rand(n), rand(n).map((x) => x * 0.1)];
     const fw = cpu.attention(cpu.fromHost(q.slice()), cpu.fromHost(k.slice()), cpu.fromHost(v.slice()), null, p);
-    const o = Float32Array.from(cpu.toHost(fw.o)), lse = Float32Array.from(cpu.toHost(fw.lse));
+    const o = Float32Array.from(cpu.toHost(fw.o)),
+      lse = Float32Array.from(cpu.toHost(fw.lse));
     return {
       name: `attention backward ${B}x${L} tokens, ${Hd} heads of ${D}`,
       // scores recomputed, dP, dq, dk, dv: five products of 2 B H L^2 D
@@ -90,7 +137,8 @@ const reps = quick ? 2 : 3;
 const rows: string[] = [];
 for (const c of cases) {
   const host = c.inputs.map((x) => (typeof x === "number" ? rand(x) : x));
-  const read = (b: Backend, r: Storage | Storage[]): void => void (Array.isArray(r) ? r : [r]).forEach((o) => b.toHost(o));
+  const read = (b: Backend, r: Storage | Storage[]): void =>
+    void (Array.isArray(r) ? r : [r]).forEach((o) => b.toHost(o));
   // cpu: inputs already in memory
   const cs = host.map((h) => cpu.fromHost(h.slice()));
   c.run(cpu, cs);
@@ -103,10 +151,13 @@ for (const c of cases) {
   t = performance.now();
   read(g, c.run(g, warm));
   const firstMs = performance.now() - t;
-  let upMs = 0, runMs = 0, downMs = 0;
+  let upMs = 0,
+    runMs = 0,
+    downMs = 0;
   for (let r = 0; r < reps; r++) {
     const s = gpujsReport().stats!;
-    const u0 = s.uploadMs, d0 = s.downloadMs;
+    const u0 = s.uploadMs,
+      d0 = s.downloadMs;
     const gs = host.map((h) => g.fromHost(h.slice()));
     t = performance.now();
     read(g, c.run(g, gs));
@@ -120,15 +171,22 @@ for (const c of cases) {
   downMs /= reps;
   void st;
   const gf = (ms: number): string => (c.flops ? (c.flops / (ms * 1e6)).toFixed(2) : "-");
-  rows.push(`| ${c.name} | ${cpuMs.toFixed(1)} (${gf(cpuMs)}) | ${(upMs + runMs + downMs).toFixed(1)} (${gf(upMs + runMs + downMs)}) | ${upMs.toFixed(1)} | ${runMs.toFixed(1)} | ${downMs.toFixed(1)} | ${firstMs.toFixed(0)} |`);
+  rows.push(
+    `| ${c.name} | ${cpuMs.toFixed(1)} (${gf(cpuMs)}) | ${(upMs + runMs + downMs).toFixed(1)} (${gf(upMs + runMs + downMs)}) | ${upMs.toFixed(1)} | ${runMs.toFixed(1)} | ${downMs.toFixed(1)} | ${firstMs.toFixed(0)} |`,
+  );
 }
 // the tiny UNet forward (the parity suite's model, a little wider): weights uploaded on the first
 // gpujs call; every later call uploads nothing but its inputs and reads back the output
 {
   const cfg = {
-    sample_size: 16, block_out_channels: [32, 64], layers_per_block: 1,
-    down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
-    cross_attention_dim: 32, attention_head_dim: 8, norm_num_groups: 8,
+    sample_size: 16,
+    block_out_channels: [32, 64],
+    layers_per_block: 1,
+    down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
+    up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+    cross_attention_dim: 32,
+    attention_head_dim: 8,
+    norm_num_groups: 8,
   };
   const S = quick ? 8 : 16;
   const time = (name: string): { first: number; ms: number; up: number; down: number } => {
@@ -136,26 +194,38 @@ for (const c of cases) {
     try {
       const unet = withInitGenerator(new Generator(7), () => UNet2DConditionModel.fromConfig(cfg));
       const once = (): void => {
-        const x = randn([2, 4, S, S], { generator: new Generator(8) }), ctx = randn([2, 8, 32], { generator: new Generator(9) });
+        const x = randn([2, 4, S, S], { generator: new Generator(8) }),
+          ctx = randn([2, 8, 32], { generator: new Generator(9) });
         void noGrad(() => unet.forward(x, 321, ctx)).data;
       };
       let t = performance.now();
       once();
       const first = performance.now() - t;
       const st = name === "gpujs" ? gpujsReport().stats! : null;
-      const u0 = st?.uploadMs ?? 0, d0 = st?.downloadMs ?? 0;
+      const u0 = st?.uploadMs ?? 0,
+        d0 = st?.downloadMs ?? 0;
       t = performance.now();
       for (let r = 0; r < reps; r++) once();
-      return { first, ms: (performance.now() - t) / reps, up: ((st?.uploadMs ?? 0) - u0) / reps, down: ((st?.downloadMs ?? 0) - d0) / reps };
+      return {
+        first,
+        ms: (performance.now() - t) / reps,
+        up: ((st?.uploadMs ?? 0) - u0) / reps,
+        down: ((st?.downloadMs ?? 0) - d0) / reps,
+      };
     } finally {
       setDefaultBackend("cpu");
     }
   };
-  const c = time("cpu"), gp = time("gpujs");
-  rows.push(`| tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`);
+  const c = time("cpu"),
+    gp = time("gpujs");
+  rows.push(
+    `| tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
+  );
 }
 
 console.log(`\nrenderer: ${probe.renderer}`);
-console.log("| case | cpu ms (GFLOP/s) | gpujs ms (GFLOP/s) | upload ms | kernels ms | readback ms | first call ms (compile) |");
+console.log(
+  "| case | cpu ms (GFLOP/s) | gpujs ms (GFLOP/s) | upload ms | kernels ms | readback ms | first call ms (compile) |",
+);
 console.log("|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);

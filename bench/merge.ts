@@ -18,15 +18,22 @@ const nReg = arg("--reg", 3000);
 const perConcept = arg("--targets", 10);
 const d = 768;
 const g = new Generator(0);
-const rnd = (r: number, c: number, s = 1): Mat => la.mat(r, c, Float64Array.from(randn([r, c], { generator: g, dtype: "float64" }).data, (x) => x * s));
+const rnd = (r: number, c: number, s = 1): Mat =>
+  la.mat(
+    r,
+    c,
+    Float64Array.from(randn([r, c], { generator: g, dtype: "float64" }).data, (x) => x * s),
+  );
 
 // SD-1.x attn2 widths: down 320 x2, 640 x2, 1280 x2; mid 1280; up 1280 x3, 640 x3, 320 x3
 const widths = [320, 320, 640, 640, 1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320];
-const layers = widths.flatMap((out, i) => ["to_k", "to_v"].map((n) => {
-  const w0 = rnd(out, d, 0.03);
-  const tuned = [0, 1].map(() => la.add(w0, rnd(out, d, 0.003)));
-  return { key: `layer${i}.attn2.${n}.weight`, w0, tuned };
-}));
+const layers = widths.flatMap((out, i) =>
+  ["to_k", "to_v"].map((n) => {
+    const w0 = rnd(out, d, 0.03);
+    const tuned = [0, 1].map(() => la.add(w0, rnd(out, d, 0.003)));
+    return { key: `layer${i}.attn2.${n}.weight`, w0, tuned };
+  }),
+);
 const creg = rnd(nReg, d);
 const targets = [rnd(perConcept, d), rnd(perConcept, d)];
 
@@ -43,8 +50,12 @@ function once(regResidual: boolean): { prep: number; total: number; worst: numbe
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}); ${layers.length} matrices, ${nReg} regularisation features of width ${d}, ${perConcept} targets per concept, 2 concepts`);
+console.log(
+  `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}); ${layers.length} matrices, ${nReg} regularisation features of width ${d}, ${perConcept} targets per concept, 2 concepts`,
+);
 for (const reg of [false, true]) {
   const rs = Array.from({ length: runs }, () => once(reg));
-  console.log(`merge ${reg ? "with" : "without"} the regularisation residual: median ${median(rs.map((r) => r.total)).toFixed(2)} s over ${runs} runs (factorisations ${median(rs.map((r) => r.prep)).toFixed(2)} s); worst relative target error ${Math.max(...rs.map((r) => r.worst)).toExponential(2)}`);
+  console.log(
+    `merge ${reg ? "with" : "without"} the regularisation residual: median ${median(rs.map((r) => r.total)).toFixed(2)} s over ${runs} runs (factorisations ${median(rs.map((r) => r.prep)).toFixed(2)} s); worst relative target error ${Math.max(...rs.map((r) => r.worst)).toExponential(2)}`,
+  );
 }

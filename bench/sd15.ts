@@ -23,7 +23,17 @@ const json = argv.includes("--json");
 
 export const CASES = ["fwd", "step", "step-bf16", "step-ckpt", "step-bf16-ckpt", "fwd-bf16"] as const;
 type Case = (typeof CASES)[number];
-interface Result { case: Case; size: number; engine: string; ms: number; peakRssMB: number; steps: number; loss?: number; threads?: number; device?: string }
+interface Result {
+  case: Case;
+  size: number;
+  engine: string;
+  ms: number;
+  peakRssMB: number;
+  steps: number;
+  loss?: number;
+  threads?: number;
+  device?: string;
+}
 
 async function child(c: Case, size: number, steps: number): Promise<Result> {
   const { Generator, getNumThreads, mseLoss, noGrad, randn } = await import("../engine/index.ts");
@@ -33,7 +43,9 @@ async function child(c: Case, size: number, steps: number): Promise<Result> {
   const { isTrained, selectParameters } = await import("../tune/params.ts");
   const { AdamW } = await import("../optim/index.ts");
   const { defaultArena } = await import("../engine/backend/cpu/wasm/sgemm.ts");
-  const bf16 = c.includes("bf16"), ckpt = c.includes("ckpt"), train = c.startsWith("step");
+  const bf16 = c.includes("bf16"),
+    ckpt = c.includes("ckpt"),
+    train = c.startsWith("step");
   // random weights tensor by tensor, each converted to its dtype at once: no float32 copy of the
   // whole model is ever held (as when loading a checkpoint)
   const unet = withShapeOnly(() => UNet2DConditionModel.fromConfig(SD15_UNET_CONFIG));
@@ -52,28 +64,39 @@ async function child(c: Case, size: number, steps: number): Promise<Result> {
       p.copy_(v);
     }
   });
-  const debug = process.env.BENCH_DEBUG ? (what: string) => {
-    const m = process.memoryUsage();
-    const gc = (globalThis as { gc?: () => void }).gc;
-    if (gc && process.env.BENCH_DEBUG === "gc") {
-      const m0 = process.memoryUsage().arrayBuffers;
-      gc();
-      console.error(`  (gc: arrays ${(m0 / 2 ** 30).toFixed(2)} -> ${(process.memoryUsage().arrayBuffers / 2 ** 30).toFixed(2)} GB)`);
-    }
-    const arena = defaultArena().stats();
-    console.error(`${what}: arena ${(arena.reserved / 2 ** 30).toFixed(2)} GB (of ${(arena.capacity / 2 ** 30).toFixed(2)}), rss ${(m.rss / 2 ** 30).toFixed(2)} GB, arrays ${(m.arrayBuffers / 2 ** 30).toFixed(2)} GB, peak ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GB`);
-  } : () => {};
+  const debug = process.env.BENCH_DEBUG
+    ? (what: string) => {
+        const m = process.memoryUsage();
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc && process.env.BENCH_DEBUG === "gc") {
+          const m0 = process.memoryUsage().arrayBuffers;
+          gc();
+          console.error(
+            `  (gc: arrays ${(m0 / 2 ** 30).toFixed(2)} -> ${(process.memoryUsage().arrayBuffers / 2 ** 30).toFixed(2)} GB)`,
+          );
+        }
+        const arena = defaultArena().stats();
+        console.error(
+          `${what}: arena ${(arena.reserved / 2 ** 30).toFixed(2)} GB (of ${(arena.capacity / 2 ** 30).toFixed(2)}), rss ${(m.rss / 2 ** 30).toFixed(2)} GB, arrays ${(m.arrayBuffers / 2 ** 30).toFixed(2)} GB, peak ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GB`,
+        );
+      }
+    : () => {};
   debug("weights made");
   unet.eval();
   if (ckpt) unet.enableGradientCheckpointing();
   const lat = size / 8;
-  const x = randn([1, 4, lat, lat], { generator: g }), ctx = randn([1, 77, 768], { generator: g }), target = randn([1, 4, lat, lat], { generator: g });
+  const x = randn([1, 4, lat, lat], { generator: g }),
+    ctx = randn([1, 77, 768], { generator: g }),
+    target = randn([1, 4, lat, lat], { generator: g });
   const times: number[] = [];
   let loss = NaN;
   if (train) {
     const sel = selectParameters(unet, "crossattn_kv");
     for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
-    const opt = new AdamW(sel.params.map(([, p]) => p), { lr: 1e-5 });
+    const opt = new AdamW(
+      sel.params.map(([, p]) => p),
+      { lr: 1e-5 },
+    );
     for (let s = 0; s < steps; s++) {
       const t0 = performance.now();
       const l = mseLoss(unet.forward(x, [500], ctx), target);
@@ -95,7 +118,16 @@ async function child(c: Case, size: number, steps: number): Promise<Result> {
     }
   }
   const timed = times.length > 1 ? times.slice(1).sort((a, b) => a - b) : times;
-  return { case: c, size, engine: "ours", ms: timed[Math.floor(timed.length / 2)]!, peakRssMB: process.resourceUsage().maxRSS / 1024, steps, loss, threads: getNumThreads() };
+  return {
+    case: c,
+    size,
+    engine: "ours",
+    ms: timed[Math.floor(timed.length / 2)]!,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    steps,
+    loss,
+    threads: getNumThreads(),
+  };
 }
 
 const isChild = argv.indexOf("--child");
@@ -107,24 +139,40 @@ if (isChild >= 0) {
 
 const sizes = opt("sizes", "256,512").split(",").map(Number);
 const cases = opt("cases", "fwd,step,step-bf16,step-ckpt,step-bf16-ckpt").split(",") as Case[];
-for (const c of cases) if (!CASES.includes(c)) throw new Error(`--cases: unknown case "${c}" (known: ${CASES.join(", ")})`);
+for (const c of cases)
+  if (!CASES.includes(c)) throw new Error(`--cases: unknown case "${c}" (known: ${CASES.join(", ")})`);
 const steps = opt("steps", "2");
 const env = { ...process.env, ...(argv.includes("--threads") ? { CDIFF_THREADS: opt("threads", "2") } : {}) };
 // the first interpreter that imports both (CDIFF_PYTHON, python3, Debian's /usr/bin/python3)
-const python = [process.env.CDIFF_PYTHON, "python3", "/usr/bin/python3"].find((py) => py && spawnSync(py, ["-c", "import torch, diffusers"], { encoding: "utf8" }).status === 0);
+const python = [process.env.CDIFF_PYTHON, "python3", "/usr/bin/python3"].find(
+  (py) => py && spawnSync(py, ["-c", "import torch, diffusers"], { encoding: "utf8" }).status === 0,
+);
 const torchOk = python !== undefined;
-if (!torchOk && !json) console.log("PyTorch side skipped: no python3 here imports torch and diffusers (set CDIFF_PYTHON to one that does)\n");
+if (!torchOk && !json)
+  console.log(
+    "PyTorch side skipped: no python3 here imports torch and diffusers (set CDIFF_PYTHON to one that does)\n",
+  );
 
 const rows: Result[] = [];
 for (const size of sizes) {
   for (const c of cases) {
-    const out = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", c, String(size), "--steps", steps], { encoding: "utf8", env, maxBuffer: 1 << 24 });
+    const out = execFileSync(
+      process.execPath,
+      ["--import", "tsx", fileURLToPath(import.meta.url), "--child", c, String(size), "--steps", steps],
+      { encoding: "utf8", env, maxBuffer: 1 << 24 },
+    );
     const r = JSON.parse(out.trim().split("\n").pop()!) as Result;
     rows.push(r);
     if (json) console.log(JSON.stringify(r));
-    else console.log(`${`${c} ${size}px`.padEnd(22)} ours    ${(r.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB`);
+    else
+      console.log(
+        `${`${c} ${size}px`.padEnd(22)} ours    ${(r.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB`,
+      );
     if (torchOk && (c === "fwd" || c === "step" || c === "step-ckpt")) {
-      const py = spawnSync(python!, [path.join(here, "torch_sd15.py"), c, String(size), steps], { encoding: "utf8", env });
+      const py = spawnSync(python!, [path.join(here, "torch_sd15.py"), c, String(size), steps], {
+        encoding: "utf8",
+        env,
+      });
       if (py.status !== 0) {
         console.log(`  PyTorch ${c} ${size}px failed: ${py.stderr.trim().split("\n").pop()}`);
         continue;
@@ -132,8 +180,14 @@ for (const size of sizes) {
       const t = JSON.parse(py.stdout.trim().split("\n").pop()!) as Result;
       rows.push(t);
       if (json) console.log(JSON.stringify(t));
-      else console.log(`${`${c} ${size}px`.padEnd(22)} PyTorch ${(t.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${(t.peakRssMB / 1024).toFixed(2)} GB  (PyTorch time / ours: ${(t.ms / r.ms).toFixed(2)})`);
+      else
+        console.log(
+          `${`${c} ${size}px`.padEnd(22)} PyTorch ${(t.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${(t.peakRssMB / 1024).toFixed(2)} GB  (PyTorch time / ours: ${(t.ms / r.ms).toFixed(2)})`,
+        );
     }
   }
 }
-if (!json) console.log(`\nmachine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; batch 1, random weights; median of the steps after one warm-up (--steps ${steps}); each case in its own process`);
+if (!json)
+  console.log(
+    `\nmachine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; batch 1, random weights; median of the steps after one warm-up (--steps ${steps}); each case in its own process`,
+  );

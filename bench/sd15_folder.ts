@@ -40,7 +40,11 @@ export function fillRandom(model: Module, seed = 0): void {
 }
 
 /** Writes the folder; returns the parameter counts. */
-export function writeSd15Folder(out: string, weightsDType: WeightsDType = "bfloat16", seed = 0): Record<string, number> {
+export function writeSd15Folder(
+  out: string,
+  weightsDType: WeightsDType = "bfloat16",
+  seed = 0,
+): Record<string, number> {
   fs.mkdirSync(out, { recursive: true });
   const counts: Record<string, number> = {};
   const parts: [string, () => Module & { save(dir: string): void }][] = [
@@ -58,9 +62,13 @@ export function writeSd15Folder(out: string, weightsDType: WeightsDType = "bfloa
   CLIPTokenizer.default().savePretrained(path.join(out, "tokenizer"));
   new DDPMScheduler(SD1_SCHEDULER_CONFIG).save(path.join(out, "scheduler"));
   writeJsonAtomic(path.join(out, "model_index.json"), {
-    _class_name: "StableDiffusionPipeline", _diffusers_version: "0.21.0",
-    unet: ["diffusers", "UNet2DConditionModel"], text_encoder: ["transformers", "CLIPTextModel"],
-    tokenizer: ["transformers", "CLIPTokenizer"], scheduler: ["diffusers", "DDPMScheduler"], vae: ["diffusers", "AutoencoderKL"],
+    _class_name: "StableDiffusionPipeline",
+    _diffusers_version: "0.21.0",
+    unet: ["diffusers", "UNet2DConditionModel"],
+    text_encoder: ["transformers", "CLIPTextModel"],
+    tokenizer: ["transformers", "CLIPTokenizer"],
+    scheduler: ["diffusers", "DDPMScheduler"],
+    vae: ["diffusers", "AutoencoderKL"],
   });
   return counts;
 }
@@ -74,6 +82,16 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     process.exit(2);
   }
   const t0 = performance.now();
-  const counts = writeSd15Folder(out, parseWeightsDType(opt("weights-dtype") ?? "bf16", "--weights-dtype"), Number(opt("seed") ?? 0));
-  console.log(`wrote ${out}: ${Object.entries(counts).map(([k, n]) => `${k} ${(n / 1e6).toFixed(1)}M`).join(", ")} parameters in ${((performance.now() - t0) / 1000).toFixed(0)} s, peak memory ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GB`);
+  const counts = writeSd15Folder(
+    out,
+    parseWeightsDType(opt("weights-dtype") ?? "bf16", "--weights-dtype"),
+    Number(opt("seed") ?? 0),
+  );
+  console.log(
+    `wrote ${out}: ${Object.entries(counts)
+      .map(([k, n]) => `${k} ${(n / 1e6).toFixed(1)}M`)
+      .join(
+        ", ",
+      )} parameters in ${((performance.now() - t0) / 1000).toFixed(0)} s, peak memory ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GB`,
+  );
 }

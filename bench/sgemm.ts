@@ -3,7 +3,11 @@
 
 import { Bench } from "tinybench";
 import {
-  defaultArena, relaxedSimdAvailable, sgemmKernel, simdAvailable, type SgemmVariant,
+  defaultArena,
+  relaxedSimdAvailable,
+  sgemmKernel,
+  simdAvailable,
+  type SgemmVariant,
 } from "../engine/backend/cpu/wasm/index.ts";
 
 interface Shape {
@@ -32,13 +36,17 @@ async function main(): Promise<void> {
   if (relaxedSimdAvailable()) variants.push("relaxed");
   if (simdAvailable()) variants.push("simd");
   variants.push("ts");
-  console.log(`node ${process.version}; wasm SIMD: ${simdAvailable()}; relaxed SIMD: ${relaxedSimdAvailable()}` +
-    (relaxedSimdAvailable() ? "" : " (run node with --experimental-wasm-relaxed-simd to include it)"));
+  console.log(
+    `node ${process.version}; wasm SIMD: ${simdAvailable()}; relaxed SIMD: ${relaxedSimdAvailable()}` +
+      (relaxedSimdAvailable() ? "" : " (run node with --experimental-wasm-relaxed-simd to include it)"),
+  );
 
   const arena = defaultArena();
   const rows: Record<string, string>[] = [];
   for (const { M, N, K, label } of SHAPES) {
-    const pa = arena.alloc(M * K), pb = arena.alloc(K * N), pc = arena.alloc(M * N);
+    const pa = arena.alloc(M * K),
+      pb = arena.alloc(K * N),
+      pc = arena.alloc(M * N);
     const h = arena.heapF32();
     for (let i = 0; i < M * K; i++) h[pa / 4 + i] = Math.random() - 0.5;
     for (let i = 0; i < K * N; i++) h[pb / 4 + i] = Math.random() - 0.5;
@@ -65,7 +73,9 @@ async function main(): Promise<void> {
         "GFLOP/s": gf(ms),
         "GFLOP/s (best run)": gf(r.latency.min),
       });
-      console.log(`${NAMES[v].padEnd(26)} ${label.padEnd(24)} ${ms.toFixed(2).padStart(9)} ms ${gf(ms).padStart(6)} GFLOP/s (best ${gf(r.latency.min)})`);
+      console.log(
+        `${NAMES[v].padEnd(26)} ${label.padEnd(24)} ${ms.toFixed(2).padStart(9)} ms ${gf(ms).padStart(6)} GFLOP/s (best ${gf(r.latency.min)})`,
+      );
     }
     arena.free(pa);
     arena.free(pb);

@@ -17,13 +17,24 @@ const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) console.error("note: run with node --expose-gc for memory figures");
 const mb = () => process.memoryUsage().arrayBuffers / 2 ** 20;
 
-function run(mode: FreezeModel, size: number, steps = 3): { ms: number; peakMB: number; trained: number; stateMB: number } {
-  const unet = withInitGenerator(new Generator(0), () => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, sample_size: size }));
+function run(
+  mode: FreezeModel,
+  size: number,
+  steps = 3,
+): { ms: number; peakMB: number; trained: number; stateMB: number } {
+  const unet = withInitGenerator(new Generator(0), () =>
+    UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, sample_size: size }),
+  );
   const sel = selectParameters(unet, mode);
   for (const [, a] of unet.crossAttentionLayers()) a.setProcessor(new CustomDiffusionAttnProcessor());
-  const opt = new AdamW(sel.params.map(([, p]) => p), { lr: 1e-5 });
+  const opt = new AdamW(
+    sel.params.map(([, p]) => p),
+    { lr: 1e-5 },
+  );
   const g = new Generator(1);
-  const x = randn([2, 4, size, size], { generator: g }), c = randn([2, 77, 32], { generator: g }), target = randn([2, 4, size, size], { generator: g });
+  const x = randn([2, 4, size, size], { generator: g }),
+    c = randn([2, 77, 32], { generator: g }),
+    target = randn([2, 4, size, size], { generator: g });
   const times: number[] = [];
   let peak = 0;
   for (let s = 0; s < steps + 1; s++) {
@@ -39,14 +50,27 @@ function run(mode: FreezeModel, size: number, steps = 3): { ms: number; peakMB: 
     if (s > 0) times.push(performance.now() - t0);
     // what the step holds: activations kept for backward at the end of forward; gradients and moments after
     peak = Math.max(peak, afterFwd - base + (afterStep - base));
-    if (process.env.BENCH_DEBUG) console.error(mode, s, (performance.now() - t0).toFixed(0), "ms", (afterFwd - base).toFixed(1), (afterStep - base).toFixed(1));
+    if (process.env.BENCH_DEBUG)
+      console.error(
+        mode,
+        s,
+        (performance.now() - t0).toFixed(0),
+        "ms",
+        (afterFwd - base).toFixed(1),
+        (afterStep - base).toFixed(1),
+      );
   }
   times.sort((a, b) => a - b);
   // what training keeps per trained parameter: its gradient and Adam's two moments (float32 each)
   const gradBytes = unet.parameters().reduce((s, p) => s + (p.grad ? p.grad.size * 4 : 0), 0);
   const st = opt.stateDict();
   const momentBytes = st.moments.flat().reduce((s, m) => s + (m.m.byteLength + m.v.byteLength), 0);
-  return { ms: times[Math.floor(times.length / 2)], peakMB: peak, trained: sel.count, stateMB: (gradBytes + momentBytes) / 2 ** 20 };
+  return {
+    ms: times[Math.floor(times.length / 2)],
+    peakMB: peak,
+    trained: sel.count,
+    stateMB: (gradBytes + momentBytes) / 2 ** 20,
+  };
 }
 
 const size = 32;
@@ -59,12 +83,44 @@ if (modeArg >= 0) {
 } else {
   // each mode in its own process, so peak memory is that mode's alone
   const { execFileSync } = await import("node:child_process");
-  const child = (mode: string) => JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", new URL(import.meta.url).pathname, "--child", mode], { encoding: "utf8" }).trim().split("\n").pop() as string) as { ms: number; peakMB: number; trained: number; maxRssMB: number; stateMB: number };
-  const kv = child("crossattn_kv"), full = child("full");
-  for (const [name, r] of [["crossattn_kv", kv], ["full", full]] as const) {
-    const row = { name: `train step ${name}`, shape: `tiny UNet (32,64) B2 ${size}x${size}`, backend: "cpu-js", threads: 1, ms: +r.ms.toFixed(1), trained_params: r.trained, peak_rss_mb: +r.maxRssMB.toFixed(0), grad_and_optimizer_mb: +r.stateMB.toFixed(2), baseline: "full", baseline_ms: +full.ms.toFixed(1), ratio: +(full.ms / r.ms).toFixed(3) };
+  const child = (mode: string) =>
+    JSON.parse(
+      execFileSync(
+        process.execPath,
+        ["--expose-gc", "--import", "tsx", new URL(import.meta.url).pathname, "--child", mode],
+        { encoding: "utf8" },
+      )
+        .trim()
+        .split("\n")
+        .pop() as string,
+    ) as { ms: number; peakMB: number; trained: number; maxRssMB: number; stateMB: number };
+  const kv = child("crossattn_kv"),
+    full = child("full");
+  for (const [name, r] of [
+    ["crossattn_kv", kv],
+    ["full", full],
+  ] as const) {
+    const row = {
+      name: `train step ${name}`,
+      shape: `tiny UNet (32,64) B2 ${size}x${size}`,
+      backend: "cpu-js",
+      threads: 1,
+      ms: +r.ms.toFixed(1),
+      trained_params: r.trained,
+      peak_rss_mb: +r.maxRssMB.toFixed(0),
+      grad_and_optimizer_mb: +r.stateMB.toFixed(2),
+      baseline: "full",
+      baseline_ms: +full.ms.toFixed(1),
+      ratio: +(full.ms / r.ms).toFixed(3),
+    };
     if (json) console.log(JSON.stringify(row));
-    else console.log(`${row.name.padEnd(26)} ${String(row.ms).padStart(8)} ms  peak RSS ${String(row.peak_rss_mb).padStart(5)} MB  gradients + Adam state ${row.grad_and_optimizer_mb.toFixed(2).padStart(6)} MB  trained ${r.trained.toLocaleString("en")} params  speed vs full ${row.ratio}x`);
+    else
+      console.log(
+        `${row.name.padEnd(26)} ${String(row.ms).padStart(8)} ms  peak RSS ${String(row.peak_rss_mb).padStart(5)} MB  gradients + Adam state ${row.grad_and_optimizer_mb.toFixed(2).padStart(6)} MB  trained ${r.trained.toLocaleString("en")} params  speed vs full ${row.ratio}x`,
+      );
   }
-  if (!json) console.log(`\nmachine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; median of 3 steps after one warm-up; each mode in its own process`);
+  if (!json)
+    console.log(
+      `\nmachine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; median of 3 steps after one warm-up; each mode in its own process`,
+    );
 }

@@ -11,13 +11,18 @@ import { loadWorldDataset } from "../world/dataset.ts";
 /** Builds the world model and its optimizer; returns one training step and the vocabulary size (for the PyTorch twin). */
 export function worldTrainingStep(batch: number): { step: () => void; vocabSize: number } {
   const ds = loadWorldDataset();
-  const tokenizer = writeRestrictedTokenizer(path.join(os.tmpdir(), `world-tok-${process.pid}`), worldTokenIds(ds.tokenIds));
+  const tokenizer = writeRestrictedTokenizer(
+    path.join(os.tmpdir(), `world-tok-${process.pid}`),
+    worldTokenIds(ds.tokenIds),
+  );
   const pipe = buildWorldPipeline(tokenizer, 0);
   const params = [...pipe.unet.parameters(), ...pipe.textEncoder.parameters()];
   const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
   const g = new Generator(0);
   const x0 = randn([batch, 3, 16, 16], { generator: g });
-  const ids = Array.from({ length: batch }, (_, i) => tokenizer.encode(ds.captions[i % ds.captions.length]!, { maxLength: WORLD_MAX_TOKENS }));
+  const ids = Array.from({ length: batch }, (_, i) =>
+    tokenizer.encode(ds.captions[i % ds.captions.length]!, { maxLength: WORLD_MAX_TOKENS }),
+  );
   const step = (): void => {
     const noise = randn(x0.shape, { generator: g });
     const ts = Array.from({ length: batch }, () => g.randint(0, 1000));

@@ -41,17 +41,37 @@ const ms = times[1];
 let torchMs: number | null = null;
 let note = "";
 try {
-  const out = execFileSync("/usr/bin/python3", [path.join(here, "torch_world_step.py"), String(threads), String(batch), String(vocabSize)], {
-    encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) }, stdio: ["ignore", "pipe", "pipe"],
-  });
+  const out = execFileSync(
+    "/usr/bin/python3",
+    [path.join(here, "torch_world_step.py"), String(threads), String(batch), String(vocabSize)],
+    {
+      encoding: "utf8",
+      env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   torchMs = (JSON.parse(out.trim().split("\n").pop() as string) as { ms: number }).ms;
 } catch {
   note = "PyTorch baseline skipped: `import torch` failed in /usr/bin/python3 (Debian's python3-torch provides it)";
 }
-const row = { name: "world training step", shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`, backend: `cpu-wasm-${bestVariant()}`, threads, ms: +ms.toFixed(0), gflops: null, baseline: torchMs === null ? null : "pytorch", baseline_ms: torchMs === null ? null : +torchMs.toFixed(0), ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3) };
+const row = {
+  name: "world training step",
+  shape: `UNet (32,64,128) + text encoder, B${batch} 16x16`,
+  backend: `cpu-wasm-${bestVariant()}`,
+  threads,
+  ms: +ms.toFixed(0),
+  gflops: null,
+  baseline: torchMs === null ? null : "pytorch",
+  baseline_ms: torchMs === null ? null : +torchMs.toFixed(0),
+  ratio: torchMs === null ? null : +(torchMs / ms).toFixed(3),
+};
 if (json) console.log(JSON.stringify(row));
 else {
-  console.log(`${row.name} (${row.shape}): ours ${row.ms} ms${torchMs === null ? "" : `, PyTorch ${row.baseline_ms} ms (ratio ${row.ratio}, above 1 means faster than PyTorch)`}`);
+  console.log(
+    `${row.name} (${row.shape}): ours ${row.ms} ms${torchMs === null ? "" : `, PyTorch ${row.baseline_ms} ms (ratio ${row.ratio}, above 1 means faster than PyTorch)`}`,
+  );
   if (note) console.log(note);
-  console.log(`machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; ours on ${row.backend}${bestVariant() === "relaxed" ? " (fused multiply-add)" : ""}; ${threads} thread(s) on both sides; median of 3 steps after one warm-up`);
+  console.log(
+    `machine: ${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, node ${process.version}; ours on ${row.backend}${bestVariant() === "relaxed" ? " (fused multiply-add)" : ""}; ${threads} thread(s) on both sides; median of 3 steps after one warm-up`,
+  );
 }

@@ -39,7 +39,8 @@ function distance(a: string, b: string): number {
 
 /** The closest of `names` to `name`, when close enough to be a likely typo. */
 export function suggest(name: string, names: readonly string[]): string | null {
-  let best: string | null = null, bd = Infinity;
+  let best: string | null = null,
+    bd = Infinity;
   for (const n of names) {
     const d = distance(name, n);
     if (d < bd) [best, bd] = [n, d];
@@ -66,7 +67,10 @@ export function parseOptions(cmd: string, argv: readonly string[], table: OptTab
       continue;
     }
     if (!tok.startsWith("--") || tok === "--") {
-      const hint = tok.startsWith("-") && !NUMBER_LIKE.test(tok) ? ` (options start with two dashes: --${tok.replace(/^-+/, "")})` : "";
+      const hint =
+        tok.startsWith("-") && !NUMBER_LIKE.test(tok)
+          ? ` (options start with two dashes: --${tok.replace(/^-+/, "")})`
+          : "";
       throw new UsageError(`unexpected argument "${tok}"${hint}; see cdiff ${cmd} --help`);
     }
     const eq = tok.indexOf("=");
@@ -74,7 +78,9 @@ export function parseOptions(cmd: string, argv: readonly string[], table: OptTab
     const spec = table[name];
     if (!spec) {
       const s = suggest(name, names);
-      throw new UsageError(`unknown option --${name} for ${cmd}${s ? `; did you mean --${s}?` : ""} (see cdiff ${cmd} --help)`);
+      throw new UsageError(
+        `unknown option --${name} for ${cmd}${s ? `; did you mean --${s}?` : ""} (see cdiff ${cmd} --help)`,
+      );
     }
     let value: string | boolean;
     if (spec.type === "boolean") {
@@ -84,8 +90,10 @@ export function parseOptions(cmd: string, argv: readonly string[], table: OptTab
       value = tok.slice(eq + 1);
     } else {
       const next = argv[i + 1];
-      if (next === undefined) throw new UsageError(`--${name} needs a value (${spec.arg ?? "VALUE"}), and none follows it`);
-      if (next.startsWith("-") && next !== "-" && !NUMBER_LIKE.test(next)) throw new UsageError(`--${name} needs a value (${spec.arg ?? "VALUE"}), got the option ${next}`);
+      if (next === undefined)
+        throw new UsageError(`--${name} needs a value (${spec.arg ?? "VALUE"}), and none follows it`);
+      if (next.startsWith("-") && next !== "-" && !NUMBER_LIKE.test(next))
+        throw new UsageError(`--${name} needs a value (${spec.arg ?? "VALUE"}), got the option ${next}`);
       value = next;
       i++;
     }
@@ -93,7 +101,10 @@ export function parseOptions(cmd: string, argv: readonly string[], table: OptTab
       const cur = values[name];
       values[name] = [...(Array.isArray(cur) ? cur : []), value as string];
     } else {
-      if (values[name] !== undefined) throw new UsageError(`--${name} is given twice (${JSON.stringify(values[name])} and ${JSON.stringify(value)}); give it once`);
+      if (values[name] !== undefined)
+        throw new UsageError(
+          `--${name} is given twice (${JSON.stringify(values[name])} and ${JSON.stringify(value)}); give it once`,
+        );
       values[name] = value;
     }
   }
@@ -102,7 +113,10 @@ export function parseOptions(cmd: string, argv: readonly string[], table: OptTab
 
 /** Help text of one command: its usage line, description and options (from the table). */
 export function commandHelp(cmd: string, usage: string, about: string, table: OptTable): string {
-  const rows = Object.entries(table).map(([n, s]) => [`--${n}${s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""}${s.multiple ? " ..." : ""}`, s.help] as const);
+  const rows = Object.entries(table).map(
+    ([n, s]) =>
+      [`--${n}${s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""}${s.multiple ? " ..." : ""}`, s.help] as const,
+  );
   const w = Math.min(30, Math.max(...rows.map(([a]) => a.length)) + 2);
   return `usage: cdiff ${cmd} ${usage}\n\n${about}\n\noptions:\n${rows.map(([a, h]) => `  ${a.padEnd(w)}${a.length >= w ? `\n  ${" ".repeat(w)}` : ""}${h}`).join("\n")}\n  --help${" ".repeat(Math.max(1, w - 6))}this help\n`;
 }
@@ -112,7 +126,12 @@ function str(v: string | boolean | string[] | undefined): string | undefined {
 }
 
 /** A number flag in [min, max] (`exclusiveMin` makes min open); `def` when absent. */
-export function num(v: string | boolean | string[] | undefined, name: string, def: number, range: { min?: number; max?: number; exclusiveMin?: boolean } = {}): number {
+export function num(
+  v: string | boolean | string[] | undefined,
+  name: string,
+  def: number,
+  range: { min?: number; max?: number; exclusiveMin?: boolean } = {},
+): number {
   const s = str(v);
   if (s === undefined) return def;
   const n = s.trim() === "" ? NaN : Number(s);
@@ -124,30 +143,49 @@ export function num(v: string | boolean | string[] | undefined, name: string, de
 }
 
 /** An integer flag in [min, max] (default range: 0 and up); `def` when absent. */
-export function int(v: string | boolean | string[] | undefined, name: string, def: number, range: { min?: number; max?: number } = {}): number {
+export function int(
+  v: string | boolean | string[] | undefined,
+  name: string,
+  def: number,
+  range: { min?: number; max?: number } = {},
+): number {
   const s = str(v);
   if (s === undefined) return def;
   const { min = 0, max = Number.MAX_SAFE_INTEGER } = range;
   const n = s.trim() === "" ? NaN : Number(s);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be ${rangeText(min, max, false, "an integer")}, got ${JSON.stringify(s)}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`--${name} must be ${rangeText(min, max, false, "an integer")}, got ${JSON.stringify(s)}`);
   return n;
 }
 
 function rangeText(min: number, max: number, exclusiveMin: boolean, what: string): string {
-  const lo = Number.isFinite(min), hi = Number.isFinite(max) && max < Number.MAX_SAFE_INTEGER;
+  const lo = Number.isFinite(min),
+    hi = Number.isFinite(max) && max < Number.MAX_SAFE_INTEGER;
   if (lo && hi) return `${what} from ${min}${exclusiveMin ? " (exclusive)" : ""} to ${max}`;
-  if (lo) return exclusiveMin ? `${what} above ${min}` : min === 0 && what === "an integer" ? "a non-negative integer" : `${what} of at least ${min}`;
+  if (lo)
+    return exclusiveMin
+      ? `${what} above ${min}`
+      : min === 0 && what === "an integer"
+        ? "a non-negative integer"
+        : `${what} of at least ${min}`;
   if (hi) return `${what} of at most ${max}`;
   return what;
 }
 
 /** One of `choices`; `def` when absent. */
-export function choice<T extends string>(v: string | boolean | string[] | undefined, name: string, def: T, choices: readonly T[]): T {
+export function choice<T extends string>(
+  v: string | boolean | string[] | undefined,
+  name: string,
+  def: T,
+  choices: readonly T[],
+): T {
   const s = str(v);
   if (s === undefined) return def;
   if (!(choices as readonly string[]).includes(s)) {
     const g = suggest(s, choices);
-    throw new UsageError(`--${name} must be one of ${choices.join(", ")}, got "${s}"${g ? ` (did you mean ${g}?)` : ""}`);
+    throw new UsageError(
+      `--${name} must be one of ${choices.join(", ")}, got "${s}"${g ? ` (did you mean ${g}?)` : ""}`,
+    );
   }
   return s as T;
 }
@@ -176,7 +214,8 @@ export function distinctPaths(dirs: readonly string[], name: string, why: string
       // missing: reported when it is read
     }
     const prev = seen.get(key);
-    if (prev !== undefined) throw new UsageError(`--${name} ${d} is given twice${prev !== d ? ` (also as ${prev})` : ""}; ${why}`);
+    if (prev !== undefined)
+      throw new UsageError(`--${name} ${d} is given twice${prev !== d ? ` (also as ${prev})` : ""}; ${why}`);
     seen.set(key, d);
   }
 }

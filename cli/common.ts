@@ -28,7 +28,8 @@ export const warn = (cmd: string, s: string): void => console.error(`cdiff ${cmd
 /** A diffusers-layout pipeline folder, refused with one line when missing or not a folder. */
 export function loadPipeline(dir: string, opts: LoadOptions = {}): StableDiffusionPipeline {
   if (!fs.existsSync(dir)) throw new ConfigError(`--model ${dir}: no such folder`);
-  if (!fs.statSync(dir).isDirectory()) throw new ConfigError(`--model ${dir}: not a folder (a diffusers-layout model folder is expected)`);
+  if (!fs.statSync(dir).isDirectory())
+    throw new ConfigError(`--model ${dir}: not a folder (a diffusers-layout model folder is expected)`);
   return StableDiffusionPipeline.fromPretrained(dir, opts);
 }
 
@@ -37,12 +38,15 @@ export function weightsDTypeFlag(v: Values): WeightsDType {
   return parseWeightsDType(choice(v["weights-dtype"], "weights-dtype", "f32", ["f32", "bf16", "f16"] as const));
 }
 export const WEIGHTS_DTYPE_OPTION = {
-  type: "string", arg: "D", help: "frozen Linear/Conv2d weights held as f32 | bf16 | f16 (f32): half the memory in half precision, computed in float32",
+  type: "string",
+  arg: "D",
+  help: "frozen Linear/Conv2d weights held as f32 | bf16 | f16 (f32): half the memory in half precision, computed in float32",
 } as const;
 
 /** The output file's folder is checked (writable, not under /proc) before any long work. */
 export function checkOutFile(out: string): void {
-  if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new ConfigError(`--out ${out} is a folder; give a file name such as ${path.join(out, "sample.png")}`);
+  if (fs.existsSync(out) && fs.statSync(out).isDirectory())
+    throw new ConfigError(`--out ${out} is a folder; give a file name such as ${path.join(out, "sample.png")}`);
   prepareOutputDir(path.dirname(path.resolve(out)), "--out");
 }
 
@@ -50,13 +54,22 @@ export function checkOutFile(out: string): void {
 export function sizeFlag(v: Values, name: string, factor: number): number | undefined {
   if (v[name] === undefined) return undefined;
   const n = int(v[name], name, 0, { min: 8, max: MAX_SIDE });
-  if (n % factor !== 0) throw new UsageError(`--${name} must be a multiple of ${factor} (this model's VAE downscale factor) from 8 to ${MAX_SIDE}, got ${n}`);
+  if (n % factor !== 0)
+    throw new UsageError(
+      `--${name} must be a multiple of ${factor} (this model's VAE downscale factor) from 8 to ${MAX_SIDE}, got ${n}`,
+    );
   return n;
 }
 
 /** --max-image-megapixels as the decoder's pixel limit. */
 export const megapixels = (v: Values): { maxImagePixels?: number } =>
-  v["max-image-megapixels"] === undefined ? {} : { maxImagePixels: Math.round(num(v["max-image-megapixels"], "max-image-megapixels", 25, { min: 0, max: 1000, exclusiveMin: true }) * 1e6) };
+  v["max-image-megapixels"] === undefined
+    ? {}
+    : {
+        maxImagePixels: Math.round(
+          num(v["max-image-megapixels"], "max-image-megapixels", 25, { min: 0, max: 1000, exclusiveMin: true }) * 1e6,
+        ),
+      };
 
 /** Why the same delta may not be given twice to sample or stack. */
 export const SAME_DELTA = "a delta stacked with itself doubles its change; give each delta once";

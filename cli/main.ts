@@ -17,11 +17,22 @@ import { analyzeCmd } from "./commands/analyze.ts";
 import { evalCmd } from "./commands/eval.ts";
 
 /** --backend: accepted by every command, before or after the command word. */
-const BACKEND_OPTION: OptSpec = { type: "string", arg: "NAME", help: "the engine's backend for this run: cpu | gpujs (cpu, or CDIFF_BACKEND)" };
+const BACKEND_OPTION: OptSpec = {
+  type: "string",
+  arg: "NAME",
+  help: "the engine's backend for this run: cpu | gpujs (cpu, or CDIFF_BACKEND)",
+};
 
 const COMMANDS: Record<string, Command> = {
-  customise: customiseCmd, customize: customiseCmd, sample: sampleCmd, merge: mergeCmd, compress: compressCmd,
-  stack: stackCmd, analyze: analyzeCmd, eval: evalCmd, convert: convertCmd,
+  customise: customiseCmd,
+  customize: customiseCmd,
+  sample: sampleCmd,
+  merge: mergeCmd,
+  compress: compressCmd,
+  stack: stackCmd,
+  analyze: analyzeCmd,
+  eval: evalCmd,
+  convert: convertCmd,
 };
 
 const HELP = `cdiff - Custom Diffusion on a pure-TypeScript engine
@@ -38,7 +49,10 @@ commands:
   eval        text-alignment, image-alignment and KID of generated images with a CLIP model
   convert     read a delta from PyTorch files (diffusers .bin, the authors' delta.bin / .ckpt) without executing them
 
-${Object.entries(COMMANDS).filter(([n]) => n !== "customize").map(([n, c]) => `cdiff ${n} ${c.usage}`).join("\n")}
+${Object.entries(COMMANDS)
+  .filter(([n]) => n !== "customize")
+  .map(([n, c]) => `cdiff ${n} ${c.usage}`)
+  .join("\n")}
 
 Global option (every command, before or after the command word): --backend NAME, the engine's backend (cpu | gpujs).
 
@@ -53,7 +67,10 @@ export function helpText(cmd?: string): string {
 
 /** One line: a message's lines joined. */
 function oneLine(s: string): string {
-  return s.split(/\s*\n\s*/).filter(Boolean).join("; ");
+  return s
+    .split(/\s*\n\s*/)
+    .filter(Boolean)
+    .join("; ");
 }
 
 /** Leading global options (before the command word): `--backend NAME` or `--backend=NAME`. */
@@ -66,11 +83,17 @@ function globalOptions(argv: readonly string[]): { backend?: string; rest: strin
     if (tok.startsWith("--backend=")) value = tok.slice("--backend=".length);
     else if (tok === "--backend") {
       const next = argv[i + 1];
-      if (next === undefined || next.startsWith("-")) throw new UsageError(`--backend needs a value (${BACKEND_OPTION.arg}), ${next === undefined ? "and none follows it" : `got the option ${next}`}`);
+      if (next === undefined || next.startsWith("-"))
+        throw new UsageError(
+          `--backend needs a value (${BACKEND_OPTION.arg}), ${next === undefined ? "and none follows it" : `got the option ${next}`}`,
+        );
       value = next;
       i++;
     } else break;
-    if (backend !== undefined) throw new UsageError(`--backend is given twice (${JSON.stringify(backend)} and ${JSON.stringify(value)}); give it once`);
+    if (backend !== undefined)
+      throw new UsageError(
+        `--backend is given twice (${JSON.stringify(backend)} and ${JSON.stringify(value)}); give it once`,
+      );
     backend = value;
   }
   return { ...(backend !== undefined ? { backend } : {}), rest: argv.slice(i) };
@@ -103,7 +126,11 @@ export function main(argv: string[]): number {
   const c = COMMANDS[cmd];
   if (!c) {
     const s = suggest(cmd, Object.keys(COMMANDS));
-    console.error(`cdiff: unknown command "${cmd}"${s ? `; did you mean ${s}?` : ""} (commands: ${Object.keys(COMMANDS).filter((n) => n !== "customize").join(", ")}; cdiff --help)`);
+    console.error(
+      `cdiff: unknown command "${cmd}"${s ? `; did you mean ${s}?` : ""} (commands: ${Object.keys(COMMANDS)
+        .filter((n) => n !== "customize")
+        .join(", ")}; cdiff --help)`,
+    );
     return 2;
   }
   try {
@@ -112,7 +139,10 @@ export function main(argv: string[]): number {
       console.log(helpText(cmd));
       return 0;
     }
-    if (global.backend !== undefined && values.backend !== undefined) throw new UsageError(`--backend is given twice (${JSON.stringify(global.backend)} before the command and ${JSON.stringify(values.backend)} after it); give it once`);
+    if (global.backend !== undefined && values.backend !== undefined)
+      throw new UsageError(
+        `--backend is given twice (${JSON.stringify(global.backend)} before the command and ${JSON.stringify(values.backend)} after it); give it once`,
+      );
     const backend = global.backend ?? values.backend;
     if (backend !== undefined) useBackend(backend);
     c.run(values, cmd);

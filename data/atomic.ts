@@ -23,7 +23,10 @@ export function crashPoint(point: string): void {
 
 /** A temporary path beside `file`: `.<name>.<pid>.<random>.<ext>`. */
 export function tempPath(file: string, ext: "tmp" | "old" = "tmp"): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2, 10) || "0"}.${ext}`);
+  return path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2, 10) || "0"}.${ext}`,
+  );
 }
 
 /** What a file is written from: bytes, text, or a function that writes to an open descriptor. */
@@ -45,8 +48,17 @@ function writeNew(file: string, content: FileContent): void {
     fs.closeSync(fd);
     fd = undefined;
   } catch (e) {
-    if (fd !== undefined) try { fs.closeSync(fd); } catch { /* already failing */ }
-    try { fs.unlinkSync(file); } catch { /* nothing to remove */ }
+    if (fd !== undefined)
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already failing */
+      }
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
 }
@@ -60,7 +72,12 @@ export function fsyncDir(dir: string): void {
   } catch {
     // not supported here (Windows) or not needed
   } finally {
-    if (fd !== undefined) try { fs.closeSync(fd); } catch { /* ignore */ }
+    if (fd !== undefined)
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* ignore */
+      }
   }
 }
 
@@ -76,7 +93,11 @@ export function writeFileAtomic(file: string, content: FileContent): void {
   try {
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* nothing to remove */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
 }
@@ -97,7 +118,8 @@ interface Journal {
   remove: string[];
 }
 
-const plainName = (s: unknown): s is string => typeof s === "string" && s.length > 0 && s !== "." && s !== ".." && !/[\\/]/.test(s);
+const plainName = (s: unknown): s is string =>
+  typeof s === "string" && s.length > 0 && s !== "." && s !== ".." && !/[\\/]/.test(s);
 
 function readJournal(dir: string): Journal | null {
   const p = path.join(dir, COMMIT_JOURNAL);
@@ -115,7 +137,13 @@ function readJournal(dir: string): Journal | null {
     throw new FormatError(`${p}: commit journal is not valid JSON`);
   }
   const o = j as Journal;
-  if (!o || !Array.isArray(o.files) || !Array.isArray(o.remove) || !o.files.every((f) => f && plainName(f.tmp) && plainName(f.name)) || !o.remove.every(plainName)) {
+  if (
+    !o ||
+    !Array.isArray(o.files) ||
+    !Array.isArray(o.remove) ||
+    !o.files.every((f) => f && plainName(f.tmp) && plainName(f.name)) ||
+    !o.remove.every(plainName)
+  ) {
     throw new FormatError(`${p}: commit journal is malformed`);
   }
   return o;
@@ -129,7 +157,11 @@ function readJournal(dir: string): Journal | null {
  * temporaries are ignored and cleaned later); after, it reads as the new set ({@link committedPath}),
  * and the next writer finishes the job ({@link recoverCommit}).
  */
-export function commitFiles(dir: string, files: ReadonlyMap<string, FileContent>, remove: (name: string) => boolean = () => false): void {
+export function commitFiles(
+  dir: string,
+  files: ReadonlyMap<string, FileContent>,
+  remove: (name: string) => boolean = () => false,
+): void {
   fs.mkdirSync(dir, { recursive: true });
   recoverCommit(dir);
   const written: { tmp: string; name: string }[] = [];
@@ -142,7 +174,12 @@ export function commitFiles(dir: string, files: ReadonlyMap<string, FileContent>
       crashPoint(`commit:temp:${name}`);
     }
   } catch (e) {
-    for (const w of written) try { fs.unlinkSync(path.join(dir, w.tmp)); } catch { /* gone */ }
+    for (const w of written)
+      try {
+        fs.unlinkSync(path.join(dir, w.tmp));
+      } catch {
+        /* gone */
+      }
     throw e;
   }
   const drop = fs.readdirSync(dir).filter((n) => !files.has(n) && !n.startsWith(".") && remove(n));
@@ -187,7 +224,8 @@ export function committedNames(dir: string): string[] {
   const names = new Set(fs.readdirSync(dir).filter((n) => n !== COMMIT_JOURNAL && !isTempName(n)));
   if (j) {
     for (const n of j.remove) names.delete(n);
-    for (const f of j.files) if (fs.existsSync(path.join(dir, f.tmp)) || fs.existsSync(path.join(dir, f.name))) names.add(f.name);
+    for (const f of j.files)
+      if (fs.existsSync(path.join(dir, f.tmp)) || fs.existsSync(path.join(dir, f.name))) names.add(f.name);
   }
   return [...names].sort();
 }
@@ -276,7 +314,9 @@ export function cleanStaleTemps(dir: string, opts: { ownToo?: boolean; also?: re
     }
     for (const name of fs.readdirSync(d)) {
       let m = TEMP.exec(name);
-      let base: string, pid: number, kind = "tmp";
+      let base: string,
+        pid: number,
+        kind = "tmp";
       if (m) [base, pid, kind] = [m[1]!, Number(m[2]), m[3]!];
       else {
         m = LEGACY_TEMPS.map((r) => r.exec(name)).find((x) => x) ?? null;
@@ -301,8 +341,15 @@ const SYSTEM_FS = /^\/(proc|sys|dev)(\/|$)/;
 function describe(e: unknown): string {
   const x = e as NodeJS.ErrnoException;
   const why: Record<string, string> = {
-    EROFS: "read-only file system", EACCES: "permission denied", EPERM: "operation not permitted", ENOSPC: "no space left on the device",
-    EDQUOT: "disk quota exceeded", ENOTDIR: "a part of the path is a file", EEXIST: "exists", ENAMETOOLONG: "name too long", ELOOP: "too many symbolic links",
+    EROFS: "read-only file system",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    ENOSPC: "no space left on the device",
+    EDQUOT: "disk quota exceeded",
+    ENOTDIR: "a part of the path is a file",
+    EEXIST: "exists",
+    ENAMETOOLONG: "name too long",
+    ELOOP: "too many symbolic links",
   };
   return x.code ? `${x.code}: ${why[x.code] ?? x.message}` : String((e as Error).message ?? e);
 }
@@ -314,7 +361,11 @@ function describe(e: unknown): string {
  * `also` names sub-folders to clean too). `label` names the folder in errors ("--out", "output folder").
  * Throws ConfigError naming the folder and the reason. Returns the absolute path.
  */
-export function prepareOutputDir(dir: string, label = "output folder", opts: { also?: readonly string[] } = {}): string {
+export function prepareOutputDir(
+  dir: string,
+  label = "output folder",
+  opts: { also?: readonly string[] } = {},
+): string {
   if (typeof dir !== "string" || dir.length === 0) throw new ConfigError(`${label}: no folder given`);
   const abs = path.resolve(dir);
   const missing: string[] = [];
@@ -326,7 +377,8 @@ export function prepareOutputDir(dir: string, label = "output folder", opts: { a
       break;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw new ConfigError(`${label} ${dir}: cannot use it (${describe(e)} at ${p})`);
+      if (code !== "ENOENT" && code !== "ENOTDIR")
+        throw new ConfigError(`${label} ${dir}: cannot use it (${describe(e)} at ${p})`);
       const up = path.dirname(p);
       if (up === p) throw new ConfigError(`${label} ${dir}: no part of the path exists`);
       missing.unshift(path.basename(p));
@@ -335,13 +387,17 @@ export function prepareOutputDir(dir: string, label = "output folder", opts: { a
   }
   if (!st.isDirectory()) throw new ConfigError(`${label} ${dir}: ${p} is a file, not a folder`);
   const real = fs.realpathSync(p);
-  if (SYSTEM_FS.test(real)) throw new ConfigError(`${label} ${dir}: ${real} is on a system file system (/proc, /sys, /dev); choose a folder on disk`);
+  if (SYSTEM_FS.test(real))
+    throw new ConfigError(
+      `${label} ${dir}: ${real} is on a system file system (/proc, /sys, /dev); choose a folder on disk`,
+    );
   for (const m of missing) {
     p = path.join(p, m);
     try {
       fs.mkdirSync(p);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new ConfigError(`${label} ${dir}: cannot create ${p} (${describe(e)})`);
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST")
+        throw new ConfigError(`${label} ${dir}: cannot create ${p} (${describe(e)})`);
     }
   }
   if (!fs.statSync(abs).isDirectory()) throw new ConfigError(`${label} ${dir}: it is a file, not a folder`);
@@ -350,7 +406,11 @@ export function prepareOutputDir(dir: string, label = "output folder", opts: { a
     fs.writeFileSync(probe, "probe");
     fs.unlinkSync(probe);
   } catch (e) {
-    try { fs.unlinkSync(probe); } catch { /* not created */ }
+    try {
+      fs.unlinkSync(probe);
+    } catch {
+      /* not created */
+    }
     throw new ConfigError(`${label} ${dir} is not writable (${describe(e)}); choose another folder`);
   }
   cleanStaleTemps(abs, { ownToo: false, ...(opts.also ? { also: opts.also } : {}) });

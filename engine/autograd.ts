@@ -68,7 +68,14 @@ export function withGrad<T>(enabled: boolean, fn: () => T): T {
  * Records `backward` on `out` when recording is on and some input requires grad; otherwise `out`
  * stays a plain tensor, so frozen weights and inference keep no graph at all.
  */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"], release?: () => void, sums = false): Tensor {
+export function record(
+  out: Tensor,
+  op: string,
+  inputs: readonly Tensor[],
+  backward: GradNode["backward"],
+  release?: () => void,
+  sums = false,
+): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
     release?.();
     return out;
@@ -169,7 +176,11 @@ class GradientMemory {
  * `.grad` but returned, starting from the given pending sums, in the walk's own order of addition.
  */
 export function runBackward(
-  root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false, capture?: Map<Tensor, Tensor | null>,
+  root: Tensor,
+  grad: Tensor,
+  add: (a: Tensor, b: Tensor) => Tensor,
+  retainGraph = false,
+  capture?: Map<Tensor, Tensor | null>,
 ): void {
   const order = topoSort(root);
   const grads = new Map<Tensor, Tensor>([[root, grad]]);
@@ -184,7 +195,8 @@ export function runBackward(
   try {
     noGrad(() => {
       for (let i = order.length - 1; i >= 0; i--) {
-        const t = order[i]!, g = grads.get(t);
+        const t = order[i]!,
+          g = grads.get(t);
         // the walk is done with t: once its consumers' nodes are released too, nothing keeps its storage
         (order as (Tensor | undefined)[])[i] = undefined;
         grads.delete(t);

@@ -57,7 +57,10 @@ export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number
       cur = cur[0];
     }
     flat = (data as readonly Nested[]).flat(Infinity as 1) as number[];
-    if (flat.length !== sizeOf(inferred)) throw new ShapeError(`tensor: ragged nested array (expected ${sizeOf(inferred)} elements for [${inferred}], got ${flat.length})`);
+    if (flat.length !== sizeOf(inferred))
+      throw new ShapeError(
+        `tensor: ragged nested array (expected ${sizeOf(inferred)} elements for [${inferred}], got ${flat.length})`,
+      );
   }
   const s = shape ?? inferred;
   if (sizeOf(s) !== flat.length) throw new ShapeError(`tensor: ${flat.length} values do not fill shape [${s}]`);
@@ -68,7 +71,8 @@ export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number
 
 export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
   checkShape("zeros", shape);
-  const b = backendOf(opts), dtype = opts.dtype ?? "float32";
+  const b = backendOf(opts),
+    dtype = opts.dtype ?? "float32";
   const t = new Tensor(b.zeros(floatOf(dtype), sizeOf(shape)), shape, floatOf(dtype), b);
   if (isHalf(dtype)) t.to_(dtype);
   if (opts.requiresGrad) t.requiresGrad_(true);
@@ -155,7 +159,10 @@ export function fromNdarray(a: ndarray.NdArray, opts: CreateOptions = {}): Tenso
 }
 
 /** An ndarray over a host copy of the tensor's elements. */
-export function toNdarray(t: Tensor, ctor: (data: TypedArray, shape: number[], stride: number[], offset: number) => ndarray.NdArray): ndarray.NdArray {
+export function toNdarray(
+  t: Tensor,
+  ctor: (data: TypedArray, shape: number[], stride: number[], offset: number) => ndarray.NdArray,
+): ndarray.NdArray {
   const data = t.data.slice() as TypedArray;
   return ctor(data, [...t.shape], stridesOf(t.shape), 0);
 }

@@ -20,12 +20,19 @@ export function quickGelu(x: Tensor): Tensor {
 function checkLayerNorm(x: Tensor, normalizedShape: readonly number[]): number[] {
   const k = normalizedShape.length;
   const tail = x.shape.slice(x.ndim - k);
-  if (k === 0 || k > x.ndim || tail.join() !== normalizedShape.join()) throw new ShapeError(`layerNorm: normalized shape [${normalizedShape}] does not end input shape [${x.shape}]`);
+  if (k === 0 || k > x.ndim || tail.join() !== normalizedShape.join())
+    throw new ShapeError(`layerNorm: normalized shape [${normalizedShape}] does not end input shape [${x.shape}]`);
   return Array.from({ length: k }, (_, i) => x.ndim - k + i);
 }
 
 /** Layer normalisation over the last `normalizedDims` axes from primitives (the reference the fused kernel must match). */
-export function layerNormComposite(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export function layerNormComposite(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   const axes = checkLayerNorm(x, normalizedShape);
   const mu = mean(x, axes, true);
   const d = sub(x, mu);
@@ -41,10 +48,18 @@ export function layerNormComposite(x: Tensor, normalizedShape: readonly number[]
  * bias of `normalizedShape`, as torch.nn.functional.layer_norm. One primitive with a single-pass
  * kernel and an analytic backward where the backend has it; the composite otherwise.
  */
-export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   checkLayerNorm(x, normalizedShape);
   const d = normalizedShape.reduce((p, v) => p * v, 1);
-  const affineOk = [weight, bias].every((t) => !t || (t.dtype === x.dtype && t.size === d && t.shape.join() === normalizedShape.join()));
+  const affineOk = [weight, bias].every(
+    (t) => !t || (t.dtype === x.dtype && t.size === d && t.shape.join() === normalizedShape.join()),
+  );
   // an affine term of another shape or dtype broadcasts through the composite
   if (!affineOk || d === 0) return layerNormComposite(x, normalizedShape, weight, bias, eps);
   const p: LayerNormParams = { rows: x.size / d, d, eps };
@@ -63,7 +78,13 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?
 }
 
 /** Group normalisation of (N, C, ...) over `groups` channel groups, with per-channel affine (composite reference). */
-export function groupNormComposite(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export function groupNormComposite(
+  x: Tensor,
+  groups: number,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   checkGroups(x, groups);
   const [n, c] = x.shape as [number, number];
   const g = reshape(x, [n, groups, -1]);
@@ -80,7 +101,8 @@ export function groupNormComposite(x: Tensor, groups: number, weight?: Tensor | 
 function checkGroups(x: Tensor, groups: number): void {
   if (x.ndim < 2) throw new ShapeError(`groupNorm: input must be (N, C, ...), got [${x.shape}]`);
   const c = x.shape[1]!;
-  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new ShapeError(`groupNorm: ${c} channels of [${x.shape}] do not split into ${groups} groups`);
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0)
+    throw new ShapeError(`groupNorm: ${c} channels of [${x.shape}] do not split into ${groups} groups`);
 }
 
 /**
@@ -96,20 +118,39 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bia
  * silu(groupNorm(x)) as one primitive (the norm-then-activation of every diffusers ResNet block): one
  * pass over the output instead of two; the backward recomputes the pre-activation.
  */
-export function groupNormSilu(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export function groupNormSilu(
+  x: Tensor,
+  groups: number,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   return groupNormImpl("groupNormSilu", x, groups, weight, bias, eps, true);
 }
 
-function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | null | undefined, bias: Tensor | null | undefined, eps: number, silu: boolean): Tensor {
+function groupNormImpl(
+  op: string,
+  x: Tensor,
+  groups: number,
+  weight: Tensor | null | undefined,
+  bias: Tensor | null | undefined,
+  eps: number,
+  silu: boolean,
+): Tensor {
   checkGroups(x, groups);
   const [n, c] = x.shape as [number, number];
-  for (const [name, t] of [["weight", weight], ["bias", bias]] as const) {
-    if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new ShapeError(`${op}: ${name} must be [${c}], got [${t.shape}]`);
+  for (const [name, t] of [
+    ["weight", weight],
+    ["bias", bias],
+  ] as const) {
+    if (t && (t.ndim !== 1 || t.shape[0] !== c))
+      throw new ShapeError(`${op}: ${name} must be [${c}], got [${t.shape}]`);
     if (t && t.dtype !== x.dtype) throw new ShapeError(`${op}: ${name} dtype ${t.dtype} differs from input ${x.dtype}`);
   }
   const p: GroupNormParams = { n, c, s: x.size / Math.max(1, n * c), groups, eps, silu };
   const f = x.backend;
-  const w = weight ? weight.storage : null, b = bias ? bias.storage : null;
+  const w = weight ? weight.storage : null,
+    b = bias ? bias.storage : null;
   const r = f.groupNorm(x.storage, w, b, p);
   const y = new Tensor(r.y, x.shape, x.dtype, x.backend); // (N, C, ...)
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
@@ -143,14 +184,27 @@ function groupNormImpl(op: string, x: Tensor, groups: number, weight: Tensor | n
  */
 export function geglu(h: Tensor): Tensor {
   const d2 = h.shape[h.ndim - 1];
-  if (h.ndim < 1 || d2 === undefined || d2 % 2 !== 0) throw new ShapeError(`geglu: the last axis must have even length, got [${h.shape}]`);
-  const d = d2 / 2, outShape = [...h.shape.slice(0, -1), d];
-  const f = h.backend, rows = h.size / Math.max(1, d2);
+  if (h.ndim < 1 || d2 === undefined || d2 % 2 !== 0)
+    throw new ShapeError(`geglu: the last axis must have even length, got [${h.shape}]`);
+  const d = d2 / 2,
+    outShape = [...h.shape.slice(0, -1), d];
+  const f = h.backend,
+    rows = h.size / Math.max(1, d2);
   const y = new Tensor(f.geglu(h.storage, rows, d), outShape, h.dtype, h.backend);
-  return record(y, "geglu", [h], (g) => [new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend)]);
+  return record(y, "geglu", [h], (g) => [
+    new Tensor(f.gegluBackward(h.storage, g.storage, rows, d), h.shape, h.dtype, h.backend),
+  ]);
 }
 
-export { scaledDotProductAttention, causalMask, splitHeads, mergeHeads, headsToBatch, batchToHeads, type AttentionOptions } from "./ops/attention.ts";
+export {
+  scaledDotProductAttention,
+  causalMask,
+  splitHeads,
+  mergeHeads,
+  headsToBatch,
+  batchToHeads,
+  type AttentionOptions,
+} from "./ops/attention.ts";
 
 /** Inverted dropout: in training, zeroes with probability p and scales the rest by 1/(1-p). */
 export function dropout(x: Tensor, p: number, training: boolean, generator: Generator = defaultGenerator): Tensor {
@@ -169,10 +223,12 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
  * A sample with an empty mask contributes 0.
  */
 export function mseLoss(pred: Tensor, target: Tensor, mask?: Tensor | null): Tensor {
-  if (pred.shape.join() !== target.shape.join()) throw new ShapeError(`mseLoss: pred [${pred.shape}] and target [${target.shape}] differ`);
+  if (pred.shape.join() !== target.shape.join())
+    throw new ShapeError(`mseLoss: pred [${pred.shape}] and target [${target.shape}] differ`);
   const err = square(sub(pred, target));
   if (!mask) return mean(err);
-  if (mask.ndim !== pred.ndim || mask.shape[0] !== pred.shape[0]) throw new ShapeError(`mseLoss: mask [${mask.shape}] must have the rank and batch size of pred [${pred.shape}]`);
+  if (mask.ndim !== pred.ndim || mask.shape[0] !== pred.shape[0])
+    throw new ShapeError(`mseLoss: mask [${mask.shape}] must have the rank and batch size of pred [${pred.shape}]`);
   const axes = Array.from({ length: pred.ndim - 1 }, (_, i) => i + 1);
   // a sample whose mask is empty contributes 0 (its numerator is 0 too) instead of 0/0
   return mean(div(sum(mul(err, mask), axes), maximum(sum(mask, axes), 1e-30)));
@@ -187,13 +243,15 @@ export function embedding(weight: Tensor, ids: ArrayLike<number> | Tensor, idsSh
 
 /** Mean cross-entropy of logits (N, C) against integer class targets. */
 export function crossEntropy(logits: Tensor, targets: ArrayLike<number>): Tensor {
-  if (logits.ndim !== 2 || logits.shape[0] !== targets.length) throw new ShapeError(`crossEntropy: logits [${logits.shape}] and ${targets.length} targets do not fit`);
+  if (logits.ndim !== 2 || logits.shape[0] !== targets.length)
+    throw new ShapeError(`crossEntropy: logits [${logits.shape}] and ${targets.length} targets do not fit`);
   const [n, c] = logits.shape as [number, number];
   const oh = full([n, c], 0, { dtype: logits.dtype });
   const d = oh.data;
   for (let i = 0; i < n; i++) {
     const t = targets[i];
-    if (!Number.isInteger(t) || t < 0 || t >= c) throw new ShapeError(`crossEntropy: target ${t} at ${i} is out of range [0, ${c})`);
+    if (!Number.isInteger(t) || t < 0 || t >= c)
+      throw new ShapeError(`crossEntropy: target ${t} at ${i} is out of range [0, ${c})`);
     d[i * c + t] = 1;
   }
   const onehot = new Tensor(logits.backend.fromHost(d), [n, c], logits.dtype, logits.backend);

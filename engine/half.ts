@@ -58,7 +58,11 @@ export function toHalfBits(src: Float32Array | Float64Array, dtype: HalfDType): 
 }
 
 /** The float32 values of half bits `src` of `dtype`, into `out` (a new array by default); exact. */
-export function fromHalfBits(src: Uint16Array, dtype: HalfDType, out: Float32Array = new Float32Array(src.length)): Float32Array {
+export function fromHalfBits(
+  src: Uint16Array,
+  dtype: HalfDType,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
   if (dtype === "bfloat16") {
     const u32 = new Uint32Array(out.buffer, out.byteOffset, src.length);
     for (let i = 0; i < src.length; i++) u32[i] = src[i]! << 16;

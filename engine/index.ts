@@ -18,8 +18,24 @@ export type { Shape } from "./shape.ts";
 export type { HostTensor } from "./host.ts";
 export { sizeOf, broadcastShapes } from "./shape.ts";
 export type {
-  Backend, Storage, UnaryOp, BinaryOp, ReduceOp, ScratchScope, MatmulParams, Conv2dParams, AttentionParams, AttentionForward, AttentionGrads,
-  SavedState, GroupNormParams, LayerNormParams, NormForward, NormGrads, AdamHyper, AdamStorages,
+  Backend,
+  Storage,
+  UnaryOp,
+  BinaryOp,
+  ReduceOp,
+  ScratchScope,
+  MatmulParams,
+  Conv2dParams,
+  AttentionParams,
+  AttentionForward,
+  AttentionGrads,
+  SavedState,
+  GroupNormParams,
+  LayerNormParams,
+  NormForward,
+  NormGrads,
+  AdamHyper,
+  AdamStorages,
 } from "./backend/backend.ts";
 export { registerBackend, getBackend, backendNames } from "./backend/registry.ts";
 export { cpuBackend, setFastKernels, getFastKernels, useWasmKernels } from "./backend/cpu/index.ts";

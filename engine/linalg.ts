@@ -6,6 +6,18 @@ export type { Mat, SolveOptions, LUResult } from "./linalg/base.ts";
 export { mat, eye, clone, transpose, add, sub, scale } from "./linalg/base.ts";
 export { matmul, matmulTN, matmulNT, gram, sqNormTimesLower, norm } from "./linalg/products.ts";
 export type { TriangularOptions } from "./linalg/lu.ts";
-export { lu, luFactors, luRcond, luSolve, solve, inv, det, condEstimate, cholesky, choleskySolve, solveTriangular } from "./linalg/lu.ts";
+export {
+  lu,
+  luFactors,
+  luRcond,
+  luSolve,
+  solve,
+  inv,
+  det,
+  condEstimate,
+  cholesky,
+  choleskySolve,
+  solveTriangular,
+} from "./linalg/lu.ts";
 export { qr, eigh } from "./linalg/eig.ts";
 export { svd, singularValues } from "./linalg/svd.ts";

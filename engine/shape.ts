@@ -39,7 +39,8 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
 /** Normalises a possibly negative axis for a tensor of rank `ndim`. */
 export function normAxis(op: string, axis: number, ndim: number): number {
   const a = axis < 0 ? axis + ndim : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new ShapeError(`${op}: axis ${axis} is out of range for rank ${ndim}`);
+  if (!Number.isInteger(a) || a < 0 || a >= ndim)
+    throw new ShapeError(`${op}: axis ${axis} is out of range for rank ${ndim}`);
   return a;
 }
 
@@ -60,6 +61,7 @@ export function shapesEqual(a: Shape, b: Shape): boolean {
 /** Validates a shape: non-negative integers. */
 export function checkShape(op: string, shape: Shape): void {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new ShapeError(`${op}: shape must hold non-negative integers, got [${shape}]`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new ShapeError(`${op}: shape must hold non-negative integers, got [${shape}]`);
   }
 }

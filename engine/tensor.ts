@@ -93,7 +93,10 @@ export class Tensor {
   }
   /** Marks a leaf as requiring grad (in place); returns this. */
   requiresGrad_(flag = true): this {
-    if (flag && isHalf(this.dtype)) throw new DTypeError(`requiresGrad_: a ${this.dtype} tensor of shape [${this.shape}] holds frozen weights; convert it with .to_("float32") to train it`);
+    if (flag && isHalf(this.dtype))
+      throw new DTypeError(
+        `requiresGrad_: a ${this.dtype} tensor of shape [${this.shape}] holds frozen weights; convert it with .to_("float32") to train it`,
+      );
     this.requiresGrad = flag;
     return this;
   }
@@ -103,7 +106,8 @@ export class Tensor {
   }
   /** A copy with its own storage (no graph). */
   clone(): Tensor {
-    if (isHalf(this.dtype)) return new Tensor(this.backend.cast(this.store, this.dtype, this.dtype), this.shape, this.dtype, this.backend);
+    if (isHalf(this.dtype))
+      return new Tensor(this.backend.cast(this.store, this.dtype, this.dtype), this.shape, this.dtype, this.backend);
     return M.contiguousCopy(this);
   }
   /**
@@ -114,10 +118,17 @@ export class Tensor {
   copy_(src: Tensor | ArrayLike<number>): this {
     this.checkWritable("copy_");
     if (src instanceof Tensor) {
-      if (src.shape.join() !== this.shape.join()) throw new ShapeError(`copy_: source shape [${src.shape}] differs from [${this.shape}]`);
-      this.store = src.backend === this.backend ? this.backend.cast(src.rawStorage, src.dtype, this.dtype) : upload(this.backend, src.data, this.dtype);
+      if (src.shape.join() !== this.shape.join())
+        throw new ShapeError(`copy_: source shape [${src.shape}] differs from [${this.shape}]`);
+      this.store =
+        src.backend === this.backend
+          ? this.backend.cast(src.rawStorage, src.dtype, this.dtype)
+          : upload(this.backend, src.data, this.dtype);
     } else {
-      if (src.length !== this.size) throw new ShapeError(`copy_: ${src.length} values for a tensor of shape [${this.shape}] (${this.size} elements)`);
+      if (src.length !== this.size)
+        throw new ShapeError(
+          `copy_: ${src.length} values for a tensor of shape [${this.shape}] (${this.size} elements)`,
+        );
       this.store = upload(this.backend, src, this.dtype);
     }
     return this;
@@ -126,7 +137,10 @@ export class Tensor {
   to_(dtype: DType): this {
     this.checkWritable("to_");
     if (dtype === this.dtype) return this;
-    if (isHalf(dtype) && this.requiresGrad) throw new DTypeError(`to_: a tensor of shape [${this.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights)`);
+    if (isHalf(dtype) && this.requiresGrad)
+      throw new DTypeError(
+        `to_: a tensor of shape [${this.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights)`,
+      );
     this.store = this.backend.cast(this.store, this.dtype, dtype);
     (this as { dtype: DType }).dtype = dtype;
     return this;
@@ -136,17 +150,22 @@ export class Tensor {
     this.store = s;
   }
   private checkWritable(op: string): void {
-    if (this.gradNode) throw new ConfigError(`${op}: tensor of shape [${this.shape}] is the output of "${this.gradNode.op}" in a recorded graph; write into leaves only (detach() first)`);
+    if (this.gradNode)
+      throw new ConfigError(
+        `${op}: tensor of shape [${this.shape}] is the output of "${this.gradNode.op}" in a recorded graph; write into leaves only (detach() first)`,
+      );
   }
   zeroGrad(): void {
     this.grad = null;
   }
   /** Back-propagates from this tensor (a scalar unless `grad` is given). */
   backward(grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
-    if (!this.requiresGrad) throw new ShapeError("backward: tensor does not require grad (no input on its path requires grad)");
+    if (!this.requiresGrad)
+      throw new ShapeError("backward: tensor does not require grad (no input on its path requires grad)");
     let g = grad;
     if (!g) {
-      if (this.size !== 1) throw new ShapeError(`backward: implicit gradient needs a scalar, got shape [${this.shape}]; pass a gradient`);
+      if (this.size !== 1)
+        throw new ShapeError(`backward: implicit gradient needs a scalar, got shape [${this.shape}]; pass a gradient`);
       g = new Tensor(this.backend.fill(floatOf(this.dtype), 1, 1), this.shape, this.dtype, this.backend);
     } else if (g.shape.join() !== this.shape.join()) {
       throw new ShapeError(`backward: gradient shape [${g.shape}] differs from tensor shape [${this.shape}]`);
@@ -158,62 +177,170 @@ export class Tensor {
   }
 
   // elementwise
-  add(o: TensorLike): Tensor { return E.add(this, o); }
-  sub(o: TensorLike): Tensor { return E.sub(this, o); }
-  mul(o: TensorLike): Tensor { return E.mul(this, o); }
-  div(o: TensorLike): Tensor { return E.div(this, o); }
-  pow(o: TensorLike): Tensor { return E.pow(this, o); }
-  maximum(o: TensorLike): Tensor { return E.maximum(this, o); }
-  minimum(o: TensorLike): Tensor { return E.minimum(this, o); }
-  lt(o: TensorLike): Tensor { return E.lt(this, o); }
-  le(o: TensorLike): Tensor { return E.le(this, o); }
-  gt(o: TensorLike): Tensor { return E.gt(this, o); }
-  ge(o: TensorLike): Tensor { return E.ge(this, o); }
-  eq(o: TensorLike): Tensor { return E.eq(this, o); }
-  ne(o: TensorLike): Tensor { return E.ne(this, o); }
-  neg(): Tensor { return E.neg(this); }
-  exp(): Tensor { return E.exp(this); }
-  log(): Tensor { return E.log(this); }
-  sqrt(): Tensor { return E.sqrt(this); }
-  rsqrt(): Tensor { return E.rsqrt(this); }
-  abs(): Tensor { return E.abs(this); }
-  sign(): Tensor { return E.sign(this); }
-  square(): Tensor { return E.square(this); }
-  tanh(): Tensor { return E.tanh(this); }
-  sigmoid(): Tensor { return E.sigmoid(this); }
-  relu(): Tensor { return E.relu(this); }
-  silu(): Tensor { return E.silu(this); }
-  gelu(approximate: "none" | "tanh" = "none"): Tensor { return approximate === "tanh" ? E.geluTanh(this) : E.gelu(this); }
-  sin(): Tensor { return E.sin(this); }
-  cos(): Tensor { return E.cos(this); }
-  clamp(lo?: number, hi?: number): Tensor { return E.clamp(this, lo, hi); }
+  add(o: TensorLike): Tensor {
+    return E.add(this, o);
+  }
+  sub(o: TensorLike): Tensor {
+    return E.sub(this, o);
+  }
+  mul(o: TensorLike): Tensor {
+    return E.mul(this, o);
+  }
+  div(o: TensorLike): Tensor {
+    return E.div(this, o);
+  }
+  pow(o: TensorLike): Tensor {
+    return E.pow(this, o);
+  }
+  maximum(o: TensorLike): Tensor {
+    return E.maximum(this, o);
+  }
+  minimum(o: TensorLike): Tensor {
+    return E.minimum(this, o);
+  }
+  lt(o: TensorLike): Tensor {
+    return E.lt(this, o);
+  }
+  le(o: TensorLike): Tensor {
+    return E.le(this, o);
+  }
+  gt(o: TensorLike): Tensor {
+    return E.gt(this, o);
+  }
+  ge(o: TensorLike): Tensor {
+    return E.ge(this, o);
+  }
+  eq(o: TensorLike): Tensor {
+    return E.eq(this, o);
+  }
+  ne(o: TensorLike): Tensor {
+    return E.ne(this, o);
+  }
+  neg(): Tensor {
+    return E.neg(this);
+  }
+  exp(): Tensor {
+    return E.exp(this);
+  }
+  log(): Tensor {
+    return E.log(this);
+  }
+  sqrt(): Tensor {
+    return E.sqrt(this);
+  }
+  rsqrt(): Tensor {
+    return E.rsqrt(this);
+  }
+  abs(): Tensor {
+    return E.abs(this);
+  }
+  sign(): Tensor {
+    return E.sign(this);
+  }
+  square(): Tensor {
+    return E.square(this);
+  }
+  tanh(): Tensor {
+    return E.tanh(this);
+  }
+  sigmoid(): Tensor {
+    return E.sigmoid(this);
+  }
+  relu(): Tensor {
+    return E.relu(this);
+  }
+  silu(): Tensor {
+    return E.silu(this);
+  }
+  gelu(approximate: "none" | "tanh" = "none"): Tensor {
+    return approximate === "tanh" ? E.geluTanh(this) : E.gelu(this);
+  }
+  sin(): Tensor {
+    return E.sin(this);
+  }
+  cos(): Tensor {
+    return E.cos(this);
+  }
+  clamp(lo?: number, hi?: number): Tensor {
+    return E.clamp(this, lo, hi);
+  }
   // reductions
-  sum(axes?: number | readonly number[], keepdim = false): Tensor { return R.sum(this, axes, keepdim); }
-  mean(axes?: number | readonly number[], keepdim = false): Tensor { return R.mean(this, axes, keepdim); }
-  max(axes?: number | readonly number[], keepdim = false): Tensor { return R.max(this, axes, keepdim); }
-  min(axes?: number | readonly number[], keepdim = false): Tensor { return R.min(this, axes, keepdim); }
-  var(axes?: number | readonly number[], keepdim = false, correction = 1): Tensor { return R.variance(this, axes, keepdim, correction); }
+  sum(axes?: number | readonly number[], keepdim = false): Tensor {
+    return R.sum(this, axes, keepdim);
+  }
+  mean(axes?: number | readonly number[], keepdim = false): Tensor {
+    return R.mean(this, axes, keepdim);
+  }
+  max(axes?: number | readonly number[], keepdim = false): Tensor {
+    return R.max(this, axes, keepdim);
+  }
+  min(axes?: number | readonly number[], keepdim = false): Tensor {
+    return R.min(this, axes, keepdim);
+  }
+  var(axes?: number | readonly number[], keepdim = false, correction = 1): Tensor {
+    return R.variance(this, axes, keepdim, correction);
+  }
   // movement
-  reshape(shape: readonly number[]): Tensor { return M.reshape(this, shape); }
-  view(...shape: number[]): Tensor { return M.reshape(this, shape); }
-  flatten(start = 0, end = -1): Tensor { return M.flatten(this, start, end); }
-  permute(...perm: number[]): Tensor { return M.permute(this, perm); }
-  transpose(a = -2, b = -1): Tensor { return M.transpose(this, a, b); }
-  get T(): Tensor { return M.transpose(this, -2, -1); }
-  expand(shape: readonly number[]): Tensor { return M.expand(this, shape); }
-  squeeze(axis?: number): Tensor { return M.squeeze(this, axis); }
-  unsqueeze(axis: number): Tensor { return M.unsqueeze(this, axis); }
-  slice(axis: number, start: number, end?: number, step = 1): Tensor { return M.narrowSlice(this, axis, start, end, step); }
-  chunk(n: number, axis = 0): Tensor[] { return M.chunk(this, n, axis); }
-  split(sizes: number | readonly number[], axis = 0): Tensor[] { return M.split(this, sizes, axis); }
-  pad(pads: readonly (readonly [number, number])[], value = 0): Tensor { return M.pad(this, pads, value); }
-  indexSelect(axis: number, index: ArrayLike<number> | Tensor): Tensor { return M.indexSelect(this, axis, index); }
+  reshape(shape: readonly number[]): Tensor {
+    return M.reshape(this, shape);
+  }
+  view(...shape: number[]): Tensor {
+    return M.reshape(this, shape);
+  }
+  flatten(start = 0, end = -1): Tensor {
+    return M.flatten(this, start, end);
+  }
+  permute(...perm: number[]): Tensor {
+    return M.permute(this, perm);
+  }
+  transpose(a = -2, b = -1): Tensor {
+    return M.transpose(this, a, b);
+  }
+  get T(): Tensor {
+    return M.transpose(this, -2, -1);
+  }
+  expand(shape: readonly number[]): Tensor {
+    return M.expand(this, shape);
+  }
+  squeeze(axis?: number): Tensor {
+    return M.squeeze(this, axis);
+  }
+  unsqueeze(axis: number): Tensor {
+    return M.unsqueeze(this, axis);
+  }
+  slice(axis: number, start: number, end?: number, step = 1): Tensor {
+    return M.narrowSlice(this, axis, start, end, step);
+  }
+  chunk(n: number, axis = 0): Tensor[] {
+    return M.chunk(this, n, axis);
+  }
+  split(sizes: number | readonly number[], axis = 0): Tensor[] {
+    return M.split(this, sizes, axis);
+  }
+  pad(pads: readonly (readonly [number, number])[], value = 0): Tensor {
+    return M.pad(this, pads, value);
+  }
+  indexSelect(axis: number, index: ArrayLike<number> | Tensor): Tensor {
+    return M.indexSelect(this, axis, index);
+  }
   // linear algebra and nn
-  matmul(o: Tensor): Tensor { return MM.matmul(this, o); }
-  softmax(axis = -1): Tensor { return S.softmax(this, axis); }
-  logSoftmax(axis = -1): Tensor { return S.logSoftmax(this, axis); }
+  matmul(o: Tensor): Tensor {
+    return MM.matmul(this, o);
+  }
+  softmax(axis = -1): Tensor {
+    return S.softmax(this, axis);
+  }
+  logSoftmax(axis = -1): Tensor {
+    return S.logSoftmax(this, axis);
+  }
   /** Converts to another dtype (differentiable). */
-  to(dtype: DType): Tensor { return E.cast(this, dtype); }
-  float(): Tensor { return E.cast(this, "float32"); }
-  double(): Tensor { return E.cast(this, "float64"); }
+  to(dtype: DType): Tensor {
+    return E.cast(this, dtype);
+  }
+  float(): Tensor {
+    return E.cast(this, "float32");
+  }
+  double(): Tensor {
+    return E.cast(this, "float64");
+  }
 }

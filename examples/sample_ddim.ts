@@ -14,17 +14,24 @@ import { loadWorld } from "../world/model.ts";
 
 const { values: a } = parseArgs({
   options: {
-    prompt: { type: "string", default: "red apple" }, steps: { type: "string", default: "25" }, guidance: { type: "string", default: "4" },
-    n: { type: "string", default: "4" }, seed: { type: "string", default: "0" }, out: { type: "string", default: "out/sample_ddim" },
+    prompt: { type: "string", default: "red apple" },
+    steps: { type: "string", default: "25" },
+    guidance: { type: "string", default: "4" },
+    n: { type: "string", default: "4" },
+    seed: { type: "string", default: "0" },
+    out: { type: "string", default: "out/sample_ddim" },
   },
 });
-const steps = Number(a.steps), guidance = Number(a.guidance), n = Number(a.n);
+const steps = Number(a.steps),
+  guidance = Number(a.guidance),
+  n = Number(a.n);
 
 // ---- the model: UNet + CLIP text encoder + tokenizer, and a DDIM scheduler with the model's config
 const pipe = loadWorld();
 const scheduler = DDIMScheduler.fromConfig(pipe.scheduler.config as never);
 scheduler.setTimesteps(steps); // e.g. 25 of the 1000 training steps, "trailing" spacing: 999, 959, ...
-const size = pipe.unet.config.sample_size ?? 16, channels = pipe.unet.config.in_channels;
+const size = pipe.unet.config.sample_size ?? 16,
+  channels = pipe.unet.config.in_channels;
 
 noGrad(() => {
   // ---- 1. text: the prompt and the empty prompt, each (n, L, D) hidden states of the text encoder
@@ -51,21 +58,27 @@ noGrad(() => {
     const tPrev = t - Math.floor(T / steps);
     const abar = scheduler.alphasCumprod[t]!;
     const abarPrev = tPrev >= 0 ? scheduler.alphasCumprod[tPrev]! : scheduler.finalAlphaCumprod;
-    const sa = Math.sqrt(abar), sb = Math.sqrt(1 - abar);
+    const sa = Math.sqrt(abar),
+      sb = Math.sqrt(1 - abar);
     // the model's guess of x_0 and of the noise: from v = sqrt(abar) eps - sqrt(1 - abar) x_0, or from eps
     const x0 = vPrediction ? sub(mul(x, sa), mul(guided, sb)) : div(sub(x, mul(guided, sb)), sa);
     const eps = vPrediction ? add(mul(guided, sa), mul(x, sb)) : guided;
     x = add(mul(x0, Math.sqrt(abarPrev)), mul(eps, Math.sqrt(1 - abarPrev))); // x_{t-1} = sqrt(abar_prev) x_0 + sqrt(1 - abar_prev) eps
     if (i % Math.max(1, Math.floor(steps / 8)) === 0 || i === steps - 1) strip.push(x0.slice(0, 0, 1));
-    console.log(`step ${String(i + 1).padStart(3)}/${steps}  t=${String(t).padStart(4)}  |x| ${Math.sqrt(x.square().mean().item()).toFixed(3)}`);
+    console.log(
+      `step ${String(i + 1).padStart(3)}/${steps}  t=${String(t).padStart(4)}  |x| ${Math.sqrt(x.square().mean().item()).toFixed(3)}`,
+    );
   }
 
   // ---- 4. pixels in [-1, 1] -> PNG
   fs.mkdirSync(a.out!, { recursive: true });
   // 16x16 pictures, shown 4x larger with nearest-neighbour pixels
-  const toImage = (t: Tensor) => resize(chwToImage(Float32Array.from(t.data), channels, size, size), 4 * size, 4 * size, "nearest");
+  const toImage = (t: Tensor) =>
+    resize(chwToImage(Float32Array.from(t.data), channels, size, size), 4 * size, 4 * size, "nearest");
   const samples = x.chunk(n, 0).map(toImage);
   writePng(path.join(a.out!, "samples.png"), makeGrid(samples, { cols: n }));
   writePng(path.join(a.out!, "trajectory.png"), makeGrid(strip.map(toImage), { cols: strip.length }));
-  console.log(`wrote ${path.join(a.out!, "samples.png")} and trajectory.png (the predicted x0 along the way, first sample)`);
+  console.log(
+    `wrote ${path.join(a.out!, "samples.png")} and trajectory.png (the predicted x0 along the way, first sample)`,
+  );
 });

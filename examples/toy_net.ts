@@ -11,7 +11,12 @@ export class ToyNet extends Module {
   to_k: Linear;
   to_v: Linear;
   head: Linear;
-  constructor(readonly inChannels: number, readonly width: number, groups: number, outputs: number) {
+  constructor(
+    readonly inChannels: number,
+    readonly width: number,
+    groups: number,
+    outputs: number,
+  ) {
     super();
     this.conv = new Conv2d(inChannels, width, 3, { padding: 1 });
     this.norm = new GroupNorm(groups, width);
@@ -24,7 +29,11 @@ export class ToyNet extends Module {
     const [b, , h, w] = x.shape;
     const f = T.silu(this.norm.forward(this.conv.forward(x))); // (B, width, H, W)
     const tokens = T.transpose(T.reshape(f, [b!, this.width, h! * w!]), 1, 2); // (B, HW, width)
-    const a = T.scaledDotProductAttention(this.to_q.forward(tokens), this.to_k.forward(tokens), this.to_v.forward(tokens));
+    const a = T.scaledDotProductAttention(
+      this.to_q.forward(tokens),
+      this.to_k.forward(tokens),
+      this.to_v.forward(tokens),
+    );
     return this.head.forward(T.mean(T.add(a, tokens), 1)); // (B, outputs)
   }
 }

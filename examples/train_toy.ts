@@ -21,9 +21,12 @@ const batch = 16;
 // ---- data: 8x8 images with one bright square; the target is its (row, col) centre in [-1, 1] ---
 const gen = new T.Generator(seed);
 function makeBatch(n: number): { x: T.Tensor; y: T.Tensor } {
-  const x = new Float32Array(n * 5 * 64), y = new Float32Array(n * 2);
+  const x = new Float32Array(n * 5 * 64),
+    y = new Float32Array(n * 2);
   for (let i = 0; i < n; i++) {
-    const r = gen.randint(0, 6), c = gen.randint(0, 6), ch = gen.randint(0, 3);
+    const r = gen.randint(0, 6),
+      c = gen.randint(0, 6),
+      ch = gen.randint(0, 3);
     for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) x[i * 320 + ch * 64 + (r + dy) * 8 + c + dx] = 1;
     for (let p = 0; p < 64; p++) {
       x[i * 320 + 192 + p] = Math.floor(p / 8) / 3.5 - 1; // row coordinate
@@ -40,7 +43,8 @@ const net = withInitGenerator(gen, () => new ToyNet(5, 16, 4, 2));
 const opt = new Adam(net.parameters(), { lr });
 console.log(`toy network: ${net.numParameters()} parameters, ${steps} steps of batch ${batch}, Adam lr ${lr}`);
 const t0 = performance.now();
-let first = NaN, avg = 0;
+let first = NaN,
+  avg = 0;
 for (let step = 1; step <= steps; step++) {
   const { x, y } = makeBatch(batch);
   const loss = T.mseLoss(net.forward(x), y);
@@ -53,7 +57,9 @@ for (let step = 1; step <= steps; step++) {
   if (step % 25 === 0 || step === 1) {
     const el = (performance.now() - t0) / 1000;
     const eta = (el / step) * (steps - step);
-    console.log(`step ${String(step).padStart(4)}  loss ${l.toFixed(5)}  (smoothed ${avg.toFixed(5)})  ${(step / el).toFixed(1)} steps/s  ETA ${eta.toFixed(1)} s`);
+    console.log(
+      `step ${String(step).padStart(4)}  loss ${l.toFixed(5)}  (smoothed ${avg.toFixed(5)})  ${(step / el).toFixed(1)} steps/s  ETA ${eta.toFixed(1)} s`,
+    );
   }
 }
 const { x, y } = makeBatch(256);

@@ -11,7 +11,15 @@ import { loadHeldoutConcepts, loadWorldDataset } from "../world/dataset.ts";
 import { WORLD_MODEL_DIR, loadWorld } from "../world/model.ts";
 
 // ---- config -------------------------------------------------------------------------------
-const { values: v } = parseArgs({ options: { steps: { type: "string" }, concept: { type: "string" }, out: { type: "string" }, model: { type: "string" }, lr: { type: "string" } } });
+const { values: v } = parseArgs({
+  options: {
+    steps: { type: "string" },
+    concept: { type: "string" },
+    out: { type: "string" },
+    model: { type: "string" },
+    lr: { type: "string" },
+  },
+});
 const steps = Number(v.steps ?? 250);
 const conceptName = v.concept ?? "unicorn face";
 const out = v.out ?? "docs";
@@ -28,16 +36,36 @@ const write = (dir: string, imgs: Float32Array[]) => {
   imgs.forEach((im, i) => writePng(path.join(dir, `${i}.png`), chwToImage(im, 3, ds.size, ds.size)));
 };
 write(path.join(work, "concept"), concept.images);
-write(path.join(work, "class"), ds.classes[concept.classIndex].imageIndices.map((i) => ds.images[i]));
+write(
+  path.join(work, "class"),
+  ds.classes[concept.classIndex].imageIndices.map((i) => ds.images[i]),
+);
 
 // ---- full fine-tune, then compare every tensor with the base ----------------------------------
 const base = loadWorld(model);
 const tuned = loadWorld(model);
 customise(tuned, {
-  concepts: [{ instance_prompt: `photo of a <new1> ${concept.class}`, class_prompt: concept.class, instance_data_dir: path.join(work, "concept"), class_data_dir: path.join(work, "class") }],
-  outputDir: path.join(work, "delta"), freezeModel: "full", maxTrainSteps: steps, trainBatchSize: 4, learningRate: lr, hflip: true, seed: 0,
+  concepts: [
+    {
+      instance_prompt: `photo of a <new1> ${concept.class}`,
+      class_prompt: concept.class,
+      instance_data_dir: path.join(work, "concept"),
+      class_data_dir: path.join(work, "class"),
+    },
+  ],
+  outputDir: path.join(work, "delta"),
+  freezeModel: "full",
+  maxTrainSteps: steps,
+  trainBatchSize: 4,
+  learningRate: lr,
+  hflip: true,
+  seed: 0,
 });
 const a = analyzeWeights(base.unet, tuned.unet, { by: "layer" }); // weight and bias of a module pooled, as the paper's layers
 for (const line of formatAnalysis(a)) console.log(line);
-const files = writeAnalysis(a, out, { name: "weight_change", chart: "layers", title: `Delta_l after ${steps} full fine-tuning steps on ${concept.name}` });
+const files = writeAnalysis(a, out, {
+  name: "weight_change",
+  chart: "layers",
+  title: `Delta_l after ${steps} full fine-tuning steps on ${concept.name}`,
+});
 console.log(`wrote ${Object.values(files).join(", ")}`);

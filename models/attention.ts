@@ -8,7 +8,10 @@ import { Conv2d, Dropout, GroupNorm, LayerNorm, Linear, Module } from "./nn/inde
 /** Gated GELU: proj to 2*dimOut, split into (hidden, gate), hidden * gelu(gate) with the exact erf gelu. */
 export class GEGLU extends Module {
   proj: Linear;
-  constructor(readonly dimIn: number, readonly dimOut: number) {
+  constructor(
+    readonly dimIn: number,
+    readonly dimOut: number,
+  ) {
     super();
     this.proj = new Linear(dimIn, dimOut * 2);
   }
@@ -53,7 +56,12 @@ export class BasicTransformerBlock extends Module {
   constructor(a: BasicTransformerBlockArgs) {
     super();
     const eps = a.normEps ?? 1e-5;
-    const common = { heads: a.heads, dimHead: a.dimHead, dropout: a.dropout ?? 0, upcastAttention: a.upcastAttention ?? false };
+    const common = {
+      heads: a.heads,
+      dimHead: a.dimHead,
+      dropout: a.dropout ?? 0,
+      upcastAttention: a.upcastAttention ?? false,
+    };
     this.norm1 = new LayerNorm(a.dim, eps);
     this.attn1 = new Attention({ queryDim: a.dim, ...common });
     this.norm2 = new LayerNorm(a.dim, eps);
@@ -100,17 +108,30 @@ export class Transformer2DModel extends Module {
     this.innerDim = a.numAttentionHeads * a.attentionHeadDim;
     this.useLinearProjection = a.useLinearProjection ?? false;
     this.norm = new GroupNorm(a.normNumGroups ?? 32, a.inChannels, 1e-6);
-    this.proj_in = this.useLinearProjection ? new Linear(a.inChannels, this.innerDim) : new Conv2d(a.inChannels, this.innerDim, 1);
-    this.transformer_blocks = Array.from({ length: a.numLayers ?? 1 }, () => new BasicTransformerBlock({
-      dim: this.innerDim, heads: a.numAttentionHeads, dimHead: a.attentionHeadDim, crossAttentionDim: a.crossAttentionDim,
-      dropout: a.dropout ?? 0, upcastAttention: a.upcastAttention ?? false,
-    }));
-    this.proj_out = this.useLinearProjection ? new Linear(this.innerDim, a.inChannels) : new Conv2d(this.innerDim, a.inChannels, 1);
+    this.proj_in = this.useLinearProjection
+      ? new Linear(a.inChannels, this.innerDim)
+      : new Conv2d(a.inChannels, this.innerDim, 1);
+    this.transformer_blocks = Array.from(
+      { length: a.numLayers ?? 1 },
+      () =>
+        new BasicTransformerBlock({
+          dim: this.innerDim,
+          heads: a.numAttentionHeads,
+          dimHead: a.attentionHeadDim,
+          crossAttentionDim: a.crossAttentionDim,
+          dropout: a.dropout ?? 0,
+          upcastAttention: a.upcastAttention ?? false,
+        }),
+    );
+    this.proj_out = this.useLinearProjection
+      ? new Linear(this.innerDim, a.inChannels)
+      : new Conv2d(this.innerDim, a.inChannels, 1);
   }
 
   /** x (B, C, H, W), context (B, L, crossAttentionDim) -> (B, C, H, W) */
   forward(x: Tensor, encoderHiddenStates: Tensor): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.inChannels) throw new ShapeError(`Transformer2DModel: input must be (B, ${this.inChannels}, H, W), got [${x.shape}]`);
+    if (x.ndim !== 4 || x.shape[1] !== this.inChannels)
+      throw new ShapeError(`Transformer2DModel: input must be (B, ${this.inChannels}, H, W), got [${x.shape}]`);
     const [b, c, h, w] = x.shape as [number, number, number, number];
     // a 1x1 conv and a linear layer on the channels-last tokens are the same product; the weight
     // is read as (out, in) either way, and the transpose flags of mm replace the permutes

@@ -1,6 +1,15 @@
 // Attention (query from hidden states, key/value from hidden or encoder states) and its processors
 // mirrors diffusers models/attention_processor.py Attention, AttnProcessor and SlicedAttnProcessor
-import { batchToHeads, concat, headsToBatch, narrowSlice, reshape, permute, scaledDotProductAttention, ShapeError } from "../engine/index.ts";
+import {
+  batchToHeads,
+  concat,
+  headsToBatch,
+  narrowSlice,
+  reshape,
+  permute,
+  scaledDotProductAttention,
+  ShapeError,
+} from "../engine/index.ts";
 import type { Tensor } from "../engine/index.ts";
 import { Dropout, Linear, Module } from "./nn/index.ts";
 
@@ -30,7 +39,8 @@ export class AttnProcessor implements AttentionProcessor {
  * L), as Custom Diffusion does for the start-of-text token's key and value.
  */
 export function detachFirstToken(x: Tensor): Tensor {
-  if (x.ndim !== 3 || x.shape[1] < 1) throw new ShapeError(`detachFirstToken: input must be (B, L, C) with L >= 1, got [${x.shape}]`);
+  if (x.ndim !== 3 || x.shape[1] < 1)
+    throw new ShapeError(`detachFirstToken: input must be (B, L, C) with L >= 1, got [${x.shape}]`);
   if (x.shape[1] === 1) return x.detach();
   const first = narrowSlice(x, 1, 0, 1).detach(); // (B, 1, C)
   return concat([first, narrowSlice(x, 1, 1)], 1); // (B, L, C)
@@ -96,7 +106,9 @@ export class Attention extends Module {
     if (encoderHiddenStates) {
       const e = encoderHiddenStates.shape;
       if (encoderHiddenStates.ndim !== 3 || e[2] !== this.crossAttentionDim || e[0] !== hiddenStates.shape[0]) {
-        throw new ShapeError(`Attention: encoder hidden states must be (${hiddenStates.shape[0]}, L, ${this.crossAttentionDim}), got [${e}]`);
+        throw new ShapeError(
+          `Attention: encoder hidden states must be (${hiddenStates.shape[0]}, L, ${this.crossAttentionDim}), got [${e}]`,
+        );
       }
     }
     return this.processor.call(this, hiddenStates, encoderHiddenStates);
@@ -139,7 +151,11 @@ export class Attention extends Module {
       const parts: Tensor[] = [];
       for (let s = 0; s < n; s += this.sliceSize) {
         const e = Math.min(n, s + this.sliceSize);
-        parts.push(scaledDotProductAttention(narrowSlice(qh, 0, s, e), narrowSlice(kh, 0, s, e), narrowSlice(vh, 0, s, e), { scale: this.scale }));
+        parts.push(
+          scaledDotProductAttention(narrowSlice(qh, 0, s, e), narrowSlice(kh, 0, s, e), narrowSlice(vh, 0, s, e), {
+            scale: this.scale,
+          }),
+        );
       }
       o = concat(parts, 0); // (B*H, Lq, d)
     }

@@ -18,8 +18,13 @@ export interface TimestepEmbeddingOptions {
  * f_i = exp(-ln(maxPeriod) i / (half - shift)), features [sin(s t f), cos(s t f)] ([cos, sin] when
  * flipped), a zero column appended for odd dim. In float32 each step rounds to float32 as torch does.
  */
-export function getTimestepEmbedding(timesteps: ArrayLike<number>, dim: number, opts: TimestepEmbeddingOptions = {}): Tensor {
-  if (!Number.isInteger(dim) || dim < 2) throw new ShapeError(`getTimestepEmbedding: embedding dim must be an integer >= 2, got ${dim}`);
+export function getTimestepEmbedding(
+  timesteps: ArrayLike<number>,
+  dim: number,
+  opts: TimestepEmbeddingOptions = {},
+): Tensor {
+  if (!Number.isInteger(dim) || dim < 2)
+    throw new ShapeError(`getTimestepEmbedding: embedding dim must be an integer >= 2, got ${dim}`);
   const dtype = opts.dtype ?? "float32";
   const r = dtype === "float32" ? Math.fround : (v: number) => v;
   const half = Math.floor(dim / 2);
@@ -33,7 +38,8 @@ export function getTimestepEmbedding(timesteps: ArrayLike<number>, dim: number, 
     const t = r(timesteps[b]);
     for (let i = 0; i < half; i++) {
       const arg = r(scale * r(t * freqs[i]));
-      const s = Math.sin(arg), c = Math.cos(arg);
+      const s = Math.sin(arg),
+        c = Math.cos(arg);
       out[b * dim + i] = opts.flipSinToCos ? c : s;
       out[b * dim + half + i] = opts.flipSinToCos ? s : c;
     }
@@ -43,13 +49,21 @@ export function getTimestepEmbedding(timesteps: ArrayLike<number>, dim: number, 
 
 /** Parameter-free module around getTimestepEmbedding (SD-1.x: flip_sin_to_cos true, shift 0). */
 export class Timesteps extends Module {
-  constructor(readonly numChannels: number, readonly flipSinToCos: boolean, readonly downscaleFreqShift: number) {
+  constructor(
+    readonly numChannels: number,
+    readonly flipSinToCos: boolean,
+    readonly downscaleFreqShift: number,
+  ) {
     super();
   }
   /** timesteps (N) -> (N, numChannels) */
   forward(timesteps: ArrayLike<number> | Tensor, dtype: DType = "float32"): Tensor {
     const t = timesteps instanceof Tensor ? timesteps.data : timesteps;
-    return getTimestepEmbedding(t, this.numChannels, { flipSinToCos: this.flipSinToCos, downscaleFreqShift: this.downscaleFreqShift, dtype });
+    return getTimestepEmbedding(t, this.numChannels, {
+      flipSinToCos: this.flipSinToCos,
+      downscaleFreqShift: this.downscaleFreqShift,
+      dtype,
+    });
   }
 }
 

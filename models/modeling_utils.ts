@@ -17,14 +17,16 @@ export function readJsonConfig(folder: string, file = "config.json"): Record<str
   const p = path.join(folder, file);
   if (!fs.existsSync(p)) throw new ConfigError(`fromPretrained: ${p} does not exist`);
   const size = fs.statSync(p).size;
-  if (size > MAX_CONFIG_BYTES) throw new FormatError(`config: ${p} is ${size} bytes, more than a config can be (${MAX_CONFIG_BYTES})`);
+  if (size > MAX_CONFIG_BYTES)
+    throw new FormatError(`config: ${p} is ${size} bytes, more than a config can be (${MAX_CONFIG_BYTES})`);
   let v: unknown;
   try {
     v = JSON.parse(fs.readFileSync(p, "utf8"));
   } catch (e) {
     throw new FormatError(`config: ${p} is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new FormatError(`config: ${p} must hold a JSON object`);
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new FormatError(`config: ${p} must hold a JSON object`);
   return v as Record<string, unknown>;
 }
 
@@ -32,14 +34,27 @@ export function readJsonConfig(folder: string, file = "config.json"): Record<str
  * Fills a config from raw JSON: known keys are type-checked against the defaults, keys starting
  * with "_" and `ignored` keys are skipped, and any other unknown key is a ConfigError.
  */
-export function parseConfig<C extends object>(name: string, raw: Record<string, unknown>, defaults: C, ignored: readonly string[] = []): C {
+export function parseConfig<C extends object>(
+  name: string,
+  raw: Record<string, unknown>,
+  defaults: C,
+  ignored: readonly string[] = [],
+): C {
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [k, v] of Object.entries(raw)) {
     if (k.startsWith("_") || ignored.includes(k)) continue;
     if (!(k in defaults)) throw new ConfigError(`${name}: unknown config key "${k}" (value ${JSON.stringify(v)})`);
     const d = (defaults as Record<string, unknown>)[k];
-    if (d !== null && v !== null && typeof d !== typeof v && !(Array.isArray(d) && typeof v === "number") && !(typeof d === "number" && Array.isArray(v))) {
-      throw new ConfigError(`${name}: config key "${k}" should be ${Array.isArray(d) ? "an array" : typeof d}, got ${JSON.stringify(v)}`);
+    if (
+      d !== null &&
+      v !== null &&
+      typeof d !== typeof v &&
+      !(Array.isArray(d) && typeof v === "number") &&
+      !(typeof d === "number" && Array.isArray(v))
+    ) {
+      throw new ConfigError(
+        `${name}: config key "${k}" should be ${Array.isArray(d) ? "an array" : typeof d}, got ${JSON.stringify(v)}`,
+      );
     }
     out[k] = v;
   }
@@ -69,7 +84,12 @@ export interface LoadOptions {
  * tensors are read one at a time and converted into the parameters' dtypes, so loading holds one
  * tensor beyond the model.
  */
-export function loadWeights(model: Module, file: string, ignore: readonly string[] = [], opts: LoadOptions & { keys?: (key: string) => boolean } = {}): void {
+export function loadWeights(
+  model: Module,
+  file: string,
+  ignore: readonly string[] = [],
+  opts: LoadOptions & { keys?: (key: string) => boolean } = {},
+): void {
   const header = readSafetensorsHeader(file);
   const skip = new Set(ignore);
   const keys = [...header.tensors.keys()].filter((k) => !skip.has(k) && (opts.keys?.(k) ?? true));
@@ -80,7 +100,13 @@ export function loadWeights(model: Module, file: string, ignore: readonly string
 }
 
 /** Writes `config.json` and the weights into `folder`, atomically per file. */
-export function saveModel(model: Module, folder: string, weightsName: string, config: object, opts: { dtype?: "F32" | "F16"; metadata?: Record<string, string> } = {}): void {
+export function saveModel(
+  model: Module,
+  folder: string,
+  weightsName: string,
+  config: object,
+  opts: { dtype?: "F32" | "F16"; metadata?: Record<string, string> } = {},
+): void {
   fs.mkdirSync(folder, { recursive: true });
   // half-precision weights are written in their own dtype (their values exactly)
   const half = { bfloat16: "BF16", float16: "F16" } as const;
@@ -88,9 +114,18 @@ export function saveModel(model: Module, folder: string, weightsName: string, co
   // (values are read when the writer reaches each tensor: a half model is widened one tensor at a time)
   for (const [k, t] of model.stateDict()) {
     const d = t.dtype === "bfloat16" || t.dtype === "float16" ? half[t.dtype] : undefined;
-    sd.set(k, { shape: t.shape, get data() { return t.data; }, ...(d ? { dtype: d } : {}) });
+    sd.set(k, {
+      shape: t.shape,
+      get data() {
+        return t.data;
+      },
+      ...(d ? { dtype: d } : {}),
+    });
   }
-  writeSafetensors(path.join(folder, weightsName), sd, { dtype: opts.dtype ?? "F32", metadata: opts.metadata ?? { format: "pt" } });
+  writeSafetensors(path.join(folder, weightsName), sd, {
+    dtype: opts.dtype ?? "F32",
+    metadata: opts.metadata ?? { format: "pt" },
+  });
   writeJsonAtomic(path.join(folder, "config.json"), config);
 }
 

@@ -1,6 +1,16 @@
 // ResnetBlock2D with time-embedding injection, Downsample2D, Upsample2D
 // mirrors diffusers models/resnet.py, models/downsampling.py and models/upsampling.py (SD-1.x path)
-import { add, ConfigError, div, indexSelect, pad, reshape, ShapeError, silu, upsampleNearest2d } from "../engine/index.ts";
+import {
+  add,
+  ConfigError,
+  div,
+  indexSelect,
+  pad,
+  reshape,
+  ShapeError,
+  silu,
+  upsampleNearest2d,
+} from "../engine/index.ts";
 import type { Tensor } from "../engine/index.ts";
 import { Conv2d, Dropout, GroupNorm, Linear, Module } from "./nn/index.ts";
 
@@ -40,7 +50,8 @@ export class ResnetBlock2D extends Module {
 
   constructor(a: ResnetBlock2DArgs) {
     super();
-    const groups = a.groups ?? 32, eps = a.eps ?? 1e-6;
+    const groups = a.groups ?? 32,
+      eps = a.eps ?? 1e-6;
     this.inChannels = a.inChannels;
     this.outChannels = a.outChannels ?? a.inChannels;
     this.outputScaleFactor = a.outputScaleFactor ?? 1;
@@ -56,7 +67,8 @@ export class ResnetBlock2D extends Module {
 
   /** x (B, Cin, H, W), temb (B, T) -> (B, Cout, H, W) */
   forward(x: Tensor, temb: Tensor): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.inChannels) throw new ShapeError(`ResnetBlock2D: input must be (B, ${this.inChannels}, H, W), got [${x.shape}]`);
+    if (x.ndim !== 4 || x.shape[1] !== this.inChannels)
+      throw new ShapeError(`ResnetBlock2D: input must be (B, ${this.inChannels}, H, W), got [${x.shape}]`);
     const normAct = (n: GroupNorm, v: Tensor) => (this.act === silu ? n.forwardSilu(v) : this.act(n.forward(v)));
     let h = this.conv1.forward(normAct(this.norm1, x)); // (B, Cout, H, W)
     const t = this.time_emb_proj.forward(this.act(temb)); // (B, Cout)
@@ -71,13 +83,26 @@ export class ResnetBlock2D extends Module {
 /** Halves H and W with a 3x3 stride-2 conv (key `conv`); padding 0 pads right/bottom by one first. */
 export class Downsample2D extends Module {
   conv: Conv2d;
-  constructor(readonly channels: number, readonly outChannels: number = channels, readonly padding = 1) {
+  constructor(
+    readonly channels: number,
+    readonly outChannels: number = channels,
+    readonly padding = 1,
+  ) {
     super();
     this.conv = new Conv2d(channels, outChannels, 3, { stride: 2, padding });
   }
   forward(x: Tensor): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.channels) throw new ShapeError(`Downsample2D: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
-    const xp = this.padding === 0 ? pad(x, [[0, 0], [0, 0], [0, 1], [0, 1]]) : x;
+    if (x.ndim !== 4 || x.shape[1] !== this.channels)
+      throw new ShapeError(`Downsample2D: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
+    const xp =
+      this.padding === 0
+        ? pad(x, [
+            [0, 0],
+            [0, 0],
+            [0, 1],
+            [0, 1],
+          ])
+        : x;
     return this.conv.forward(xp); // (B, Cout, ceil(H/2), ceil(W/2))
   }
 }
@@ -89,7 +114,8 @@ export class Downsample2D extends Module {
 export function interpolateNearest(x: Tensor, size: readonly [number, number]): Tensor {
   const [, , h, w] = x.shape as [number, number, number, number];
   const [oh, ow] = size;
-  if (!(Number.isInteger(oh) && Number.isInteger(ow) && oh > 0 && ow > 0)) throw new ShapeError(`interpolateNearest: size must be two positive integers, got [${size}]`);
+  if (!(Number.isInteger(oh) && Number.isInteger(ow) && oh > 0 && ow > 0))
+    throw new ShapeError(`interpolateNearest: size must be two positive integers, got [${size}]`);
   if (oh === 2 * h && ow === 2 * w) return upsampleNearest2d(x, 2);
   const index = (n: number, m: number) => {
     const scale = Math.fround(n / m);
@@ -103,12 +129,16 @@ export function interpolateNearest(x: Tensor, size: readonly [number, number]): 
 /** Doubles H and W (or resizes to `outputSize`) by nearest neighbour, then a 3x3 conv (key `conv`). */
 export class Upsample2D extends Module {
   conv: Conv2d;
-  constructor(readonly channels: number, readonly outChannels: number = channels) {
+  constructor(
+    readonly channels: number,
+    readonly outChannels: number = channels,
+  ) {
     super();
     this.conv = new Conv2d(channels, outChannels, 3, { padding: 1 });
   }
   forward(x: Tensor, outputSize: readonly [number, number] | null = null): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.channels) throw new ShapeError(`Upsample2D: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
+    if (x.ndim !== 4 || x.shape[1] !== this.channels)
+      throw new ShapeError(`Upsample2D: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
     const up = outputSize ? interpolateNearest(x, outputSize) : upsampleNearest2d(x, 2); // (B, C, H', W')
     return this.conv.forward(up);
   }

@@ -44,13 +44,15 @@ export class Adam {
   private readonly moments = new Map<Tensor, { m: Tensor; v: Tensor }>();
 
   constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions = {}) {
-    const list: ParamGroup[] = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
+    const list: ParamGroup[] =
+      params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
     this.decoupled = opts.decoupled ?? false;
     const seen = new Set<Tensor>();
     this.groups = list.map((g, i) => {
       for (const p of g.params) {
         if (seen.has(p)) throw new ConfigError(`Adam: a parameter appears in more than one group (group ${i})`);
-        if (!p.requiresGrad) throw new ConfigError(`Adam: group ${i} holds a parameter that does not require grad, shape [${p.shape}]`);
+        if (!p.requiresGrad)
+          throw new ConfigError(`Adam: group ${i} holds a parameter that does not require grad, shape [${p.shape}]`);
         seen.add(p);
       }
       const grp: Group = {
@@ -105,20 +107,32 @@ export class Adam {
     return {
       step: this.stepCount,
       groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, size: g.params.map((p) => p.size) })),
-      moments: this.groups.map((g) => g.params.map((p) => {
-        const st = this.moments.get(p);
-        return { m: st ? st.m.data.slice() : new Float32Array(p.size), v: st ? st.v.data.slice() : new Float32Array(p.size) };
-      })),
+      moments: this.groups.map((g) =>
+        g.params.map((p) => {
+          const st = this.moments.get(p);
+          return {
+            m: st ? st.m.data.slice() : new Float32Array(p.size),
+            v: st ? st.v.data.slice() : new Float32Array(p.size),
+          };
+        }),
+      ),
     };
   }
 
   loadStateDict(s: AdamState): void {
-    if (s.moments.length !== this.groups.length) throw new ConfigError(`Adam: saved state has ${s.moments.length} groups, optimizer has ${this.groups.length}`);
+    if (s.moments.length !== this.groups.length)
+      throw new ConfigError(`Adam: saved state has ${s.moments.length} groups, optimizer has ${this.groups.length}`);
     this.groups.forEach((g, gi) => {
-      if (s.moments[gi].length !== g.params.length) throw new ConfigError(`Adam: group ${g.name} has ${g.params.length} parameters, saved state ${s.moments[gi].length}`);
+      if (s.moments[gi].length !== g.params.length)
+        throw new ConfigError(
+          `Adam: group ${g.name} has ${g.params.length} parameters, saved state ${s.moments[gi].length}`,
+        );
       g.params.forEach((p, pi) => {
         const mo = s.moments[gi][pi];
-        if (mo.m.length !== p.size) throw new ConfigError(`Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`);
+        if (mo.m.length !== p.size)
+          throw new ConfigError(
+            `Adam: group ${g.name} parameter ${pi} has ${p.size} elements, saved state ${mo.m.length}`,
+          );
         this.moments.set(p, { m: zerosLike(p).copy_(mo.m), v: zerosLike(p).copy_(mo.v) });
       });
       g.lr = s.groups[gi]?.lr ?? g.lr;

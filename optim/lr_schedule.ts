@@ -19,6 +19,8 @@ export function lrLambda(name: ScheduleName, step: number, warmup = 0, total = 1
       return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * Math.min(1, p))));
     }
     default:
-      throw new ConfigError(`lr schedule: unknown name "${name satisfies never}"; use constant, constant_with_warmup, linear or cosine`);
+      throw new ConfigError(
+        `lr schedule: unknown name "${name satisfies never}"; use constant, constant_with_warmup, linear or cosine`,
+      );
   }
 }

@@ -13,7 +13,10 @@ const tmp = path.join(root, `.dist-${process.pid}.tmp`);
 fs.rmSync(tmp, { recursive: true, force: true });
 try {
   const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc");
-  execFileSync(process.execPath, [tsc, "-p", path.join(root, "tsconfig.build.json"), "--outDir", tmp], { stdio: ["ignore", 2, 2], cwd: root });
+  execFileSync(process.execPath, [tsc, "-p", path.join(root, "tsconfig.build.json"), "--outDir", tmp], {
+    stdio: ["ignore", 2, 2],
+    cwd: root,
+  });
   // declaration files keep the ".ts" specifiers of the sources: point them at the emitted ".js"
   const rel = /((?:from|import)\s*\(?\s*["'])(\.{1,2}\/[^"']+)\.ts(["'])/g;
   const walk = (dir) => {

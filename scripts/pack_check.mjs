@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "cdiff-pack-"));
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+const run = (cmd, args, cwd) =>
+  execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
 const step = (name) => console.log(`pack:check: ${name}`);
 
 try {
@@ -20,7 +21,13 @@ try {
   const packed = JSON.parse(run(npm, ["pack", "--json", "--pack-destination", work], root));
   const tgz = path.join(work, packed[0].filename);
   const files = packed[0].files.map((f) => f.path);
-  for (const must of ["dist/index.js", "dist/index.d.ts", "dist/engine/backend/cpu/wasm/worker.js", "dist/data/assets/bpe_simple_vocab_16e6.txt.gz", "cli/cdiff.mjs"]) {
+  for (const must of [
+    "dist/index.js",
+    "dist/index.d.ts",
+    "dist/engine/backend/cpu/wasm/worker.js",
+    "dist/data/assets/bpe_simple_vocab_16e6.txt.gz",
+    "cli/cdiff.mjs",
+  ]) {
     if (!files.includes(must)) throw new Error(`the tarball lacks ${must}`);
   }
   const stray = files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"));
@@ -29,13 +36,19 @@ try {
 
   const app = path.join(work, "app");
   fs.mkdirSync(app);
-  fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }, null, 2));
+  fs.writeFileSync(
+    path.join(app, "package.json"),
+    JSON.stringify({ name: "consumer", private: true, type: "module" }, null, 2),
+  );
   step("npm install the tarball into a fresh project");
   run(npm, ["install", tgz, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], app);
-  if (fs.existsSync(path.join(app, "node_modules", "tsx"))) throw new Error("tsx was installed with the package: it must not be a runtime dependency");
+  if (fs.existsSync(path.join(app, "node_modules", "tsx")))
+    throw new Error("tsx was installed with the package: it must not be a runtime dependency");
 
   step("(a) plain node imports the package, builds the tiny UNet, runs forward and backward");
-  fs.writeFileSync(path.join(app, "smoke.mjs"), `
+  fs.writeFileSync(
+    path.join(app, "smoke.mjs"),
+    `
 import * as cd from "custom-diffusion-ts";
 import { UNet2DConditionModel, TINY_UNET_CONFIG, withInitGenerator } from "custom-diffusion-ts/models";
 import { Generator, randn, mseLoss, setNumThreads, closeThreads, linalg } from "custom-diffusion-ts/engine";
@@ -55,11 +68,14 @@ const w = unet.parameters().find((p) => p.grad);
 if (!w || !Number.isFinite(loss.item())) throw new Error("no gradient");
 console.log("forward", out.shape.join("x"), "loss", loss.item().toFixed(4), "gradients", unet.parameters().filter((p) => p.grad).length);
 closeThreads();
-`);
+`,
+  );
   console.log(run(process.execPath, ["smoke.mjs"], app).trim());
 
   step("(b) tsc type-checks a consumer's TypeScript file against the package's declarations");
-  fs.writeFileSync(path.join(app, "check.ts"), `
+  fs.writeFileSync(
+    path.join(app, "check.ts"),
+    `
 import { engine } from "custom-diffusion-ts";
 import { UNet2DConditionModel, TINY_UNET_CONFIG, type UNet2DConditionConfig } from "custom-diffusion-ts/models";
 import { Tensor, randn, type Backend } from "custom-diffusion-ts/engine";
@@ -73,8 +89,26 @@ const b: Backend = t.backend;
 const opt = new Adam(unet.parameters(), { lr: 1e-3 });
 const n: number = opt.steps + engine.sizeOf([2, 3]);
 export { b, n, tune, CLIPTokenizer };
-`);
-  fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify({ compilerOptions: { target: "es2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, types: [] }, files: ["check.ts"] }, null, 2));
+`,
+  );
+  fs.writeFileSync(
+    path.join(app, "tsconfig.json"),
+    JSON.stringify(
+      {
+        compilerOptions: {
+          target: "es2022",
+          module: "nodenext",
+          moduleResolution: "nodenext",
+          strict: true,
+          noEmit: true,
+          types: [],
+        },
+        files: ["check.ts"],
+      },
+      null,
+      2,
+    ),
+  );
   run(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "."], app);
 
   step("(c) npx cdiff --help");

@@ -16,7 +16,13 @@ export function closeness(a: ArrayLike<number>, b: ArrayLike<number>, atol: numb
 export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1e-6, rtol = 1e-5, what = ""): void {
   const c = closeness(a, b, atol, rtol);
   if (!(c <= 1)) {
-    assert.unreachable(`${what} not close (atol ${atol}, rtol ${rtol}, score ${c}):\n got      ${Array.from(a).slice(0, 12).map((v) => v.toPrecision(7))}\n expected ${Array.from(b).slice(0, 12).map((v) => v.toPrecision(7))}`);
+    assert.unreachable(
+      `${what} not close (atol ${atol}, rtol ${rtol}, score ${c}):\n got      ${Array.from(a)
+        .slice(0, 12)
+        .map((v) => v.toPrecision(7))}\n expected ${Array.from(b)
+        .slice(0, 12)
+        .map((v) => v.toPrecision(7))}`,
+    );
   }
 }
 
@@ -38,16 +44,24 @@ export function rnd(shape: number[], seed: number, opts: { margin?: number; posi
  * random projection; throws with the worst element when analytic and numeric gradients differ by
  * more than atol + rtol |numeric|.
  */
-export function gradcheck(name: string, f: (...xs: Tensor[]) => Tensor | Tensor[], inputs: Tensor[], opts: { eps?: number; atol?: number; rtol?: number } = {}): void {
-  const eps = opts.eps ?? 1e-6, atol = opts.atol ?? 1e-7, rtol = opts.rtol ?? 1e-5;
+export function gradcheck(
+  name: string,
+  f: (...xs: Tensor[]) => Tensor | Tensor[],
+  inputs: Tensor[],
+  opts: { eps?: number; atol?: number; rtol?: number } = {},
+): void {
+  const eps = opts.eps ?? 1e-6,
+    atol = opts.atol ?? 1e-7,
+    rtol = opts.rtol ?? 1e-5;
   for (const x of inputs) if (x.dtype !== "float64") throw new Error(`gradcheck ${name}: inputs must be float64`);
   const leaves = inputs.map((x) => tensor(x.data.slice(), x.shape, { dtype: "float64", requiresGrad: true }));
   const outs = ([] as Tensor[]).concat(f(...leaves));
   const proj = outs.map((o, i) => randn(o.shape, { dtype: "float64", generator: new Generator(1000 + i) }));
-  const loss = (os: Tensor[]) => os.reduce((acc: Tensor | null, o, i) => {
-    const s = sum(mul(o, proj[i]));
-    return acc ? acc.add(s) : s;
-  }, null)!;
+  const loss = (os: Tensor[]) =>
+    os.reduce((acc: Tensor | null, o, i) => {
+      const s = sum(mul(o, proj[i]));
+      return acc ? acc.add(s) : s;
+    }, null)!;
   loss(outs).backward();
   leaves.forEach((leaf, k) => {
     const data = leaf.data;
@@ -66,7 +80,9 @@ export function gradcheck(name: string, f: (...xs: Tensor[]) => Tensor | Tensor[
     if (!(c <= 1)) {
       let worst = 0;
       for (let i = 0; i < num.length; i++) if (Math.abs(ana[i] - num[i]) > Math.abs(ana[worst] - num[worst])) worst = i;
-      throw new Error(`gradcheck ${name}: input ${k} [${leaf.shape}] element ${worst}: analytic ${ana[worst]} vs numeric ${num[worst]} (atol ${atol}, rtol ${rtol})`);
+      throw new Error(
+        `gradcheck ${name}: input ${k} [${leaf.shape}] element ${worst}: analytic ${ana[worst]} vs numeric ${num[worst]} (atol ${atol}, rtol ${rtol})`,
+      );
     }
   });
 }

@@ -12,10 +12,12 @@ import type { AdamState } from "../optim/index.ts";
 /** Writes Adam's moments (keys `<group>.<param>.m|v`) with the step and groups in the metadata. */
 export function writeOptimizerState(file: string, s: AdamState): void {
   const mom = new Map<string, HostTensor>();
-  s.moments.forEach((grp, gi) => grp.forEach((m, pi) => {
-    mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
-    mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
-  }));
+  s.moments.forEach((grp, gi) =>
+    grp.forEach((m, pi) => {
+      mom.set(`${gi}.${pi}.m`, { shape: [m.m.length], data: Float32Array.from(m.m) });
+      mom.set(`${gi}.${pi}.v`, { shape: [m.v.length], data: Float32Array.from(m.v) });
+    }),
+  );
   writeSafetensors(file, mom, { metadata: { step: String(s.step), groups: JSON.stringify(s.groups) } });
 }
 
@@ -23,24 +25,36 @@ export function writeOptimizerState(file: string, s: AdamState): void {
 export function readOptimizerState(file: string, like: AdamState): AdamState {
   const { tensors, metadata } = readSafetensors(file);
   const step = Number(metadata.step);
-  if (!Number.isSafeInteger(step) || step < 0) throw new FormatError(`resume: ${file}: metadata step ${JSON.stringify(metadata.step)} is not a step count`);
+  if (!Number.isSafeInteger(step) || step < 0)
+    throw new FormatError(`resume: ${file}: metadata step ${JSON.stringify(metadata.step)} is not a step count`);
   return {
     step,
     groups: metadata.groups ? (JSON.parse(metadata.groups) as AdamState["groups"]) : like.groups,
-    moments: like.moments.map((grp, gi) => grp.map((_, pi) => {
-      const m = tensors.get(`${gi}.${pi}.m`), v = tensors.get(`${gi}.${pi}.v`);
-      if (!m || !v) throw new ConfigError(`resume: ${file} lacks the moments of group ${gi} parameter ${pi}`);
-      const n = like.moments[gi]![pi]!.m.length;
-      if (m.data.length !== n || v.data.length !== n) throw new FormatError(`resume: ${file}: the moments of group ${gi} parameter ${pi} hold ${m.data.length} values, the model's parameter ${n}`);
-      return { m: m.data, v: v.data };
-    })),
+    moments: like.moments.map((grp, gi) =>
+      grp.map((_, pi) => {
+        const m = tensors.get(`${gi}.${pi}.m`),
+          v = tensors.get(`${gi}.${pi}.v`);
+        if (!m || !v) throw new ConfigError(`resume: ${file} lacks the moments of group ${gi} parameter ${pi}`);
+        const n = like.moments[gi]![pi]!.m.length;
+        if (m.data.length !== n || v.data.length !== n)
+          throw new FormatError(
+            `resume: ${file}: the moments of group ${gi} parameter ${pi} hold ${m.data.length} values, the model's parameter ${n}`,
+          );
+        return { m: m.data, v: v.data };
+      }),
+    ),
   };
 }
 
 /** Steps of the `checkpoint-<step>` folders under `root`, newest first. */
 export function checkpointSteps(root: string): number[] {
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  return fs
+    .readdirSync(root)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => !!m)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
 }
 
 /** The newest checkpoint folder under `root`, or null. */
@@ -83,7 +97,8 @@ export function writeCheckpoint(root: string, step: number, fill: (dir: string) 
     }
     writeJsonAtomic(path.join(tmp, CHECKPOINT_MANIFEST), { step, files });
   });
-  for (const s of checkpointSteps(root).slice(keep)) fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
+  for (const s of checkpointSteps(root).slice(keep))
+    fs.rmSync(path.join(root, `checkpoint-${s}`), { recursive: true, force: true });
   return final;
 }
 
@@ -107,7 +122,8 @@ export function verifyCheckpoint(dir: string, required: readonly string[] = []):
     const p = path.join(dir, n);
     if (!fs.existsSync(p)) throw new FormatError(`${dir}: ${n} is missing`);
     const size = fs.statSync(p).size;
-    if (size !== want.bytes) throw new FormatError(`${dir}: ${n} is ${size} bytes, the manifest says ${want.bytes} (truncated?)`);
+    if (size !== want.bytes)
+      throw new FormatError(`${dir}: ${n} is ${size} bytes, the manifest says ${want.bytes} (truncated?)`);
     if (sha256File(p) !== want.sha256) throw new FormatError(`${dir}: ${n} does not match its checksum`);
   }
 }
@@ -117,7 +133,11 @@ export function verifyCheckpoint(dir: string, required: readonly string[] = []):
  * before changing any state, throwing on damage); damaged newer ones are skipped and reported through
  * `log`. Returns null when there is no checkpoint; throws ConfigError listing the reasons when none is intact.
  */
-export function loadNewestIntact<T>(root: string, load: (dir: string, step: number) => T, log: (line: string) => void): { step: number; path: string; value: T } | null {
+export function loadNewestIntact<T>(
+  root: string,
+  load: (dir: string, step: number) => T,
+  log: (line: string) => void,
+): { step: number; path: string; value: T } | null {
   const steps = checkpointSteps(root);
   if (steps.length === 0) return null;
   const bad: string[] = [];
@@ -125,7 +145,8 @@ export function loadNewestIntact<T>(root: string, load: (dir: string, step: numb
     const dir = path.join(root, `checkpoint-${s}`);
     try {
       const value = load(dir, s);
-      if (bad.length) log(`resume: skipped damaged ${bad.join("; ")}; resuming from the newest intact checkpoint, checkpoint-${s}`);
+      if (bad.length)
+        log(`resume: skipped damaged ${bad.join("; ")}; resuming from the newest intact checkpoint, checkpoint-${s}`);
       return { step: s, path: dir, value };
     } catch (e) {
       bad.push(`checkpoint-${s} (${(e as Error).message.replace(/\s*\n\s*/g, " ")})`);

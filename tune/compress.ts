@@ -72,41 +72,77 @@ export function rankForRatio(s: ArrayLike<number>, ratio: number): number {
  */
 export function compressDelta(delta: Delta, baseUnet: Module, opts: CompressOptions = {}): CompressedDelta {
   const ratio = opts.ratio ?? 0.6;
-  if (opts.rank === undefined && !(ratio > 0 && ratio <= 1)) throw new ConfigError(`compress: ratio must be in (0, 1], got ${ratio}`);
-  if (opts.rank !== undefined && !(Number.isInteger(opts.rank) && opts.rank >= 1)) throw new ConfigError(`compress: rank must be an integer >= 1, got ${opts.rank}`);
+  if (opts.rank === undefined && !(ratio > 0 && ratio <= 1))
+    throw new ConfigError(`compress: ratio must be in (0, 1], got ${ratio}`);
+  if (opts.rank !== undefined && !(Number.isInteger(opts.rank) && opts.rank >= 1))
+    throw new ConfigError(`compress: rank must be an integer >= 1, got ${opts.rank}`);
   const fp = baseFingerprint(baseUnet);
-  if (delta.baseFingerprint && delta.baseFingerprint !== fp) throw new ConfigError(`compress: the delta was trained on a different base model (fingerprint ${delta.baseFingerprint}, this base ${fp})`);
+  if (delta.baseFingerprint && delta.baseFingerprint !== fp)
+    throw new ConfigError(
+      `compress: the delta was trained on a different base model (fingerprint ${delta.baseFingerprint}, this base ${fp})`,
+    );
   const sd = baseUnet.stateDict();
   const layers = new Map<string, CompressedLayer>();
   for (const [k, v] of delta.unet) {
     const p = sd.get(k);
     if (!p) throw new StateDictError(`compress: the delta has ${k}, which the base model does not have`);
-    if (p.shape.join() !== v.shape.join()) throw new StateDictError(`compress: ${k} is [${v.shape}] in the delta, [${p.shape}] in the base`);
+    if (p.shape.join() !== v.shape.join())
+      throw new StateDictError(`compress: ${k} is [${v.shape}] in the delta, [${p.shape}] in the base`);
     const shape = [...v.shape];
     if (shape.length < 2) {
-      layers.set(k, { shape, u: null, v: null, full: { shape, data: Float32Array.from(v.data) }, rank: 0, fullRank: 0, error: 0, bytes: 4 * v.data.length, fullBytes: 4 * v.data.length });
+      layers.set(k, {
+        shape,
+        u: null,
+        v: null,
+        full: { shape, data: Float32Array.from(v.data) },
+        rank: 0,
+        fullRank: 0,
+        error: 0,
+        bytes: 4 * v.data.length,
+        fullBytes: 4 * v.data.length,
+      });
       continue;
     }
-    const out = shape[0]!, inn = v.data.length / out;
+    const out = shape[0]!,
+      inn = v.data.length / out;
     const w0 = p.data;
     const dw = la.mat(out, inn);
     for (let i = 0; i < dw.data.length; i++) dw.data[i] = v.data[i]! - w0[i]!;
     const full = Math.min(out, inn);
     const svd = la.svd(dw);
     const k0 = opts.rank !== undefined ? Math.min(opts.rank, full) : rankForRatio(svd.s, ratio);
-    const u = new Float32Array(out * k0), vt = new Float32Array(k0 * inn);
+    const u = new Float32Array(out * k0),
+      vt = new Float32Array(k0 * inn);
     for (let i = 0; i < out; i++) for (let j = 0; j < k0; j++) u[i * k0 + j] = svd.u.data[i * full + j]! * svd.s[j]!;
     vt.set(svd.vt.data.subarray(0, k0 * inn));
     const rec = reconstructChange(u, vt, out, k0, inn);
-    let num = 0, den = 0;
+    let num = 0,
+      den = 0;
     for (let i = 0; i < rec.length; i++) {
       num += (dw.data[i]! - rec[i]!) ** 2;
       den += dw.data[i]! ** 2;
     }
     const error = den === 0 ? 0 : Math.sqrt(num / den);
-    layers.set(k, { shape, u: { shape: [out, k0], data: u }, v: { shape: [k0, inn], data: vt }, full: null, rank: k0, fullRank: full, error, bytes: 4 * (u.length + vt.length), fullBytes: 4 * out * inn });
+    layers.set(k, {
+      shape,
+      u: { shape: [out, k0], data: u },
+      v: { shape: [k0, inn], data: vt },
+      full: null,
+      rank: k0,
+      fullRank: full,
+      error,
+      bytes: 4 * (u.length + vt.length),
+      fullBytes: 4 * out * inn,
+    });
   }
-  const c: CompressedDelta = { layers, tokens: delta.tokens, freezeModel: delta.freezeModel, baseFingerprint: delta.baseFingerprint || fp, ratio: opts.rank === undefined ? ratio : null, fixedRank: opts.rank ?? null };
+  const c: CompressedDelta = {
+    layers,
+    tokens: delta.tokens,
+    freezeModel: delta.freezeModel,
+    baseFingerprint: delta.baseFingerprint || fp,
+    ratio: opts.rank === undefined ? ratio : null,
+    fixedRank: opts.rank ?? null,
+  };
   if (opts.log) for (const line of formatCompression(c)) opts.log(line);
   return c;
 }
@@ -118,7 +154,8 @@ function reconstructChange(u: Float32Array, v: Float32Array, out: number, k: num
     for (let j = 0; j < k; j++) {
       const a = u[i * k + j]!;
       if (a === 0) continue;
-      const ro = i * inn, vo = j * inn;
+      const ro = i * inn,
+        vo = j * inn;
       for (let q = 0; q < inn; q++) r[ro + q] += a * v[vo + q]!;
     }
   }
@@ -128,17 +165,25 @@ function reconstructChange(u: Float32Array, v: Float32Array, out: number, k: num
 /** Per-layer lines (rank, size, relative reconstruction error) and a total. */
 export function formatCompression(c: CompressedDelta): string[] {
   const lines: string[] = [];
-  let bytes = 0, fullBytes = 0;
+  let bytes = 0,
+    fullBytes = 0;
   for (const [k, l] of c.layers) {
     bytes += l.bytes;
     fullBytes += l.fullBytes;
-    lines.push(l.full ? `  ${k} [${l.shape}]: stored in full (${kib(l.bytes)})` : `  ${k} [${l.shape}]: rank ${l.rank}/${l.fullRank}, ${kib(l.bytes)} of ${kib(l.fullBytes)}, relative error ${l.error.toExponential(2)}`);
+    lines.push(
+      l.full
+        ? `  ${k} [${l.shape}]: stored in full (${kib(l.bytes)})`
+        : `  ${k} [${l.shape}]: rank ${l.rank}/${l.fullRank}, ${kib(l.bytes)} of ${kib(l.fullBytes)}, relative error ${l.error.toExponential(2)}`,
+    );
   }
-  lines.unshift(`compressed ${c.layers.size} tensors (${c.ratio !== null ? `singular-value share ${c.ratio}` : `rank ${c.fixedRank}`}): ${kib(bytes)} of ${kib(fullBytes)} (${((100 * bytes) / Math.max(fullBytes, 1)).toFixed(1)}%)`);
+  lines.unshift(
+    `compressed ${c.layers.size} tensors (${c.ratio !== null ? `singular-value share ${c.ratio}` : `rank ${c.fixedRank}`}): ${kib(bytes)} of ${kib(fullBytes)} (${((100 * bytes) / Math.max(fullBytes, 1)).toFixed(1)}%)`,
+  );
   return lines;
 }
 
-const kib = (b: number): string => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
+const kib = (b: number): string =>
+  b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
 
 /** Writes `compressed_custom_diffusion_weights.safetensors` (keys `<UNet key>.u` / `.v`, or the key itself for full values) and one `<token>.safetensors` per token. */
 export function saveCompressed(folder: string, c: CompressedDelta): void {
@@ -153,19 +198,36 @@ export function saveCompressed(folder: string, c: CompressedDelta): void {
     }
   }
   assertFiniteDelta({ unet: t, tokens: c.tokens }, `compressed delta for ${folder}`);
-  const files = new Map<string, FileContent>([[COMPRESSED_WEIGHTS, safetensorsWriter(t, {
-    dtype: "F32",
-    metadata: {
-      format: "pt", base_fingerprint: c.baseFingerprint, freeze_model: c.freezeModel, ratio: c.ratio === null ? "" : String(c.ratio),
-      rank: c.fixedRank === null ? "" : String(c.fixedRank), shapes: JSON.stringify(shapes), modifier_tokens: JSON.stringify([...c.tokens.keys()]),
-    },
-  }, COMPRESSED_WEIGHTS)], ...tokenFiles(c.tokens)]);
+  const files = new Map<string, FileContent>([
+    [
+      COMPRESSED_WEIGHTS,
+      safetensorsWriter(
+        t,
+        {
+          dtype: "F32",
+          metadata: {
+            format: "pt",
+            base_fingerprint: c.baseFingerprint,
+            freeze_model: c.freezeModel,
+            ratio: c.ratio === null ? "" : String(c.ratio),
+            rank: c.fixedRank === null ? "" : String(c.fixedRank),
+            shapes: JSON.stringify(shapes),
+            modifier_tokens: JSON.stringify([...c.tokens.keys()]),
+          },
+        },
+        COMPRESSED_WEIGHTS,
+      ),
+    ],
+    ...tokenFiles(c.tokens),
+  ]);
   commitDeltaFiles(folder, files);
 }
 
 /** Whether a folder holds a compressed delta. */
 export function isCompressed(folder: string): boolean {
-  return fs.existsSync(folder) && fs.statSync(folder).isDirectory() && committedPath(folder, COMPRESSED_WEIGHTS) !== null;
+  return (
+    fs.existsSync(folder) && fs.statSync(folder).isDirectory() && committedPath(folder, COMPRESSED_WEIGHTS) !== null
+  );
 }
 
 /**
@@ -179,7 +241,10 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
   const fp = metadata.base_fingerprint ?? "";
   if (fp && !opts.force) {
     const own = baseFingerprint(baseUnet);
-    if (own !== fp) throw new ConfigError(`compress: ${folder} was made against a different base model (fingerprint ${fp}, this model ${own}); pass force to load anyway`);
+    if (own !== fp)
+      throw new ConfigError(
+        `compress: ${folder} was made against a different base model (fingerprint ${fp}, this model ${own}); pass force to load anyway`,
+      );
   }
   let shapes: Record<string, number[]>, listed: string[];
   try {
@@ -204,7 +269,8 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
     if (!p) throw new ConfigError(`compress: ${file} has ${k}, which the base model does not have`);
     const [out, r] = t.shape as [number, number];
     const inn = v.shape[1]!;
-    if (v.shape[0] !== r || out * inn !== p.data.length || p.shape[0] !== out) throw new FormatError(`compress: ${k}.u [${t.shape}] and .v [${v.shape}] do not fit the base [${p.shape}]`);
+    if (v.shape[0] !== r || out * inn !== p.data.length || p.shape[0] !== out)
+      throw new FormatError(`compress: ${k}.u [${t.shape}] and .v [${v.shape}] do not fit the base [${p.shape}]`);
     const dw = reconstructChange(t.data, v.data, out, r, inn);
     const w0 = p.data;
     unet.set(k, { shape: shapes[k] ?? [...p.shape], data: Float32Array.from(dw, (x, i) => w0[i]! + x) });
@@ -213,7 +279,10 @@ export function loadCompressed(folder: string, baseUnet: Module, opts: { force?:
   const names = new Set(committedNames(folder));
   for (const tok of listed) {
     const f = names.has(`${tok}.safetensors`) ? committedPath(folder, `${tok}.safetensors`) : null;
-    if (!f) throw new ConfigError(`compress: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
+    if (!f)
+      throw new ConfigError(
+        `compress: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`,
+      );
     if (sniffTorchFile(f)) throw new FormatError(`compress: ${f} is a pickle, which is unsafe to read`);
     const row = readSafetensors(f).tensors.get(tok);
     if (!row) throw new FormatError(`compress: ${f} must hold a vector named "${tok}"`);

@@ -36,7 +36,8 @@ export interface TorchDelta {
   tokens: Map<string, Float32Array>;
 }
 
-const isTensor = (v: PyValue | undefined): v is TorchTensor => !!v && typeof v === "object" && "kind" in v && (v as TorchTensor).kind === "tensor";
+const isTensor = (v: PyValue | undefined): v is TorchTensor =>
+  !!v && typeof v === "object" && "kind" in v && (v as TorchTensor).kind === "tensor";
 const isDict = (v: PyValue | undefined): v is Map<PyValue, PyValue> => v instanceof Map;
 const f32 = (t: TorchTensor): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
 const host = (t: TorchTensor): HostTensor => ({ shape: [...t.shape], data: f32(t) });
@@ -105,7 +106,8 @@ export function readTorchDelta(file: string, opts: TorchDeltaOptions = {}): Torc
     for (const [k, v] of d) {
       if (!isTensor(v)) throw new FormatError(`${file}: ${where}${str(k)} is not a tensor`);
       // one row: (d) or (1, d)
-      if (v.shape.length !== 1 && !(v.shape.length === 2 && v.shape[0] === 1)) throw new FormatError(`${file}: token ${str(k)} has shape [${v.shape}], expected one row`);
+      if (v.shape.length !== 1 && !(v.shape.length === 2 && v.shape[0] === 1))
+        throw new FormatError(`${file}: token ${str(k)} has shape [${v.shape}], expected one row`);
       out.set(str(k), f32(v));
     }
     return out;
@@ -123,7 +125,11 @@ export function readTorchDelta(file: string, opts: TorchDeltaOptions = {}): Torc
     }
     expand(file, compressed, unet, opts.base);
     const mt = root.get("modifier_token");
-    return { format: "custom-diffusion (diffusers layout)", unet, tokens: isDict(mt) ? tokensFrom(mt, "modifier_token.") : new Map() };
+    return {
+      format: "custom-diffusion (diffusers layout)",
+      unet,
+      tokens: isDict(mt) ? tokensFrom(mt, "modifier_token.") : new Map(),
+    };
   }
 
   // the authors' CompVis variant
@@ -135,22 +141,32 @@ export function readTorchDelta(file: string, opts: TorchDeltaOptions = {}): Torc
     for (const [k, v] of sd) {
       const key = str(k);
       if (key === "embed") {
-        if (!isTensor(v) || v.shape.length !== 2) throw new FormatError(`${file}: state_dict.embed must be a (tokens, width) tensor`);
+        if (!isTensor(v) || v.shape.length !== 2)
+          throw new FormatError(`${file}: state_dict.embed must be a (tokens, width) tensor`);
         const [n, d] = v.shape as [number, number];
         const names = opts.tokenNames ?? Array.from({ length: n }, (_, i) => `<new${i + 1}>`);
-        if (names.length !== n) throw new ConfigError(`${file}: embed has ${n} rows, ${names.length} token names given`);
+        if (names.length !== n)
+          throw new ConfigError(`${file}: embed has ${n} rows, ${names.length} token names given`);
         const rows = f32(v);
         tokens = new Map(names.map((t, i) => [t, rows.slice(i * d, (i + 1) * d)]));
         continue;
       }
       const name = compvisToDiffusersKey(key, opts.layersPerBlock);
-      if (!name) throw new FormatError(`${file}: state_dict key ${key} is not a CompVis cross-attention weight this reader maps`);
+      if (!name)
+        throw new FormatError(
+          `${file}: state_dict key ${key} is not a CompVis cross-attention weight this reader maps`,
+        );
       if (isTensor(v)) unet.set(name, host(v));
       else if (isDict(v) && v.has("u")) compressed.set(name, v);
       else throw new FormatError(`${file}: state_dict.${key} is neither a tensor nor a compressed {u, v}`);
     }
     expand(file, compressed, unet, opts.base);
-    return { format: compressed.size > 0 ? "custom-diffusion (CompVis layout, compressed)" : "custom-diffusion (CompVis layout)", unet, tokens };
+    return {
+      format:
+        compressed.size > 0 ? "custom-diffusion (CompVis layout, compressed)" : "custom-diffusion (CompVis layout)",
+      unet,
+      tokens,
+    };
   }
 
   // diffusers: processor weights, or a token file
@@ -171,22 +187,36 @@ export function readTorchDelta(file: string, opts: TorchDeltaOptions = {}): Torc
   if (keys.length > 0 && keys.every((k) => typeof k === "string" && /^<.+>$/.test(k))) {
     return { format: "diffusers token embedding", unet: new Map(), tokens: tokensFrom(root, "") };
   }
-  throw new FormatError(`${file}: not a Custom Diffusion delta this reader knows (top-level keys: ${keys.slice(0, 6).map(String).join(", ")})`);
+  throw new FormatError(
+    `${file}: not a Custom Diffusion delta this reader knows (top-level keys: ${keys.slice(0, 6).map(String).join(", ")})`,
+  );
 }
 
 /** W = W0 + u v for each compressed matrix (float64 sums, stored as float32). */
-function expand(file: string, compressed: Map<string, Map<PyValue, PyValue>>, unet: Map<string, HostTensor>, base: Module | undefined): void {
+function expand(
+  file: string,
+  compressed: Map<string, Map<PyValue, PyValue>>,
+  unet: Map<string, HostTensor>,
+  base: Module | undefined,
+): void {
   if (compressed.size === 0) return;
   if (!base) throw new ConfigError(`${file}: the delta is compressed (W = W0 + u v): pass the base model to expand it`);
   const sd = base.stateDict();
   for (const [key, uv] of compressed) {
-    const u = uv.get("u"), v = uv.get("v"), w0 = sd.get(key);
-    if (!isTensor(u) || !isTensor(v) || u.shape.length !== 2 || v.shape.length !== 2) throw new FormatError(`${file}: ${key} must hold 2-d tensors u and v`);
+    const u = uv.get("u"),
+      v = uv.get("v"),
+      w0 = sd.get(key);
+    if (!isTensor(u) || !isTensor(v) || u.shape.length !== 2 || v.shape.length !== 2)
+      throw new FormatError(`${file}: ${key} must hold 2-d tensors u and v`);
     if (!w0) throw new ConfigError(`${file}: ${key} is not a parameter of the base model`);
     const [out, r] = u.shape as [number, number];
     const [r2, inn] = v.shape as [number, number];
-    if (r !== r2 || w0.shape.join() !== `${out},${inn}`) throw new FormatError(`${file}: ${key}: u [${u.shape}] v [${v.shape}] do not make the base's [${w0.shape}]`);
-    const W = w0.data, U = u.data, V = v.data, data = new Float32Array(out * inn);
+    if (r !== r2 || w0.shape.join() !== `${out},${inn}`)
+      throw new FormatError(`${file}: ${key}: u [${u.shape}] v [${v.shape}] do not make the base's [${w0.shape}]`);
+    const W = w0.data,
+      U = u.data,
+      V = v.data,
+      data = new Float32Array(out * inn);
     for (let i = 0; i < out; i++) {
       for (let j = 0; j < inn; j++) {
         let s = 0;
@@ -199,7 +229,11 @@ function expand(file: string, compressed: Map<string, Map<PyValue, PyValue>>, un
 }
 
 /** A {@link Delta} from a PyTorch delta file (and optional separate token files), with its format named. */
-export function deltaFromTorch(file: string, tokenFiles: readonly string[] = [], opts: TorchDeltaOptions = {}): { delta: Delta; format: TorchDeltaFormat } {
+export function deltaFromTorch(
+  file: string,
+  tokenFiles: readonly string[] = [],
+  opts: TorchDeltaOptions = {},
+): { delta: Delta; format: TorchDeltaFormat } {
   const d = readTorchDelta(file, opts);
   const tokens = new Map(d.tokens);
   for (const f of tokenFiles) {
@@ -208,5 +242,8 @@ export function deltaFromTorch(file: string, tokenFiles: readonly string[] = [],
     for (const [k, v] of t.tokens) tokens.set(k, v);
   }
   if (d.unet.size === 0) throw new FormatError(`${file}: the delta holds no UNet weights`);
-  return { delta: { unet: d.unet, tokens, freezeModel: freezeModelOf(d.unet.keys()), baseFingerprint: "", format: d.format }, format: d.format };
+  return {
+    delta: { unet: d.unet, tokens, freezeModel: freezeModelOf(d.unet.keys()), baseFingerprint: "", format: d.format },
+    format: d.format,
+  };
 }

@@ -5,7 +5,15 @@ import * as path from "node:path";
 import type { Generator } from "../engine/index.ts";
 import { ConfigError, FormatError } from "../engine/errors.ts";
 import type { DecodeOptions, Image } from "../data/images.ts";
-import { centerCrop, flipHorizontal, imageToCHW, readImage, resize, resizeAndCenterCrop, toRGB } from "../data/images.ts";
+import {
+  centerCrop,
+  flipHorizontal,
+  imageToCHW,
+  readImage,
+  resize,
+  resizeAndCenterCrop,
+  toRGB,
+} from "../data/images.ts";
 
 /** One concept, with the fields of the diffusers example's `concepts_list`. */
 export interface ConceptSpec {
@@ -21,7 +29,11 @@ const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg"]);
 /** Image files of a folder (PNG and JPEG), sorted by name. */
 export function listImages(dir: string): string[] {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ConfigError(`dataset: ${dir} is not a folder`);
-  return fs.readdirSync(dir).filter((f) => IMAGE_EXT.has(path.extname(f).toLowerCase())).sort().map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => IMAGE_EXT.has(path.extname(f).toLowerCase()))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 /**
@@ -40,7 +52,10 @@ export function loadImages(files: readonly string[], resolution: number, decode:
       bad.push(`${f}: ${(e as Error).message}`);
     }
   }
-  if (bad.length) throw new FormatError(`dataset: ${bad.length} image${bad.length > 1 ? "s" : ""} could not be read:\n  ${bad.join("\n  ")}`);
+  if (bad.length)
+    throw new FormatError(
+      `dataset: ${bad.length} image${bad.length > 1 ? "s" : ""} could not be read:\n  ${bad.join("\n  ")}`,
+    );
   return out;
 }
 
@@ -75,10 +90,14 @@ export function augmentInstance(img: Image, prompt: string, o: AugmentOptions, g
   let im = img.width === R && img.height === R ? img : resizeAndCenterCrop(img, R);
   if (o.hflip && g.random() < 0.5) im = flipHorizontal(im);
   let scale = R;
-  if (o.aug) scale = g.random() < 0.66 ? g.randint(Math.floor(R / 3), R + 1) : g.randint(Math.floor(1.2 * R), Math.floor(1.4 * R));
-  let outer = R, inner = scale;
+  if (o.aug)
+    scale =
+      g.random() < 0.66 ? g.randint(Math.floor(R / 3), R + 1) : g.randint(Math.floor(1.2 * R), Math.floor(1.4 * R));
+  let outer = R,
+    inner = scale;
   if (scale > R) [outer, inner] = [scale, R];
-  const top = g.randint(0, outer - inner + 1), left = g.randint(0, outer - inner + 1);
+  const top = g.randint(0, outer - inner + 1),
+    left = g.randint(0, outer - inner + 1);
   const scaled = scale === R ? im : resize(im, scale, scale);
   const canvas: Image = { width: R, height: R, channels: 3, data: new Float32Array(R * R * 3) };
   const mask = new Float32Array(o.maskSize * o.maskSize);
@@ -90,11 +109,14 @@ export function augmentInstance(img: Image, prompt: string, o: AugmentOptions, g
     // paste; the canvas is 0 in [-1, 1] space, i.e. mid-grey 0.5 in [0, 1]
     canvas.data.fill(0.5);
     for (let y = 0; y < scale; y++) {
-      const src = y * scale * 3, dst = ((top + y) * R + left) * 3;
+      const src = y * scale * 3,
+        dst = ((top + y) * R + left) * 3;
       canvas.data.set(scaled.data.subarray(src, src + scale * 3), dst);
     }
-    const y0 = Math.floor(top / factor) + 1, y1 = Math.floor((top + scale) / factor) - 1;
-    const x0 = Math.floor(left / factor) + 1, x1 = Math.floor((left + scale) / factor) - 1;
+    const y0 = Math.floor(top / factor) + 1,
+      y1 = Math.floor((top + scale) / factor) - 1;
+    const x0 = Math.floor(left / factor) + 1,
+      x1 = Math.floor((left + scale) / factor) - 1;
     for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) mask[y * o.maskSize + x] = 1;
   }
   let p = prompt;
@@ -113,14 +135,21 @@ function cropAt(img: Image, left: number, top: number, size: number): Image {
 }
 
 /** A regularisation image: resized + center-cropped (or randomly cropped), optional flip, mask all ones. */
-export function prepareClassImage(img: Image, prompt: string, o: AugmentOptions, g: Generator, randomCrop = false): TrainExample {
+export function prepareClassImage(
+  img: Image,
+  prompt: string,
+  o: AugmentOptions,
+  g: Generator,
+  randomCrop = false,
+): TrainExample {
   const R = o.resolution;
   let im = img;
   if (o.hflip && g.random() < 0.5) im = flipHorizontal(im);
   if (im.width !== R || im.height !== R) {
     if (randomCrop) {
       const s = R / Math.min(im.width, im.height);
-      const w = Math.max(R, Math.round(im.width * s)), h = Math.max(R, Math.round(im.height * s));
+      const w = Math.max(R, Math.round(im.width * s)),
+        h = Math.max(R, Math.round(im.height * s));
       const r = resize(im, w, h);
       im = cropAt(r, g.randint(0, w - R + 1), g.randint(0, h - R + 1), R);
     } else im = centerCrop(resizeAndCenterCrop(im, R), R, R);

@@ -68,7 +68,13 @@ export function baseFingerprint(unet: Module): string {
 }
 
 /** Collects the delta of a trained model: current values of `keys` (UNet naming) and token rows. */
-export function extractDelta(unet: Module, keys: readonly string[], tokens: Map<string, Float32Array>, freezeModel: FreezeModel, fingerprint: string): Delta {
+export function extractDelta(
+  unet: Module,
+  keys: readonly string[],
+  tokens: Map<string, Float32Array>,
+  freezeModel: FreezeModel,
+  fingerprint: string,
+): Delta {
   const sd = unet.stateDict();
   const out = new Map<string, HostTensor>();
   for (const k of keys) {
@@ -85,7 +91,9 @@ export function extractDelta(unet: Module, keys: readonly string[], tokens: Map<
  * delta survives beside the new one.
  */
 export function isDeltaFile(name: string): boolean {
-  return /^(pytorch_custom_diffusion_weights\.(safetensors|bin)|compressed_custom_diffusion_weights\.safetensors|custom_diffusion_config\.json|merge_report\.json|<.+>\.(safetensors|bin))$/.test(name);
+  return /^(pytorch_custom_diffusion_weights\.(safetensors|bin)|compressed_custom_diffusion_weights\.safetensors|custom_diffusion_config\.json|merge_report\.json|<.+>\.(safetensors|bin))$/.test(
+    name,
+  );
 }
 
 /** Options of {@link saveDelta}. */
@@ -97,12 +105,24 @@ export interface SaveDeltaOptions {
 /** The token files of a delta, by file name. */
 export function tokenFiles(tokens: ReadonlyMap<string, Float32Array>): Map<string, FileContent> {
   const out = new Map<string, FileContent>();
-  for (const [tok, row] of tokens) out.set(`${tok}.safetensors`, safetensorsWriter(new Map([[tok, { shape: [row.length], data: row }]]), { dtype: "F32", metadata: { format: "pt" } }, tok));
+  for (const [tok, row] of tokens)
+    out.set(
+      `${tok}.safetensors`,
+      safetensorsWriter(
+        new Map([[tok, { shape: [row.length], data: row }]]),
+        { dtype: "F32", metadata: { format: "pt" } },
+        tok,
+      ),
+    );
   return out;
 }
 
 /** Writes `files` (plus `json` files) into `folder` as one unit that replaces every delta file there (see {@link commitFiles}). */
-export function commitDeltaFiles(folder: string, files: Map<string, FileContent>, json: Record<string, unknown> = {}): void {
+export function commitDeltaFiles(
+  folder: string,
+  files: Map<string, FileContent>,
+  json: Record<string, unknown> = {},
+): void {
   for (const [name, v] of Object.entries(json)) files.set(name, JSON.stringify(v, null, 2) + "\n");
   commitFiles(folder, files, isDeltaFile);
 }
@@ -113,7 +133,12 @@ export function commitDeltaFiles(folder: string, files: Map<string, FileContent>
  * the folder held (an interrupted write leaves the old delta or the new one, never a mix). Refuses
  * non-finite values.
  */
-export function saveDelta(folder: string, delta: Delta, extraMetadata: Record<string, string> = {}, opts: SaveDeltaOptions = {}): void {
+export function saveDelta(
+  folder: string,
+  delta: Delta,
+  extraMetadata: Record<string, string> = {},
+  opts: SaveDeltaOptions = {},
+): void {
   assertFiniteDelta(delta, `delta for ${folder}`);
   const weights = new Map<string, HostTensor>();
   for (const [k, v] of delta.unet) weights.set(toDeltaKey(k), v);
@@ -124,13 +149,17 @@ export function saveDelta(folder: string, delta: Delta, extraMetadata: Record<st
     modifier_tokens: JSON.stringify([...delta.tokens.keys()]),
     ...extraMetadata,
   };
-  const files = new Map<string, FileContent>([[DELTA_WEIGHTS, safetensorsWriter(weights, { dtype: "F32", metadata }, DELTA_WEIGHTS)], ...tokenFiles(delta.tokens)]);
+  const files = new Map<string, FileContent>([
+    [DELTA_WEIGHTS, safetensorsWriter(weights, { dtype: "F32", metadata }, DELTA_WEIGHTS)],
+    ...tokenFiles(delta.tokens),
+  ]);
   commitDeltaFiles(folder, files, opts.json);
 }
 
 /** Index and value of the first non-finite entry of `a`, with the count of them; null when all are finite. */
 export function firstNonFinite(a: ArrayLike<number>): { index: number; value: number; count: number } | null {
-  let first = -1, count = 0;
+  let first = -1,
+    count = 0;
   for (let i = 0; i < a.length; i++) {
     const v = a[i]!;
     if (v - v !== 0) {
@@ -145,7 +174,10 @@ export function firstNonFinite(a: ArrayLike<number>): { index: number; value: nu
 export function assertFiniteDelta(delta: Pick<Delta, "unet" | "tokens">, what: string): void {
   const check = (name: string, data: ArrayLike<number>) => {
     const bad = firstNonFinite(data);
-    if (bad) throw new NumericalError(`${what}: ${name} holds ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} (first ${bad.value} at index ${bad.index}); a diverged training run writes such values - retrain with a lower --lr`);
+    if (bad)
+      throw new NumericalError(
+        `${what}: ${name} holds ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} (first ${bad.value} at index ${bad.index}); a diverged training run writes such values - retrain with a lower --lr`,
+      );
   };
   for (const [k, v] of delta.unet) check(`tensor ${k}`, v.data);
   for (const [t, r] of delta.tokens) check(`token ${t}`, r);
@@ -157,7 +189,10 @@ export function assertFiniteDelta(delta: Pick<Delta, "unet" | "tokens">, what: s
  */
 function isPytorchFile(file: string): boolean {
   const kind = sniffTorchFile(file);
-  if (kind === "pickle") throw new FormatError(`delta: ${file} is a bare pickle (PyTorch's format before 1.6), which is not read; load and re-save it with torch.save in a current PyTorch, or save it with safetensors`);
+  if (kind === "pickle")
+    throw new FormatError(
+      `delta: ${file} is a bare pickle (PyTorch's format before 1.6), which is not read; load and re-save it with torch.save in a current PyTorch, or save it with safetensors`,
+    );
   return kind === "torch-zip";
 }
 
@@ -179,12 +214,16 @@ function readTokenRow(file: string, tok: string): Float32Array {
  */
 export function loadDelta(folder: string): Delta {
   if (fs.existsSync(folder) && fs.statSync(folder).isFile()) {
-    if (!isPytorchFile(folder)) throw new ConfigError(`delta: ${folder} is a file but not a PyTorch checkpoint; a delta is a folder, or one .bin/.ckpt file`);
+    if (!isPytorchFile(folder))
+      throw new ConfigError(
+        `delta: ${folder} is a file but not a PyTorch checkpoint; a delta is a folder, or one .bin/.ckpt file`,
+      );
     const { delta } = deltaFromTorch(folder);
     assertFiniteDelta(delta, `delta ${folder}`);
     return delta;
   }
-  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) throw new ConfigError(`delta: ${folder} is not a folder`);
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory())
+    throw new ConfigError(`delta: ${folder} is not a folder`);
   try {
     recoverCommit(folder); // finish a write that was interrupted after it was complete
   } catch {
@@ -213,8 +252,11 @@ export function loadDelta(folder: string): Delta {
   if (metadata.modifier_tokens) {
     try {
       listed = JSON.parse(metadata.modifier_tokens) as string[];
-    } catch { /* checked below */ }
-    if (!Array.isArray(listed) || !listed.every((t) => typeof t === "string")) throw new FormatError(`delta: ${file}: metadata modifier_tokens is not a JSON list of strings`);
+    } catch {
+      /* checked below */
+    }
+    if (!Array.isArray(listed) || !listed.every((t) => typeof t === "string"))
+      throw new FormatError(`delta: ${file}: metadata modifier_tokens is not a JSON list of strings`);
   }
   const found = [...names]
     .filter((f) => /^<.+>\.(safetensors|bin)$/.test(f))
@@ -222,18 +264,32 @@ export function loadDelta(folder: string): Delta {
   const order = [...listed, ...[...new Set(found)].filter((t) => !listed.includes(t)).sort(tokenOrder)];
   const tokens = new Map<string, Float32Array>();
   for (const tok of order) {
-    const f = names.has(`${tok}.safetensors`) ? at(`${tok}.safetensors`) : names.has(`${tok}.bin`) ? at(`${tok}.bin`) : null;
-    if (!f) throw new ConfigError(`delta: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`);
+    const f = names.has(`${tok}.safetensors`)
+      ? at(`${tok}.safetensors`)
+      : names.has(`${tok}.bin`)
+        ? at(`${tok}.bin`)
+        : null;
+    if (!f)
+      throw new ConfigError(
+        `delta: token ${tok} is listed but ${path.join(folder, `${tok}.safetensors`)} does not exist`,
+      );
     tokens.set(tok, readTokenRow(f, tok));
   }
   const fm = (metadata.freeze_model ?? freezeModelOf(unet.keys())) as FreezeModel;
-  const delta: Delta = { unet, tokens, freezeModel: fm, baseFingerprint: metadata.base_fingerprint ?? "", ...(format ? { format } : {}) };
+  const delta: Delta = {
+    unet,
+    tokens,
+    freezeModel: fm,
+    baseFingerprint: metadata.base_fingerprint ?? "",
+    ...(format ? { format } : {}),
+  };
   assertFiniteDelta(delta, `delta ${folder}`);
   return delta;
 }
 
 function tokenOrder(a: string, b: string): number {
-  const na = /(\d+)>$/.exec(a), nb = /(\d+)>$/.exec(b);
+  const na = /(\d+)>$/.exec(a),
+    nb = /(\d+)>$/.exec(b);
   return na && nb ? Number(na[1]) - Number(nb[1]) : a.localeCompare(b);
 }
 
@@ -243,20 +299,29 @@ function tokenOrder(a: string, b: string): number {
  * error unless `force`. A delta without a fingerprint (written by diffusers or the authors' code)
  * can only be checked by key and shape: `warn` (default console.warn) says so.
  */
-export function applyDeltaToUNet(unet: Module, delta: Delta, opts: { force?: boolean; fingerprint?: string; warn?: (message: string) => void } = {}): number {
+export function applyDeltaToUNet(
+  unet: Module,
+  delta: Delta,
+  opts: { force?: boolean; fingerprint?: string; warn?: (message: string) => void } = {},
+): number {
   if (!delta.baseFingerprint) {
-    (opts.warn ?? console.warn)(`delta${delta.format ? ` (${delta.format})` : ""}: it carries no base-model fingerprint, so only its keys and shapes were checked against this UNet; if it was trained on another base model of the same shape, the result is wrong without an error`);
+    (opts.warn ?? console.warn)(
+      `delta${delta.format ? ` (${delta.format})` : ""}: it carries no base-model fingerprint, so only its keys and shapes were checked against this UNet; if it was trained on another base model of the same shape, the result is wrong without an error`,
+    );
   } else if (!opts.force) {
     const fp = opts.fingerprint ?? baseFingerprint(unet);
     if (fp !== delta.baseFingerprint) {
-      throw new ConfigError(`delta: trained on a different base model (fingerprint ${delta.baseFingerprint}, this model ${fp}); pass force to apply anyway`);
+      throw new ConfigError(
+        `delta: trained on a different base model (fingerprint ${delta.baseFingerprint}, this model ${fp}); pass force to apply anyway`,
+      );
     }
   }
   const sd = unet.stateDict();
   for (const [k, v] of delta.unet) {
     const p = sd.get(k);
     if (!p) throw new StateDictError(`delta: ${toDeltaKey(k)} names ${k}, which the model does not have`);
-    if (p.shape.join() !== v.shape.join()) throw new StateDictError(`delta: ${k} expected [${p.shape}], got [${v.shape}]`);
+    if (p.shape.join() !== v.shape.join())
+      throw new StateDictError(`delta: ${k} expected [${p.shape}], got [${v.shape}]`);
   }
   for (const [k, v] of delta.unet) {
     (sd.get(k) as Tensor).copy_(v.data);
@@ -273,21 +338,30 @@ export function checkSameBase(unet: Module, deltas: readonly Delta[], what: stri
   const sd = unet.stateDict();
   deltas.forEach((dl, i) => {
     if (dl.baseFingerprint && dl.baseFingerprint !== fp) {
-      throw new ConfigError(`${what}: delta ${i + 1} was trained on a different base model (fingerprint ${dl.baseFingerprint}, this base ${fp})`);
+      throw new ConfigError(
+        `${what}: delta ${i + 1} was trained on a different base model (fingerprint ${dl.baseFingerprint}, this base ${fp})`,
+      );
     }
     for (const [k, v] of dl.unet) {
       const p = sd.get(k);
       if (!p) throw new StateDictError(`${what}: delta ${i + 1} has ${k}, which the base model does not have`);
-      if (p.shape.join() !== v.shape.join()) throw new StateDictError(`${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`);
+      if (p.shape.join() !== v.shape.join())
+        throw new StateDictError(
+          `${what}: delta ${i + 1} ${k} is [${v.shape}], the base [${p.shape}] (a different base model)`,
+        );
     }
   });
   const fps = new Set(deltas.map((d) => d.baseFingerprint).filter(Boolean));
-  if (fps.size > 1) throw new ConfigError(`${what}: the deltas come from different base models (${[...fps].join(", ")})`);
+  if (fps.size > 1)
+    throw new ConfigError(`${what}: the deltas come from different base models (${[...fps].join(", ")})`);
   return fp;
 }
 
 /** Merged tokens `<new1>..<newN>` over all deltas' tokens in input order. */
-export function renumberTokens(deltas: readonly Delta[]): { tokens: Map<string, Float32Array>; tokenMap: Map<string, string>[] } {
+export function renumberTokens(deltas: readonly Delta[]): {
+  tokens: Map<string, Float32Array>;
+  tokenMap: Map<string, string>[];
+} {
   const total = deltas.reduce((s, d) => s + d.tokens.size, 0);
   const names = defaultModifierTokens(total);
   const tokens = new Map<string, Float32Array>();
@@ -308,6 +382,12 @@ export function renumberTokens(deltas: readonly Delta[]): { tokens: Map<string, 
 /** Replaces a delta's tokens in a prompt by the merged ones (one pass, so <new1> -> <new2> -> ... cannot chain). */
 export function rewritePrompt(prompt: string, map: Map<string, string>): string {
   if (map.size === 0) return prompt;
-  const re = new RegExp([...map.keys()].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+  const re = new RegExp(
+    [...map.keys()]
+      .sort((a, b) => b.length - a.length)
+      .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+      .join("|"),
+    "g",
+  );
   return prompt.replace(re, (t) => map.get(t) ?? t);
 }

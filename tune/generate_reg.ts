@@ -63,21 +63,37 @@ const MARKER = "generation.json";
  */
 export function generateRegularisation(o: GenerateRegOptions): GenerateRegResult {
   const log = o.log ?? ((s: string) => console.log(s));
-  const n = o.numImages ?? 200, steps = o.steps ?? 50, guidance = o.guidanceScale ?? 7.5, seed = o.seed ?? 0, bs = o.batchSize ?? 4;
+  const n = o.numImages ?? 200,
+    steps = o.steps ?? 50,
+    guidance = o.guidanceScale ?? 7.5,
+    seed = o.seed ?? 0,
+    bs = o.batchSize ?? 4;
   const template = o.promptTemplate ?? "photo of a {}";
-  if (!template.includes("{}")) throw new ConfigError(`generate_reg: promptTemplate must contain {}, got "${template}"`);
+  if (!template.includes("{}"))
+    throw new ConfigError(`generate_reg: promptTemplate must contain {}, got "${template}"`);
   for (const [k, v] of Object.entries({ numImages: n, steps, batchSize: bs })) {
-    if (!(Number.isInteger(v) && v >= 1)) throw new ConfigError(`generate_reg: ${k} must be a positive integer, got ${v}`);
+    if (!(Number.isInteger(v) && v >= 1))
+      throw new ConfigError(`generate_reg: ${k} must be a positive integer, got ${v}`);
   }
   const pipe = o.pipeline;
   const prompt = template.split("{}").join(o.classPrompt);
   const size = (pipe.unet.config.sample_size ?? 64) * pipe.vaeScaleFactor;
   const spec = {
-    model: baseFingerprint(pipe.unet), prompt, num_images: n, steps, guidance_scale: guidance, seed, batch_size: bs, resolution: size,
+    model: baseFingerprint(pipe.unet),
+    prompt,
+    num_images: n,
+    steps,
+    guidance_scale: guidance,
+    seed,
+    batch_size: bs,
+    resolution: size,
     scheduler: pipe.scheduler.constructor.name,
   };
   const key = createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
-  const dir = path.join(o.cacheDir ?? DEFAULT_REG_CACHE, `${o.classPrompt.replace(/[^a-z0-9]+/gi, "_").slice(0, 40)}-${key}`);
+  const dir = path.join(
+    o.cacheDir ?? DEFAULT_REG_CACHE,
+    `${o.classPrompt.replace(/[^a-z0-9]+/gi, "_").slice(0, 40)}-${key}`,
+  );
   const width = String(n - 1).length;
   const files = Array.from({ length: n }, (_, i) => path.join(dir, `${String(i).padStart(width, "0")}.png`));
   const readable = (f: string): boolean => {
@@ -93,7 +109,8 @@ export function generateRegularisation(o: GenerateRegOptions): GenerateRegResult
     return { dir, files, prompt, key, generated: 0, reused: n };
   }
   fs.mkdirSync(dir, { recursive: true });
-  let generated = 0, reused = 0;
+  let generated = 0,
+    reused = 0;
   const t0 = performance.now();
   for (let b0 = 0; b0 < n; b0 += bs) {
     const batch = files.slice(b0, Math.min(n, b0 + bs));
@@ -101,11 +118,19 @@ export function generateRegularisation(o: GenerateRegOptions): GenerateRegResult
       reused += batch.length;
       continue;
     }
-    const { images } = pipe.generate({ prompt, numImagesPerPrompt: batch.length, numInferenceSteps: steps, guidanceScale: guidance, seed: seed + b0 });
+    const { images } = pipe.generate({
+      prompt,
+      numImagesPerPrompt: batch.length,
+      numInferenceSteps: steps,
+      guidanceScale: guidance,
+      seed: seed + b0,
+    });
     images.forEach((img, i) => writePng(batch[i]!, img)); // atomic: a temporary file renamed into place
     generated += batch.length;
     const el = (performance.now() - t0) / 1000;
-    log(`generate_reg: ${b0 + batch.length}/${n} images of "${prompt}"  ${(el / generated).toFixed(2)} s/image  ETA ${((el / generated) * (n - b0 - batch.length)).toFixed(0)} s`);
+    log(
+      `generate_reg: ${b0 + batch.length}/${n} images of "${prompt}"  ${(el / generated).toFixed(2)} s/image  ETA ${((el / generated) * (n - b0 - batch.length)).toFixed(0)} s`,
+    );
   }
   writeJsonAtomic(path.join(dir, MARKER), { ...spec, key, files: files.map((f) => path.basename(f)) });
   if (reused > 0) log(`generate_reg: reusing ${reused} cached images, sampled ${generated}`);

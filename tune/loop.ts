@@ -18,7 +18,12 @@ export function formatDuration(s: number): string {
  * state from what it returned. Logs `resumed from <folder> at step <n>` and returns that step, or null
  * when there is no checkpoint yet.
  */
-export function resumeFrom<T>(root: string, load: (dir: string, step: number) => T, apply: (value: T) => void, log: (line: string) => void): number | null {
+export function resumeFrom<T>(
+  root: string,
+  load: (dir: string, step: number) => T,
+  apply: (value: T) => void,
+  log: (line: string) => void,
+): number | null {
   const ck = loadNewestIntact(root, load, log);
   if (!ck) return null;
   apply(ck.value);

@@ -67,7 +67,8 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
   const d = creg.cols;
   if (targets.length === 0) throw new ConfigError("merge: no concepts");
   for (const [n, t] of targets.entries()) {
-    if (t.cols !== d) throw new ConfigError(`merge: concept ${n + 1} targets have width ${t.cols}, the regularisation features ${d}`);
+    if (t.cols !== d)
+      throw new ConfigError(`merge: concept ${n + 1} targets have width ${t.cols}, the regularisation features ${d}`);
     if (t.rows === 0) throw new ConfigError(`merge: concept ${n + 1} has no target features`);
   }
   const tol = opts.dedupeTol ?? 1e-5;
@@ -104,7 +105,10 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
     rowIndex.push(idx);
   });
   const s = uniq.length;
-  if (s > d) throw new ConfigError(`merge: ${s} distinct target features but the feature width is ${d}; the constraints W C^T = V cannot all hold (merge fewer concepts or use fewer target prompts)`);
+  if (s > d)
+    throw new ConfigError(
+      `merge: ${s} distinct target features but the feature width is ${d}; the constraints W C^T = V cannot all hold (merge fewer concepts or use fewer target prompts)`,
+    );
   const c = la.mat(s, d);
   uniq.forEach((r, i) => c.data.set(r, i * d));
 
@@ -120,11 +124,14 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
     mChol = la.cholesky(m);
   } catch (e) {
     if (e instanceof NumericalError) {
-      throw new ConfigError(`merge: the regularisation features (${creg.rows} rows of width ${d}) do not span the feature space (M = C_reg^T C_reg is singular); add captions or pass a small ridge (${e.message})`);
+      throw new ConfigError(
+        `merge: the regularisation features (${creg.rows} rows of width ${d}) do not span the feature space (M = C_reg^T C_reg is singular); add captions or pass a small ridge (${e.message})`,
+      );
     }
     throw e;
   }
-  let dmin = Infinity, dmax = 0;
+  let dmin = Infinity,
+    dmax = 0;
   for (let i = 0; i < d; i++) {
     const v = mChol.data[i * d + i]!;
     dmin = Math.min(dmin, v);
@@ -134,22 +141,37 @@ export function prepareMerge(creg: Mat, targets: readonly Mat[], opts: PrepareOp
   const dmatT = la.choleskySolve(mChol, la.transpose(c)); // M^-1 C^T (d, s)
   const dmat = la.transpose(dmatT); // (s, d)
   const g = la.matmulNT(dmat, c); // D C^T (s, s)
-  for (let i = 0; i < s; i++) for (let j = 0; j < i; j++) {
-    const v = 0.5 * (g.data[i * s + j]! + g.data[j * s + i]!);
-    g.data[i * s + j] = v;
-    g.data[j * s + i] = v;
-  }
+  for (let i = 0; i < s; i++)
+    for (let j = 0; j < i; j++) {
+      const v = 0.5 * (g.data[i * s + j]! + g.data[j * s + i]!);
+      g.data[i * s + j] = v;
+      g.data[j * s + i] = v;
+    }
   let gChol: Mat;
   try {
     gChol = la.cholesky(g);
   } catch (e) {
-    if (e instanceof NumericalError) throw new ConfigError(`merge: the ${s} target features are linearly dependent (C M^-1 C^T is singular); two concepts may share a token row or class prompt (${e.message})`);
+    if (e instanceof NumericalError)
+      throw new ConfigError(
+        `merge: the ${s} target features are linearly dependent (C M^-1 C^T is singular); two concepts may share a token row or class prompt (${e.message})`,
+      );
     throw e;
   }
   const rcondG = la.luRcond(la.lu(g));
   return {
-    c, dmat, g, gChol, mCholT: la.transpose(mChol), conceptTargets: [...targets], owners, rowIndex,
-    duplicates: opts.duplicates ?? "mean", duplicatesRemoved: total - s, rcondM, rcondG, regFeatures: creg.rows,
+    c,
+    dmat,
+    g,
+    gChol,
+    mCholT: la.transpose(mChol),
+    conceptTargets: [...targets],
+    owners,
+    rowIndex,
+    duplicates: opts.duplicates ?? "mean",
+    duplicatesRemoved: total - s,
+    rcondM,
+    rcondG,
+    regFeatures: creg.rows,
   };
 }
 
@@ -169,19 +191,30 @@ export interface MatrixMerge {
  * Merges one matrix: `W = W0 + (V - W0 C^T) (D C^T)^-1 D` with V's column for each unique target
  * taken from its owning concepts' fine-tuned matrices `tuned[n]` (out x d each).
  */
-export function mergeMatrix(plan: MergePlan, w0: Mat, tuned: readonly Mat[], opts: { regResidual?: boolean } = {}): MatrixMerge {
-  const out = w0.rows, d = w0.cols, s = plan.c.rows;
-  if (d !== plan.c.cols) throw new ConfigError(`merge: matrix width ${d} differs from the feature width ${plan.c.cols}`);
-  if (tuned.length !== plan.conceptTargets.length) throw new ConfigError(`merge: ${tuned.length} tuned matrices for ${plan.conceptTargets.length} concepts`);
+export function mergeMatrix(
+  plan: MergePlan,
+  w0: Mat,
+  tuned: readonly Mat[],
+  opts: { regResidual?: boolean } = {},
+): MatrixMerge {
+  const out = w0.rows,
+    d = w0.cols,
+    s = plan.c.rows;
+  if (d !== plan.c.cols)
+    throw new ConfigError(`merge: matrix width ${d} differs from the feature width ${plan.c.cols}`);
+  if (tuned.length !== plan.conceptTargets.length)
+    throw new ConfigError(`merge: ${tuned.length} tuned matrices for ${plan.conceptTargets.length} concepts`);
   tuned.forEach((w, n) => {
-    if (w.rows !== out || w.cols !== d) throw new ConfigError(`merge: concept ${n + 1} matrix is ${w.rows}x${w.cols}, the base ${out}x${d}`);
+    if (w.rows !== out || w.cols !== d)
+      throw new ConfigError(`merge: concept ${n + 1} matrix is ${w.rows}x${w.cols}, the base ${out}x${d}`);
   });
   // per concept: W_n C_n^T (out, s_n)
   const own = tuned.map((w, n) => la.matmulNT(w, plan.conceptTargets[n]!));
   const v = la.mat(out, s);
   const counts = new Float64Array(s);
   plan.rowIndex.forEach((idx, n) => {
-    const wn = own[n]!, sn = idx.length;
+    const wn = own[n]!,
+      sn = idx.length;
     idx.forEach((u, j) => {
       if (plan.duplicates === "first" ? plan.owners[u]![0] !== n || counts[u]! > 0 : false) return;
       counts[u]++;
@@ -220,10 +253,17 @@ export function mergeMatrix(plan: MergePlan, w0: Mat, tuned: readonly Mat[], opt
  * end-of-text token (inclusive), stacked in prompt order (no padding, so nothing past eos is read).
  * `rows` maps modifier tokens to embedding rows used for this call only (the encoder is restored).
  */
-export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: readonly string[], rows: Map<string, Float32Array> = new Map(), opts: { batchSize?: number } = {}): { features: Mat; counts: number[] } {
+export function tokenFeatures(
+  textEncoder: CLIPTextModel,
+  tokenizer: CLIPTokenizer,
+  prompts: readonly string[],
+  rows: Map<string, Float32Array> = new Map(),
+  opts: { batchSize?: number } = {},
+): { features: Mat; counts: number[] } {
   const emb = textEncoder.text_model.embeddings;
   const w = emb.token_embedding.weight;
-  const vocab = w.shape[0]!, dim = w.shape[1]!;
+  const vocab = w.shape[0]!,
+    dim = w.shape[1]!;
   const maxLen = Math.min(tokenizer.modelMaxLength, textEncoder.config.max_position_embeddings);
   const tokIds = new Map<string, number>();
   const flat = new Float32Array(rows.size * dim);
@@ -233,7 +273,9 @@ export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokeniz
     flat.set(r, i * dim);
     tokIds.set(t, vocab + i++);
   }
-  const split = tokIds.size ? new RegExp(`(${[...tokIds.keys()].map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`) : null;
+  const split = tokIds.size
+    ? new RegExp(`(${[...tokIds.keys()].map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`)
+    : null;
   const encodeOne = (text: string): number[] => {
     const parts = split ? text.split(split) : [text];
     const ids: number[] = [];
@@ -250,7 +292,14 @@ export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokeniz
   const saved = emb._addedRows;
   const bs = opts.batchSize ?? 16;
   try {
-    emb._addedRows = rows.size ? new Tensor(w.backend.fromHost(w.dtype === "float64" ? Float64Array.from(flat) : flat), [rows.size, dim], w.dtype, w.backend) : null;
+    emb._addedRows = rows.size
+      ? new Tensor(
+          w.backend.fromHost(w.dtype === "float64" ? Float64Array.from(flat) : flat),
+          [rows.size, dim],
+          w.dtype,
+          w.backend,
+        )
+      : null;
     // batches of equal length (causal attention: a row's features never depend on later positions)
     const byLen = new Map<number, number[]>();
     encoded.forEach((ids, k) => byLen.set(ids.length, [...(byLen.get(ids.length) ?? []), k]));
@@ -264,7 +313,8 @@ export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokeniz
             let eos = ids.indexOf(tokenizer.eosTokenId, 1);
             if (eos < 0) eos = len - 1;
             const out = new Float64Array(eos * dim);
-            for (let p = 1; p <= eos; p++) for (let q = 0; q < dim; q++) out[(p - 1) * dim + q] = h[(bi * len + p) * dim + q]!;
+            for (let p = 1; p <= eos; p++)
+              for (let q = 0; q < dim; q++) out[(p - 1) * dim + q] = h[(bi * len + p) * dim + q]!;
             perPrompt[k] = out;
           });
         }
@@ -274,7 +324,10 @@ export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokeniz
     emb._addedRows = saved;
   }
   const counts = perPrompt.map((f) => f.length / dim);
-  const features = la.mat(counts.reduce((a, b) => a + b, 0), dim);
+  const features = la.mat(
+    counts.reduce((a, b) => a + b, 0),
+    dim,
+  );
   let off = 0;
   for (const f of perPrompt) {
     features.data.set(f, off);
@@ -286,7 +339,12 @@ export function tokenFeatures(textEncoder: CLIPTextModel, tokenizer: CLIPTokeniz
 /** The first `limit` non-empty lines of a caption file (the reference uses 200). */
 export function readCaptions(file: string, limit = 200): string[] {
   if (!fs.existsSync(file)) throw new ConfigError(`merge: caption file ${file} does not exist`);
-  return fs.readFileSync(file, "utf8").split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, limit);
+  return fs
+    .readFileSync(file, "utf8")
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(0, limit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +374,15 @@ export interface MergeOptions extends PrepareOptions {
 
 /** What {@link mergeDeltas} reports. */
 export interface MergeReport {
-  concepts: { index: number; tokens: string[]; newTokens: string[]; classWords: string[]; targets: number; maxResidual: number; meanResidual: number }[];
+  concepts: {
+    index: number;
+    tokens: string[];
+    newTokens: string[];
+    classWords: string[];
+    targets: number;
+    maxResidual: number;
+    meanResidual: number;
+  }[];
   layers: { key: string; shape: number[]; targetResidual: number[]; regResidual: number | null }[];
   /** distinct targets s, duplicates removed, regularisation features, feature width */
   targets: number;
@@ -348,35 +414,50 @@ export function mergeDeltas(base: MergeBase, deltas: readonly Delta[], opts: Mer
   const t0 = performance.now();
   const log = opts.log ?? (() => {});
   if (deltas.length < 2) throw new ConfigError(`merge: needs at least 2 deltas, got ${deltas.length}`);
-  if (opts.classWords.length !== deltas.length) throw new ConfigError(`merge: ${deltas.length} deltas but ${opts.classWords.length} class words (one per delta, e.g. "dog")`);
+  if (opts.classWords.length !== deltas.length)
+    throw new ConfigError(
+      `merge: ${deltas.length} deltas but ${opts.classWords.length} class words (one per delta, e.g. "dog")`,
+    );
   if (opts.regCaptions.length === 0) throw new ConfigError("merge: no regularisation captions");
   const fp = checkSameBase(base.unet, deltas, "merge");
   const sd = base.unet.stateDict();
   const other = new Set<string>();
   for (const d of deltas) for (const k of d.unet.keys()) if (!KV.test(k)) other.add(k);
   if (other.size && (opts.otherKeys ?? "error") === "error") {
-    throw new ConfigError(`merge: the closed form applies to attn2 to_k/to_v only, but the deltas also change ${[...other].slice(0, 3).join(", ")}${other.size > 3 ? ", ..." : ""} (freeze_model crossattn/full); pass otherKeys "average" to average those`);
+    throw new ConfigError(
+      `merge: the closed form applies to attn2 to_k/to_v only, but the deltas also change ${[...other].slice(0, 3).join(", ")}${other.size > 3 ? ", ..." : ""} (freeze_model crossattn/full); pass otherKeys "average" to average those`,
+    );
   }
   const templates = opts.templates ?? ["{token} {class}", "photo of a {token} {class}"];
   const { tokens, tokenMap } = renumberTokens(deltas);
 
   // features: C_reg from the base encoder, targets per concept with its own token rows
   const creg = tokenFeatures(base.textEncoder, base.tokenizer, opts.regCaptions).features;
-  log(`merge: ${creg.rows} regularisation token features (width ${creg.cols}) from ${opts.regCaptions.length} captions`);
+  log(
+    `merge: ${creg.rows} regularisation token features (width ${creg.cols}) from ${opts.regCaptions.length} captions`,
+  );
   const classLists: string[][] = [];
   const targets = deltas.map((d, n) => {
     const cw = opts.classWords[n]!;
     const toks = [...d.tokens.keys()];
     const classes = typeof cw === "string" ? (toks.length ? toks.map(() => cw) : [cw]) : [...cw];
-    if (toks.length && classes.length !== toks.length) throw new ConfigError(`merge: delta ${n + 1} has ${toks.length} tokens but ${classes.length} class words`);
+    if (toks.length && classes.length !== toks.length)
+      throw new ConfigError(`merge: delta ${n + 1} has ${toks.length} tokens but ${classes.length} class words`);
     classLists.push(classes);
-    const prompts = (toks.length ? toks : [""]).flatMap((t, j) => templates.map((tpl) => tpl.replace("{token}", t).replace("{class}", classes[j]!).replace(/\s+/g, " ").trim()));
+    const prompts = (toks.length ? toks : [""]).flatMap((t, j) =>
+      templates.map((tpl) => tpl.replace("{token}", t).replace("{class}", classes[j]!).replace(/\s+/g, " ").trim()),
+    );
     return tokenFeatures(base.textEncoder, base.tokenizer, prompts, d.tokens).features;
   });
   const plan = prepareMerge(creg, targets, opts);
-  log(`merge: ${plan.c.rows} distinct target features (${plan.duplicatesRemoved} duplicates removed), rcond(M) ${plan.rcondM.toExponential(2)}, rcond(C M^-1 C^T) ${plan.rcondG.toExponential(2)}`);
+  log(
+    `merge: ${plan.c.rows} distinct target features (${plan.duplicatesRemoved} duplicates removed), rcond(M) ${plan.rcondM.toExponential(2)}, rcond(C M^-1 C^T) ${plan.rcondG.toExponential(2)}`,
+  );
 
-  if (plan.rcondM < 1e-10) log(`warning: M = C_reg^T C_reg is nearly singular (rcond ${plan.rcondM.toExponential(1)}); use more captions or a small ridge`);
+  if (plan.rcondM < 1e-10)
+    log(
+      `warning: M = C_reg^T C_reg is nearly singular (rcond ${plan.rcondM.toExponential(1)}); use more captions or a small ridge`,
+    );
   const keys = [...sd.keys()].filter((k) => KV.test(k) && deltas.some((d) => d.unet.has(k)));
   const unet = new Map<string, HostTensor>();
   const layers: MergeReport["layers"] = [];
@@ -400,15 +481,28 @@ export function mergeDeltas(base: MergeBase, deltas: readonly Delta[], opts: Mer
     const res = layers.map((l) => l.targetResidual[n]!);
     const toks = [...d.tokens.keys()];
     const c = {
-      index: n + 1, tokens: toks, newTokens: toks.map(() => `<new${++ti}>`), classWords: classLists[n]!, targets: targets[n]!.rows,
-      maxResidual: res.length ? Math.max(...res) : 0, meanResidual: res.length ? res.reduce((a, b) => a + b, 0) / res.length : 0,
+      index: n + 1,
+      tokens: toks,
+      newTokens: toks.map(() => `<new${++ti}>`),
+      classWords: classLists[n]!,
+      targets: targets[n]!.rows,
+      maxResidual: res.length ? Math.max(...res) : 0,
+      meanResidual: res.length ? res.reduce((a, b) => a + b, 0) / res.length : 0,
     };
     return c;
   });
   const regs = layers.map((l) => l.regResidual).filter((x): x is number => x !== null);
   const report: MergeReport = {
-    concepts, layers, targets: plan.c.rows, duplicatesRemoved: plan.duplicatesRemoved, regFeatures: creg.rows, featureDim: creg.cols,
-    rcondM: plan.rcondM, rcondG: plan.rcondG, maxRegResidual: regs.length ? Math.max(...regs) : null, seconds: (performance.now() - t0) / 1000,
+    concepts,
+    layers,
+    targets: plan.c.rows,
+    duplicatesRemoved: plan.duplicatesRemoved,
+    regFeatures: creg.rows,
+    featureDim: creg.cols,
+    rcondM: plan.rcondM,
+    rcondG: plan.rcondG,
+    maxRegResidual: regs.length ? Math.max(...regs) : null,
+    seconds: (performance.now() - t0) / 1000,
   };
   for (const line of formatMergeReport(report)) log(line);
   const freezeModel = other.size ? deltas.find((d) => d.freezeModel !== "crossattn_kv")!.freezeModel : "crossattn_kv";
@@ -418,17 +512,34 @@ export function mergeDeltas(base: MergeBase, deltas: readonly Delta[], opts: Mer
 /** Human-readable lines of a merge report. */
 export function formatMergeReport(r: MergeReport): string[] {
   const e = (x: number) => x.toExponential(2);
-  const lines = [`merged ${r.concepts.length} deltas over ${r.layers.length} matrices: ${r.targets} target features, ${r.regFeatures} regularisation features, ${r.seconds.toFixed(2)} s`];
+  const lines = [
+    `merged ${r.concepts.length} deltas over ${r.layers.length} matrices: ${r.targets} target features, ${r.regFeatures} regularisation features, ${r.seconds.toFixed(2)} s`,
+  ];
   for (const c of r.concepts) {
-    lines.push(`  concept ${c.index} (${c.tokens.map((t, i) => `${t} -> ${c.newTokens[i]}`).join(", ") || "no token"}; ${c.classWords.join(", ")}): ${c.targets} targets, relative target error max ${e(c.maxResidual)} mean ${e(c.meanResidual)}`);
+    lines.push(
+      `  concept ${c.index} (${c.tokens.map((t, i) => `${t} -> ${c.newTokens[i]}`).join(", ") || "no token"}; ${c.classWords.join(", ")}): ${c.targets} targets, relative target error max ${e(c.maxResidual)} mean ${e(c.meanResidual)}`,
+    );
   }
-  if (r.maxRegResidual !== null) lines.push(`  regularisation features: relative change ||(W - W0) C_reg^T|| / ||W0 C_reg^T|| max ${e(r.maxRegResidual)}`);
+  if (r.maxRegResidual !== null)
+    lines.push(
+      `  regularisation features: relative change ||(W - W0) C_reg^T|| / ||W0 C_reg^T|| max ${e(r.maxRegResidual)}`,
+    );
   return lines;
 }
 
 /** Writes the merged delta (the usual delta folder) plus `merge_report.json`, as one unit. */
 export function saveMerged(folder: string, result: MergeResult, sources: readonly string[] = []): void {
-  saveDelta(folder, result.delta, { merged_from: JSON.stringify(sources), token_map: JSON.stringify(result.tokenMap.map((m) => Object.fromEntries(m))) }, {
-    json: { "merge_report.json": { ...result.report, tokenMap: result.tokenMap.map((m) => Object.fromEntries(m)), sources } },
-  });
+  saveDelta(
+    folder,
+    result.delta,
+    {
+      merged_from: JSON.stringify(sources),
+      token_map: JSON.stringify(result.tokenMap.map((m) => Object.fromEntries(m))),
+    },
+    {
+      json: {
+        "merge_report.json": { ...result.report, tokenMap: result.tokenMap.map((m) => Object.fromEntries(m)), sources },
+      },
+    },
+  );
 }

@@ -39,13 +39,17 @@ export interface Selection {
  * record no graph and get no gradient or optimizer state).
  */
 export function selectParameters(unet: Module, mode: FreezeModel): Selection {
-  if (!FREEZE_MODELS.includes(mode)) throw new ConfigError(`freeze_model must be one of ${FREEZE_MODELS.join(", ")}, got "${mode}"`);
+  if (!FREEZE_MODELS.includes(mode))
+    throw new ConfigError(`freeze_model must be one of ${FREEZE_MODELS.join(", ")}, got "${mode}"`);
   const params: [string, Tensor][] = [];
-  let count = 0, total = 0;
+  let count = 0,
+    total = 0;
   for (const [k, p] of unet.namedParameters()) {
     const on = isTrained(k, mode);
     if (on && (p.dtype === "bfloat16" || p.dtype === "float16")) {
-      throw new ConfigError(`freeze_model ${mode} trains ${k}, which is held in ${p.dtype}; trained weights must be float32 (load with weights dtype float32, or keep the trained weights in float32)`);
+      throw new ConfigError(
+        `freeze_model ${mode} trains ${k}, which is held in ${p.dtype}; trained weights must be float32 (load with weights dtype float32, or keep the trained weights in float32)`,
+      );
     }
     p.requiresGrad = on;
     total += p.size;
@@ -54,6 +58,7 @@ export function selectParameters(unet: Module, mode: FreezeModel): Selection {
       count += p.size;
     }
   }
-  if (params.length === 0 && mode !== "none") throw new ConfigError(`freeze_model ${mode}: the model has no cross-attention (attn2) layers to train`);
+  if (params.length === 0 && mode !== "none")
+    throw new ConfigError(`freeze_model ${mode}: the model has no cross-attention (attn2) layers to train`);
   return { params, count, total, share: total > 0 ? count / total : 0 };
 }

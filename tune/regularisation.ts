@@ -12,7 +12,8 @@ import { generateRegularisation } from "./generate_reg.ts";
 export function pipelineTextFeatures(pipe: StableDiffusionPipeline): TextFeatureFn {
   return (texts) => {
     const o = noGrad(() => pipe.textEncoder.forward(pipe.tokenize(texts)).pooler_output);
-    const d = o.shape[1], data = o.data;
+    const d = o.shape[1],
+      data = o.data;
     return texts.map((_, k) => Float64Array.from(data.subarray(k * d, (k + 1) * d)));
   };
 }
@@ -32,7 +33,11 @@ export interface RegularisationSource {
  * The concepts with a `class_data_dir` for each one that lacks it, from `source` (retrieval or
  * generation, with the base `pipe`); concepts that have one are kept as they are.
  */
-export function addRegularisation(pipe: StableDiffusionPipeline, concepts: readonly ConceptSpec[], source: RegularisationSource): ConceptSpec[] {
+export function addRegularisation(
+  pipe: StableDiffusionPipeline,
+  concepts: readonly ConceptSpec[],
+  source: RegularisationSource,
+): ConceptSpec[] {
   const log = source.log ?? ((s: string) => console.log(s));
   const { retrieve, generate } = source;
   return concepts.map((c, i) => {
@@ -40,7 +45,13 @@ export function addRegularisation(pipe: StableDiffusionPipeline, concepts: reado
     let dir: string;
     if (retrieve) {
       dir = path.join(source.outputDir, "regularisation", String(i));
-      retrieveRegularisation({ ...retrieve, classPrompt: c.class_prompt, textFeatures: pipelineTextFeatures(pipe), out: dir, log });
+      retrieveRegularisation({
+        ...retrieve,
+        classPrompt: c.class_prompt,
+        textFeatures: pipelineTextFeatures(pipe),
+        out: dir,
+        log,
+      });
     } else {
       dir = generateRegularisation({ pipeline: pipe, classPrompt: c.class_prompt, ...generate, log }).dir;
     }

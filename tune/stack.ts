@@ -26,7 +26,8 @@ const WIDER: Record<FreezeModel, number> = { none: -1, crossattn_kv: 0, crossatt
  */
 export function stackDeltas(baseUnet: Module, deltas: readonly Delta[], weights?: readonly number[]): StackResult {
   if (deltas.length === 0) throw new ConfigError("stack: no deltas");
-  if (weights && weights.length !== deltas.length) throw new ConfigError(`stack: ${deltas.length} deltas but ${weights.length} weights`);
+  if (weights && weights.length !== deltas.length)
+    throw new ConfigError(`stack: ${deltas.length} deltas but ${weights.length} weights`);
   const fp = checkSameBase(baseUnet, deltas, "stack");
   const sd = baseUnet.stateDict();
   const keys = [...sd.keys()].filter((k) => deltas.some((d) => d.unet.has(k)));
@@ -53,7 +54,11 @@ export function stackDeltas(baseUnet: Module, deltas: readonly Delta[], weights?
  * map before they are applied), to a pipeline: the UNet's weights (refused on another base unless
  * `force`) and the new tokens. Returns the delta applied.
  */
-export function applyDeltas(pipe: Pick<StableDiffusionPipeline, "unet" | "tokenizer" | "textEncoder">, deltas: readonly Delta[], opts: { force?: boolean; onStacked?: (tokenMap: Map<string, string>[]) => void } = {}): Delta {
+export function applyDeltas(
+  pipe: Pick<StableDiffusionPipeline, "unet" | "tokenizer" | "textEncoder">,
+  deltas: readonly Delta[],
+  opts: { force?: boolean; onStacked?: (tokenMap: Map<string, string>[]) => void } = {},
+): Delta {
   let delta = deltas[0]!;
   if (deltas.length !== 1) {
     const st = stackDeltas(pipe.unet, deltas);

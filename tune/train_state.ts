@@ -38,13 +38,36 @@ export function readTrainState(file: string, step: number, length: number): Trai
   const bad = (field: string, want: string): never => {
     throw new ConfigError(`${file}: "${field}" should be ${want}, got ${JSON.stringify(st?.[field])?.slice(0, 60)}`);
   };
-  const isInt = (v: unknown, lo: number, hi: number) => Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi;
+  const isInt = (v: unknown, lo: number, hi: number) =>
+    Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi;
   if (!st || typeof st !== "object") bad("state", "an object");
   if (st.step !== step) bad("step", `${step} (the folder's step)`);
   const gen = st.generator;
-  if (!Array.isArray(gen) || gen.length !== 5 || !gen.slice(0, 4).every((x) => isInt(x, -0x80000000, 0xffffffff)) || !(gen[4] === null || typeof gen[4] === "number")) bad("generator", "four 32-bit integers and a spare value (null or a number)");
-  if (!Array.isArray(st.order) || !st.order.every((x) => isInt(x, 0, length - 1)) || (st.order.length !== 0 && st.order.length !== length)) bad("order", `a permutation of the ${length} training indices (did the data change?)`);
+  if (
+    !Array.isArray(gen) ||
+    gen.length !== 5 ||
+    !gen.slice(0, 4).every((x) => isInt(x, -0x80000000, 0xffffffff)) ||
+    !(gen[4] === null || typeof gen[4] === "number")
+  )
+    bad("generator", "four 32-bit integers and a spare value (null or a number)");
+  if (
+    !Array.isArray(st.order) ||
+    !st.order.every((x) => isInt(x, 0, length - 1)) ||
+    (st.order.length !== 0 && st.order.length !== length)
+  )
+    bad("order", `a permutation of the ${length} training indices (did the data change?)`);
   if (!isInt(st.cursor, 0, (st.order as number[]).length)) bad("cursor", `an index into order`);
-  if (!Array.isArray(st.losses) || st.losses.length !== step || !st.losses.every((x) => typeof x === "number" && Number.isFinite(x))) bad("losses", `${step} finite numbers`);
-  return { step, generator: (gen as (number | null)[]).map((x) => (x === null ? NaN : x)), order: st.order as number[], cursor: st.cursor as number, losses: st.losses as number[] };
+  if (
+    !Array.isArray(st.losses) ||
+    st.losses.length !== step ||
+    !st.losses.every((x) => typeof x === "number" && Number.isFinite(x))
+  )
+    bad("losses", `${step} finite numbers`);
+  return {
+    step,
+    generator: (gen as (number | null)[]).map((x) => (x === null ? NaN : x)),
+    order: st.order as number[],
+    cursor: st.cursor as number,
+    losses: st.losses as number[],
+  };
 }

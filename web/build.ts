@@ -10,15 +10,28 @@ import { build, type Plugin } from "esbuild";
 
 export const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(WEB_DIR);
-const SHIMS: Record<string, string> = { fs: "fs.ts", path: "path.ts", url: "url.ts", zlib: "zlib.ts", crypto: "crypto.ts", buffer: "buffer.ts" };
+const SHIMS: Record<string, string> = {
+  fs: "fs.ts",
+  path: "path.ts",
+  url: "url.ts",
+  zlib: "zlib.ts",
+  crypto: "crypto.ts",
+  buffer: "buffer.ts",
+};
 
 const nodeShims: Plugin = {
   name: "node-shims",
   setup(b) {
-    b.onResolve({ filter: /^(node:)?(fs|path|url|zlib|crypto|buffer|os|util|child_process|worker_threads|module|process|events|stream|readline|perf_hooks|assert)$/ }, (a) => {
-      const name = a.path.replace(/^node:/, "");
-      return { path: path.join(WEB_DIR, "shims", SHIMS[name] ?? "missing.cjs") };
-    });
+    b.onResolve(
+      {
+        filter:
+          /^(node:)?(fs|path|url|zlib|crypto|buffer|os|util|child_process|worker_threads|module|process|events|stream|readline|perf_hooks|assert)$/,
+      },
+      (a) => {
+        const name = a.path.replace(/^node:/, "");
+        return { path: path.join(WEB_DIR, "shims", SHIMS[name] ?? "missing.cjs") };
+      },
+    );
   },
 };
 
@@ -30,7 +43,10 @@ export interface WebBuild {
 }
 
 /** Builds the page into `outDir` (default .cache/web) and checks that no Node import is left. */
-export async function buildWeb(outDir = path.join(ROOT, ".cache", "web"), opts: { minify?: boolean } = {}): Promise<WebBuild> {
+export async function buildWeb(
+  outDir = path.join(ROOT, ".cache", "web"),
+  opts: { minify?: boolean } = {},
+): Promise<WebBuild> {
   const t0 = performance.now();
   fs.mkdirSync(outDir, { recursive: true });
   await build({

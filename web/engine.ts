@@ -16,13 +16,24 @@ import { installTokens } from "../tune/tokens.ts";
 import { loadWorldDataset, type WorldDataset } from "../world/dataset.ts";
 import { WEB_TRAIN_DEFAULTS, instancePrompt, type SampleRequest, type TrainRequest } from "./protocol.ts";
 
-const MODEL_FILES = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "text_encoder/model.safetensors",
-  "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-  "unet/config.json", "unet/diffusion_pytorch_model.safetensors"];
+const MODEL_FILES = [
+  "model_index.json",
+  "scheduler/scheduler_config.json",
+  "text_encoder/config.json",
+  "text_encoder/model.safetensors",
+  "tokenizer/merges.txt",
+  "tokenizer/special_tokens_map.json",
+  "tokenizer/tokenizer_config.json",
+  "tokenizer/vocab.json",
+  "unet/config.json",
+  "unet/diffusion_pytorch_model.safetensors",
+];
 const DATA_FILES = ["train.json", "train.png"];
-const MODEL = "/world/model", DATA = "/world/data";
+const MODEL = "/world/model",
+  DATA = "/world/data";
 
-const post = (m: unknown, transfer: Transferable[] = []): void => (self as unknown as { postMessage(m: unknown, t: Transferable[]): void }).postMessage(m, transfer);
+const post = (m: unknown, transfer: Transferable[] = []): void =>
+  (self as unknown as { postMessage(m: unknown, t: Transferable[]): void }).postMessage(m, transfer);
 let pipe: StableDiffusionPipeline;
 let ds: WorldDataset;
 
@@ -33,15 +44,32 @@ async function fetchInto(url: string, dest: string): Promise<void> {
 }
 
 function backendLine(): { backend: string; variant: string; threads: number; isolated: boolean } {
-  return { backend: getDefaultBackend().name, variant: sgemmKernel().variant, threads: getNumThreads(), isolated: (self as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated === true };
+  return {
+    backend: getDefaultBackend().name,
+    variant: sgemmKernel().variant,
+    threads: getNumThreads(),
+    isolated: (self as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
+  };
 }
 
-function sample(p: StableDiffusionPipeline, prompt: string, n: number, steps: number, seed: number): { images: Float32Array[]; msPerStep: number } {
+function sample(
+  p: StableDiffusionPipeline,
+  prompt: string,
+  n: number,
+  steps: number,
+  seed: number,
+): { images: Float32Array[]; msPerStep: number } {
   const t0 = performance.now();
   const { latents } = p.generate({ prompt, numImagesPerPrompt: n, numInferenceSteps: steps, guidanceScale: 1, seed });
   const ms = (performance.now() - t0) / steps;
-  const d = latents.data, per = d.length / n;
-  return { images: Array.from({ length: n }, (_, i) => Float32Array.from(d.subarray(i * per, (i + 1) * per), (v) => Math.max(-1, Math.min(1, v)))), msPerStep: ms };
+  const d = latents.data,
+    per = d.length / n;
+  return {
+    images: Array.from({ length: n }, (_, i) =>
+      Float32Array.from(d.subarray(i * per, (i + 1) * per), (v) => Math.max(-1, Math.min(1, v))),
+    ),
+    msPerStep: ms,
+  };
 }
 
 /** The world class whose caption is `word` (its images regularise training), or null. */
@@ -70,7 +98,10 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
   async init(m) {
     const t0 = performance.now();
     if (typeof m.threads === "number" && m.threads >= 1) setNumThreads(m.threads);
-    await Promise.all([...MODEL_FILES.map((f) => fetchInto(`/model/${f}`, `${MODEL}/${f}`)), ...DATA_FILES.map((f) => fetchInto(`/data/${f}`, `${DATA}/${f}`))]);
+    await Promise.all([
+      ...MODEL_FILES.map((f) => fetchInto(`/model/${f}`, `${MODEL}/${f}`)),
+      ...DATA_FILES.map((f) => fetchInto(`/data/${f}`, `${DATA}/${f}`)),
+    ]);
     const running = await startPool();
     if (running === 0 && getNumThreads() > 1) post({ type: "log", line: "the worker pool did not start: one thread" });
     pipe = StableDiffusionPipeline.fromPretrained(MODEL);
@@ -80,7 +111,14 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
   sample(m) {
     const r = m as unknown as SampleRequest;
     const out = sample(pipe, r.prompt, r.n, r.steps, r.seed);
-    post({ type: "samples", id: r.id, prompt: r.prompt, images: out.images, msPerStep: out.msPerStep, ...backendLine() });
+    post({
+      type: "samples",
+      id: r.id,
+      prompt: r.prompt,
+      images: out.images,
+      msPerStep: out.msPerStep,
+      ...backendLine(),
+    });
   },
   train(m) {
     const r = m as unknown as TrainRequest;
@@ -94,17 +132,32 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
         bad.push(`${f.name}: ${(e as Error).message}`);
       }
     });
-    if (bad.length) throw new Error(`${bad.length} file${bad.length > 1 ? "s" : ""} could not be read as PNG or JPEG:\n${bad.join("\n")}`);
+    if (bad.length)
+      throw new Error(
+        `${bad.length} file${bad.length > 1 ? "s" : ""} could not be read as PNG or JPEG:\n${bad.join("\n")}`,
+      );
     const run = "/run";
     vfsRemoveTree(run);
-    r.files.forEach((f, i) => vfsPut(`${run}/data/concept/${String(i).padStart(3, "0")}${/\.jpe?g$/i.test(f.name) ? ".jpg" : ".png"}`, f.bytes));
+    r.files.forEach((f, i) =>
+      vfsPut(`${run}/data/concept/${String(i).padStart(3, "0")}${/\.jpe?g$/i.test(f.name) ? ".jpg" : ".png"}`, f.bytes),
+    );
     const cls = worldClass(r.classWord);
-    if (cls) cls.forEach((idx, i) => vfsPut(`${run}/data/class/${String(i).padStart(3, "0")}.png`, encodePng(chwToImage(ds.images[idx], 3, ds.size, ds.size))));
+    if (cls)
+      cls.forEach((idx, i) =>
+        vfsPut(
+          `${run}/data/class/${String(i).padStart(3, "0")}.png`,
+          encodePng(chwToImage(ds.images[idx], 3, ds.size, ds.size)),
+        ),
+      );
     const fresh = StableDiffusionPipeline.fromPretrained(MODEL);
     const prompts = { before: [r.classWord], after: [`<new1> ${r.classWord}`, r.classWord, ...r.prompts] };
-    const n = o.samples, steps = o.sampleSteps;
+    const n = o.samples,
+      steps = o.sampleSteps;
     const before = prompts.before.map((p) => ({ prompt: p, images: sample(fresh, p, n, steps, o.seed).images }));
-    post({ type: "log", line: `regularisation: ${cls ? `${cls.length} world images of "${r.classWord.trim().toLowerCase()}"` : `none (no world class is called "${r.classWord}")`}` });
+    post({
+      type: "log",
+      line: `regularisation: ${cls ? `${cls.length} world images of "${r.classWord.trim().toLowerCase()}"` : `none (no world class is called "${r.classWord}")`}`,
+    });
     // progress on every optimizer step (the loop itself logs every 10 steps, with the loss)
     let done = 0;
     const t0 = performance.now();
@@ -118,8 +171,21 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
     let result;
     try {
       result = customise(fresh, {
-        concepts: [{ instance_prompt: instancePrompt(r.classWord), class_prompt: r.classWord, instance_data_dir: `${run}/data/concept`, ...(cls ? { class_data_dir: `${run}/data/class` } : {}) }],
-        outputDir: `${run}/delta`, freezeModel: o.freezeModel, maxTrainSteps: o.steps, trainBatchSize: o.batch, learningRate: o.lr, seed: o.seed, hflip: true,
+        concepts: [
+          {
+            instance_prompt: instancePrompt(r.classWord),
+            class_prompt: r.classWord,
+            instance_data_dir: `${run}/data/concept`,
+            ...(cls ? { class_data_dir: `${run}/data/class` } : {}),
+          },
+        ],
+        outputDir: `${run}/delta`,
+        freezeModel: o.freezeModel,
+        maxTrainSteps: o.steps,
+        trainBatchSize: o.batch,
+        learningRate: o.lr,
+        seed: o.seed,
+        hflip: true,
         log: (line) => post({ type: "log", line }),
       });
     } finally {
@@ -127,7 +193,9 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
     }
     const after = prompts.after.map((p) => ({ prompt: p, images: sample(fresh, p, n, steps, o.seed).images }));
     pipe = fresh;
-    const files = [...vfsList(`${run}/delta`)].filter(([k]) => !k.slice(`${run}/delta/`.length).includes("/") && !k.includes("/.")).map(([k, v]) => ({ name: k.slice(`${run}/delta/`.length), bytes: v }));
+    const files = [...vfsList(`${run}/delta`)]
+      .filter(([k]) => !k.slice(`${run}/delta/`.length).includes("/") && !k.includes("/."))
+      .map(([k, v]) => ({ name: k.slice(`${run}/delta/`.length), bytes: v }));
     post({ type: "trained", losses: result.losses, seconds: result.seconds, before, after, files, ...backendLine() });
   },
   loadDelta(m) {
@@ -139,7 +207,10 @@ const handlers: Record<string, (m: Record<string, unknown>) => Promise<void> | v
     applyDeltaToUNet(fresh.unet, d);
     installTokens(fresh.tokenizer, fresh.textEncoder, d.tokens);
     pipe = fresh;
-    post({ type: "log", line: `loaded a delta: ${d.unet.size} tensors, tokens ${[...d.tokens.keys()].join(", ") || "none"}; sampling now uses it` });
+    post({
+      type: "log",
+      line: `loaded a delta: ${d.unet.size} tensors, tokens ${[...d.tokens.keys()].join(", ") || "none"}; sampling now uses it`,
+    });
     post({ type: "deltaLoaded", tokens: [...d.tokens.keys()] });
   },
 };

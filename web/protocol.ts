@@ -13,7 +13,15 @@ export interface WebTrainOptions {
   sampleSteps: number;
 }
 
-export const WEB_TRAIN_DEFAULTS: WebTrainOptions = { steps: 100, freezeModel: "crossattn_kv", lr: 1e-3, batch: 4, seed: 0, samples: 4, sampleSteps: 25 };
+export const WEB_TRAIN_DEFAULTS: WebTrainOptions = {
+  steps: 100,
+  freezeModel: "crossattn_kv",
+  lr: 1e-3,
+  batch: 4,
+  seed: 0,
+  samples: 4,
+  sampleSteps: 25,
+};
 
 /** The instance prompt for a class word, as the demo picks it ("photo of a <new1> horse face"). */
 export function instancePrompt(classWord: string): string {

@@ -12,8 +12,13 @@ import { WEB_DIR, buildWeb } from "./build.ts";
 
 const ROOT = path.dirname(WEB_DIR);
 const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".json": "application/json",
-  ".png": "image/png", ".txt": "text/plain; charset=utf-8", ".safetensors": "application/octet-stream", ".css": "text/css",
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".json": "application/json",
+  ".png": "image/png",
+  ".txt": "text/plain; charset=utf-8",
+  ".safetensors": "application/octet-stream",
+  ".css": "text/css",
 };
 
 export interface WebServer {
@@ -22,18 +27,26 @@ export interface WebServer {
 }
 
 /** Builds the page and serves it; resolves once listening. */
-export async function startWebServer(opts: { port?: number; host?: string; outDir?: string; log?: (s: string) => void } = {}): Promise<WebServer> {
+export async function startWebServer(
+  opts: { port?: number; host?: string; outDir?: string; log?: (s: string) => void } = {},
+): Promise<WebServer> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const b = await buildWeb(opts.outDir);
   log(`web: built ${b.files.join(", ")} (${(b.bytes / 1024).toFixed(0)} KiB) in ${(b.ms / 1000).toFixed(1)} s`);
-  const mounts: [string, string][] = [["/model/", path.join(ROOT, "world", "model")], ["/data/", path.join(ROOT, "world", "data")], ["/", b.outDir]];
+  const mounts: [string, string][] = [
+    ["/model/", path.join(ROOT, "world", "model")],
+    ["/data/", path.join(ROOT, "world", "data")],
+    ["/", b.outDir],
+  ];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     let p = decodeURIComponent(url.pathname);
     if (p === "/") p = "/index.html";
     const headers = {
-      "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
-      "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-store",
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+      "Cross-Origin-Resource-Policy": "same-origin",
+      "Cache-Control": "no-store",
     };
     if (p === "/favicon.ico") {
       res.writeHead(204, headers);
@@ -57,13 +70,23 @@ export async function startWebServer(opts: { port?: number; host?: string; outDi
   });
   const addr = server.address() as { port: number };
   const url = `http://${opts.host ?? "127.0.0.1"}:${addr.port}/`;
-  return { url, close: () => new Promise<void>((r) => { server.closeAllConnections?.(); server.close(() => r()); }) };
+  return {
+    url,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections?.();
+        server.close(() => r());
+      }),
+  };
 }
 
 if (process.argv[1] && /web[\\/]server\.ts$/.test(process.argv[1])) {
   const { values: v } = parseArgs({ options: { port: { type: "string" }, host: { type: "string" } } });
   startWebServer({ port: v.port !== undefined ? Number(v.port) : 8013, host: v.host ?? "127.0.0.1" }).then(
-    (s) => console.log(`web: Custom Diffusion in the browser at ${s.url}  (needs module workers, WebAssembly SIMD and cross-origin isolation: Chrome/Edge 91+, Firefox 114+, Safari 16.4+; Ctrl-C stops)`),
+    (s) =>
+      console.log(
+        `web: Custom Diffusion in the browser at ${s.url}  (needs module workers, WebAssembly SIMD and cross-origin isolation: Chrome/Edge 91+, Firefox 114+, Safari 16.4+; Ctrl-C stops)`,
+      ),
     (e: Error) => {
       console.error(`web: ${e.message}`);
       process.exitCode = 1;

@@ -68,7 +68,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function str(v: unknown, where: string): string {
-  if (typeof v !== "string" || v.length === 0) throw new FormatError(`${where} must be a non-empty string, got ${JSON.stringify(v)}`);
+  if (typeof v !== "string" || v.length === 0)
+    throw new FormatError(`${where} must be a non-empty string, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -84,11 +85,15 @@ export function readClassList(path: string = CLASSES_PATH): ClassList {
   }
   const train: ClassSpec[] = raw["train"].map((e: unknown, i: number) => {
     if (!isRecord(e)) throw new FormatError(`${path}: train[${i}] must be an object`);
-    return { emoji: str(e["emoji"], `${path}: train[${i}].emoji`), caption: str(e["caption"], `${path}: train[${i}].caption`) };
+    return {
+      emoji: str(e["emoji"], `${path}: train[${i}].emoji`),
+      caption: str(e["caption"], `${path}: train[${i}].caption`),
+    };
   });
   const heldout: HeldoutSpec[] = raw["heldout"].map((e: unknown, i: number) => {
     const w = `${path}: heldout[${i}]`;
-    if (!isRecord(e) || !Array.isArray(e["prompts"])) throw new FormatError(`${w} must be an object with a "prompts" array`);
+    if (!isRecord(e) || !Array.isArray(e["prompts"]))
+      throw new FormatError(`${w} must be an object with a "prompts" array`);
     return {
       emoji: str(e["emoji"], `${w}.emoji`),
       name: str(e["name"], `${w}.name`),
@@ -110,10 +115,13 @@ export function readClassList(path: string = CLASSES_PATH): ClassList {
   for (const h of heldout) {
     if (emojis.has(h.emoji)) throw new FormatError(`${path}: held-out emoji ${h.emoji} is also a training class`);
     if (captions.has(h.name)) throw new FormatError(`${path}: held-out name "${h.name}" is a training caption`);
-    if (!captions.has(h.class)) throw new FormatError(`${path}: held-out class "${h.class}" of ${h.emoji} is not a training caption`);
-    if (h.prompts.length < 5 || h.prompts.length > 10) throw new FormatError(`${path}: ${h.emoji} needs 5-10 prompts, got ${h.prompts.length}`);
+    if (!captions.has(h.class))
+      throw new FormatError(`${path}: held-out class "${h.class}" of ${h.emoji} is not a training caption`);
+    if (h.prompts.length < 5 || h.prompts.length > 10)
+      throw new FormatError(`${path}: ${h.emoji} needs 5-10 prompts, got ${h.prompts.length}`);
     for (const p of h.prompts) {
-      if (!p.includes(HELDOUT_TOKEN)) throw new FormatError(`${path}: prompt "${p}" of ${h.emoji} lacks ${HELDOUT_TOKEN}`);
+      if (!p.includes(HELDOUT_TOKEN))
+        throw new FormatError(`${path}: prompt "${p}" of ${h.emoji} lacks ${HELDOUT_TOKEN}`);
     }
     emojis.add(h.emoji);
   }
@@ -144,7 +152,8 @@ export function loadEmojiImage(path: string, size: number = WORLD_IMAGE_SIZE): I
   const rgb = toRGB(readImage(path), [1, 1, 1]);
   const small = resize(rgb, size, size, "area");
   // store what the 8-bit PNG will hold, so the preview and the committed sheet agree
-  for (let i = 0; i < small.data.length; i++) small.data[i] = Math.round(Math.min(1, Math.max(0, small.data[i]!)) * 255) / 255;
+  for (let i = 0; i < small.data.length; i++)
+    small.data[i] = Math.round(Math.min(1, Math.max(0, small.data[i]!)) * 255) / 255;
   return small;
 }
 
@@ -166,7 +175,9 @@ function formatJson(value: Record<string, unknown>): string {
     if (Array.isArray(v) && v.some((e) => typeof e === "object" && e !== null)) {
       body = `[\n${v.map((e) => `  ${JSON.stringify(e)}`).join(",\n")}\n ]`;
     } else if (isRecord(v)) {
-      body = `{\n${Object.entries(v).map(([k2, v2]) => `  ${JSON.stringify(k2)}: ${JSON.stringify(v2)}`).join(",\n")}\n }`;
+      body = `{\n${Object.entries(v)
+        .map(([k2, v2]) => `  ${JSON.stringify(k2)}: ${JSON.stringify(v2)}`)
+        .join(",\n")}\n }`;
     } else {
       body = JSON.stringify(v);
     }
@@ -197,12 +208,18 @@ export interface BuildOptions {
 }
 
 /** Builds train.png/json, heldout.png/json and captions.txt; deterministic for the same packages. */
-export function buildDataset(opts: BuildOptions): { classes: number; images: number; heldout: number; tokenIds: number } {
+export function buildDataset(opts: BuildOptions): {
+  classes: number;
+  images: number;
+  heldout: number;
+  tokenIds: number;
+} {
   const list = readClassList(opts.classes ?? CLASSES_PATH);
   const tables = new Map<Vendor, ReturnType<typeof readEmojiTable>>();
   for (const v of VENDORS) {
     const dir = join(opts.from, `emoji-datasource-${v}`);
-    if (!existsSync(join(dir, "emoji.json"))) throw new ConfigError(`build_dataset: ${dir}/emoji.json not found (install emoji-datasource-${v}@16)`);
+    if (!existsSync(join(dir, "emoji.json")))
+      throw new ConfigError(`build_dataset: ${dir}/emoji.json not found (install emoji-datasource-${v}@16)`);
     tables.set(v, readEmojiTable(dir));
   }
   const imagesOf = (emoji: string): { unified: string; name: string; images: { vendor: Vendor; img: Image }[] } => {
@@ -211,7 +228,8 @@ export function buildDataset(opts: BuildOptions): { classes: number; images: num
     const images: { vendor: Vendor; img: Image }[] = [];
     for (const v of VENDORS) {
       const entry = tables.get(v)!.byShortName.get(emoji);
-      if (entry === undefined) throw new FormatError(`build_dataset: emoji "${emoji}" is not in emoji-datasource-${v}/emoji.json`);
+      if (entry === undefined)
+        throw new FormatError(`build_dataset: emoji "${emoji}" is not in emoji-datasource-${v}/emoji.json`);
       unified = entry.unified;
       name = entry.name.toLowerCase();
       if (entry[`has_img_${v}`] !== true) continue;
@@ -240,7 +258,15 @@ export function buildDataset(opts: BuildOptions): { classes: number; images: num
       heldImages.push(img);
       return { vendor, tile: heldImages.length - 1 };
     });
-    return { name: h.name, emoji: h.emoji, unified: got.unified, class: h.class, token: HELDOUT_TOKEN, prompts: h.prompts, images };
+    return {
+      name: h.name,
+      emoji: h.emoji,
+      unified: got.unified,
+      class: h.class,
+      token: HELDOUT_TOKEN,
+      prompts: h.prompts,
+      images,
+    };
   });
 
   const captionLines: string[] = [];
@@ -255,35 +281,48 @@ export function buildDataset(opts: BuildOptions): { classes: number; images: num
     for (const p of c.prompts) {
       for (const id of promptTok.encode(p, { padding: "none" })) {
         if (id !== newId && !known.has(id)) {
-          throw new FormatError(`build_dataset: prompt "${p}" of ${c.emoji} uses token ${JSON.stringify(promptTok.convertIdsToTokens([id])[0])} that no training caption has`);
+          throw new FormatError(
+            `build_dataset: prompt "${p}" of ${c.emoji} uses token ${JSON.stringify(promptTok.convertIdsToTokens([id])[0])} that no training caption has`,
+          );
         }
       }
     }
   }
 
-  const sources = Object.fromEntries(VENDORS.map((v) => [v, {
-    package: `emoji-datasource-${v}`,
-    version: tables.get(v)!.version,
-    license: VENDOR_LICENSES[v],
-  }]));
+  const sources = Object.fromEntries(
+    VENDORS.map((v) => [
+      v,
+      {
+        package: `emoji-datasource-${v}`,
+        version: tables.get(v)!.version,
+        license: VENDOR_LICENSES[v],
+      },
+    ]),
+  );
   mkdirSync(opts.out, { recursive: true });
   writePng(join(opts.out, "train.png"), sheet(trainImages));
   writePng(join(opts.out, "heldout.png"), sheet(heldImages));
   const common = { format: "small-world-dataset/1", size: WORLD_IMAGE_SIZE, cols: SHEET_COLS, sources };
-  writeTextAtomic(join(opts.out, "train.json"), formatJson({
-    ...common,
-    sheet: "train.png",
-    captionTemplates: CAPTION_TEMPLATES,
-    tokenIds,
-    classes,
-    images: trainIndex,
-  }));
+  writeTextAtomic(
+    join(opts.out, "train.json"),
+    formatJson({
+      ...common,
+      sheet: "train.png",
+      captionTemplates: CAPTION_TEMPLATES,
+      tokenIds,
+      classes,
+      images: trainIndex,
+    }),
+  );
   writeTextAtomic(join(opts.out, "heldout.json"), formatJson({ ...common, sheet: "heldout.png", concepts }));
   writeTextAtomic(join(opts.out, "captions.txt"), captionLines.join("\n") + "\n");
 
   if (opts.preview !== undefined) {
     // one row per class pair: [twitter, google] x 8 classes per row, then the held-out images
-    writePng(opts.preview, upscale(makeGrid([...trainImages, ...heldImages], { cols: 16, pad: 1, background: [0.6] }), 4));
+    writePng(
+      opts.preview,
+      upscale(makeGrid([...trainImages, ...heldImages], { cols: 16, pad: 1, background: [0.6] }), 4),
+    );
   }
   return { classes: classes.length, images: trainImages.length, heldout: concepts.length, tokenIds: tokenIds.length };
 }
@@ -297,7 +336,10 @@ function parseArgs(argv: string[]): BuildOptions {
     return v;
   };
   const from = get("--from");
-  if (from === undefined) throw new ConfigError("build_dataset: usage: --from <node_modules> [--out world/data] [--preview file.png] [--classes classes.json]");
+  if (from === undefined)
+    throw new ConfigError(
+      "build_dataset: usage: --from <node_modules> [--out world/data] [--preview file.png] [--classes classes.json]",
+    );
   const opts: BuildOptions = { from: resolve(from), out: resolve(get("--out") ?? join(WORLD_DIR, "data")) };
   const preview = get("--preview");
   if (preview !== undefined) opts.preview = resolve(preview);
@@ -309,5 +351,7 @@ function parseArgs(argv: string[]): BuildOptions {
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const opts = parseArgs(process.argv.slice(2));
   const r = buildDataset(opts);
-  console.log(`build_dataset: ${r.classes} classes, ${r.images} images, ${r.heldout} held-out concepts, ${r.tokenIds} token ids -> ${opts.out}`);
+  console.log(
+    `build_dataset: ${r.classes} classes, ${r.images} images, ${r.heldout} held-out concepts, ${r.tokenIds} token ids -> ${opts.out}`,
+  );
 }

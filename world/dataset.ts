@@ -74,7 +74,8 @@ function readJson(path: string): Record<string, unknown> {
   } catch (e) {
     throw new FormatError(`world dataset: cannot read ${path}: ${(e as Error).message}`);
   }
-  if (!isRecord(raw) || raw["format"] !== FORMAT) throw new FormatError(`world dataset: ${path} is not a ${FORMAT} file`);
+  if (!isRecord(raw) || raw["format"] !== FORMAT)
+    throw new FormatError(`world dataset: ${path} is not a ${FORMAT} file`);
   return raw;
 }
 
@@ -88,11 +89,22 @@ function isVendor(v: unknown): v is Vendor {
 }
 
 /** Reads a sheet and returns a function cutting tile k out as CHW [-1, 1]. */
-function sheetReader(dir: string, meta: Record<string, unknown>, path: string): { size: number; tile: (k: number) => Float32Array } {
+function sheetReader(
+  dir: string,
+  meta: Record<string, unknown>,
+  path: string,
+): { size: number; tile: (k: number) => Float32Array } {
   const size = meta["size"];
   const cols = meta["cols"];
   const sheetName = meta["sheet"];
-  if (typeof size !== "number" || !Number.isInteger(size) || size < 1 || typeof cols !== "number" || !Number.isInteger(cols) || cols < 1) {
+  if (
+    typeof size !== "number" ||
+    !Number.isInteger(size) ||
+    size < 1 ||
+    typeof cols !== "number" ||
+    !Number.isInteger(cols) ||
+    cols < 1
+  ) {
     throw new FormatError(`world dataset: ${path}: size and cols must be positive integers`);
   }
   if (typeof sheetName !== "string" || sheetName.includes("/") || sheetName.includes("\\")) {
@@ -110,7 +122,9 @@ function sheetReader(dir: string, meta: Record<string, unknown>, path: string): 
       const x0 = (k % cols) * size;
       const y0 = Math.floor(k / cols) * size;
       if (!Number.isInteger(k) || k < 0 || x0 + size > sheet.width || y0 + size > sheet.height) {
-        throw new FormatError(`world dataset: ${path}: tile ${k} is outside ${sheetName} (${sheet.width}x${sheet.height} px, ${cols} tiles per row)`);
+        throw new FormatError(
+          `world dataset: ${path}: tile ${k} is outside ${sheetName} (${sheet.width}x${sheet.height} px, ${cols} tiles per row)`,
+        );
       }
       const data = new Float32Array(size * size * 3);
       for (let y = 0; y < size; y++) {
@@ -136,12 +150,22 @@ export function loadWorldDataset(dir: string = WORLD_DATA_DIR): WorldDataset {
   const rawImages = meta["images"];
   const tokenIds = meta["tokenIds"];
   const templates = meta["captionTemplates"];
-  if (!Array.isArray(rawClasses) || !Array.isArray(rawImages) || !Array.isArray(tokenIds) || !Array.isArray(templates)) {
+  if (
+    !Array.isArray(rawClasses) ||
+    !Array.isArray(rawImages) ||
+    !Array.isArray(tokenIds) ||
+    !Array.isArray(templates)
+  ) {
     throw new FormatError(`world dataset: ${path}: classes, images, tokenIds and captionTemplates must be arrays`);
   }
   const classes: WorldClass[] = rawClasses.map((c: unknown, i: number) => {
     const ok = isRecord(c) && ["caption", "emoji", "unified", "name"].every((k) => typeof c[k] === "string");
-    const r = need(ok, c as Record<string, string>, path, `classes[${i}] needs caption, emoji, unified and name strings`);
+    const r = need(
+      ok,
+      c as Record<string, string>,
+      path,
+      `classes[${i}] needs caption, emoji, unified and name strings`,
+    );
     return { caption: r["caption"]!, emoji: r["emoji"]!, unified: r["unified"]!, name: r["name"]!, imageIndices: [] };
   });
   const ds: WorldDataset = {
@@ -152,13 +176,32 @@ export function loadWorldDataset(dir: string = WORLD_DATA_DIR): WorldDataset {
     captions: [],
     vendors: [],
     tokenIds: tokenIds.map((t: unknown, i: number) =>
-      need(typeof t === "number" && Number.isInteger(t) && t >= 0 && (i === 0 || t > (tokenIds[i - 1] as number)), t as number, path, "tokenIds must be increasing non-negative integers")),
-    captionTemplates: templates.map((t: unknown) => need(typeof t === "string" && t.includes("{}"), t as string, path, "captionTemplates must be strings with {}")),
+      need(
+        typeof t === "number" && Number.isInteger(t) && t >= 0 && (i === 0 || t > (tokenIds[i - 1] as number)),
+        t as number,
+        path,
+        "tokenIds must be increasing non-negative integers",
+      ),
+    ),
+    captionTemplates: templates.map((t: unknown) =>
+      need(typeof t === "string" && t.includes("{}"), t as string, path, "captionTemplates must be strings with {}"),
+    ),
   };
   rawImages.forEach((e: unknown, i: number) => {
-    const ok = isRecord(e) && typeof e["class"] === "number" && Number.isInteger(e["class"]) && e["class"] >= 0 &&
-      e["class"] < classes.length && isVendor(e["vendor"]) && typeof e["tile"] === "number";
-    const r = need(ok, e as { class: number; vendor: Vendor; tile: number }, path, `images[${i}] needs a class index, a vendor and a tile`);
+    const ok =
+      isRecord(e) &&
+      typeof e["class"] === "number" &&
+      Number.isInteger(e["class"]) &&
+      e["class"] >= 0 &&
+      e["class"] < classes.length &&
+      isVendor(e["vendor"]) &&
+      typeof e["tile"] === "number";
+    const r = need(
+      ok,
+      e as { class: number; vendor: Vendor; tile: number },
+      path,
+      `images[${i}] needs a class index, a vendor and a tile`,
+    );
     classes[r.class]!.imageIndices.push(ds.images.length);
     ds.images.push(tile(r.tile));
     ds.labels.push(r.class);
@@ -181,29 +224,52 @@ export function loadHeldoutConcepts(train: WorldDataset, dir: string = WORLD_DAT
   if (!Array.isArray(raw)) throw new FormatError(`world dataset: ${path}: concepts must be an array`);
   const byCaption = new Map(train.classes.map((c, i) => [c.caption, i]));
   return raw.map((c: unknown, i: number) => {
-    const ok = isRecord(c) && ["name", "emoji", "unified", "class", "token"].every((k) => typeof c[k] === "string") &&
-      Array.isArray(c["prompts"]) && c["prompts"].every((p) => typeof p === "string") && Array.isArray(c["images"]);
+    const ok =
+      isRecord(c) &&
+      ["name", "emoji", "unified", "class", "token"].every((k) => typeof c[k] === "string") &&
+      Array.isArray(c["prompts"]) &&
+      c["prompts"].every((p) => typeof p === "string") &&
+      Array.isArray(c["images"]);
     const r = need(ok, c as Record<string, unknown>, path, `concepts[${i}] is malformed`);
     const cls = r["class"] as string;
-    const classIndex = need(byCaption.has(cls), byCaption.get(cls)!, path, `concept "${String(r["name"])}" has class "${cls}", not a training caption`);
+    const classIndex = need(
+      byCaption.has(cls),
+      byCaption.get(cls)!,
+      path,
+      `concept "${String(r["name"])}" has class "${cls}", not a training caption`,
+    );
     const images: Float32Array[] = [];
     const vendors: Vendor[] = [];
     for (const im of r["images"] as unknown[]) {
       const okIm = isRecord(im) && isVendor(im["vendor"]) && typeof im["tile"] === "number";
-      const m = need(okIm, im as { vendor: Vendor; tile: number }, path, `concept "${String(r["name"])}" has a malformed image entry`);
+      const m = need(
+        okIm,
+        im as { vendor: Vendor; tile: number },
+        path,
+        `concept "${String(r["name"])}" has a malformed image entry`,
+      );
       images.push(tile(m.tile));
       vendors.push(m.vendor);
     }
     return {
-      name: r["name"] as string, emoji: r["emoji"] as string, unified: r["unified"] as string,
-      class: cls, classIndex, token: r["token"] as string, prompts: r["prompts"] as string[], images, vendors,
+      name: r["name"] as string,
+      emoji: r["emoji"] as string,
+      unified: r["unified"] as string,
+      class: cls,
+      classIndex,
+      token: r["token"] as string,
+      prompts: r["prompts"] as string[],
+      images,
+      vendors,
     };
   });
 }
 
 /** The caption lines (training captions under every template), for regularisation features. */
 export function loadCaptionLines(dir: string = WORLD_DATA_DIR): string[] {
-  return readFileSync(join(dir, "captions.txt"), "utf8").split("\n").filter((l) => l.length > 0);
+  return readFileSync(join(dir, "captions.txt"), "utf8")
+    .split("\n")
+    .filter((l) => l.length > 0);
 }
 
 /** Replaces a concept's modifier token in its prompts (e.g. "<new1>" -> "<new2>" for a second concept). */
@@ -235,7 +301,8 @@ export function stackImages(images: Float32Array[], indices?: number[]): Float32
   const out = new Float32Array(order.length * per); // (N, 3, size, size)
   order.forEach((idx, n) => {
     const img = images[idx];
-    if (img === undefined || img.length !== per) throw new FormatError(`stackImages: image ${idx} is missing or of another size`);
+    if (img === undefined || img.length !== per)
+      throw new FormatError(`stackImages: image ${idx} is missing or of another size`);
     out.set(img, n * per);
   });
   return out;

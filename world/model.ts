@@ -20,15 +20,26 @@ export const WORLD_MODEL_DIR = path.join(path.dirname(fileURLToPath(import.meta.
 export const WORLD_MAX_TOKENS = 16;
 
 export const WORLD_UNET_CONFIG = {
-  in_channels: 3, out_channels: 3, sample_size: 16, block_out_channels: [32, 64, 128], layers_per_block: 1,
+  in_channels: 3,
+  out_channels: 3,
+  sample_size: 16,
+  block_out_channels: [32, 64, 128],
+  layers_per_block: 1,
   down_block_types: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
   up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-  cross_attention_dim: 64, attention_head_dim: 4, norm_num_groups: 16,
+  cross_attention_dim: 64,
+  attention_head_dim: 4,
+  norm_num_groups: 16,
 };
 
 export const WORLD_SCHEDULER_CONFIG = {
-  num_train_timesteps: 1000, beta_schedule: "squaredcos_cap_v2", prediction_type: "v_prediction",
-  clip_sample: false, set_alpha_to_one: true, steps_offset: 0, timestep_spacing: "trailing",
+  num_train_timesteps: 1000,
+  beta_schedule: "squaredcos_cap_v2",
+  prediction_type: "v_prediction",
+  clip_sample: false,
+  set_alpha_to_one: true,
+  steps_offset: 0,
+  timestep_spacing: "trailing",
 };
 
 /**
@@ -66,8 +77,15 @@ export function buildWorldPipeline(tokenizer: CLIPTokenizer, seed = 0): StableDi
   return withInitGenerator(new Generator(seed), () => {
     const unet = UNet2DConditionModel.fromConfig(WORLD_UNET_CONFIG);
     const te = CLIPTextModel.fromConfig({
-      hidden_size: 64, intermediate_size: 256, num_hidden_layers: 2, num_attention_heads: 4, vocab_size: tokenizer.vocabSize,
-      max_position_embeddings: WORLD_MAX_TOKENS, bos_token_id: tokenizer.bosTokenId, eos_token_id: tokenizer.eosTokenId, pad_token_id: tokenizer.padTokenId,
+      hidden_size: 64,
+      intermediate_size: 256,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      vocab_size: tokenizer.vocabSize,
+      max_position_embeddings: WORLD_MAX_TOKENS,
+      bos_token_id: tokenizer.bosTokenId,
+      eos_token_id: tokenizer.eosTokenId,
+      pad_token_id: tokenizer.padTokenId,
       hidden_act: "quick_gelu",
     });
     return new StableDiffusionPipeline(unet, te, tokenizer, new DDIMScheduler(WORLD_SCHEDULER_CONFIG as never), null);

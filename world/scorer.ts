@@ -30,20 +30,39 @@ export const WORLD_SCORER_IMAGE_SIZE = 16;
 /** Tower sizes of the world scorer (the text tower's vocabulary and special ids come from its tokenizer). */
 export const WORLD_SCORER_ARCH = {
   projection_dim: 64,
-  vision: { image_size: WORLD_SCORER_IMAGE_SIZE, patch_size: 4, hidden_size: 64, intermediate_size: 256, num_hidden_layers: 3, num_attention_heads: 4 },
-  text: { hidden_size: 64, intermediate_size: 256, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: WORLD_MAX_TOKENS },
+  vision: {
+    image_size: WORLD_SCORER_IMAGE_SIZE,
+    patch_size: 4,
+    hidden_size: 64,
+    intermediate_size: 256,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+  },
+  text: {
+    hidden_size: 64,
+    intermediate_size: 256,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    max_position_embeddings: WORLD_MAX_TOKENS,
+  },
 } as const;
 
 /** A freshly initialised world scorer for `tokenizer` (the world's restricted tokenizer). */
 export function buildWorldScorer(tokenizer: CLIPTokenizer, seed = 0): CLIPModel {
-  return withInitGenerator(new Generator(seed), () => CLIPModel.fromConfig({
-    projection_dim: WORLD_SCORER_ARCH.projection_dim,
-    vision_config: { ...WORLD_SCORER_ARCH.vision, hidden_act: "quick_gelu" },
-    text_config: {
-      ...WORLD_SCORER_ARCH.text, hidden_act: "quick_gelu", vocab_size: tokenizer.vocabSize,
-      bos_token_id: tokenizer.bosTokenId, eos_token_id: tokenizer.eosTokenId, pad_token_id: tokenizer.padTokenId,
-    },
-  }));
+  return withInitGenerator(new Generator(seed), () =>
+    CLIPModel.fromConfig({
+      projection_dim: WORLD_SCORER_ARCH.projection_dim,
+      vision_config: { ...WORLD_SCORER_ARCH.vision, hidden_act: "quick_gelu" },
+      text_config: {
+        ...WORLD_SCORER_ARCH.text,
+        hidden_act: "quick_gelu",
+        vocab_size: tokenizer.vocabSize,
+        bos_token_id: tokenizer.bosTokenId,
+        eos_token_id: tokenizer.eosTokenId,
+        pad_token_id: tokenizer.padTokenId,
+      },
+    }),
+  );
 }
 
 /**
@@ -51,9 +70,16 @@ export function buildWorldScorer(tokenizer: CLIPTokenizer, seed = 0): CLIPModel 
  * outside the restricted vocabulary (which the tokenizer maps to its unknown token, the same id as
  * end-of-text) are dropped, so an unknown word does not end the text early at the pooled position.
  */
-export function encodeWorldText(tokenizer: CLIPTokenizer, text: string, maxLength: number = WORLD_MAX_TOKENS): number[] {
+export function encodeWorldText(
+  tokenizer: CLIPTokenizer,
+  text: string,
+  maxLength: number = WORLD_MAX_TOKENS,
+): number[] {
   const raw = tokenizer.encode(text, { padding: "none", truncation: false });
-  const core = raw.slice(1, -1).filter((id) => id !== tokenizer.unkTokenId && id !== tokenizer.bosTokenId).slice(0, maxLength - 2);
+  const core = raw
+    .slice(1, -1)
+    .filter((id) => id !== tokenizer.unkTokenId && id !== tokenizer.bosTokenId)
+    .slice(0, maxLength - 2);
   const ids = [tokenizer.bosTokenId, ...core, tokenizer.eosTokenId];
   while (ids.length < maxLength) ids.push(tokenizer.padTokenId);
   return ids;
@@ -63,13 +89,18 @@ export function encodeWorldText(tokenizer: CLIPTokenizer, text: string, maxLengt
  * CHW images in [-1, 1] (the world dataset's layout, 16x16) -> (N, 3, 16, 16) pixel values for the
  * vision tower: mapped to [0, 1], then normalised with CLIP's mean and std per channel.
  */
-export function worldPixelValues(images: readonly Float32Array[], size: number = WORLD_SCORER_IMAGE_SIZE): Float32Array {
+export function worldPixelValues(
+  images: readonly Float32Array[],
+  size: number = WORLD_SCORER_IMAGE_SIZE,
+): Float32Array {
   const plane = size * size;
   const out = new Float32Array(images.length * 3 * plane); // (N, 3, size, size)
   images.forEach((img, n) => {
-    if (img.length !== 3 * plane) throw new ConfigError(`world scorer: expected CHW images of 3x${size}x${size}, got ${img.length} values`);
+    if (img.length !== 3 * plane)
+      throw new ConfigError(`world scorer: expected CHW images of 3x${size}x${size}, got ${img.length} values`);
     for (let c = 0; c < 3; c++) {
-      const m = CLIP_MEAN[c], s = CLIP_STD[c];
+      const m = CLIP_MEAN[c],
+        s = CLIP_STD[c];
       for (let i = 0; i < plane; i++) out[(n * 3 + c) * plane + i] = ((img[c * plane + i]! + 1) / 2 - m) / s;
     }
   });
@@ -102,7 +133,11 @@ function rowsOf(data: ArrayLike<number>, n: number): Float64Array[] {
 }
 
 /** Wraps a CLIPModel (in eval mode) and its tokenizer as a {@link WorldScorer}. */
-export function worldScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { batchSize?: number } = {}): WorldScorer {
+export function worldScorer(
+  model: CLIPModel,
+  tokenizer: CLIPTokenizer,
+  opts: { batchSize?: number } = {},
+): WorldScorer {
   const bs = opts.batchSize ?? 128;
   const size = model.config.vision_config.image_size;
   const maxLen = model.config.text_config.max_position_embeddings;
@@ -114,15 +149,20 @@ export function worldScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { 
     }
     return out;
   };
-  const fromPixels = (px: Float32Array, n: number) => noGrad(() => model.getImageFeatures(tensor(px, [n, 3, size, size])).data); // (n, P)
+  const fromPixels = (px: Float32Array, n: number) =>
+    noGrad(() => model.getImageFeatures(tensor(px, [n, 3, size, size])).data); // (n, P)
   return {
     model,
     tokenizer,
-    imageFeatures: (images) => batched(images, (batch) => {
-      return fromPixels(clipPixelValues(batch, size), batch.length);
-    }),
+    imageFeatures: (images) =>
+      batched(images, (batch) => {
+        return fromPixels(clipPixelValues(batch, size), batch.length);
+      }),
     imageFeaturesCHW: (images) => batched(images, (batch) => fromPixels(worldPixelValues(batch, size), batch.length)),
-    textFeatures: (texts) => batched(texts, (batch) => noGrad(() => model.getTextFeatures(batch.map((t) => encodeWorldText(tokenizer, t, maxLen))).data)),
+    textFeatures: (texts) =>
+      batched(texts, (batch) =>
+        noGrad(() => model.getTextFeatures(batch.map((t) => encodeWorldText(tokenizer, t, maxLen))).data),
+      ),
   };
 }
 
@@ -132,7 +172,9 @@ export function worldScorer(model: CLIPModel, tokenizer: CLIPTokenizer, opts: { 
  */
 export function loadWorldScorer(folder: string = WORLD_SCORER_DIR, opts: { batchSize?: number } = {}): WorldScorer {
   if (!fs.existsSync(path.join(folder, "config.json")) || !fs.existsSync(path.join(folder, "tokenizer"))) {
-    throw new ConfigError(`world scorer: no scorer at ${folder} (config.json, model.safetensors, tokenizer/); train one with \`npx tsx world/train_scorer.ts\``);
+    throw new ConfigError(
+      `world scorer: no scorer at ${folder} (config.json, model.safetensors, tokenizer/); train one with \`npx tsx world/train_scorer.ts\``,
+    );
   }
   const model = CLIPModel.fromPretrained(folder).eval();
   const tokenizer = CLIPTokenizer.fromPretrained(path.join(folder, "tokenizer"));
@@ -156,13 +198,18 @@ export function saveWorldScorer(model: CLIPModel, folder: string): void {
  *   "a horse face", "photo of a horse face", ...) instead of the bare class caption
  * @returns the folder and the number of images
  */
-export function buildWorldCorpus(out: string, opts: { dataset?: WorldDataset; templates?: boolean } = {}): { dir: string; count: number } {
+export function buildWorldCorpus(
+  out: string,
+  opts: { dataset?: WorldDataset; templates?: boolean } = {},
+): { dir: string; count: number } {
   const ds = opts.dataset ?? loadWorldDataset();
   fs.mkdirSync(out, { recursive: true });
   const width = String(ds.images.length - 1).length;
   const lines: string[] = [];
   ds.images.forEach((img, k) => {
-    const caption = opts.templates ? applyTemplate(ds.captionTemplates[k % ds.captionTemplates.length]!, ds.captions[k]!) : ds.captions[k]!;
+    const caption = opts.templates
+      ? applyTemplate(ds.captionTemplates[k % ds.captionTemplates.length]!, ds.captions[k]!)
+      : ds.captions[k]!;
     const name = `${String(k).padStart(width, "0")}-${ds.captions[k]!.replace(/[^a-z0-9]+/gi, "-")}-${ds.vendors[k]}.png`;
     writePng(path.join(out, name), chwToImage(img, 3, ds.size, ds.size));
     lines.push(caption);

@@ -18,7 +18,15 @@ import type { HeldoutConcept, WorldDataset } from "./dataset.ts";
 import { loadHeldoutConcepts, loadWorldDataset, splitTrainValidation } from "./dataset.ts";
 import { worldTokenIds, writeRestrictedTokenizer } from "./model.ts";
 import type { WorldScorer } from "./scorer.ts";
-import { WORLD_SCORER_ARCH, WORLD_SCORER_DIR, buildWorldScorer, encodeWorldText, saveWorldScorer, worldPixelValues, worldScorer } from "./scorer.ts";
+import {
+  WORLD_SCORER_ARCH,
+  WORLD_SCORER_DIR,
+  buildWorldScorer,
+  encodeWorldText,
+  saveWorldScorer,
+  worldPixelValues,
+  worldScorer,
+} from "./scorer.ts";
 
 /** Options of {@link trainWorldScorer}. */
 export interface ScorerTrainOptions {
@@ -34,7 +42,15 @@ export interface ScorerTrainOptions {
   log?: (s: string) => void;
 }
 
-export const SCORER_RECIPE: ScorerTrainOptions = { steps: 1000, batch: 64, lr: 1e-3, warmup: 30, weightDecay: 0.1, seed: 0, split: false };
+export const SCORER_RECIPE: ScorerTrainOptions = {
+  steps: 1000,
+  batch: 64,
+  lr: 1e-3,
+  warmup: 30,
+  weightDecay: 0.1,
+  seed: 0,
+  split: false,
+};
 
 /** CLIP's cap on the temperature: logit_scale <= ln(100). */
 const MAX_LOGIT_SCALE = Math.log(100);
@@ -44,7 +60,8 @@ const LOGIT_SCALE_LR_FACTOR = 10;
 function augment(img: Float32Array, size: number, g: Generator): Float32Array {
   // random horizontal flip, then a random shift of up to 1 px filled with white (+1)
   const flip = g.random() < 0.5;
-  const dx = g.randint(-1, 2), dy = g.randint(-1, 2);
+  const dx = g.randint(-1, 2),
+    dy = g.randint(-1, 2);
   const out = new Float32Array(img.length).fill(1); // (3, size, size)
   for (let c = 0; c < 3; c++) {
     for (let y = 0; y < size; y++) {
@@ -67,7 +84,11 @@ function augment(img: Float32Array, size: number, g: Generator): Float32Array {
  * the image->text and text->image cross-entropies over exp(logit_scale)-scaled cosines. AdamW with
  * warm-up then cosine decay, weight decay on matrices only, gradient clip 1.
  */
-export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: ScorerTrainOptions): { model: CLIPModel; losses: number[]; seconds: number } {
+export function trainWorldScorer(
+  tokenizer: CLIPTokenizer,
+  ds: WorldDataset,
+  o: ScorerTrainOptions,
+): { model: CLIPModel; losses: number[]; seconds: number } {
   const log = o.log ?? ((s: string) => console.log(s));
   const model = buildWorldScorer(tokenizer, o.seed);
   model.train();
@@ -76,16 +97,23 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
   const decays = (k: string, p: Tensor) => p.ndim >= 2 && !k.includes("embedding");
   const decay = named.filter(([k, p]) => decays(k, p)).map(([, p]) => p);
   const rest = named.filter(([k, p]) => !decays(k, p) && p !== model.logit_scale).map(([, p]) => p);
-  const opt = new AdamW([
-    { params: decay, name: "decay" }, { params: rest, name: "no_decay", weightDecay: 0 }, { params: [model.logit_scale], name: "logit_scale", weightDecay: 0 },
-  ], { lr: o.lr, weightDecay: o.weightDecay, betas: [0.9, 0.98], eps: 1e-6 });
+  const opt = new AdamW(
+    [
+      { params: decay, name: "decay" },
+      { params: rest, name: "no_decay", weightDecay: 0 },
+      { params: [model.logit_scale], name: "logit_scale", weightDecay: 0 },
+    ],
+    { lr: o.lr, weightDecay: o.weightDecay, betas: [0.9, 0.98], eps: 1e-6 },
+  );
   const g = new Generator(o.seed);
   const allowed = new Set(o.split ? splitTrainValidation(ds).train : ds.images.map((_, i) => i));
   const byClass = ds.classes.map((c) => c.imageIndices.filter((i) => allowed.has(i)));
   const B = Math.min(o.batch, ds.classes.length);
   const size = ds.size;
   const maxLen = model.config.text_config.max_position_embeddings;
-  log(`world scorer: ${model.numParameters().toLocaleString("en")} parameters (vision ${WORLD_SCORER_ARCH.vision.num_hidden_layers}x${WORLD_SCORER_ARCH.vision.hidden_size}, text ${WORLD_SCORER_ARCH.text.num_hidden_layers}x${WORLD_SCORER_ARCH.text.hidden_size}, projection ${WORLD_SCORER_ARCH.projection_dim}); ${allowed.size} images of ${ds.classes.length} classes; batch ${B}, ${o.steps} steps`);
+  log(
+    `world scorer: ${model.numParameters().toLocaleString("en")} parameters (vision ${WORLD_SCORER_ARCH.vision.num_hidden_layers}x${WORLD_SCORER_ARCH.vision.hidden_size}, text ${WORLD_SCORER_ARCH.text.num_hidden_layers}x${WORLD_SCORER_ARCH.text.hidden_size}, projection ${WORLD_SCORER_ARCH.projection_dim}); ${allowed.size} images of ${ds.classes.length} classes; batch ${B}, ${o.steps} steps`,
+  );
   const losses: number[] = [];
   const targets = Array.from({ length: B }, (_, i) => i);
   const loop = new TrainingLoop({ start: 0, steps: o.steps });
@@ -97,7 +125,9 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
     }
     const classes = perm.slice(0, B);
     const imgs = classes.map((k) => augment(ds.images[byClass[k]![g.randint(0, byClass[k]!.length)]!]!, size, g));
-    const texts = classes.map((k) => applyTemplate(ds.captionTemplates[g.randint(0, ds.captionTemplates.length)]!, ds.classes[k]!.caption));
+    const texts = classes.map((k) =>
+      applyTemplate(ds.captionTemplates[g.randint(0, ds.captionTemplates.length)]!, ds.classes[k]!.caption),
+    );
     const ids = texts.map((t) => encodeWorldText(tokenizer, t, maxLen));
     const out = model.forward(ids, tensor(worldPixelValues(imgs, size), [B, 3, size, size]));
     const loss = crossEntropy(out.logits_per_image, targets).add(crossEntropy(out.logits_per_text, targets)).mul(0.5);
@@ -116,7 +146,9 @@ export function trainWorldScorer(tokenizer: CLIPTokenizer, ds: WorldDataset, o: 
     if (done === 1 || done % 20 === 0 || done === o.steps) {
       const p = loop.progress(done);
       const recent = losses.slice(-20);
-      log(`step ${done}/${o.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  logit scale ${Math.exp(model.logit_scale.item()).toFixed(1)}  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${formatDuration(p.eta)}`);
+      log(
+        `step ${done}/${o.steps}  loss ${l.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  logit scale ${Math.exp(model.logit_scale.item()).toFixed(1)}  ${p.secondsPerStep.toFixed(2)} s/step  ETA ${formatDuration(p.eta)}`,
+      );
     }
   }
   model.eval();
@@ -153,7 +185,8 @@ function argmax(xs: readonly number[]): number {
 function percentiles(xs: readonly number[], ps: readonly number[]): Record<string, number> {
   const s = [...xs].sort((a, b) => a - b);
   const out: Record<string, number> = {};
-  for (const p of ps) out[`p${p}`] = +s[Math.min(s.length - 1, Math.max(0, Math.round((p / 100) * (s.length - 1))))]!.toFixed(4);
+  for (const p of ps)
+    out[`p${p}`] = +s[Math.min(s.length - 1, Math.max(0, Math.round((p / 100) * (s.length - 1))))]!.toFixed(4);
   return out;
 }
 
@@ -174,7 +207,14 @@ export interface ScorerQuality {
   ownCaptionCosine: number;
   otherCaptionCosine: number;
   /** per held-out concept: its images against its class caption and all other class captions */
-  heldout: { concept: string; class: string; classCaptionCosine: number; otherCaptionsCosine: number; classCaptionRank: number; top3: string[] }[];
+  heldout: {
+    concept: string;
+    class: string;
+    classCaptionCosine: number;
+    otherCaptionsCosine: number;
+    classCaptionRank: number;
+    top3: string[];
+  }[];
   /** text-text cosine between class captions: the distribution retrieval sees */
   textSimilarity: {
     /** cosine of distinct class captions ("horse face" vs "zebra face"), percentiles */
@@ -189,7 +229,12 @@ export interface ScorerQuality {
 }
 
 /** Measures a scorer on the world corpus (see {@link ScorerQuality}). */
-export function measureWorldScorer(scorer: WorldScorer, ds: WorldDataset, heldout: readonly HeldoutConcept[], subset?: readonly number[]): ScorerQuality {
+export function measureWorldScorer(
+  scorer: WorldScorer,
+  ds: WorldDataset,
+  heldout: readonly HeldoutConcept[],
+  subset?: readonly number[],
+): ScorerQuality {
   const captions = ds.classes.map((c) => c.caption);
   const capF = scorer.textFeatures(captions).map(unit);
   const tplF = ds.captionTemplates.map((t) => scorer.textFeatures(captions.map((c) => applyTemplate(t, c))));
@@ -197,9 +242,11 @@ export function measureWorldScorer(scorer: WorldScorer, ds: WorldDataset, heldou
   const imgF = scorer.imageFeaturesCHW(ds.images).map(unit);
   const sims = imgF.map((f) => capF.map((c) => cosine(f, c)));
   const simsEns = imgF.map((f) => ensF.map((c) => cosine(f, c)));
-  const hit = (s: number[][], idx: readonly number[]) => idx.filter((i) => argmax(s[i]!) === ds.labels[i]).length / idx.length;
+  const hit = (s: number[][], idx: readonly number[]) =>
+    idx.filter((i) => argmax(s[i]!) === ds.labels[i]).length / idx.length;
   const all = ds.images.map((_, i) => i);
-  const captionToImage = capF.map((c, k) => ds.labels[argmax(imgF.map((f) => cosine(f, c)))] === k).filter(Boolean).length / capF.length;
+  const captionToImage =
+    capF.map((c, k) => ds.labels[argmax(imgF.map((f) => cosine(f, c)))] === k).filter(Boolean).length / capF.length;
   const own = all.map((i) => sims[i]![ds.labels[i]!]!);
   const other = all.map((i) => meanOf(sims[i]!.filter((_, k) => k !== ds.labels[i])));
   const held = heldout.map((h) => {
@@ -208,13 +255,17 @@ export function measureWorldScorer(scorer: WorldScorer, ds: WorldDataset, heldou
     const mean = captions.map((_, k) => meanOf(s.map((r) => r[k]!)));
     const order = captions.map((_, k) => k).sort((a, b) => mean[b]! - mean[a]!);
     return {
-      concept: h.name, class: h.class, classCaptionCosine: r4(mean[h.classIndex]!),
+      concept: h.name,
+      class: h.class,
+      classCaptionCosine: r4(mean[h.classIndex]!),
       otherCaptionsCosine: r4(meanOf(mean.filter((_, k) => k !== h.classIndex))),
-      classCaptionRank: order.indexOf(h.classIndex) + 1, top3: order.slice(0, 3).map((k) => captions[k]!),
+      classCaptionRank: order.indexOf(h.classIndex) + 1,
+      top3: order.slice(0, 3).map((k) => captions[k]!),
     };
   });
   const otherPairs: number[] = [];
-  for (let a = 0; a < capF.length; a++) for (let b = a + 1; b < capF.length; b++) otherPairs.push(cosine(capF[a]!, capF[b]!));
+  for (let a = 0; a < capF.length; a++)
+    for (let b = a + 1; b < capF.length; b++) otherPairs.push(cosine(capF[a]!, capF[b]!));
   const ownTpl: number[] = [];
   tplF.forEach((f, t) => {
     if (applyTemplate(ds.captionTemplates[t]!, "x") === "x") return; // the bare caption itself
@@ -239,14 +290,23 @@ export function measureWorldScorer(scorer: WorldScorer, ds: WorldDataset, heldou
 }
 
 if (process.argv[1] && /world[\\/]train_scorer\.ts$/.test(process.argv[1])) {
-  const { values: v } = parseArgs({ options: {
-    steps: { type: "string" }, batch: { type: "string" }, lr: { type: "string" }, seed: { type: "string" }, out: { type: "string" },
-    split: { type: "boolean" },
-  } });
+  const { values: v } = parseArgs({
+    options: {
+      steps: { type: "string" },
+      batch: { type: "string" },
+      lr: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      split: { type: "boolean" },
+    },
+  });
   const o: ScorerTrainOptions = {
-    ...SCORER_RECIPE, split: v.split ?? false,
-    ...(v.steps ? { steps: Number(v.steps) } : {}), ...(v.batch ? { batch: Number(v.batch) } : {}),
-    ...(v.lr ? { lr: Number(v.lr) } : {}), ...(v.seed ? { seed: Number(v.seed) } : {}),
+    ...SCORER_RECIPE,
+    split: v.split ?? false,
+    ...(v.steps ? { steps: Number(v.steps) } : {}),
+    ...(v.batch ? { batch: Number(v.batch) } : {}),
+    ...(v.lr ? { lr: Number(v.lr) } : {}),
+    ...(v.seed ? { seed: Number(v.seed) } : {}),
   };
   const out = v.out ?? (o.split ? path.join(os.tmpdir(), "world-scorer-split") : WORLD_SCORER_DIR);
   const ds = loadWorldDataset();
@@ -259,10 +319,18 @@ if (process.argv[1] && /world[\\/]train_scorer\.ts$/.test(process.argv[1])) {
   const quality = measureWorldScorer(scorer, ds, heldout, o.split ? splitTrainValidation(ds).validation : undefined);
   writeJsonAtomic(path.join(out, "scorer.json"), {
     format: "small-world-scorer/1",
-    recipe: { ...o, log: undefined, loss: "symmetric InfoNCE (CLIP)", optimizer: `AdamW betas (0.9, 0.98) eps 1e-6, cosine schedule, grad clip 1, logit_scale lr x${LOGIT_SCALE_LR_FACTOR}`, augmentation: "h-flip, 1 px shift (white fill)", templates: ds.captionTemplates },
+    recipe: {
+      ...o,
+      log: undefined,
+      loss: "symmetric InfoNCE (CLIP)",
+      optimizer: `AdamW betas (0.9, 0.98) eps 1e-6, cosine schedule, grad clip 1, logit_scale lr x${LOGIT_SCALE_LR_FACTOR}`,
+      augmentation: "h-flip, 1 px shift (white fill)",
+      templates: ds.captionTemplates,
+    },
     architecture: WORLD_SCORER_ARCH,
     parameters: r.model.numParameters(),
-    input: "FeatureScorer.imageFeatures: HWC Image in [0, 1] (16x16 unchanged, else resized + center-cropped); imageFeaturesCHW: CHW 16x16 in [-1, 1]; CLIP mean/std normalisation",
+    input:
+      "FeatureScorer.imageFeatures: HWC Image in [0, 1] (16x16 unchanged, else resized + center-cropped); imageFeaturesCHW: CHW 16x16 in [-1, 1]; CLIP mean/std normalisation",
     steps: r.losses.length,
     seed: o.seed,
     seconds: +r.seconds.toFixed(1),

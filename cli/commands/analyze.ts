@@ -13,7 +13,8 @@ import type { Command } from "../common.ts";
 
 export const analyzeCmd: Command = {
   usage: "--model DIR (--tuned DIR | --delta DIR) --out DIR [--chart layers|groups] [--by layer|tensor]",
-  about: "Per-layer weight change ||W' - W|| / ||W|| between a base and a fine-tuned model or delta (paper Fig. 3): JSON, CSV and a PNG chart.",
+  about:
+    "Per-layer weight change ||W' - W|| / ||W|| between a base and a fine-tuned model or delta (paper Fig. 3): JSON, CSV and a PNG chart.",
   options: {
     model: { type: "string", arg: "DIR", help: "the base UNet folder, or a pipeline folder with unet/" },
     tuned: { type: "string", arg: "DIR", help: "the fine-tuned UNet (or pipeline) folder" },
@@ -26,7 +27,8 @@ export const analyzeCmd: Command = {
   run(v, cmd) {
     const model = required(v.model, "model", cmd, "DIR (the base UNet or pipeline)");
     const out = required(v.out, "out", cmd, "DIR");
-    if ((v.tuned === undefined) === (v.delta === undefined)) throw new UsageError("analyze needs one of --tuned DIR or --delta DIR");
+    if ((v.tuned === undefined) === (v.delta === undefined))
+      throw new UsageError("analyze needs one of --tuned DIR or --delta DIR");
     const chart = choice(v.chart, "chart", "layers", ["layers", "groups"] as const);
     const by = choice(v.by, "by", "layer", ["layer", "tensor"] as const);
     prepareOutputDir(out, "--out");
@@ -40,7 +42,10 @@ export const analyzeCmd: Command = {
       const m = UNet2DConditionModel.fromPretrained(unetDir(v.tuned as string));
       for (const [k, p] of m.namedParameters()) {
         const bad = firstNonFinite(p.data);
-        if (bad) throw new NumericalError(`--tuned ${v.tuned}: ${k} holds ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} (first ${bad.value} at index ${bad.index}); the model is unusable`);
+        if (bad)
+          throw new NumericalError(
+            `--tuned ${v.tuned}: ${k} holds ${bad.count} non-finite value${bad.count > 1 ? "s" : ""} (first ${bad.value} at index ${bad.index}); the model is unusable`,
+          );
       }
       tuned = m;
     } else tuned = loadAnyDelta(v.delta as string, base, { force: true }).unet;

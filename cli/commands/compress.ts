@@ -20,8 +20,12 @@ export const compressCmd: Command = {
     const model = required(v.model, "model", cmd, "DIR (a diffusers-layout folder)");
     const delta = required(v.delta, "delta", cmd, "DIR");
     const out = required(v.out, "out", cmd, "DIR");
-    if (v.ratio !== undefined && v.rank !== undefined) throw new UsageError("--ratio and --rank exclude each other; give one");
-    const how = v.rank !== undefined ? { rank: int(v.rank, "rank", 1, { min: 1 }) } : { ratio: num(v.ratio, "ratio", 0.6, { min: 0, max: 1, exclusiveMin: true }) };
+    if (v.ratio !== undefined && v.rank !== undefined)
+      throw new UsageError("--ratio and --rank exclude each other; give one");
+    const how =
+      v.rank !== undefined
+        ? { rank: int(v.rank, "rank", 1, { min: 1 }) }
+        : { ratio: num(v.ratio, "ratio", 0.6, { min: 0, max: 1, exclusiveMin: true }) };
     prepareOutputDir(out, "--out");
     const pipe = loadPipeline(model);
     const c = compressDelta(loadDelta(delta), pipe.unet, how);

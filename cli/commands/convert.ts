@@ -17,9 +17,23 @@ export const convertCmd: Command = {
   options: {
     delta: { type: "string", arg: "FILE|DIR", help: "the PyTorch delta file, or a diffusers delta folder" },
     out: { type: "string", arg: "DIR", help: "output folder (safetensors delta)" },
-    model: { type: "string", arg: "DIR", help: "the base model folder: needed to expand a compressed delta (W0 + u v) and to check keys and shapes" },
-    "token-file": { type: "string", multiple: true, arg: "FILE", help: "a separate token file such as <new1>.bin (repeatable)" },
-    "token-name": { type: "string", multiple: true, arg: "TOKEN", help: "names of the rows of a CompVis embed tensor, in order (default <new1>, <new2>, ...)" },
+    model: {
+      type: "string",
+      arg: "DIR",
+      help: "the base model folder: needed to expand a compressed delta (W0 + u v) and to check keys and shapes",
+    },
+    "token-file": {
+      type: "string",
+      multiple: true,
+      arg: "FILE",
+      help: "a separate token file such as <new1>.bin (repeatable)",
+    },
+    "token-name": {
+      type: "string",
+      multiple: true,
+      arg: "TOKEN",
+      help: "names of the rows of a CompVis embed tensor, in order (default <new1>, <new2>, ...)",
+    },
   },
   run(v, cmd) {
     const src = required(v.delta, "delta", cmd, "FILE or DIR");
@@ -31,15 +45,23 @@ export const convertCmd: Command = {
     const pipe = typeof v.model === "string" ? loadPipeline(v.model) : null;
     let delta: Delta;
     if (fs.statSync(src).isDirectory()) {
-      if (tokenFiles.length > 0) throw new UsageError("--token-file goes with a delta file; a delta folder's token files are read from the folder");
+      if (tokenFiles.length > 0)
+        throw new UsageError(
+          "--token-file goes with a delta file; a delta folder's token files are read from the folder",
+        );
       delta = loadDelta(src);
     } else {
       const names = list(v["token-name"]);
-      delta = deltaFromTorch(src, tokenFiles, { ...(pipe ? { base: pipe.unet } : {}), ...(names.length ? { tokenNames: names } : {}) }).delta;
+      delta = deltaFromTorch(src, tokenFiles, {
+        ...(pipe ? { base: pipe.unet } : {}),
+        ...(names.length ? { tokenNames: names } : {}),
+      }).delta;
     }
     // every key and shape against the base (applying checks them all before it writes; this loaded copy is discarded)
     if (pipe) applyDeltaToUNet(pipe.unet, delta, { warn: () => {} });
-    console.log(`read ${delta.format ?? "this project's delta"} from ${src}: ${delta.unet.size} UNet tensors (${delta.freezeModel}), tokens ${[...delta.tokens.keys()].join(", ") || "none"}`);
+    console.log(
+      `read ${delta.format ?? "this project's delta"} from ${src}: ${delta.unet.size} UNet tensors (${delta.freezeModel}), tokens ${[...delta.tokens.keys()].join(", ") || "none"}`,
+    );
     saveDelta(out, delta);
     console.log(`wrote ${out}`);
   },

@@ -19,7 +19,12 @@ export const evalCmd: Command = {
     prompts: { type: "string", arg: "FILE", help: "their prompts, one a line (one line: the same for all)" },
     targets: { type: "string", arg: "DIR", help: "the concept's images, for image-alignment" },
     real: { type: "string", arg: "DIR", help: "real images of the class, for KID" },
-    replace: { type: "string", multiple: true, arg: "A=B", help: 'rewrite a token in the prompts, e.g. "<new1>=dog" (repeatable)' },
+    replace: {
+      type: "string",
+      multiple: true,
+      arg: "A=B",
+      help: 'rewrite a token in the prompts, e.g. "<new1>=dog" (repeatable)',
+    },
     resolution: { type: "string", arg: "N", help: `CLIP input size, 8 to ${MAX_SIDE} (224)` },
     "max-image-megapixels": { type: "string", arg: "X", help: "largest image accepted, checked before decoding (25)" },
   },
@@ -30,22 +35,36 @@ export const evalCmd: Command = {
     const res = int(v.resolution, "resolution", 224, { min: 8, max: MAX_SIDE });
     const limits = megapixels(v);
     const decode = limits.maxImagePixels !== undefined ? { maxPixels: limits.maxImagePixels } : {};
-    const replacements = Object.fromEntries(list(v.replace).map((r) => {
-      const k = r.indexOf("=");
-      if (k <= 0) throw new UsageError(`--replace must read TOKEN=WORDS, e.g. "<new1>=dog", got "${r}"`);
-      return [r.slice(0, k), r.slice(k + 1)] as [string, string];
-    }));
+    const replacements = Object.fromEntries(
+      list(v.replace).map((r) => {
+        const k = r.indexOf("=");
+        if (k <= 0) throw new UsageError(`--replace must read TOKEN=WORDS, e.g. "<new1>=dog", got "${r}"`);
+        return [r.slice(0, k), r.slice(k + 1)] as [string, string];
+      }),
+    );
     if (!fs.existsSync(clip)) throw new ConfigError(`--clip ${clip}: no such folder`);
     const model = CLIPModel.fromPretrained(clip);
     const tokDir = fs.existsSync(path.join(clip, "tokenizer")) ? path.join(clip, "tokenizer") : clip;
-    const tokenizer = fs.existsSync(path.join(tokDir, "vocab.json")) ? CLIPTokenizer.fromPretrained(tokDir) : CLIPTokenizer.default();
+    const tokenizer = fs.existsSync(path.join(tokDir, "vocab.json"))
+      ? CLIPTokenizer.fromPretrained(tokDir)
+      : CLIPTokenizer.default();
     const generated = loadImages(listImages(imagesDir), res, decode);
     if (!fs.existsSync(promptsFile)) throw new ConfigError(`--prompts ${promptsFile}: no such file`);
-    const prompts = fs.readFileSync(promptsFile, "utf8").split("\n").map((l) => l.trim()).filter(Boolean);
-    if (prompts.length !== 1 && prompts.length !== generated.length) throw new ConfigError(`--prompts ${promptsFile}: ${prompts.length} prompts for ${generated.length} images (give one, or one per image)`);
+    const prompts = fs
+      .readFileSync(promptsFile, "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
+    if (prompts.length !== 1 && prompts.length !== generated.length)
+      throw new ConfigError(
+        `--prompts ${promptsFile}: ${prompts.length} prompts for ${generated.length} images (give one, or one per image)`,
+      );
     const all = prompts.length === 1 ? generated.map(() => prompts[0]!) : prompts;
     const report = evaluate({
-      scorer: clipScorer(model, tokenizer), generated, prompts: all, replacements,
+      scorer: clipScorer(model, tokenizer),
+      generated,
+      prompts: all,
+      replacements,
       ...(v.targets ? { targets: loadImages(listImages(v.targets as string), res, decode) } : {}),
       ...(v.real ? { real: loadImages(listImages(v.real as string), res, decode) } : {}),
     });

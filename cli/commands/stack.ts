@@ -9,7 +9,8 @@ import { SAME_DELTA, loadPipeline, tokenMapText } from "../common.ts";
 
 export const stackCmd: Command = {
   usage: "--model DIR --delta DIR --delta DIR [...] --out DIR",
-  about: "Adds several deltas' changes onto the base (W0 + sum_i (W_i - W0)), keeping every token (renumbered <new1>.. in order).",
+  about:
+    "Adds several deltas' changes onto the base (W0 + sum_i (W_i - W0)), keeping every token (renumbered <new1>.. in order).",
   options: {
     model: { type: "string", arg: "DIR", help: "diffusers-layout model folder (the deltas' base)" },
     delta: { type: "string", multiple: true, arg: "DIR", help: "delta folder, full or compressed (two or more)" },
@@ -23,7 +24,10 @@ export const stackCmd: Command = {
     distinctPaths(dirs, "delta", SAME_DELTA);
     prepareOutputDir(out, "--out");
     const pipe = loadPipeline(model);
-    const r = stackDeltas(pipe.unet, dirs.map((d) => loadAnyDelta(d, pipe.unet)));
+    const r = stackDeltas(
+      pipe.unet,
+      dirs.map((d) => loadAnyDelta(d, pipe.unet)),
+    );
     r.tokenMap.forEach((m, i) => console.log(`${dirs[i]}: ${tokenMapText(m) || "no tokens"}`));
     saveDelta(out, r.delta, { stacked_from: JSON.stringify(dirs) });
     console.log(`wrote ${out}`);

@@ -51,28 +51,96 @@ const LATIN1_ENTITY_NAMES = (
 
 /** Named entities with their `;` (the HTML5 names most met in prompts and captions). */
 const NAMED_ENTITIES = new Map<string, string>([
-  ["amp", "&"], ["AMP", "&"], ["lt", "<"], ["LT", "<"], ["gt", ">"], ["GT", ">"],
-  ["quot", '"'], ["QUOT", '"'], ["apos", "'"], ["COPY", "\u00a9"], ["REG", "\u00ae"],
-  ["hellip", "\u2026"], ["mdash", "\u2014"], ["ndash", "\u2013"], ["lsquo", "\u2018"],
-  ["rsquo", "\u2019"], ["sbquo", "\u201a"], ["ldquo", "\u201c"], ["rdquo", "\u201d"],
-  ["bdquo", "\u201e"], ["lsaquo", "\u2039"], ["rsaquo", "\u203a"], ["bull", "\u2022"],
-  ["dagger", "\u2020"], ["Dagger", "\u2021"], ["permil", "\u2030"], ["prime", "\u2032"],
-  ["Prime", "\u2033"], ["euro", "\u20ac"], ["trade", "\u2122"], ["TRADE", "\u2122"],
-  ["larr", "\u2190"], ["rarr", "\u2192"], ["uarr", "\u2191"], ["darr", "\u2193"],
-  ["harr", "\u2194"], ["hearts", "\u2665"], ["spades", "\u2660"], ["clubs", "\u2663"],
-  ["diams", "\u2666"], ["star", "\u2606"], ["starf", "\u2605"], ["check", "\u2713"],
-  ["infin", "\u221e"], ["ne", "\u2260"], ["le", "\u2264"], ["ge", "\u2265"], ["asymp", "\u2248"],
-  ["minus", "\u2212"], ["radic", "\u221a"], ["sum", "\u2211"], ["prod", "\u220f"],
-  ["part", "\u2202"], ["int", "\u222b"], ["deg", "\u00b0"], ["oelig", "\u0153"],
-  ["OElig", "\u0152"], ["scaron", "\u0161"], ["Scaron", "\u0160"], ["Yuml", "\u0178"],
-  ["fnof", "\u0192"], ["circ", "\u02c6"], ["tilde", "\u02dc"], ["ensp", "\u2002"],
-  ["emsp", "\u2003"], ["thinsp", "\u2009"], ["zwnj", "\u200c"], ["zwj", "\u200d"],
-  ["lrm", "\u200e"], ["rlm", "\u200f"], ["Alpha", "\u0391"], ["Beta", "\u0392"],
-  ["Gamma", "\u0393"], ["Delta", "\u0394"], ["Omega", "\u03a9"], ["Pi", "\u03a0"],
-  ["Sigma", "\u03a3"], ["alpha", "\u03b1"], ["beta", "\u03b2"], ["gamma", "\u03b3"],
-  ["delta", "\u03b4"], ["epsilon", "\u03b5"], ["lambda", "\u03bb"], ["mu", "\u03bc"],
-  ["pi", "\u03c0"], ["sigma", "\u03c3"], ["tau", "\u03c4"], ["phi", "\u03c6"],
-  ["omega", "\u03c9"], ["theta", "\u03b8"],
+  ["amp", "&"],
+  ["AMP", "&"],
+  ["lt", "<"],
+  ["LT", "<"],
+  ["gt", ">"],
+  ["GT", ">"],
+  ["quot", '"'],
+  ["QUOT", '"'],
+  ["apos", "'"],
+  ["COPY", "\u00a9"],
+  ["REG", "\u00ae"],
+  ["hellip", "\u2026"],
+  ["mdash", "\u2014"],
+  ["ndash", "\u2013"],
+  ["lsquo", "\u2018"],
+  ["rsquo", "\u2019"],
+  ["sbquo", "\u201a"],
+  ["ldquo", "\u201c"],
+  ["rdquo", "\u201d"],
+  ["bdquo", "\u201e"],
+  ["lsaquo", "\u2039"],
+  ["rsaquo", "\u203a"],
+  ["bull", "\u2022"],
+  ["dagger", "\u2020"],
+  ["Dagger", "\u2021"],
+  ["permil", "\u2030"],
+  ["prime", "\u2032"],
+  ["Prime", "\u2033"],
+  ["euro", "\u20ac"],
+  ["trade", "\u2122"],
+  ["TRADE", "\u2122"],
+  ["larr", "\u2190"],
+  ["rarr", "\u2192"],
+  ["uarr", "\u2191"],
+  ["darr", "\u2193"],
+  ["harr", "\u2194"],
+  ["hearts", "\u2665"],
+  ["spades", "\u2660"],
+  ["clubs", "\u2663"],
+  ["diams", "\u2666"],
+  ["star", "\u2606"],
+  ["starf", "\u2605"],
+  ["check", "\u2713"],
+  ["infin", "\u221e"],
+  ["ne", "\u2260"],
+  ["le", "\u2264"],
+  ["ge", "\u2265"],
+  ["asymp", "\u2248"],
+  ["minus", "\u2212"],
+  ["radic", "\u221a"],
+  ["sum", "\u2211"],
+  ["prod", "\u220f"],
+  ["part", "\u2202"],
+  ["int", "\u222b"],
+  ["deg", "\u00b0"],
+  ["oelig", "\u0153"],
+  ["OElig", "\u0152"],
+  ["scaron", "\u0161"],
+  ["Scaron", "\u0160"],
+  ["Yuml", "\u0178"],
+  ["fnof", "\u0192"],
+  ["circ", "\u02c6"],
+  ["tilde", "\u02dc"],
+  ["ensp", "\u2002"],
+  ["emsp", "\u2003"],
+  ["thinsp", "\u2009"],
+  ["zwnj", "\u200c"],
+  ["zwj", "\u200d"],
+  ["lrm", "\u200e"],
+  ["rlm", "\u200f"],
+  ["Alpha", "\u0391"],
+  ["Beta", "\u0392"],
+  ["Gamma", "\u0393"],
+  ["Delta", "\u0394"],
+  ["Omega", "\u03a9"],
+  ["Pi", "\u03a0"],
+  ["Sigma", "\u03a3"],
+  ["alpha", "\u03b1"],
+  ["beta", "\u03b2"],
+  ["gamma", "\u03b3"],
+  ["delta", "\u03b4"],
+  ["epsilon", "\u03b5"],
+  ["lambda", "\u03bb"],
+  ["mu", "\u03bc"],
+  ["pi", "\u03c0"],
+  ["sigma", "\u03c3"],
+  ["tau", "\u03c4"],
+  ["phi", "\u03c6"],
+  ["omega", "\u03c9"],
+  ["theta", "\u03b8"],
 ]);
 /** Names HTML accepts without the trailing `;` (legacy entities). */
 const LEGACY_ENTITIES = new Set<string>(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", "COPY", "REG"]);
@@ -83,19 +151,50 @@ LATIN1_ENTITY_NAMES.forEach((name, i) => {
 
 // numeric references to C1 controls etc. that browsers (and Python's html module) remap
 const INVALID_CHARREFS = new Map<number, string>([
-  [0x00, "\ufffd"], [0x0d, "\r"], [0x80, "\u20ac"], [0x81, "\x81"], [0x82, "\u201a"],
-  [0x83, "\u0192"], [0x84, "\u201e"], [0x85, "\u2026"], [0x86, "\u2020"], [0x87, "\u2021"],
-  [0x88, "\u02c6"], [0x89, "\u2030"], [0x8a, "\u0160"], [0x8b, "\u2039"], [0x8c, "\u0152"],
-  [0x8d, "\x8d"], [0x8e, "\u017d"], [0x8f, "\x8f"], [0x90, "\x90"], [0x91, "\u2018"],
-  [0x92, "\u2019"], [0x93, "\u201c"], [0x94, "\u201d"], [0x95, "\u2022"], [0x96, "\u2013"],
-  [0x97, "\u2014"], [0x98, "\u02dc"], [0x99, "\u2122"], [0x9a, "\u0161"], [0x9b, "\u203a"],
-  [0x9c, "\u0153"], [0x9d, "\x9d"], [0x9e, "\u017e"], [0x9f, "\u0178"],
+  [0x00, "\ufffd"],
+  [0x0d, "\r"],
+  [0x80, "\u20ac"],
+  [0x81, "\x81"],
+  [0x82, "\u201a"],
+  [0x83, "\u0192"],
+  [0x84, "\u201e"],
+  [0x85, "\u2026"],
+  [0x86, "\u2020"],
+  [0x87, "\u2021"],
+  [0x88, "\u02c6"],
+  [0x89, "\u2030"],
+  [0x8a, "\u0160"],
+  [0x8b, "\u2039"],
+  [0x8c, "\u0152"],
+  [0x8d, "\x8d"],
+  [0x8e, "\u017d"],
+  [0x8f, "\x8f"],
+  [0x90, "\x90"],
+  [0x91, "\u2018"],
+  [0x92, "\u2019"],
+  [0x93, "\u201c"],
+  [0x94, "\u201d"],
+  [0x95, "\u2022"],
+  [0x96, "\u2013"],
+  [0x97, "\u2014"],
+  [0x98, "\u02dc"],
+  [0x99, "\u2122"],
+  [0x9a, "\u0161"],
+  [0x9b, "\u203a"],
+  [0x9c, "\u0153"],
+  [0x9d, "\x9d"],
+  [0x9e, "\u017e"],
+  [0x9f, "\u0178"],
 ]);
 
 function isDroppedCodepoint(n: number): boolean {
   return (
-    (n >= 0x1 && n <= 0x8) || n === 0xb || (n >= 0xe && n <= 0x1f) || (n >= 0x7f && n <= 0x9f) ||
-    (n >= 0xfdd0 && n <= 0xfdef) || (n & 0xfffe) === 0xfffe
+    (n >= 0x1 && n <= 0x8) ||
+    n === 0xb ||
+    (n >= 0xe && n <= 0x1f) ||
+    (n >= 0x7f && n <= 0x9f) ||
+    (n >= 0xfdd0 && n <= 0xfdef) ||
+    (n & 0xfffe) === 0xfffe
   );
 }
 
@@ -145,7 +244,8 @@ export function htmlUnescape(s: string): string {
 const CLEAN_DROPPED = /[\0\ufffd]|(?![\t\n\r])\p{C}/gu;
 const CLEAN_SPACE = /[\t\n\r\p{Zs}]/gu;
 // BasicTokenizer._is_chinese_char: the CJK Unified Ideographs blocks and their compatibility blocks
-const CJK_IDEOGRAPH = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\u{2f800}-\u{2fa1f}]/gu;
+const CJK_IDEOGRAPH =
+  /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\u{2f800}-\u{2fa1f}]/gu;
 // Python's str.split() / str.strip() whitespace (str.isspace())
 const PY_SPACE_RUN = /[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
 
@@ -173,7 +273,8 @@ export function cleanText(text: string): string {
 }
 
 /** CLIP's pre-tokenization pattern: special tokens, English contractions, letter runs, single digits, other-symbol runs. */
-export const SPLIT_PATTERN = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\p{White_Space}\p{L}\p{N}]+/giu;
+export const SPLIT_PATTERN =
+  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\p{White_Space}\p{L}\p{N}]+/giu;
 
 export function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\\/-]/g, "\\$&");

@@ -6,7 +6,21 @@ import { gunzipSync } from "node:zlib";
 import { ConfigError, FormatError } from "../../engine/errors.ts";
 import { writeFileAtomic } from "../atomic.ts";
 import { BYTE_TO_CHAR, CHAR_TO_BYTE, SPLIT_PATTERN, UTF8, UTF8_DECODE, cleanText, escapeRegExp } from "./text.ts";
-import { BOS, BPE_CACHE_LIMIT, CLIP_NUM_MERGES, DEFAULT_ASSET, END_OF_WORD, EOS, isRecord, parseMergeLines, rankTable, readJson, seedCache, tokenName, vocabFromMerges } from "./vocab.ts";
+import {
+  BOS,
+  BPE_CACHE_LIMIT,
+  CLIP_NUM_MERGES,
+  DEFAULT_ASSET,
+  END_OF_WORD,
+  EOS,
+  isRecord,
+  parseMergeLines,
+  rankTable,
+  readJson,
+  seedCache,
+  tokenName,
+  vocabFromMerges,
+} from "./vocab.ts";
 import type { BaseVocab, SpecialTokens } from "./vocab.ts";
 
 let defaultVocab: BaseVocab | undefined;
@@ -73,7 +87,9 @@ export class CLIPTokenizer {
     const id = (role: keyof SpecialTokens): number => {
       const v = base.encoder.get(specials[role]);
       if (v === undefined) {
-        throw new FormatError(`CLIPTokenizer: ${role} token ${JSON.stringify(specials[role])} is not in the vocabulary`);
+        throw new FormatError(
+          `CLIPTokenizer: ${role} token ${JSON.stringify(specials[role])} is not in the vocabulary`,
+        );
       }
       return v;
     };
@@ -95,7 +111,11 @@ export class CLIPTokenizer {
     }
     const lines = mergesText.split("\n").slice(1);
     const base = vocabFromMerges(parseMergeLines(lines, maxMerges, "CLIPTokenizer.fromMerges"));
-    return new CLIPTokenizer(base, { bos: BOS, eos: EOS, unk: EOS, pad: opts.padToken ?? EOS }, opts.modelMaxLength ?? 77);
+    return new CLIPTokenizer(
+      base,
+      { bos: BOS, eos: EOS, unk: EOS, pad: opts.padToken ?? EOS },
+      opts.modelMaxLength ?? 77,
+    );
   }
 
   /**
@@ -112,7 +132,9 @@ export class CLIPTokenizer {
       }
       const merges = parseMergeLines(text.split("\n").slice(1), CLIP_NUM_MERGES, DEFAULT_ASSET);
       if (merges.length !== CLIP_NUM_MERGES) {
-        throw new FormatError(`CLIPTokenizer.default: ${DEFAULT_ASSET} must hold ${CLIP_NUM_MERGES} merges, got ${merges.length}`);
+        throw new FormatError(
+          `CLIPTokenizer.default: ${DEFAULT_ASSET} must hold ${CLIP_NUM_MERGES} merges, got ${merges.length}`,
+        );
       }
       defaultVocab = vocabFromMerges(merges);
     }
@@ -134,7 +156,9 @@ export class CLIPTokenizer {
     const decoder = new Map<number, string>();
     for (const [tok, id] of Object.entries(vocabJson)) {
       if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-        throw new FormatError(`CLIPTokenizer: ${vocabPath} id of ${JSON.stringify(tok)} must be a non-negative integer, got ${JSON.stringify(id)}`);
+        throw new FormatError(
+          `CLIPTokenizer: ${vocabPath} id of ${JSON.stringify(tok)} must be a non-negative integer, got ${JSON.stringify(id)}`,
+        );
       }
       if (decoder.has(id)) throw new FormatError(`CLIPTokenizer: ${vocabPath} id ${id} is given twice`);
       encoder.set(tok, id);
@@ -186,7 +210,10 @@ export class CLIPTokenizer {
       const added = readJson(addedPath);
       if (!isRecord(added)) throw new FormatError(`CLIPTokenizer: ${addedPath} must be an object of token -> id`);
       for (const [tok, id] of Object.entries(added)) {
-        if (typeof id !== "number") throw new FormatError(`CLIPTokenizer: ${addedPath} id of ${JSON.stringify(tok)} must be a number, got ${JSON.stringify(id)}`);
+        if (typeof id !== "number")
+          throw new FormatError(
+            `CLIPTokenizer: ${addedPath} id of ${JSON.stringify(tok)} must be a number, got ${JSON.stringify(id)}`,
+          );
         addedEntries.push([tok, id]);
       }
     }
@@ -197,7 +224,9 @@ export class CLIPTokenizer {
     const sorted = [...extra].sort((a, b) => a[1] - b[1]);
     sorted.forEach(([name, id], i) => {
       if (id !== base.size + i) {
-        throw new FormatError(`CLIPTokenizer: added token ${JSON.stringify(name)} in ${folder} must have id ${base.size + i} (ids follow the vocabulary), got ${id}`);
+        throw new FormatError(
+          `CLIPTokenizer: added token ${JSON.stringify(name)} in ${folder} must have id ${base.size + i} (ids follow the vocabulary), got ${id}`,
+        );
       }
     });
     tok.addTokens(sorted.map(([name]) => name));
@@ -260,7 +289,7 @@ export class CLIPTokenizer {
       }
       if (best === Infinity) break;
       const next: string[] = [];
-      for (let i = 0; i < word.length; ) {
+      for (let i = 0; i < word.length;) {
         if (word[i] === first && i < word.length - 1 && word[i + 1] === second) {
           next.push(first + second);
           i += 2;
@@ -328,7 +357,8 @@ export class CLIPTokenizer {
   convertIdsToTokens(ids: number[]): string[] {
     return ids.map((id) => {
       const t = this.addedById.get(id) ?? this.base.decoder.get(id);
-      if (t === undefined) throw new ConfigError(`CLIPTokenizer: token id out of range [0, ${this.vocabSize}), got ${id}`);
+      if (t === undefined)
+        throw new ConfigError(`CLIPTokenizer: token id out of range [0, ${this.vocabSize}), got ${id}`);
       return t;
     });
   }
@@ -349,7 +379,9 @@ export class CLIPTokenizer {
     }
     const padding = opts.padding ?? "max_length";
     if (padding !== "max_length" && padding !== "none") {
-      throw new ConfigError(`CLIPTokenizer.encode: padding must be "max_length" or "none", got ${JSON.stringify(padding)}`);
+      throw new ConfigError(
+        `CLIPTokenizer.encode: padding must be "max_length" or "none", got ${JSON.stringify(padding)}`,
+      );
     }
     let body = this.idsForTokenString(text);
     if ((opts.truncation ?? true) && body.length > maxLength - 2) body = body.slice(0, maxLength - 2);

@@ -27,7 +27,10 @@ export interface BaseVocab {
 }
 
 export function seedCache(): Map<string, string> {
-  return new Map([[BOS, BOS], [EOS, EOS]]);
+  return new Map([
+    [BOS, BOS],
+    [EOS, EOS],
+  ]);
 }
 
 export function parseMergeLines(lines: string[], maxMerges: number, source: string): string[] {
@@ -67,7 +70,6 @@ export function vocabFromMerges(merges: string[]): BaseVocab {
   return { encoder, decoder, ranks: rankTable(merges), merges, size: tokens.length, cache: seedCache() };
 }
 
-
 export function readJson(path: string): unknown {
   let text: string;
   try {
@@ -91,7 +93,6 @@ export function tokenName(v: unknown): string | undefined {
   if (isRecord(v) && typeof v["content"] === "string") return v["content"];
   return undefined;
 }
-
 
 export interface SpecialTokens {
   bos: string;

@@ -25,8 +25,10 @@ export function makeGrid(images: Image[], opts: { cols?: number; pad?: number; b
   const n = images.length;
   const cols = opts.cols ?? Math.ceil(Math.sqrt(n));
   const pad = opts.pad ?? 2;
-  if (!Number.isInteger(cols) || cols < 1) throw new ShapeError(`makeGrid: cols must be a positive integer, got ${cols}`);
-  if (!Number.isInteger(pad) || pad < 0) throw new ShapeError(`makeGrid: pad must be a non-negative integer, got ${pad}`);
+  if (!Number.isInteger(cols) || cols < 1)
+    throw new ShapeError(`makeGrid: cols must be a positive integer, got ${cols}`);
+  if (!Number.isInteger(pad) || pad < 0)
+    throw new ShapeError(`makeGrid: pad must be a non-negative integer, got ${pad}`);
   const C = first.channels;
   const bg = opts.background ?? [1];
   if (bg.length !== 1 && bg.length !== C) {

@@ -12,20 +12,32 @@ export function decodeJpegChecked(bytes: Uint8Array, name: string, opts: DecodeO
   let comps = 0;
   while (sof < 0) {
     if (pos + 2 > n) fail(name, `truncated JPEG: file ends at byte ${n} before a frame header`);
-    if (bytes[pos] !== 0xff) fail(name, `corrupt JPEG: expected a marker at byte ${pos}, got 0x${bytes[pos]!.toString(16)}`);
+    if (bytes[pos] !== 0xff)
+      fail(name, `corrupt JPEG: expected a marker at byte ${pos}, got 0x${bytes[pos]!.toString(16)}`);
     const marker = bytes[pos + 1]!;
-    if (marker === 0xff) { pos += 1; continue; } // fill byte
-    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { pos += 2; continue; }
+    if (marker === 0xff) {
+      pos += 1;
+      continue;
+    } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      pos += 2;
+      continue;
+    }
     if (marker === 0xd9) fail(name, "corrupt JPEG: end-of-image marker before any frame header");
     if (marker === 0xda) fail(name, "corrupt JPEG: scan data before any frame header");
     if (pos + 4 > n) fail(name, `truncated JPEG: file ends inside the marker at byte ${pos}`);
     const segLen = (bytes[pos + 2]! << 8) | bytes[pos + 3]!;
     if (segLen < 2) fail(name, `corrupt JPEG: marker 0x${marker.toString(16)} at byte ${pos} has length ${segLen}`);
-    if (pos + 2 + segLen > n) fail(name, `truncated JPEG: marker 0x${marker.toString(16)} at byte ${pos} needs ${segLen + 2} bytes, only ${n - pos} remain`);
+    if (pos + 2 + segLen > n)
+      fail(
+        name,
+        `truncated JPEG: marker 0x${marker.toString(16)} at byte ${pos} needs ${segLen + 2} bytes, only ${n - pos} remain`,
+      );
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isSof) {
       if (segLen < 8) fail(name, `corrupt JPEG: frame header of ${segLen} bytes`);
-      if (marker > 0xc2) fail(name, `unsupported JPEG coding process (SOF${marker - 0xc0}: lossless, hierarchical or arithmetic-coded)`);
+      if (marker > 0xc2)
+        fail(name, `unsupported JPEG coding process (SOF${marker - 0xc0}: lossless, hierarchical or arithmetic-coded)`);
       const precision = bytes[pos + 4]!;
       height = (bytes[pos + 5]! << 8) | bytes[pos + 6]!;
       width = (bytes[pos + 7]! << 8) | bytes[pos + 8]!;
@@ -41,7 +53,10 @@ export function decodeJpegChecked(bytes: Uint8Array, name: string, opts: DecodeO
   // the end-of-image marker cannot occur inside entropy-coded data (0xff is stuffed there), so its absence means truncation
   let eoi = false;
   for (let i = n - 2; i >= pos; i--) {
-    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) { eoi = true; break; }
+    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) {
+      eoi = true;
+      break;
+    }
   }
   if (!eoi) fail(name, `truncated JPEG: no end-of-image marker after the frame header (${n} bytes)`);
 
@@ -60,7 +75,10 @@ export function decodeJpegChecked(bytes: Uint8Array, name: string, opts: DecodeO
     fail(name, `corrupt or unsupported JPEG (${errText(e)})`);
   }
   if (out.width !== width || out.height !== height || out.data.length !== width * height * 3) {
-    fail(name, `corrupt JPEG: decoder returned ${out.width}x${out.height} (${out.data.length} bytes) for a ${width}x${height} header`);
+    fail(
+      name,
+      `corrupt JPEG: decoder returned ${out.width}x${out.height} (${out.data.length} bytes) for a ${width}x${height} header`,
+    );
   }
   const pixels = width * height;
   if (comps === 1) {

@@ -44,10 +44,13 @@ export function imageToCHW(img: Image): Float32Array {
 /** Converts CHW [-1,1] back to an HWC [0,1] image, clamping out-of-range values (NaN becomes 0). */
 export function chwToImage(data: Float32Array, channels: number, height: number, width: number): Image {
   checkSize("chwToImage", width, height);
-  if (channels !== 1 && channels !== 3 && channels !== 4) throw new ShapeError(`chwToImage: channels must be 1, 3 or 4, got ${channels}`);
+  if (channels !== 1 && channels !== 3 && channels !== 4)
+    throw new ShapeError(`chwToImage: channels must be 1, 3 or 4, got ${channels}`);
   const plane = width * height;
   if (data.length !== plane * channels) {
-    throw new ShapeError(`chwToImage: expected ${channels}*${height}*${width} = ${plane * channels} values, got ${data.length}`);
+    throw new ShapeError(
+      `chwToImage: expected ${channels}*${height}*${width} = ${plane * channels} values, got ${data.length}`,
+    );
   }
   const out = new Float32Array(plane * channels);
   for (let c = 0; c < channels; c++) {

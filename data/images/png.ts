@@ -5,9 +5,21 @@ import { checkLimits, errText, fail, hexHead } from "./image.ts";
 import type { DecodeOptions, Image } from "./image.ts";
 
 const PNG_SAMPLES: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
-const PNG_DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+const PNG_DEPTHS: Record<number, number[]> = {
+  0: [1, 2, 4, 8, 16],
+  2: [8, 16],
+  3: [1, 2, 4, 8],
+  4: [8, 16],
+  6: [8, 16],
+};
 const ADAM7: Array<[number, number, number, number]> = [
-  [0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2],
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
 ];
 
 function u32(b: Uint8Array, p: number): number {
@@ -36,19 +48,26 @@ export function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOp
   let trns: { pos: number; body: Uint8Array } | undefined;
   let sawEnd = false;
   while (!sawEnd) {
-    if (pos + 12 > n) fail(name, `truncated PNG: file ends at byte ${n} inside chunk header at byte ${pos}${ihdr ? " (no IEND chunk)" : ""}`);
+    if (pos + 12 > n)
+      fail(
+        name,
+        `truncated PNG: file ends at byte ${n} inside chunk header at byte ${pos}${ihdr ? " (no IEND chunk)" : ""}`,
+      );
     const len = u32(bytes, pos);
     const type = String.fromCharCode(bytes[pos + 4]!, bytes[pos + 5]!, bytes[pos + 6]!, bytes[pos + 7]!);
-    if (!/^[A-Za-z]{4}$/.test(type)) fail(name, `corrupt PNG: invalid chunk type at byte ${pos} (bytes ${hexHead(bytes.subarray(pos + 4))})`);
+    if (!/^[A-Za-z]{4}$/.test(type))
+      fail(name, `corrupt PNG: invalid chunk type at byte ${pos} (bytes ${hexHead(bytes.subarray(pos + 4))})`);
     if (len > 0x7fffffff) fail(name, `corrupt PNG: chunk ${type} at byte ${pos} declares length ${len}`);
-    if (pos + 12 + len > n) fail(name, `truncated PNG: chunk ${type} at byte ${pos} needs ${len + 12} bytes, only ${n - pos} remain`);
+    if (pos + 12 + len > n)
+      fail(name, `truncated PNG: chunk ${type} at byte ${pos} needs ${len + 12} bytes, only ${n - pos} remain`);
     const body = bytes.subarray(pos + 8, pos + 8 + len);
     const critical = type.charCodeAt(0) < 97;
     if (critical && crc32(bytes.subarray(pos + 4, pos + 8 + len)) >>> 0 !== u32(bytes, pos + 8 + len)) {
       fail(name, `corrupt PNG: CRC mismatch in chunk ${type} at byte ${pos}`);
     }
     if (ihdr === undefined) {
-      if (type !== "IHDR" || len !== 13) fail(name, `corrupt PNG: first chunk must be a 13-byte IHDR, got ${type} of ${len} bytes`);
+      if (type !== "IHDR" || len !== 13)
+        fail(name, `corrupt PNG: first chunk must be a 13-byte IHDR, got ${type} of ${len} bytes`);
       ihdr = body;
       const width = u32(body, 0);
       const height = u32(body, 4);
@@ -70,8 +89,10 @@ export function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOp
   const interlace = ihdr[12]!;
   const spp = PNG_SAMPLES[colorType];
   if (spp === undefined) fail(name, `corrupt PNG: unknown colour type ${colorType}`);
-  if (!PNG_DEPTHS[colorType]!.includes(depth)) fail(name, `corrupt PNG: bit depth ${depth} is not valid for colour type ${colorType}`);
-  if (ihdr[10] !== 0 || ihdr[11] !== 0) fail(name, `corrupt PNG: unknown compression/filter method ${ihdr[10]}/${ihdr[11]}`);
+  if (!PNG_DEPTHS[colorType]!.includes(depth))
+    fail(name, `corrupt PNG: bit depth ${depth} is not valid for colour type ${colorType}`);
+  if (ihdr[10] !== 0 || ihdr[11] !== 0)
+    fail(name, `corrupt PNG: unknown compression/filter method ${ihdr[10]}/${ihdr[11]}`);
   if (interlace > 1) fail(name, `corrupt PNG: unknown interlace method ${interlace}`);
   if (idat.length === 0) fail(name, "corrupt PNG: no IDAT chunk (no image data)");
 
@@ -96,7 +117,8 @@ export function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOp
   let key: number[] | undefined;
   let input = bytes;
   if (trns !== undefined && (colorType === 0 || colorType === 2)) {
-    if (trns.body.length === spp * 2) key = Array.from({ length: spp }, (_, c) => (trns.body[2 * c]! << 8) | trns.body[2 * c + 1]!);
+    if (trns.body.length === spp * 2)
+      key = Array.from({ length: spp }, (_, c) => (trns.body[2 * c]! << 8) | trns.body[2 * c + 1]!);
     input = Uint8Array.from(bytes);
     input[trns.pos + 4] = 0x78; // "xRNS": an unknown ancillary chunk, skipped
   }
@@ -118,7 +140,8 @@ export function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOp
     samples = png.data as Uint8Array | Uint16Array;
   } else {
     const rowBytes = Math.ceil((width * spp * depth) / 8);
-    if (png.data.length !== rowBytes * height) fail(name, `corrupt PNG: decoded ${png.data.length} bytes, expected ${rowBytes * height}`);
+    if (png.data.length !== rowBytes * height)
+      fail(name, `corrupt PNG: decoded ${png.data.length} bytes, expected ${rowBytes * height}`);
     samples = new Uint8Array(count);
     const perByte = 8 / depth;
     const mask = (1 << depth) - 1;
@@ -143,7 +166,8 @@ export function decodePngChecked(bytes: Uint8Array, name: string, opts: DecodeOp
     for (let i = 0; i < pixels; i++) {
       const idx = samples[i]!;
       const entry = palette[idx];
-      if (entry === undefined) fail(name, `corrupt PNG: palette index ${idx} out of range (palette has ${palette.length} entries)`);
+      if (entry === undefined)
+        fail(name, `corrupt PNG: palette index ${idx} out of range (palette has ${palette.length} entries)`);
       for (let c = 0; c < 3; c++) data[i * ch + c] = entry[c]! / 255;
       if (ch === 4) data[i * ch + 3] = (entry[3] ?? 255) / 255;
     }

@@ -4,7 +4,11 @@ import { checkImage, checkSize } from "./image.ts";
 import type { Image, ResizeMode } from "./image.ts";
 
 /** Per-output-index taps of a separable 1-D resampler. */
-interface Taps { start: Int32Array; count: Int32Array; weights: Float64Array[] }
+interface Taps {
+  start: Int32Array;
+  count: Int32Array;
+  weights: Float64Array[];
+}
 
 function makeTaps(inSize: number, outSize: number, mode: ResizeMode): Taps {
   const start = new Int32Array(outSize);
@@ -25,20 +29,28 @@ function makeTaps(inSize: number, outSize: number, mode: ResizeMode): Taps {
         sum += w[i - i0]!;
       }
       for (let k = 0; k < w.length; k++) w[k]! /= sum;
-      start[o] = i0; count[o] = w.length; weights.push(w);
+      start[o] = i0;
+      count[o] = w.length;
+      weights.push(w);
     } else if (mode === "bilinear") {
       // half-pixel centres, negative source coordinates clamped to 0 (align_corners=False)
       const src = Math.max(0, (o + 0.5) * scale - 0.5);
       const i0 = Math.min(Math.floor(src), inSize - 1);
       const lambda = src - i0;
       if (i0 < inSize - 1 && lambda > 0) {
-        start[o] = i0; count[o] = 2; weights.push(Float64Array.of(1 - lambda, lambda));
+        start[o] = i0;
+        count[o] = 2;
+        weights.push(Float64Array.of(1 - lambda, lambda));
       } else {
-        start[o] = i0; count[o] = 1; weights.push(Float64Array.of(1));
+        start[o] = i0;
+        count[o] = 1;
+        weights.push(Float64Array.of(1));
       }
     } else {
       // nearest with half-pixel centres
-      start[o] = Math.min(inSize - 1, Math.floor((o + 0.5) * scale)); count[o] = 1; weights.push(Float64Array.of(1));
+      start[o] = Math.min(inSize - 1, Math.floor((o + 0.5) * scale));
+      count[o] = 1;
+      weights.push(Float64Array.of(1));
     }
   }
   return { start, count, weights };
@@ -66,10 +78,12 @@ export function resize(img: Image, width: number, height: number, mode?: ResizeM
   const src = img.data;
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < width; x++) {
-      const s = tx.start[x]!, k = tx.count[x]!, w = tx.weights[x]!;
+      const s = tx.start[x]!,
+        k = tx.count[x]!,
+        w = tx.weights[x]!;
       for (let c = 0; c < C; c++) {
         let acc = 0;
-        for (let j = 0; j < k; j++) acc += w[j]! * src[((y * W) + s + j) * C + c]!;
+        for (let j = 0; j < k; j++) acc += w[j]! * src[(y * W + s + j) * C + c]!;
         mid[(y * width + x) * C + c] = acc;
       }
     }
@@ -77,7 +91,9 @@ export function resize(img: Image, width: number, height: number, mode?: ResizeM
   const out = new Float32Array(height * width * C);
   const rowLen = width * C;
   for (let y = 0; y < height; y++) {
-    const s = ty.start[y]!, k = ty.count[y]!, w = ty.weights[y]!;
+    const s = ty.start[y]!,
+      k = ty.count[y]!,
+      w = ty.weights[y]!;
     for (let i = 0; i < rowLen; i++) {
       let acc = 0;
       for (let j = 0; j < k; j++) acc += w[j]! * mid[(s + j) * rowLen + i]!;

@@ -4,17 +4,39 @@ import type { HostTensor } from "../../engine/host.ts";
 
 /** Every dtype name the safetensors format defines. */
 export type SafeDType =
-  | "F64" | "F32" | "F16" | "BF16"
-  | "I64" | "I32" | "I16" | "I8"
-  | "U64" | "U32" | "U16" | "U8"
-  | "BOOL" | "F8_E4M3" | "F8_E5M2";
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL"
+  | "F8_E4M3"
+  | "F8_E5M2";
 
 /** Bytes per element of each dtype the format defines. */
 export const SAFE_DTYPE_SIZE: Readonly<Record<SafeDType, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 /** The dtypes this module can decode to floating point. */
@@ -226,9 +248,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileName?: string, fil
     const [pk, p] = byBegin[i - 1]!;
     const [ck, c] = byBegin[i]!;
     if (c.begin < p.end) {
-      throw new FormatError(
-        `${at}tensors "${pk}" [${p.begin}, ${p.end}] and "${ck}" [${c.begin}, ${c.end}] overlap`,
-      );
+      throw new FormatError(`${at}tensors "${pk}" [${p.begin}, ${p.end}] and "${ck}" [${c.begin}, ${c.end}] overlap`);
     }
   }
   return { tensors, metadata, dataStart };

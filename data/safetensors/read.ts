@@ -1,8 +1,24 @@
 // Reading safetensors: F32/F16/BF16/F64 decoded into Float32Array or Float64Array, from bytes or a file.
 import * as fs from "node:fs";
 import { DTypeError, FormatError } from "../../engine/errors.ts";
-import { IO_CHUNK, LITTLE_ENDIAN_HOST, MAX_ELEMENTS, READABLE_DTYPES, WHOLE_FILE_LIMIT, checkHeaderLength, parseSafetensorsHeader, where } from "./format.ts";
-import type { ReadSafetensorsOptions, SafeDType, SafeTensorData, SafeTensorEntry, SafeTensorsFile, SafeTensorsHeader } from "./format.ts";
+import {
+  IO_CHUNK,
+  LITTLE_ENDIAN_HOST,
+  MAX_ELEMENTS,
+  READABLE_DTYPES,
+  WHOLE_FILE_LIMIT,
+  checkHeaderLength,
+  parseSafetensorsHeader,
+  where,
+} from "./format.ts";
+import type {
+  ReadSafetensorsOptions,
+  SafeDType,
+  SafeTensorData,
+  SafeTensorEntry,
+  SafeTensorsFile,
+  SafeTensorsHeader,
+} from "./format.ts";
 import { bf16ToF32, f16Lut, f16ToF32 } from "../half.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -23,10 +39,13 @@ function decodeInto(dtype: string, src: Uint8Array, out: FloatArray): void {
     const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
     for (let i = 0; i < n; i++) {
       out[i] =
-        dtype === "F32" ? dv.getFloat32(4 * i, true)
-        : dtype === "F64" ? dv.getFloat64(8 * i, true)
-        : dtype === "F16" ? f16ToF32(dv.getUint16(2 * i, true))
-        : bf16ToF32(dv.getUint16(2 * i, true));
+        dtype === "F32"
+          ? dv.getFloat32(4 * i, true)
+          : dtype === "F64"
+            ? dv.getFloat64(8 * i, true)
+            : dtype === "F16"
+              ? f16ToF32(dv.getUint16(2 * i, true))
+              : bf16ToF32(dv.getUint16(2 * i, true));
     }
     return;
   }
@@ -75,7 +94,11 @@ function checkReadable(entries: Iterable<[string, SafeTensorEntry]>, fileName: s
 }
 
 /** The entries to read, in order: all of them, or the requested keys (each must exist). */
-function select(header: SafeTensorsHeader, keys: readonly string[] | undefined, fileName: string | undefined): [string, SafeTensorEntry][] {
+function select(
+  header: SafeTensorsHeader,
+  keys: readonly string[] | undefined,
+  fileName: string | undefined,
+): [string, SafeTensorEntry][] {
   if (keys === undefined) return [...header.tensors];
   return keys.map((k) => {
     const e = header.tensors.get(k);
@@ -89,16 +112,25 @@ export function elementCount(shape: readonly number[]): number {
 }
 
 /** A typed array for tensor `key`, or a FormatError naming the file and the size when it cannot be had. */
-function allocate<A extends FloatArray>(Ctor: FloatCtor<A>, e: SafeTensorEntry, key: string, fileName: string | undefined): A {
+function allocate<A extends FloatArray>(
+  Ctor: FloatCtor<A>,
+  e: SafeTensorEntry,
+  key: string,
+  fileName: string | undefined,
+): A {
   const n = elementCount(e.shape);
   const gb = ((n * Ctor.BYTES_PER_ELEMENT) / 1e9).toFixed(1);
   if (n > MAX_ELEMENTS) {
-    throw new FormatError(`${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] has ${n} elements (${gb} GB), more than one array can hold (${MAX_ELEMENTS})`);
+    throw new FormatError(
+      `${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] has ${n} elements (${gb} GB), more than one array can hold (${MAX_ELEMENTS})`,
+    );
   }
   try {
     return new Ctor(n);
   } catch (err) {
-    throw new FormatError(`${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] needs ${gb} GB, which could not be allocated (${(err as Error).message})`);
+    throw new FormatError(
+      `${where(fileName)}tensor "${key}" [${e.shape.join(", ")}] needs ${gb} GB, which could not be allocated (${(err as Error).message})`,
+    );
   }
 }
 
@@ -108,7 +140,9 @@ function readFully(fd: number, dst: Uint8Array, position: number, fileName: stri
   while (done < dst.length) {
     const got = fs.readSync(fd, dst, done, Math.min(IO_CHUNK, dst.length - done), position + done);
     if (got === 0) {
-      throw new FormatError(`${where(fileName)}file ended after ${position + done} bytes while reading ${dst.length} bytes at ${position}`);
+      throw new FormatError(
+        `${where(fileName)}file ended after ${position + done} bytes while reading ${dst.length} bytes at ${position}`,
+      );
     }
     done += got;
   }
@@ -153,7 +187,8 @@ function readImpl<A extends FloatArray>(
       for (const [key, e] of chosen) {
         const out = allocate(Ctor, e, key, fileName);
         const position = header.dataStart + e.begin;
-        const direct = (e.dtype === "F32" && Ctor.BYTES_PER_ELEMENT === 4) || (e.dtype === "F64" && Ctor.BYTES_PER_ELEMENT === 8);
+        const direct =
+          (e.dtype === "F32" && Ctor.BYTES_PER_ELEMENT === 4) || (e.dtype === "F64" && Ctor.BYTES_PER_ELEMENT === 8);
         if (LITTLE_ENDIAN_HOST && direct) {
           readFully(fd, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position, fileName);
         } else {
@@ -177,7 +212,10 @@ function readImpl<A extends FloatArray>(
  * With a path, the header is read and validated first; files over 1 GiB, or reads filtered by
  * `keys`, are read tensor by tensor. Throws FormatError for a malformed file.
  */
-export function readSafetensors(bytesOrPath: Uint8Array | string, opts?: ReadSafetensorsOptions): SafeTensorsFile<Float32Array> {
+export function readSafetensors(
+  bytesOrPath: Uint8Array | string,
+  opts?: ReadSafetensorsOptions,
+): SafeTensorsFile<Float32Array> {
   return readImpl(bytesOrPath, opts, Float32Array);
 }
 
@@ -195,7 +233,10 @@ export function readSafetensorsEach(
 }
 
 /** As {@link readSafetensors}, into Float64Arrays (F64 tensors are read exactly). */
-export function readSafetensorsFloat64(bytesOrPath: Uint8Array | string, opts?: ReadSafetensorsOptions): SafeTensorsFile<Float64Array> {
+export function readSafetensorsFloat64(
+  bytesOrPath: Uint8Array | string,
+  opts?: ReadSafetensorsOptions,
+): SafeTensorsFile<Float64Array> {
   return readImpl(bytesOrPath, opts, Float64Array);
 }
 

@@ -19,11 +19,18 @@ interface WritePlan {
 }
 
 /** Validates the input and builds the 8-byte-aligned header (keys sorted, `__metadata__` first). */
-function plan(tensors: TensorsInput, opts: WriteSafetensorsOptions | undefined, fileName: string | undefined): WritePlan {
+function plan(
+  tensors: TensorsInput,
+  opts: WriteSafetensorsOptions | undefined,
+  fileName: string | undefined,
+): WritePlan {
   const at = where(fileName);
   const fileDType = opts?.dtype ?? "F32";
   const checkWritable = (d: string, key?: string): WritableDType => {
-    if (d !== "F32" && d !== "F16" && d !== "BF16") throw new DTypeError(`${at}cannot write dtype ${show(d)}${key === undefined ? "" : ` (tensor "${key}")`}, only F32, F16 or BF16`);
+    if (d !== "F32" && d !== "F16" && d !== "BF16")
+      throw new DTypeError(
+        `${at}cannot write dtype ${show(d)}${key === undefined ? "" : ` (tensor "${key}")`}, only F32, F16 or BF16`,
+      );
     return d;
   };
   checkWritable(fileDType);
@@ -40,7 +47,8 @@ function plan(tensors: TensorsInput, opts: WriteSafetensorsOptions | undefined, 
   for (const [key, t, dtype] of entries) {
     const size = SAFE_DTYPE_SIZE[dtype];
     if (key === "__metadata__") throw new FormatError(`${at}"__metadata__" is reserved and cannot name a tensor`);
-    if (!t.shape.every(isCount)) throw new ShapeError(`${at}tensor "${key}" shape ${show(t.shape)} is not an array of non-negative integers`);
+    if (!t.shape.every(isCount))
+      throw new ShapeError(`${at}tensor "${key}" shape ${show(t.shape)} is not an array of non-negative integers`);
     const n = elementCount(t.shape);
     if (n !== t.data.length) {
       throw new ShapeError(`${at}tensor "${key}" shape ${show(t.shape)} needs ${n} values, got ${t.data.length}`);
@@ -138,7 +146,11 @@ export function writeSafetensors(filePath: string, tensors: TensorsInput, opts?:
 }
 
 /** The bytes writer of {@link writeSafetensors}, for a caller that commits several files as one unit. */
-export function safetensorsWriter(tensors: TensorsInput, opts?: WriteSafetensorsOptions, fileName?: string): (fd: number) => void {
+export function safetensorsWriter(
+  tensors: TensorsInput,
+  opts?: WriteSafetensorsOptions,
+  fileName?: string,
+): (fd: number) => void {
   const p = plan(tensors, opts, fileName);
   return (fd) => {
     writeAll(fd, p.head);

@@ -37,22 +37,34 @@ export function readTorchZip(file: string, opts: TorchZipOptions = {}): PyValue 
     const size = fs.fstatSync(fd).size;
     const entries = centralDirectory(fd, size, file);
     const pkl = [...entries.values()].filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
-    if (pkl.length !== 1) throw new FormatError(`${file}: expected one <archive>/data.pkl in the zip, found ${pkl.length}`);
+    if (pkl.length !== 1)
+      throw new FormatError(`${file}: expected one <archive>/data.pkl in the zip, found ${pkl.length}`);
     const root = pkl[0]!.name.slice(0, -"data.pkl".length);
     const order = entries.get(`${root}byteorder`);
-    if (order && readEntry(fd, order, file).toString("latin1").trim() !== "little") throw new FormatError(`${file}: big-endian checkpoints are not read`);
+    if (order && readEntry(fd, order, file).toString("latin1").trim() !== "little")
+      throw new FormatError(`${file}: big-endian checkpoints are not read`);
     const storages = new Map<string, { dtype: TorchTensor["dtype"]; values: Float32Array | Float64Array }>();
     const budget = { elements: opts.maxElements ?? 2 ** 31 };
     const storage = (key: string, type: string, numel: number) => {
       const st = STORAGE_TYPES[type];
-      if (!st) throw new FormatError(`${file}: storage type torch.${type} is not read (float32, float16, bfloat16 and float64 are)`);
-      if (!Number.isInteger(numel) || numel < 0) throw new FormatError(`${file}: storage ${key} declares ${numel} elements`);
+      if (!st)
+        throw new FormatError(
+          `${file}: storage type torch.${type} is not read (float32, float16, bfloat16 and float64 are)`,
+        );
+      if (!Number.isInteger(numel) || numel < 0)
+        throw new FormatError(`${file}: storage ${key} declares ${numel} elements`);
       const hit = storages.get(key);
       if (hit) return hit;
       const e = entries.get(`${root}data/${key}`);
       if (!e) throw new FormatError(`${file}: storage ${key} has no entry ${root}data/${key}`);
-      if (numel * st.bytes > e.size) throw new FormatError(`${file}: storage ${key} declares ${numel} ${st.dtype} elements (${numel * st.bytes} bytes) but its entry holds ${e.size} bytes`);
-      const s = { dtype: st.dtype, values: decode(readEntry(fd, { ...e, size: numel * st.bytes }, file), st.dtype, numel) };
+      if (numel * st.bytes > e.size)
+        throw new FormatError(
+          `${file}: storage ${key} declares ${numel} ${st.dtype} elements (${numel * st.bytes} bytes) but its entry holds ${e.size} bytes`,
+        );
+      const s = {
+        dtype: st.dtype,
+        values: decode(readEntry(fd, { ...e, size: numel * st.bytes }, file), st.dtype, numel),
+      };
       storages.set(key, s);
       return s;
     };

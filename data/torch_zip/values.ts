@@ -13,7 +13,8 @@ export interface TorchTensor {
 export class PyTuple extends Array<PyValue> {}
 
 /** What a checkpoint's pickle can hold here. Dicts keep their insertion order. */
-export type PyValue = null | boolean | number | bigint | string | PyValue[] | PyTuple | Map<PyValue, PyValue> | TorchTensor;
+export type PyValue =
+  null | boolean | number | bigint | string | PyValue[] | PyTuple | Map<PyValue, PyValue> | TorchTensor;
 
 export interface TorchZipOptions {
   /** refuse checkpoints whose tensors hold more elements than this in total (default 2^31) */

@@ -15,14 +15,19 @@ export interface TorchTensorInput extends HostTensor<ArrayLike<number>> {
 }
 
 /** What {@link writeTorchZip} can write: dicts (Maps; `ordered` ones as collections.OrderedDict), lists, tuples, strings, numbers, booleans, None, tensors. */
-export type PyInput = null | boolean | number | string | PyInput[] | PyTuple | Map<string | number, PyInput> | TorchTensorInput;
+export type PyInput =
+  null | boolean | number | string | PyInput[] | PyTuple | Map<string | number, PyInput> | TorchTensorInput;
 
 /**
  * Writes `value` the way torch.save does (zip of stored entries: `<name>/data.pkl` as a protocol-2
  * pickle with one persistent storage per tensor, `<name>/data/<key>`, `<name>/version`,
  * `<name>/byteorder`), so `torch.load(file)` reads it; `ordered` Maps are written as OrderedDict.
  */
-export function writeTorchZip(file: string, value: PyInput, opts: { name?: string; ordered?: ReadonlySet<object> } = {}): void {
+export function writeTorchZip(
+  file: string,
+  value: PyInput,
+  opts: { name?: string; ordered?: ReadonlySet<object> } = {},
+): void {
   const name = opts.name ?? "archive";
   const storages: Buffer[] = [];
   const out: number[] = [];
@@ -36,11 +41,16 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
   };
   const int = (n: number) => {
     if (n >= 0 && n < 256) bytes(0x4b, n);
-    else if (n >= -(2 ** 31) && n < 2 ** 31) { bytes(0x4a); u32(n >>> 0); }
-    else {
+    else if (n >= -(2 ** 31) && n < 2 ** 31) {
+      bytes(0x4a);
+      u32(n >>> 0);
+    } else {
       let v = BigInt(n);
       const b: number[] = [];
-      while (v !== 0n && v !== -1n) { b.push(Number(v & 255n)); v >>= 8n; }
+      while (v !== 0n && v !== -1n) {
+        b.push(Number(v & 255n));
+        v >>= 8n;
+      }
       if (b.length === 0 || ((b[b.length - 1]! & 0x80) !== 0) !== n < 0) b.push(n < 0 ? 255 : 0);
       bytes(0x8a, b.length, ...b);
     }
@@ -55,22 +65,49 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
     else if (v === false) bytes(0x89);
     else if (typeof v === "number") {
       if (Number.isInteger(v)) int(v);
-      else { const b = Buffer.alloc(8); b.writeDoubleBE(v); bytes(0x47, ...b); }
+      else {
+        const b = Buffer.alloc(8);
+        b.writeDoubleBE(v);
+        bytes(0x47, ...b);
+      }
     } else if (typeof v === "string") text(v);
-    else if (v instanceof PyTuple) { bytes(0x28); v.forEach((x) => emit(x as PyInput)); bytes(0x74); }
-    else if (Array.isArray(v)) { bytes(0x5d, 0x28); v.forEach(emit); bytes(0x65); }
-    else if (v instanceof Map) {
-      if (opts.ordered?.has(v)) { global("collections", "OrderedDict"); bytes(0x29, 0x52); } else bytes(0x7d);
-      if (v.size > 0) { bytes(0x28); for (const [k, x] of v) { emit(k); emit(x); } bytes(0x75); }
+    else if (v instanceof PyTuple) {
+      bytes(0x28);
+      v.forEach((x) => emit(x as PyInput));
+      bytes(0x74);
+    } else if (Array.isArray(v)) {
+      bytes(0x5d, 0x28);
+      v.forEach(emit);
+      bytes(0x65);
+    } else if (v instanceof Map) {
+      if (opts.ordered?.has(v)) {
+        global("collections", "OrderedDict");
+        bytes(0x29, 0x52);
+      } else bytes(0x7d);
+      if (v.size > 0) {
+        bytes(0x28);
+        for (const [k, x] of v) {
+          emit(k);
+          emit(x);
+        }
+        bytes(0x75);
+      }
     } else {
-      const t = v, dtype = t.dtype ?? "float32", n = t.shape.reduce((a, b) => a * b, 1);
+      const t = v,
+        dtype = t.dtype ?? "float32",
+        n = t.shape.reduce((a, b) => a * b, 1);
       if (t.data.length !== n) throw new FormatError(`writeTorchZip: tensor [${t.shape}] has ${t.data.length} values`);
-      const item = dtype === "float32" ? 4 : 2, b = Buffer.alloc(n * item);
-      const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+      const item = dtype === "float32" ? 4 : 2,
+        b = Buffer.alloc(n * item);
+      const f = new Float32Array(1),
+        u = new Uint32Array(f.buffer);
       for (let i = 0; i < n; i++) {
         if (dtype === "float32") b.writeFloatLE(t.data[i]!, 4 * i);
-        else if (dtype === "bfloat16") { f[0] = t.data[i]!; const x = u[0]!; b.writeUInt16LE(Number.isNaN(f[0]) ? 0x7fc0 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, 2 * i); }
-        else b.writeUInt16LE(f32ToF16(Math.fround(t.data[i]!)), 2 * i);
+        else if (dtype === "bfloat16") {
+          f[0] = t.data[i]!;
+          const x = u[0]!;
+          b.writeUInt16LE(Number.isNaN(f[0]) ? 0x7fc0 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, 2 * i);
+        } else b.writeUInt16LE(f32ToF16(Math.fround(t.data[i]!)), 2 * i);
       }
       const key = String(storages.length);
       storages.push(b);
@@ -94,6 +131,11 @@ export function writeTorchZip(file: string, value: PyInput, opts: { name?: strin
   bytes(0x80, 2);
   emit(value);
   bytes(0x2e);
-  const entries: [string, Buffer][] = [[`${name}/data.pkl`, Buffer.from(out)], ...storages.map((b, i): [string, Buffer] => [`${name}/data/${i}`, b]), [`${name}/version`, Buffer.from("3\n")], [`${name}/byteorder`, Buffer.from("little")]];
+  const entries: [string, Buffer][] = [
+    [`${name}/data.pkl`, Buffer.from(out)],
+    ...storages.map((b, i): [string, Buffer] => [`${name}/data/${i}`, b]),
+    [`${name}/version`, Buffer.from("3\n")],
+    [`${name}/byteorder`, Buffer.from("little")],
+  ];
   writeFileAtomic(file, zipStored(entries));
 }

@@ -5,13 +5,44 @@ import type { DType, FloatDType, HalfDType, TypedArray } from "../dtype.ts";
 import type { Shape } from "../shape.ts";
 
 export type UnaryOp =
-  | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "abs" | "sign" | "tanh" | "sigmoid" | "relu" | "step"
-  | "silu" | "gelu" | "gelu_tanh" | "erf" | "sin" | "cos" | "square" | "reciprocal";
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "rsqrt"
+  | "abs"
+  | "sign"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "step"
+  | "silu"
+  | "gelu"
+  | "gelu_tanh"
+  | "erf"
+  | "sin"
+  | "cos"
+  | "square"
+  | "reciprocal";
 export type BinaryOp =
-  | "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum"
-  | "lt" | "le" | "gt" | "ge" | "eq" | "ne"
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge"
+  | "eq"
+  | "ne"
   // fused activation backwards: a = output gradient, b = the forward input (sigmoid_grad, tanh_grad: the output)
-  | "silu_grad" | "gelu_grad" | "sigmoid_grad" | "tanh_grad";
+  | "silu_grad"
+  | "gelu_grad"
+  | "sigmoid_grad"
+  | "tanh_grad";
 export type ReduceOp = "sum" | "max" | "min";
 
 /** Opaque storage handle; only the backend that made it reads it. */
@@ -91,14 +122,40 @@ export interface Backend<S extends Storage = Storage> {
   /** softmax(scale q k^T + mask) v per batch item, with the row log-sum-exp; see {@link AttentionParams}. */
   attention: (q: S, k: S, v: S, mask: S | null, p: AttentionParams) => AttentionForward<S>;
   /** Gradients of {@link attention} from its output, row log-sum-exp, output gradient and what it saved. */
-  attentionBackward: (q: S, k: S, v: S, mask: S | null, o: S, lse: S, gO: S, p: AttentionParams, saved: SavedState | null) => AttentionGrads<S>;
+  attentionBackward: (
+    q: S,
+    k: S,
+    v: S,
+    mask: S | null,
+    o: S,
+    lse: S,
+    gO: S,
+    p: AttentionParams,
+    saved: SavedState | null,
+  ) => AttentionGrads<S>;
   /** Group norm of (n, c, s), optionally followed by silu; also returns mean and 1/std per (sample, group). */
   groupNorm: (x: S, weight: S | null, bias: S | null, p: GroupNormParams) => NormForward<S>;
   /** Gradients of the group norm (without the silu) given the output gradient and the saved statistics. */
-  groupNormBackward: (x: S, weight: S | null, gy: S, mean: S, rstd: S, p: GroupNormParams, affine: boolean) => NormGrads<S>;
+  groupNormBackward: (
+    x: S,
+    weight: S | null,
+    gy: S,
+    mean: S,
+    rstd: S,
+    p: GroupNormParams,
+    affine: boolean,
+  ) => NormGrads<S>;
   /** Layer norm of (rows, d) rows; also returns mean and 1/std per row. */
   layerNorm: (x: S, weight: S | null, bias: S | null, p: LayerNormParams) => NormForward<S>;
-  layerNormBackward: (x: S, weight: S | null, gy: S, mean: S, rstd: S, p: LayerNormParams, affine: boolean) => NormGrads<S>;
+  layerNormBackward: (
+    x: S,
+    weight: S | null,
+    gy: S,
+    mean: S,
+    rstd: S,
+    p: LayerNormParams,
+    affine: boolean,
+  ) => NormGrads<S>;
 
   // ---- in-place updates
   /** One Adam/AdamW step over a parameter `p` with gradient `g` and moments `m`, `v` (all `size` long). */

@@ -12,7 +12,8 @@ const backends = new Map<string, Backend | (() => Backend)>();
  * back only the storage it made.
  */
 export function registerBackend<S extends Storage>(name: string, backend: Backend<S> | (() => Backend<S>)): void {
-  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ConfigError(`registerBackend: name must be lower-case letters, digits, "-" or "_", got "${name}"`);
+  if (!/^[a-z][a-z0-9_-]*$/.test(name))
+    throw new ConfigError(`registerBackend: name must be lower-case letters, digits, "-" or "_", got "${name}"`);
   backends.set(name, backend as unknown as Backend | (() => Backend));
 }
 

@@ -49,7 +49,9 @@ export function requireFinite(op: string, a: Mat): void {
     const v = d[i]!;
     if (v - v !== 0) {
       const r = Math.floor(i / a.cols);
-      throw new NumericalError(`${op}: input ${shp(a)} contains a non-finite value at (${r}, ${i - r * a.cols}), got ${v}`);
+      throw new NumericalError(
+        `${op}: input ${shp(a)} contains a non-finite value at (${r}, ${i - r * a.cols}), got ${v}`,
+      );
     }
   }
 }
@@ -77,7 +79,9 @@ export function mat(rows: number, cols: number, data?: ArrayLike<number>): Mat {
   const out = new Float64Array(rows * cols);
   if (data !== undefined) {
     if (data.length !== rows * cols) {
-      throw new ShapeError(`mat: data length must equal rows*cols = ${rows * cols} for shape ${rows}x${cols}, got ${data.length}`);
+      throw new ShapeError(
+        `mat: data length must equal rows*cols = ${rows * cols} for shape ${rows}x${cols}, got ${data.length}`,
+      );
     }
     out.set(data);
   }
@@ -98,7 +102,9 @@ export function clone(a: Mat): Mat {
 
 /** The transpose of `a` (a new matrix; blocked for cache locality). */
 export function transpose(a: Mat): Mat {
-  const m = a.rows, n = a.cols, src = a.data;
+  const m = a.rows,
+    n = a.cols,
+    src = a.data;
   const out = new Float64Array(m * n);
   const B = 32;
   for (let i0 = 0; i0 < m; i0 += B) {
@@ -114,7 +120,8 @@ export function transpose(a: Mat): Mat {
 }
 
 export function sameShape(op: string, a: Mat, b: Mat): void {
-  if (a.rows !== b.rows || a.cols !== b.cols) throw new ShapeError(`${op}: shapes must match, got ${shp(a)} and ${shp(b)}`);
+  if (a.rows !== b.rows || a.cols !== b.cols)
+    throw new ShapeError(`${op}: shapes must match, got ${shp(a)} and ${shp(b)}`);
 }
 
 /** Elementwise `a + b`. */
@@ -139,4 +146,3 @@ export function scale(a: Mat, s: number): Mat {
   for (let i = 0; i < out.length; i++) out[i] = a.data[i]! * s;
   return { rows: a.rows, cols: a.cols, data: out };
 }
-

@@ -30,13 +30,15 @@ export function householderQR(d: Float64Array, m: number, n: number): Float64Arr
     const rk = k * n;
     for (let j = k + 1; j < n; j++) w[j] = d[rk + j]!;
     for (let i = k + 1; i < m; i++) {
-      const ri = i * n, vi = d[ri + k]!;
+      const ri = i * n,
+        vi = d[ri + k]!;
       if (vi === 0) continue;
       for (let j = k + 1; j < n; j++) w[j] += vi * d[ri + j]!;
     }
     for (let j = k + 1; j < n; j++) d[rk + j]! -= t * w[j]!;
     for (let i = k + 1; i < m; i++) {
-      const ri = i * n, f = t * d[ri + k]!;
+      const ri = i * n,
+        f = t * d[ri + k]!;
       if (f === 0) continue;
       for (let j = k + 1; j < n; j++) d[ri + j]! -= f * w[j]!;
     }
@@ -48,7 +50,15 @@ export function householderQR(d: Float64Array, m: number, n: number): Float64Arr
  * Overwrites the m x cc matrix `C` with `Q C`, Q = H_0 ... H_{kmax-1} from {@link householderQR}.
  * With `identityStart`, C holds leading identity columns, so columns < k stay untouched at step k.
  */
-export function applyQ(d: Float64Array, m: number, n: number, tau: Float64Array, C: Float64Array, cc: number, identityStart: boolean): void {
+export function applyQ(
+  d: Float64Array,
+  m: number,
+  n: number,
+  tau: Float64Array,
+  C: Float64Array,
+  cc: number,
+  identityStart: boolean,
+): void {
   const w = new Float64Array(cc);
   for (let k = tau.length - 1; k >= 0; k--) {
     const t = tau[k]!;
@@ -79,7 +89,9 @@ export function applyQ(d: Float64Array, m: number, n: number, tau: Float64Array,
  */
 export function qr(a: Mat, mode: "reduced" | "complete" = "reduced"): { q: Mat; r: Mat } {
   requireFinite("qr", a);
-  const m = a.rows, n = a.cols, kmax = Math.min(m, n);
+  const m = a.rows,
+    n = a.cols,
+    kmax = Math.min(m, n);
   const d = Float64Array.from(a.data);
   const tau = householderQR(d, m, n);
   const qc = mode === "complete" ? m : kmax;
@@ -124,10 +136,12 @@ export function symEig(a: Mat): { values: Float64Array; rows: Float64Array } {
   // W[c*n + r] holds V[r][c]: every inner loop of the reduction and all rotations run along rows
   // of W. Exact power-of-two scaling keeps the iteration away from overflow and underflow.
   const ex = pow2Exponent(amax);
-  const sc = 2 ** ex, isc = 2 ** -ex;
+  const sc = 2 ** ex,
+    isc = 2 ** -ex;
   const W = new Float64Array(n * n);
   for (let r = 0; r < n; r++) for (let c = 0; c <= r; c++) W[c * n + r] = a.data[r * n + c]! * isc;
-  const d = new Float64Array(n), e = new Float64Array(n);
+  const d = new Float64Array(n),
+    e = new Float64Array(n);
   tred2(W, d, e, n);
   tql2(W, d, e, n);
   const idx = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[x]! - d[y]!);
@@ -144,7 +158,8 @@ export function symEig(a: Mat): { values: Float64Array; rows: Float64Array } {
 function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let j = 0; j < n; j++) d[j] = W[j * n + n - 1]!;
   for (let i = n - 1; i > 0; i--) {
-    let scale = 0, h = 0;
+    let scale = 0,
+      h = 0;
     for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
     if (scale === 0) {
       e[i] = d[i - 1]!;
@@ -223,7 +238,8 @@ function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
 function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
-  let f = 0, tst1 = 0;
+  let f = 0,
+    tst1 = 0;
   for (let l = 0; l < n; l++) {
     tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
     let m = l;
@@ -248,7 +264,11 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
         for (let i = l + 2; i < n; i++) d[i]! -= h;
         f += h;
         p = d[m]!;
-        let c = 1, c2 = 1, c3 = 1, s = 0, s2 = 0;
+        let c = 1,
+          c2 = 1,
+          c3 = 1,
+          s = 0,
+          s2 = 0;
         const el1 = e[l + 1]!;
         for (let i = m - 1; i >= l; i--) {
           c3 = c2;
@@ -262,9 +282,11 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          const wi = i * n, wi1 = wi + n;
+          const wi = i * n,
+            wi1 = wi + n;
           for (let k = 0; k < n; k++) {
-            const hk = W[wi1 + k]!, vk = W[wi + k]!;
+            const hk = W[wi1 + k]!,
+              vk = W[wi + k]!;
             W[wi1 + k] = s * vk + c * hk;
             W[wi + k] = c * vk - s * hk;
           }
@@ -278,4 +300,3 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
     e[l] = 0;
   }
 }
-

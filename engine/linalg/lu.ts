@@ -1,6 +1,16 @@
 // LU with partial pivoting (solve, inverse, determinant, condition estimate), Cholesky and triangular solves.
 import { NumericalError, ShapeError } from "../errors.ts";
-import { DEFAULT_RCOND_TOL, eye, fmtCond, mat, requireFinite, requireFiniteResult, requireSquare, shp, transpose } from "./base.ts";
+import {
+  DEFAULT_RCOND_TOL,
+  eye,
+  fmtCond,
+  mat,
+  requireFinite,
+  requireFiniteResult,
+  requireSquare,
+  shp,
+  transpose,
+} from "./base.ts";
 import type { LUResult, Mat, SolveOptions } from "./base.ts";
 import { norm, norm1Of } from "./products.ts";
 
@@ -13,20 +23,26 @@ import { norm, norm1Of } from "./products.ts";
  */
 export function lu(a: Mat): LUResult {
   requireFinite("lu", a);
-  const m = a.rows, n = a.cols;
+  const m = a.rows,
+    n = a.cols;
   const d = Float64Array.from(a.data);
   const piv = new Int32Array(m);
   for (let i = 0; i < m; i++) piv[i] = i;
   let sign = 1;
   const kmax = Math.min(m, n);
   for (let k = 0; k < kmax; k++) {
-    let p = k, best = Math.abs(d[k * n + k]!);
+    let p = k,
+      best = Math.abs(d[k * n + k]!);
     for (let i = k + 1; i < m; i++) {
       const v = Math.abs(d[i * n + k]!);
-      if (v > best) { best = v; p = i; }
+      if (v > best) {
+        best = v;
+        p = i;
+      }
     }
     if (p !== k) {
-      const rk = k * n, rp = p * n;
+      const rk = k * n,
+        rp = p * n;
       for (let j = 0; j < n; j++) {
         const t = d[rk + j]!;
         d[rk + j] = d[rp + j]!;
@@ -53,8 +69,12 @@ export function lu(a: Mat): LUResult {
 
 /** Unpacks an {@link LUResult} into explicit `l` (m x min, unit lower) and `u` (min x n, upper). */
 export function luFactors(f: LUResult): { l: Mat; u: Mat } {
-  const m = f.lu.rows, n = f.lu.cols, k = Math.min(m, n), d = f.lu.data;
-  const l = mat(m, k), u = mat(k, n);
+  const m = f.lu.rows,
+    n = f.lu.cols,
+    k = Math.min(m, n),
+    d = f.lu.data;
+  const l = mat(m, k),
+    u = mat(k, n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < Math.min(i, k); j++) l.data[i * k + j] = d[i * n + j]!;
     if (i < k) l.data[i * k + i] = 1;
@@ -65,14 +85,17 @@ export function luFactors(f: LUResult): { l: Mat; u: Mat } {
 
 /** Index of the first exactly-zero diagonal entry of U, or -1. */
 function zeroPivot(f: LUResult): number {
-  const n = f.lu.cols, k = Math.min(f.lu.rows, n);
+  const n = f.lu.cols,
+    k = Math.min(f.lu.rows, n);
   for (let i = 0; i < k; i++) if (f.lu.data[i * n + i] === 0) return i;
   return -1;
 }
 
 /** Solves `A x = b` in place for one vector given `P A = L U` (square, nonsingular U). */
 function luSolveVec(f: LUResult, b: Float64Array): Float64Array {
-  const n = f.lu.rows, d = f.lu.data, piv = f.piv;
+  const n = f.lu.rows,
+    d = f.lu.data,
+    piv = f.piv;
   const x = new Float64Array(n);
   for (let i = 0; i < n; i++) x[i] = b[piv[i]!]!;
   for (let i = 0; i < n; i++) {
@@ -92,7 +115,9 @@ function luSolveVec(f: LUResult, b: Float64Array): Float64Array {
 
 /** Solves `A^T x = b` for one vector given `P A = L U`: `U^T L^T (P x) = b`. */
 function luSolveTransVec(f: LUResult, b: Float64Array): Float64Array {
-  const n = f.lu.rows, d = f.lu.data, piv = f.piv;
+  const n = f.lu.rows,
+    d = f.lu.data,
+    piv = f.piv;
   const y = Float64Array.from(b);
   // U^T y = b (lower system), column-oriented over rows of U
   for (let i = 0; i < n; i++) {
@@ -103,7 +128,8 @@ function luSolveTransVec(f: LUResult, b: Float64Array): Float64Array {
   }
   // L^T z = y (unit upper system)
   for (let i = n - 1; i >= 0; i--) {
-    const ri = i * n, zi = y[i]!;
+    const ri = i * n,
+      zi = y[i]!;
     if (zi !== 0) for (let k = 0; k < i; k++) y[k]! -= d[ri + k]! * zi;
   }
   const x = new Float64Array(n);
@@ -140,10 +166,15 @@ export function luRcond(f: LUResult): number {
       for (let i = 0; i < n; i++) xi[i] = y[i]! >= 0 ? 1 : -1;
       const z = luSolveTransVec(f, xi);
       if (!finite(z)) return 0;
-      let j = 0, zmax = 0, ztx = 0;
+      let j = 0,
+        zmax = 0,
+        ztx = 0;
       for (let i = 0; i < n; i++) {
         const v = Math.abs(z[i]!);
-        if (v > zmax) { zmax = v; j = i; }
+        if (v > zmax) {
+          zmax = v;
+          j = i;
+        }
         ztx += z[i]! * x[i]!;
       }
       if (iter > 0 && zmax <= ztx) break;
@@ -170,26 +201,34 @@ function checkConditioned(op: string, f: LUResult, tol: number): void {
   const n = f.lu.rows;
   const zp = zeroPivot(f);
   if (zp >= 0) {
-    throw new NumericalError(`${op}: matrix ${n}x${n} is singular to working precision (zero pivot in column ${zp}, condition estimate inf)`);
+    throw new NumericalError(
+      `${op}: matrix ${n}x${n} is singular to working precision (zero pivot in column ${zp}, condition estimate inf)`,
+    );
   }
   const rc = luRcond(f);
   if (rc < tol) {
-    throw new NumericalError(`${op}: matrix ${n}x${n} is singular to working precision (condition estimate ${fmtCond(1 / rc)})`);
+    throw new NumericalError(
+      `${op}: matrix ${n}x${n} is singular to working precision (condition estimate ${fmtCond(1 / rc)})`,
+    );
   }
 }
 
 function luSolveOp(op: string, f: LUResult, b: Mat, opts: SolveOptions): Mat {
   const n = f.lu.rows;
   if (f.lu.cols !== n) throw new ShapeError(`${op}: matrix must be square, got ${shp(f.lu)}`);
-  if (b.rows !== n) throw new ShapeError(`${op}: right-hand side rows must match the matrix, got ${n}x${n} and ${shp(b)}`);
+  if (b.rows !== n)
+    throw new ShapeError(`${op}: right-hand side rows must match the matrix, got ${n}x${n} and ${shp(b)}`);
   requireFinite(op, b);
   checkConditioned(op, f, opts.rcondTol ?? DEFAULT_RCOND_TOL);
-  const r = b.cols, d = f.lu.data, piv = f.piv;
+  const r = b.cols,
+    d = f.lu.data,
+    piv = f.piv;
   const X = new Float64Array(n * r);
   for (let i = 0; i < n; i++) X.set(b.data.subarray(piv[i]! * r, piv[i]! * r + r), i * r);
   // forward: unit lower L, row-oriented axpy updates
   for (let i = 0; i < n; i++) {
-    const ri = i * n, xi = i * r;
+    const ri = i * n,
+      xi = i * r;
     for (let k = 0; k < i; k++) {
       const l = d[ri + k]!;
       if (l === 0) continue;
@@ -199,7 +238,8 @@ function luSolveOp(op: string, f: LUResult, b: Mat, opts: SolveOptions): Mat {
   }
   // backward: upper U
   for (let i = n - 1; i >= 0; i--) {
-    const ri = i * n, xi = i * r;
+    const ri = i * n,
+      xi = i * r;
     for (let k = i + 1; k < n; k++) {
       const u = d[ri + k]!;
       if (u === 0) continue;
@@ -225,7 +265,8 @@ export function luSolve(f: LUResult, b: Mat, opts: SolveOptions = {}): Mat {
 /** Solves `A X = B` for square A by LU with partial pivoting (same checks as {@link luSolve}). */
 export function solve(a: Mat, b: Mat, opts: SolveOptions = {}): Mat {
   requireSquare("solve", a);
-  if (b.rows !== a.rows) throw new ShapeError(`solve: right-hand side rows must match the matrix, got ${shp(a)} and ${shp(b)}`);
+  if (b.rows !== a.rows)
+    throw new ShapeError(`solve: right-hand side rows must match the matrix, got ${shp(a)} and ${shp(b)}`);
   return luSolveOp("solve", lu(a), b, opts);
 }
 
@@ -238,7 +279,8 @@ export function inv(a: Mat, opts: SolveOptions = {}): Mat {
 /** Determinant of square A via LU (may over/underflow for large n). */
 export function det(a: Mat): number {
   requireSquare("det", a);
-  const f = lu(a), n = a.rows;
+  const f = lu(a),
+    n = a.rows;
   let p = f.sign;
   for (let i = 0; i < n; i++) p *= f.lu.data[i * n + i]!;
   return p;
@@ -261,7 +303,9 @@ export function condEstimate(a: Mat): number {
 export function cholesky(a: Mat): Mat {
   requireSquare("cholesky", a);
   requireFinite("cholesky", a);
-  const n = a.rows, A = a.data, L = new Float64Array(n * n);
+  const n = a.rows,
+    A = a.data,
+    L = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const ri = i * n;
     for (let j = 0; j <= i; j++) {
@@ -270,7 +314,9 @@ export function cholesky(a: Mat): Mat {
       for (let k = 0; k < j; k++) s -= L[ri + k]! * L[rj + k]!;
       if (j === i) {
         if (!(s > 0)) {
-          throw new NumericalError(`cholesky: matrix ${n}x${n} is not positive definite (pivot ${i} is ${s.toExponential(2)})`);
+          throw new NumericalError(
+            `cholesky: matrix ${n}x${n} is not positive definite (pivot ${i} is ${s.toExponential(2)})`,
+          );
         }
         L[ri + i] = Math.sqrt(s);
       } else {
@@ -300,24 +346,34 @@ export interface TriangularOptions {
 function solveTriangularOp(op: string, t: Mat, b: Mat, opts: TriangularOptions): Mat {
   requireSquare(op, t);
   const n = t.rows;
-  if (b.rows !== n) throw new ShapeError(`${op}: right-hand side rows must match the matrix, got ${shp(t)} and ${shp(b)}`);
+  if (b.rows !== n)
+    throw new ShapeError(`${op}: right-hand side rows must match the matrix, got ${shp(t)} and ${shp(b)}`);
   requireFinite(op, t);
   requireFinite(op, b);
-  const unit = opts.unitDiagonal === true, trans = opts.transpose === true, lower = opts.lower;
-  const T = t.data, r = b.cols, X = Float64Array.from(b.data);
+  const unit = opts.unitDiagonal === true,
+    trans = opts.transpose === true,
+    lower = opts.lower;
+  const T = t.data,
+    r = b.cols,
+    X = Float64Array.from(b.data);
   if (!unit) {
     for (let i = 0; i < n; i++) {
-      if (T[i * n + i] === 0) throw new NumericalError(`${op}: triangular matrix ${n}x${n} is singular (zero diagonal at ${i}, condition estimate inf)`);
+      if (T[i * n + i] === 0)
+        throw new NumericalError(
+          `${op}: triangular matrix ${n}x${n} is singular (zero diagonal at ${i}, condition estimate inf)`,
+        );
     }
   }
   const divRow = (i: number): void => {
     if (unit) return;
-    const inv = 1 / T[i * n + i]!, xi = i * r;
+    const inv = 1 / T[i * n + i]!,
+      xi = i * r;
     for (let j = 0; j < r; j++) X[xi + j]! *= inv;
   };
   const axpyRow = (dst: number, src: number, f: number): void => {
     if (f === 0) return;
-    const xd = dst * r, xs = src * r;
+    const xd = dst * r,
+      xs = src * r;
     for (let j = 0; j < r; j++) X[xd + j]! -= f * X[xs + j]!;
   };
   if (!trans && lower) {
@@ -354,4 +410,3 @@ function solveTriangularOp(op: string, t: Mat, b: Mat, opts: TriangularOptions):
 export function solveTriangular(t: Mat, b: Mat, opts: TriangularOptions): Mat {
   return solveTriangularOp("solveTriangular", t, b, opts);
 }
-

@@ -14,7 +14,15 @@ import { gramRowsLower, matmul, maxAbs, stridedNorm } from "./products.ts";
  * the rows of Wt (length `wlen`). Rows with squared norm below `nullSq` are left alone.
  * Returns the squared row norms.
  */
-function jacobiRows(op: string, Y: Float64Array, Wt: Float64Array, nv: number, len: number, wlen: number, nullSq: number): Float64Array {
+function jacobiRows(
+  op: string,
+  Y: Float64Array,
+  Wt: Float64Array,
+  nv: number,
+  len: number,
+  wlen: number,
+  nullSq: number,
+): Float64Array {
   const sq = new Float64Array(nv);
   for (let p = 0; p < nv; p++) {
     let s = 0;
@@ -25,9 +33,11 @@ function jacobiRows(op: string, Y: Float64Array, Wt: Float64Array, nv: number, l
   for (let sweep = 0; sweep < 80; sweep++) {
     let rotated = 0;
     for (let p = 0; p < nv - 1; p++) {
-      const rp = p * len, wp = p * wlen;
+      const rp = p * len,
+        wp = p * wlen;
       for (let q = p + 1; q < nv; q++) {
-        const alpha = sq[p]!, beta = sq[q]!;
+        const alpha = sq[p]!,
+          beta = sq[q]!;
         if (alpha < nullSq) break;
         if (beta < nullSq) continue;
         const rq = q * len;
@@ -35,12 +45,17 @@ function jacobiRows(op: string, Y: Float64Array, Wt: Float64Array, nv: number, l
         for (let i = 0; i < len; i++) gamma += Y[rp + i]! * Y[rq + i]!;
         if (Math.abs(gamma) <= tol * Math.sqrt(alpha) * Math.sqrt(beta)) continue;
         const zeta = (beta - alpha) / (2 * gamma);
-        const t = Math.abs(zeta) > 1e150 ? 0.5 / zeta : (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
-        const c = 1 / Math.sqrt(1 + t * t), s = c * t;
-        let np = 0, nq = 0;
+        const t =
+          Math.abs(zeta) > 1e150 ? 0.5 / zeta : (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
+        const c = 1 / Math.sqrt(1 + t * t),
+          s = c * t;
+        let np = 0,
+          nq = 0;
         for (let i = 0; i < len; i++) {
-          const yp = Y[rp + i]!, yq = Y[rq + i]!;
-          const u = c * yp - s * yq, v = s * yp + c * yq;
+          const yp = Y[rp + i]!,
+            yq = Y[rq + i]!;
+          const u = c * yp - s * yq,
+            v = s * yp + c * yq;
           Y[rp + i] = u;
           Y[rq + i] = v;
           np += u * u;
@@ -50,7 +65,8 @@ function jacobiRows(op: string, Y: Float64Array, Wt: Float64Array, nv: number, l
         sq[q] = nq;
         const wq = q * wlen;
         for (let i = 0; i < wlen; i++) {
-          const xp = Wt[wp + i]!, xq = Wt[wq + i]!;
+          const xp = Wt[wp + i]!,
+            xq = Wt[wq + i]!;
           Wt[wp + i] = c * xp - s * xq;
           Wt[wq + i] = s * xp + c * xq;
         }
@@ -113,7 +129,14 @@ function completeRows(R: Float64Array, from: number, k: number, len: number): vo
  * matrix, so those rows become orthogonal up to eps times the largest one; the new rows are written
  * back in descending norm order. With `vIdentity`, Vt's rows S are taken to be unit vectors.
  */
-function gramPrecondition(Bt: Float64Array, Vt: Float64Array, S: number[], m: number, n: number, vIdentity: boolean): void {
+function gramPrecondition(
+  Bt: Float64Array,
+  Vt: Float64Array,
+  S: number[],
+  m: number,
+  n: number,
+  vIdentity: boolean,
+): void {
   const k = S.length;
   const bs = mat(k, m);
   for (let i = 0; i < k; i++) bs.data.set(Bt.subarray(S[i]! * m, S[i]! * m + m), i * m);
@@ -145,11 +168,13 @@ function gramPrecondition(Bt: Float64Array, Vt: Float64Array, S: number[], m: nu
  * one-sided Jacobi iteration restores full accuracy in a few sweeps.
  */
 function svdTall(op: string, a: Mat, k: number, wantVectors: boolean): { ut: Mat; s: Float64Array; vt: Mat } {
-  const m = a.rows, n = a.cols;
+  const m = a.rows,
+    n = a.cols;
   const amax = maxAbs(a.data);
   const s = new Float64Array(k);
   if (amax === 0) {
-    const ut = mat(k, m), vt = mat(k, n);
+    const ut = mat(k, m),
+      vt = mat(k, n);
     for (let i = 0; i < k; i++) {
       ut.data[i * m + i] = 1;
       vt.data[i * n + i] = 1;
@@ -183,7 +208,8 @@ function svdTall(op: string, a: Mat, k: number, wantVectors: boolean): { ut: Mat
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => sig[y]! - sig[x]!);
   for (let i = 0; i < k; i++) s[i] = sig[order[i]!]! * sc;
   if (!wantVectors) return { ut: mat(0, 0), s, vt: mat(0, 0) };
-  const vt = mat(k, n), ut = mat(k, m);
+  const vt = mat(k, n),
+    ut = mat(k, m);
   let filled = k;
   for (let i = 0; i < k; i++) {
     const j = order[i]!;
@@ -210,7 +236,9 @@ function svdTall(op: string, a: Mat, k: number, wantVectors: boolean): { ut: Mat
  */
 export function svd(a: Mat, opts: { k?: number } = {}): { u: Mat; s: Float64Array; vt: Mat } {
   requireFinite("svd", a);
-  const m = a.rows, n = a.cols, r = Math.min(m, n);
+  const m = a.rows,
+    n = a.cols,
+    r = Math.min(m, n);
   const k = opts.k ?? r;
   if (!Number.isInteger(k) || k < 0 || k > r) {
     throw new ShapeError(`svd: k must be an integer in [0, ${r}] for a ${shp(a)} matrix, got ${k}`);

@@ -31,16 +31,30 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
     throw new ShapeError(`conv2d: input [${x.shape}] and weight [${w.shape}] do not fit groups=${groups}`);
   }
   if (p.stride.some((s) => !Number.isInteger(s) || s < 1) || p.padding.some((v) => !Number.isInteger(v) || v < 0)) {
-    throw new ShapeError(`conv2d: stride [${p.stride}] and padding [${p.padding}] must be positive / non-negative integers`);
+    throw new ShapeError(
+      `conv2d: stride [${p.stride}] and padding [${p.padding}] must be positive / non-negative integers`,
+    );
   }
   const ho = Math.floor((h + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
   const wo = Math.floor((wd + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
   if (ho < 1 || wo < 1) throw new ShapeError(`conv2d: kernel ${kh}x${kw} is larger than padded input [${x.shape}]`);
   // a half-precision weight is widened to float32 for each kernel that reads it, then dropped
-  const y = out(x, withWeight(w, (ws) => x.backend.conv2d(x.storage, x.shape, ws, w.shape, p)), [n, o, ho, wo]);
+  const y = out(
+    x,
+    withWeight(w, (ws) => x.backend.conv2d(x.storage, x.shape, ws, w.shape, p)),
+    [n, o, ho, wo],
+  );
   const r = record(y, "conv2d", [x, w], (g) => [
-    x.requiresGrad ? out(g, withWeight(w, (ws) => g.backend.conv2dBackwardInput(g.storage, g.shape, ws, w.shape, x.shape, p)), x.shape) : null,
-    w.requiresGrad ? out(g, g.backend.conv2dBackwardWeight(x.storage, x.shape, g.storage, g.shape, w.shape, p), w.shape) : null,
+    x.requiresGrad
+      ? out(
+          g,
+          withWeight(w, (ws) => g.backend.conv2dBackwardInput(g.storage, g.shape, ws, w.shape, x.shape, p)),
+          x.shape,
+        )
+      : null,
+    w.requiresGrad
+      ? out(g, g.backend.conv2dBackwardWeight(x.storage, x.shape, g.storage, g.shape, w.shape, p), w.shape)
+      : null,
   ]);
   if (!bias) return r;
   if (bias.ndim !== 1 || bias.shape[0] !== o) throw new ShapeError(`conv2d: bias must be [${o}], got [${bias.shape}]`);
@@ -50,7 +64,8 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
 /** Nearest-neighbour upsampling of (N, C, H, W) by an integer factor (default 2). */
 export function upsampleNearest2d(x: Tensor, scale = 2): Tensor {
   if (x.ndim !== 4) throw new ShapeError(`upsampleNearest2d: input must be rank 4, got [${x.shape}]`);
-  if (!Number.isInteger(scale) || scale < 1) throw new ShapeError(`upsampleNearest2d: scale must be a positive integer, got ${scale}`);
+  if (!Number.isInteger(scale) || scale < 1)
+    throw new ShapeError(`upsampleNearest2d: scale must be a positive integer, got ${scale}`);
   const [n, c, h, w] = x.shape as [number, number, number, number];
   const y = out(x, x.backend.upsampleNearest(x.storage, x.shape, scale), [n, c, h * scale, w * scale]);
   return record(y, "upsampleNearest2d", [x], (g) => [poolSum(g, scale, 1)]);
@@ -60,7 +75,8 @@ export function upsampleNearest2d(x: Tensor, scale = 2): Tensor {
 export function poolSum(x: Tensor, k: number, mul: number): Tensor {
   if (x.ndim !== 4) throw new ShapeError(`pool: input must be rank 4, got [${x.shape}]`);
   const [n, c, h, w] = x.shape as [number, number, number, number];
-  if (!Number.isInteger(k) || k < 1 || h % k !== 0 || w % k !== 0) throw new ShapeError(`pool: window ${k} must divide the spatial size of [${x.shape}]`);
+  if (!Number.isInteger(k) || k < 1 || h % k !== 0 || w % k !== 0)
+    throw new ShapeError(`pool: window ${k} must divide the spatial size of [${x.shape}]`);
   const y = out(x, x.backend.poolSum(x.storage, x.shape, k, mul), [n, c, h / k, w / k]);
   return record(y, "poolSum", [x], (g) => {
     const u = upsampleNearest2d(g, k);

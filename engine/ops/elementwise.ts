@@ -69,7 +69,8 @@ export function gelu(x: Tensor): Tensor {
 }
 export function geluTanh(x: Tensor): Tensor {
   // u = c (x + a x^3), y = x (1 + tanh u) / 2; dy = (1 + t)/2 + x (1 - t^2) c (1 + 3 a x^2) / 2
-  const c = Math.sqrt(2 / Math.PI), a = 0.044715;
+  const c = Math.sqrt(2 / Math.PI),
+    a = 0.044715;
   return record(un("gelu_tanh", x), "geluTanh", [x], (g) => {
     const x2 = un("square", x);
     const t = un("tanh", mul(add(x, mul(mul(x2, x), a)), c));
@@ -80,7 +81,9 @@ export function geluTanh(x: Tensor): Tensor {
 }
 export function erf(x: Tensor): Tensor {
   // d erf x = 2/sqrt(pi) e^{-x^2}
-  return record(un("erf", x), "erf", [x], (g) => [mul(g, mul(un("exp", neg(un("square", x))), 2 / Math.sqrt(Math.PI)))]);
+  return record(un("erf", x), "erf", [x], (g) => [
+    mul(g, mul(un("exp", neg(un("square", x))), 2 / Math.sqrt(Math.PI))),
+  ]);
 }
 export function sin(x: Tensor): Tensor {
   return record(un("sin", x), "sin", [x], (g) => [mul(g, un("cos", x))]);
@@ -104,7 +107,10 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
 }
 export function sub(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = pair(a, b);
-  return record(bin("sub", x, y), "sub", [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]);
+  return record(bin("sub", x, y), "sub", [x, y], (g) => [
+    sumTo(g, x.shape),
+    y.requiresGrad ? sumTo(neg(g), y.shape) : null,
+  ]);
 }
 export function mul(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = pair(a, b);
@@ -156,7 +162,8 @@ export const ne = (a: TensorLike, b: TensorLike): Tensor => bin("ne", ...pair(a,
 
 /** `cond != 0 ? a : b` elementwise with broadcasting; differentiable in a and b. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  const x = lift(a, cond), y = lift(b, cond);
+  const x = lift(a, cond),
+    y = lift(b, cond);
   same("where", [cond, x, y]);
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, x.shape), y.shape);
   const o = out(x, x.backend.where(cond.storage, cond.shape, x.storage, x.shape, y.storage, y.shape, shape), shape);
@@ -182,7 +189,10 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   const y = out(x, x.backend.cast(x.rawStorage, x.dtype, dtype), x.shape, dtype);
   if (isHalf(dtype)) {
-    if (x.requiresGrad && isGradEnabled()) throw new DTypeError(`cast: a tensor of shape [${x.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights); detach() it first`);
+    if (x.requiresGrad && isGradEnabled())
+      throw new DTypeError(
+        `cast: a tensor of shape [${x.shape}] that requires grad cannot become ${dtype} (half dtypes hold frozen weights); detach() it first`,
+      );
     return y;
   }
   return record(y, "cast", [x], (g) => [cast(g, x.dtype)]);

@@ -17,21 +17,32 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
   // either operand may be a frozen half-precision weight (2-d), widened to float32 for this product only
   if (isHalf(a.dtype)) sameOrHalfWeight("matmul", b, a);
   else sameOrHalfWeight("matmul", a, b);
-  for (const t of [a, b]) if (isHalf(t.dtype) && t.ndim !== 2) throw new ShapeError(`matmul: a ${t.dtype} operand must be a 2-d weight, got [${t.shape}]`);
-  if (a.ndim < 2 || b.ndim < 2) throw new ShapeError(`matmul: operands must have rank >= 2, got [${a.shape}] and [${b.shape}]`);
+  for (const t of [a, b])
+    if (isHalf(t.dtype) && t.ndim !== 2)
+      throw new ShapeError(`matmul: a ${t.dtype} operand must be a 2-d weight, got [${t.shape}]`);
+  if (a.ndim < 2 || b.ndim < 2)
+    throw new ShapeError(`matmul: operands must have rank >= 2, got [${a.shape}] and [${b.shape}]`);
   const [ar, ac] = a.shape.slice(-2) as [number, number];
   const [br, bc] = b.shape.slice(-2) as [number, number];
-  const m = transA ? ac : ar, k = transA ? ar : ac;
-  const kb = transB ? bc : br, n = transB ? br : bc;
+  const m = transA ? ac : ar,
+    k = transA ? ar : ac;
+  const kb = transB ? bc : br,
+    n = transB ? br : bc;
   if (k !== kb) {
-    throw new ShapeError(`matmul: inner dimensions differ, a is [${a.shape}]${transA ? "^T" : ""} and b is [${b.shape}]${transB ? "^T" : ""}`);
+    throw new ShapeError(
+      `matmul: inner dimensions differ, a is [${a.shape}]${transA ? "^T" : ""} and b is [${b.shape}]${transB ? "^T" : ""}`,
+    );
   }
-  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  const batchA = a.shape.slice(0, -2),
+    batchB = b.shape.slice(0, -2);
   const batch = broadcastShapes("matmul", batchA, batchB);
   const nb = sizeOf(batch);
-  let x = a, y = b;
-  let strideA = ar * ac, strideB = br * bc;
-  let batchN = nb, mm_ = m;
+  let x = a,
+    y = b;
+  let strideA = ar * ac,
+    strideB = br * bc;
+  let batchN = nb,
+    mm_ = m;
   if (sizeOf(batchB) === 1 && !transA && nb > 1) {
     // fold a's batch into its rows: (nb*M, K) @ (K, N)
     mm_ = m * nb;
@@ -49,7 +60,8 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
   const s = withWeight(x, (xs) => withWeight(y, (ys) => a.backend.matmul(xs, ys, p)));
   const o = out(a, s, shape, floatOf(a.dtype));
   return record(o, "matmul", [a, b], (g) => {
-    let ga: Tensor | null = null, gb: Tensor | null = null;
+    let ga: Tensor | null = null,
+      gb: Tensor | null = null;
     if (a.requiresGrad) {
       const scratch = a.backend.beginScratch();
       const full = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
@@ -61,7 +73,8 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
       if (sizeOf(batchB) === 1 && nb > 1 && !transA && sizeOf(batchA) === nb) {
         // a weight shared by the batch: one GEMM over the stacked rows, sum_b op(a_b)^T g_b = A^T G,
         // instead of a gradient per batch item and a sum over them
-        const a2 = reshape(a, [nb * m, k]), g2 = reshape(g, [nb * m, n]);
+        const a2 = reshape(a, [nb * m, k]),
+          g2 = reshape(g, [nb * m, n]);
         gb = reshape(transB ? mm(g2, a2, true, false) : mm(a2, g2, true, false), b.shape);
       } else {
         // the per-item products go back to the backend's pool once summed over the batch
@@ -78,8 +91,10 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
 
 /** Matrix product with NumPy semantics for 1-D operands and broadcast batch axes. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new ShapeError(`matmul: operands must not be scalars, got [${a.shape}] and [${b.shape}]`);
-  const va = a.ndim === 1, vb = b.ndim === 1;
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new ShapeError(`matmul: operands must not be scalars, got [${a.shape}] and [${b.shape}]`);
+  const va = a.ndim === 1,
+    vb = b.ndim === 1;
   const x = va ? reshape(a, [1, a.shape[0]]) : a;
   const y = vb ? reshape(b, [b.shape[0], 1]) : b;
   let r = mm(x, y);
@@ -92,7 +107,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   if (weight.ndim !== 2) throw new ShapeError(`linear: weight must be (out, in), got [${weight.shape}]`);
   if (x.shape[x.ndim - 1] !== weight.shape[1]) {
-    throw new ShapeError(`linear: input features ${x.shape[x.ndim - 1]} (shape [${x.shape}]) differ from weight in-features ${weight.shape[1]} (weight [${weight.shape}])`);
+    throw new ShapeError(
+      `linear: input features ${x.shape[x.ndim - 1]} (shape [${x.shape}]) differ from weight in-features ${weight.shape[1]} (weight [${weight.shape}])`,
+    );
   }
   const x2 = x.ndim === 1 ? reshape(x, [1, x.shape[0]]) : x;
   let y = mm(x2, weight, false, true);

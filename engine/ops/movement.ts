@@ -16,7 +16,8 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
     s[infer] = rest === 0 ? 0 : x.size / rest;
   }
   checkShape("reshape", s);
-  if (sizeOf(s) !== x.size) throw new ShapeError(`reshape: cannot reshape [${x.shape}] (${x.size} elements) to [${shape}]`);
+  if (sizeOf(s) !== x.size)
+    throw new ShapeError(`reshape: cannot reshape [${x.shape}] (${x.size} elements) to [${shape}]`);
   if (shapesEqual(s, x.shape)) return x;
   const y = new Tensor(x.rawStorage, s, x.dtype, x.backend);
   return record(y, "reshape", [x], (g) => [reshape(g, x.shape)]);
@@ -39,7 +40,8 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 /** Swaps two axes. */
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
   const p = Array.from({ length: x.ndim }, (_, i) => i);
-  const i = normAxis("transpose", a, x.ndim), j = normAxis("transpose", b, x.ndim);
+  const i = normAxis("transpose", a, x.ndim),
+    j = normAxis("transpose", b, x.ndim);
   [p[i], p[j]] = [p[j], p[i]];
   return permute(x, p);
 }
@@ -58,10 +60,17 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
 
 /** Removes size-1 axes (one, or all). */
 export function squeeze(x: Tensor, axis?: number): Tensor {
-  if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
+  if (axis === undefined)
+    return reshape(
+      x,
+      x.shape.filter((d) => d !== 1),
+    );
   const a = normAxis("squeeze", axis, x.ndim);
   if (x.shape[a] !== 1) return x;
-  return reshape(x, x.shape.filter((_, i) => i !== a));
+  return reshape(
+    x,
+    x.shape.filter((_, i) => i !== a),
+  );
 }
 
 /** Inserts a size-1 axis. */
@@ -75,23 +84,32 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
 /** Flattens axes start..end into one. */
 export function flatten(x: Tensor, start = 0, end = -1): Tensor {
   if (x.ndim === 0) return reshape(x, [1]);
-  const s = normAxis("flatten", start, x.ndim), e = normAxis("flatten", end, x.ndim);
+  const s = normAxis("flatten", start, x.ndim),
+    e = normAxis("flatten", end, x.ndim);
   const mid = x.shape.slice(s, e + 1).reduce((p, d) => p * d, 1);
   return reshape(x, [...x.shape.slice(0, s), mid, ...x.shape.slice(e + 1)]);
 }
 
 /** Sub-tensor x[begin:end:step] per axis (copies). Negative begin/end count from the end. */
 export function slice(x: Tensor, begin: readonly number[], end: readonly number[], step?: readonly number[]): Tensor {
-  if (begin.length !== x.ndim || end.length !== x.ndim) throw new ShapeError(`slice: need ${x.ndim} begin/end values for shape [${x.shape}], got [${begin}] and [${end}]`);
+  if (begin.length !== x.ndim || end.length !== x.ndim)
+    throw new ShapeError(`slice: need ${x.ndim} begin/end values for shape [${x.shape}], got [${begin}] and [${end}]`);
   const st = step ?? x.shape.map(() => 1);
   const b = begin.map((v, d) => clampIndex(v, x.shape[d]));
   const e = end.map((v, d) => Math.max(b[d], clampIndex(v, x.shape[d])));
-  if (st.some((v) => !Number.isInteger(v) || v < 1)) throw new ShapeError(`slice: steps must be positive integers, got [${st}]`);
+  if (st.some((v) => !Number.isInteger(v) || v < 1))
+    throw new ShapeError(`slice: steps must be positive integers, got [${st}]`);
   const shape = b.map((v, d) => Math.ceil((e[d] - v) / st[d]));
   if (shapesEqual(shape, x.shape)) return x;
   const y = out(x, x.backend.slice(x.storage, x.shape, b, e, st), shape);
   return record(y, "slice", [x], (g) => {
-    if (st.every((v) => v === 1)) return [pad(g, b.map((v, d) => [v, x.shape[d] - e[d]] as const))];
+    if (st.every((v) => v === 1))
+      return [
+        pad(
+          g,
+          b.map((v, d) => [v, x.shape[d] - e[d]] as const),
+        ),
+      ];
     // strided: scatter one axis at a time
     let r = g;
     for (let d = 0; d < x.ndim; d++) {
@@ -113,7 +131,9 @@ function clampIndex(v: number, n: number): number {
 /** x sliced along one axis: [start, end) with a step. */
 export function narrowSlice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {
   const a = normAxis("slice", axis, x.ndim);
-  const b = x.shape.map(() => 0), e = [...x.shape], s = x.shape.map(() => 1);
+  const b = x.shape.map(() => 0),
+    e = [...x.shape],
+    s = x.shape.map(() => 1);
   b[a] = start;
   e[a] = end ?? x.shape[a];
   s[a] = step;
@@ -122,14 +142,21 @@ export function narrowSlice(x: Tensor, axis: number, start: number, end?: number
 
 /** Pads each axis with [before, after] elements of `value` (non-negative pads). */
 export function pad(x: Tensor, pads: readonly (readonly [number, number])[], value = 0): Tensor {
-  if (pads.length !== x.ndim) throw new ShapeError(`pad: need ${x.ndim} [before, after] pairs for shape [${x.shape}], got ${pads.length}`);
+  if (pads.length !== x.ndim)
+    throw new ShapeError(`pad: need ${x.ndim} [before, after] pairs for shape [${x.shape}], got ${pads.length}`);
   if (pads.some(([l, r]) => !Number.isInteger(l) || !Number.isInteger(r) || l < 0 || r < 0)) {
     throw new ShapeError(`pad: pads must be non-negative integers, got ${JSON.stringify(pads)}`);
   }
   if (pads.every(([l, r]) => l === 0 && r === 0)) return x;
   const shape = x.shape.map((d, i) => d + pads[i][0] + pads[i][1]);
   const y = out(x, x.backend.pad(x.storage, x.shape, pads, value), shape);
-  return record(y, "pad", [x], (g) => [slice(g, pads.map(([l]) => l), pads.map(([l], i) => l + x.shape[i]))]);
+  return record(y, "pad", [x], (g) => [
+    slice(
+      g,
+      pads.map(([l]) => l),
+      pads.map(([l], i) => l + x.shape[i]),
+    ),
+  ]);
 }
 
 /** Joins tensors along an existing axis. */
@@ -145,7 +172,15 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   if (xs.length === 1) return xs[0];
   const shape = [...xs[0].shape];
   shape[a] = xs.reduce((s, t) => s + t.shape[a], 0);
-  const y = out(xs[0], xs[0].backend.concat(xs.map((t) => t.storage), xs.map((t) => t.shape), a), shape);
+  const y = out(
+    xs[0],
+    xs[0].backend.concat(
+      xs.map((t) => t.storage),
+      xs.map((t) => t.shape),
+      a,
+    ),
+    shape,
+  );
   return record(y, "concat", xs, (g) => {
     let pos = 0;
     return xs.map((t) => {
@@ -160,15 +195,22 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   if (xs.length === 0) throw new ShapeError("stack: needs at least one tensor");
   const a = normAxis("stack", axis, xs[0].ndim + 1);
-  return concat(xs.map((t) => unsqueeze(t, a)), a);
+  return concat(
+    xs.map((t) => unsqueeze(t, a)),
+    a,
+  );
 }
 
 /** Splits along an axis into pieces of the given size(s). */
 export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
   const a = normAxis("split", axis, x.ndim);
   const n = x.shape[a];
-  const list = typeof sizes === "number" ? Array.from({ length: Math.ceil(n / sizes) }, (_, i) => Math.min(sizes, n - i * sizes)) : [...sizes];
-  if (list.reduce((p, v) => p + v, 0) !== n) throw new ShapeError(`split: sizes [${list}] do not add up to ${n} (axis ${axis} of [${x.shape}])`);
+  const list =
+    typeof sizes === "number"
+      ? Array.from({ length: Math.ceil(n / sizes) }, (_, i) => Math.min(sizes, n - i * sizes))
+      : [...sizes];
+  if (list.reduce((p, v) => p + v, 0) !== n)
+    throw new ShapeError(`split: sizes [${list}] do not add up to ${n} (axis ${axis} of [${x.shape}])`);
   let pos = 0;
   return list.map((s) => {
     const r = narrowSlice(x, a, pos, pos + s);
@@ -189,7 +231,8 @@ export function toIndex(op: string, index: ArrayLike<number> | Tensor, bound: nu
   const idx = new Int32Array(src.length);
   for (let i = 0; i < src.length; i++) {
     const v = src[i];
-    if (!Number.isInteger(v) || v < 0 || v >= bound) throw new ShapeError(`${op}: index ${v} at position ${i} is out of range [0, ${bound})`);
+    if (!Number.isInteger(v) || v < 0 || v >= bound)
+      throw new ShapeError(`${op}: index ${v} at position ${i} is out of range [0, ${bound})`);
     idx[i] = v;
   }
   return idx;
@@ -218,6 +261,16 @@ export function indexAdd(shape: Shape, axis: number, index: ArrayLike<number> | 
 
 /** A copy with fresh storage, in the graph as identity. */
 export function contiguousCopy(x: Tensor): Tensor {
-  const y = out(x, x.backend.slice(x.storage, x.shape, x.shape.map(() => 0), x.shape, x.shape.map(() => 1)), x.shape);
+  const y = out(
+    x,
+    x.backend.slice(
+      x.storage,
+      x.shape,
+      x.shape.map(() => 0),
+      x.shape,
+      x.shape.map(() => 1),
+    ),
+    x.shape,
+  );
   return record(y, "clone", [x], (g) => [g]);
 }

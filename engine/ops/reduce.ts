@@ -28,9 +28,15 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepdim = fals
   return record(y, "sum", [x], (g) => [expand(reshape(g, keptShape(x.shape, ax)), x.shape)]);
 }
 
-function extremum(op: "max" | "min", x: Tensor, axes: number | readonly number[] | undefined, keepdim: boolean): Tensor {
+function extremum(
+  op: "max" | "min",
+  x: Tensor,
+  axes: number | readonly number[] | undefined,
+  keepdim: boolean,
+): Tensor {
   const ax = normAxes(op, axes, x.ndim);
-  if (ax.some((a) => x.shape[a] === 0)) throw new ShapeError(`${op}: cannot reduce an empty axis of shape [${x.shape}]`);
+  if (ax.some((a) => x.shape[a] === 0))
+    throw new ShapeError(`${op}: cannot reduce an empty axis of shape [${x.shape}]`);
   const y = reduceRaw(op, x, ax, keepdim);
   // the gradient goes to the arg-extrema, split evenly between ties
   return record(y, op, [x], (g) => {

@@ -23,8 +23,10 @@ export function lift(x: TensorLike, like: Tensor): Tensor {
 export function same(op: string, ts: readonly Tensor[]): void {
   const t0 = ts[0];
   for (const t of ts) {
-    if (t.dtype !== t0.dtype) throw new DTypeError(`${op}: dtypes differ, got ${ts.map((x) => x.dtype).join(" and ")}; convert with .to()`);
-    if (t.backend !== t0.backend) throw new BackendError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
+    if (t.dtype !== t0.dtype)
+      throw new DTypeError(`${op}: dtypes differ, got ${ts.map((x) => x.dtype).join(" and ")}; convert with .to()`);
+    if (t.backend !== t0.backend)
+      throw new BackendError(`${op}: tensors live on different backends (${t0.backend.name} and ${t.backend.name})`);
   }
 }
 
@@ -35,9 +37,12 @@ export function same(op: string, ts: readonly Tensor[]): void {
  */
 export function sameOrHalfWeight(op: string, x: Tensor, w: Tensor): void {
   if (!isHalf(w.dtype)) return same(op, [x, w]);
-  if (x.dtype !== "float32") throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] computes in float32, but the input is ${x.dtype}`);
-  if (x.backend !== w.backend) throw new BackendError(`${op}: tensors live on different backends (${x.backend.name} and ${w.backend.name})`);
-  if (w.requiresGrad) throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] cannot be trained; convert it with .to_("float32")`);
+  if (x.dtype !== "float32")
+    throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] computes in float32, but the input is ${x.dtype}`);
+  if (x.backend !== w.backend)
+    throw new BackendError(`${op}: tensors live on different backends (${x.backend.name} and ${w.backend.name})`);
+  if (w.requiresGrad)
+    throw new DTypeError(`${op}: a ${w.dtype} weight [${w.shape}] cannot be trained; convert it with .to_("float32")`);
 }
 
 /**

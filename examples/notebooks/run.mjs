@@ -27,7 +27,8 @@ export const DENO_VERSION = "2.9.6";
 export const KERNEL_NAME = "deno";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
-const APT = "apt-get install -y --no-install-recommends jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client jupyter-core";
+const APT =
+  "apt-get install -y --no-install-recommends jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client jupyter-core";
 
 /** Exit code when the tools cannot be found or installed (distinct from a failing notebook). */
 export const EXIT_UNAVAILABLE = 2;
@@ -35,7 +36,10 @@ export const EXIT_UNAVAILABLE = 2;
 export class Unavailable extends Error {}
 
 export function cacheDir() {
-  return process.env.CDIFF_NOTEBOOK_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "custom-diffusion-ts", "notebooks");
+  return (
+    process.env.CDIFF_NOTEBOOK_CACHE ||
+    path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "custom-diffusion-ts", "notebooks")
+  );
 }
 
 function denoVersion(bin) {
@@ -50,7 +54,8 @@ function denoInPrefix(prefix) {
   const exe = process.platform === "win32" ? "deno.exe" : "deno";
   const nm = path.join(prefix, "node_modules");
   const cands = [path.join(nm, "deno", exe)];
-  if (fs.existsSync(path.join(nm, "@deno"))) for (const d of fs.readdirSync(path.join(nm, "@deno"))) cands.push(path.join(nm, "@deno", d, exe));
+  if (fs.existsSync(path.join(nm, "@deno")))
+    for (const d of fs.readdirSync(path.join(nm, "@deno"))) cands.push(path.join(nm, "@deno", d, exe));
   return cands.find((c) => fs.existsSync(c) && denoVersion(c)) ?? null;
 }
 
@@ -63,20 +68,30 @@ export function locateDeno({ install = true, log = console.log } = {}) {
   }
   const onPath = denoVersion("deno");
   if (onPath && onPath.major >= 2) {
-    const which = spawnSync(process.platform === "win32" ? "where" : "which", ["deno"], { encoding: "utf8" }).stdout?.split(/\r?\n/)[0]?.trim();
+    const which = spawnSync(process.platform === "win32" ? "where" : "which", ["deno"], { encoding: "utf8" })
+      .stdout?.split(/\r?\n/)[0]
+      ?.trim();
     return { bin: which || "deno", version: onPath.text, source: "PATH" };
   }
   const prefix = path.join(cacheDir(), `deno-${DENO_VERSION}`);
   let bin = denoInPrefix(prefix);
   if (!bin) {
-    if (!install) throw new Unavailable(`Deno 2 is not installed (no $DENO, no deno on the PATH, nothing in ${prefix}); run without --no-install to install it`);
+    if (!install)
+      throw new Unavailable(
+        `Deno 2 is not installed (no $DENO, no deno on the PATH, nothing in ${prefix}); run without --no-install to install it`,
+      );
     log(`installing Deno ${DENO_VERSION} from npm into ${prefix} (once; about 40 MB to download)`);
     fs.mkdirSync(prefix, { recursive: true });
     const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-    const r = spawnSync(npm, ["install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", `deno@${DENO_VERSION}`], { stdio: "inherit", shell: process.platform === "win32" });
+    const r = spawnSync(
+      npm,
+      ["install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", `deno@${DENO_VERSION}`],
+      { stdio: "inherit", shell: process.platform === "win32" },
+    );
     if (r.status !== 0) throw new Unavailable(`npm install deno@${DENO_VERSION} failed (exit ${r.status})`);
     bin = denoInPrefix(prefix);
-    if (!bin) throw new Unavailable(`npm installed deno@${DENO_VERSION} into ${prefix}, but no working binary was found there`);
+    if (!bin)
+      throw new Unavailable(`npm installed deno@${DENO_VERSION} into ${prefix}, but no working binary was found there`);
   }
   return { bin, version: denoVersion(bin).text, source: "cache" };
 }
@@ -86,7 +101,11 @@ export function writeKernelSpec(denoBin) {
   const dataDir = path.join(cacheDir(), "jupyter");
   const dir = path.join(dataDir, "kernels", KERNEL_NAME);
   fs.mkdirSync(dir, { recursive: true });
-  const spec = { argv: [denoBin, "jupyter", "--kernel", "--conn", "{connection_file}"], display_name: "Deno", language: "typescript" };
+  const spec = {
+    argv: [denoBin, "jupyter", "--kernel", "--conn", "{connection_file}"],
+    display_name: "Deno",
+    language: "typescript",
+  };
   fs.writeFileSync(path.join(dir, "kernel.json"), JSON.stringify(spec, null, 2) + "\n");
   return dataDir;
 }
@@ -95,7 +114,9 @@ export function writeKernelSpec(denoBin) {
 export function checkJupyter() {
   const r = spawnSync("jupyter", ["nbconvert", "--version"], { encoding: "utf8" });
   if (r.status !== 0) {
-    throw new Unavailable(`Jupyter's notebook runner (jupyter nbconvert) was not found. On Debian or Ubuntu: sudo ${APT}; elsewhere: python3 -m pip install nbconvert nbclient ipykernel`);
+    throw new Unavailable(
+      `Jupyter's notebook runner (jupyter nbconvert) was not found. On Debian or Ubuntu: sudo ${APT}; elsewhere: python3 -m pip install nbconvert nbclient ipykernel`,
+    );
   }
   return r.stdout.trim();
 }
@@ -108,18 +129,24 @@ export function jupyterEnv(dataDir) {
 
 // ---- notebooks ------------------------------------------------------------------------------------
 
-const src = (cell) => (Array.isArray(cell.source) ? cell.source.join("") : cell.source ?? "");
+const src = (cell) => (Array.isArray(cell.source) ? cell.source.join("") : (cell.source ?? ""));
 
 /**
  * What a cell showed, by kind: the stream names (stdout/stderr, however the text was split) and, in
  * order, the MIME types of each rich output (an image where an image was); errors by name.
  */
 export function outputKinds(cell) {
-  const streams = new Set(), rich = [];
+  const streams = new Set(),
+    rich = [];
   for (const o of cell.outputs ?? []) {
     if (o.output_type === "stream") streams.add(o.name);
     else if (o.output_type === "error") rich.push(`error:${o.ename}`);
-    else rich.push(Object.keys(o.data ?? {}).sort().join("+"));
+    else
+      rich.push(
+        Object.keys(o.data ?? {})
+          .sort()
+          .join("+"),
+      );
   }
   return [...[...streams].sort().map((s) => `stream:${s}`), ...rich];
 }
@@ -131,9 +158,11 @@ export function outputKinds(cell) {
 export function missingOutputs(nb) {
   return nb.cells.flatMap((c, i) => {
     if (c.cell_type !== "code") return [];
-    const outs = c.outputs ?? [], what = [];
+    const outs = c.outputs ?? [],
+      what = [];
     if (/\bshow\(/.test(src(c)) && !outs.some((o) => o.data?.["image/png"])) what.push("no image");
-    if (/\bconsole\.log\(/.test(src(c)) && !outs.some((o) => o.output_type === "stream" && o.name === "stdout")) what.push("no printed text");
+    if (/\bconsole\.log\(/.test(src(c)) && !outs.some((o) => o.output_type === "stream" && o.name === "stdout"))
+      what.push("no printed text");
     return what.length ? [`cell ${i + 1} (${firstLine(c)}) has ${what.join(" and ")}`] : [];
   });
 }
@@ -141,17 +170,26 @@ export function missingOutputs(nb) {
 /** Differences between the committed and the re-executed outputs, as lines naming the cell. */
 export function compareKinds(committed, executed) {
   const problems = [];
-  const a = committed.cells.filter((c) => c.cell_type === "code"), b = executed.cells.filter((c) => c.cell_type === "code");
-  if (!a.some((c) => c.execution_count != null)) return ["the committed notebook has no outputs (run the runner with --update on it and commit the result)"];
+  const a = committed.cells.filter((c) => c.cell_type === "code"),
+    b = executed.cells.filter((c) => c.cell_type === "code");
+  if (!a.some((c) => c.execution_count != null))
+    return ["the committed notebook has no outputs (run the runner with --update on it and commit the result)"];
   a.forEach((c, i) => {
-    const ka = outputKinds(c).join(", ") || "nothing", kb = outputKinds(b[i] ?? {}).join(", ") || "nothing";
-    if (ka !== kb) problems.push(`cell ${committed.cells.indexOf(c) + 1} (${firstLine(c)}): committed outputs [${ka}], re-executed [${kb}]`);
+    const ka = outputKinds(c).join(", ") || "nothing",
+      kb = outputKinds(b[i] ?? {}).join(", ") || "nothing";
+    if (ka !== kb)
+      problems.push(
+        `cell ${committed.cells.indexOf(c) + 1} (${firstLine(c)}): committed outputs [${ka}], re-executed [${kb}]`,
+      );
   });
   return problems;
 }
 
 function firstLine(cell) {
-  const l = src(cell).split("\n").find((x) => x.trim()) ?? "";
+  const l =
+    src(cell)
+      .split("\n")
+      .find((x) => x.trim()) ?? "";
   return l.length > 60 ? `${l.slice(0, 57)}...` : l;
 }
 
@@ -161,16 +199,29 @@ export function failureFromStderr(nb, stderr) {
   const find = (text, prefix) => {
     const t = text.replace(/\r\n/g, "\n").trim();
     if (!t) return -1;
-    return cells.findIndex((c) => c.cell_type === "code" && (prefix ? src(c).trim().startsWith(t) : src(c).trim() === t));
+    return cells.findIndex(
+      (c) => c.cell_type === "code" && (prefix ? src(c).trim().startsWith(t) : src(c).trim() === t),
+    );
   };
-  let m = /CellExecutionError: An error occurred while executing the following cell:\n-{18}\n([\s\S]*?)\n-{18}\n([\s\S]*)$/.exec(stderr);
+  let m =
+    /CellExecutionError: An error occurred while executing the following cell:\n-{18}\n([\s\S]*?)\n-{18}\n([\s\S]*)$/.exec(
+      stderr,
+    );
   if (m) {
     let i = find(m[1], false);
     if (i < 0) i = find(m[1].split("\n")[0], true);
-    const detail = m[2].trim().split("\n").filter((l) => l.trim()).slice(0, 12).join("\n    ");
+    const detail = m[2]
+      .trim()
+      .split("\n")
+      .filter((l) => l.trim())
+      .slice(0, 12)
+      .join("\n    ");
     return { cell: i >= 0 ? i + 1 : null, message: `error\n    ${detail}` };
   }
-  m = /CellTimeoutError: (A cell timed out[^\n]*)[\s\S]*?Here is a preview of the cell contents:\n-+\n([\s\S]*?)\n-+/.exec(stderr);
+  m =
+    /CellTimeoutError: (A cell timed out[^\n]*)[\s\S]*?Here is a preview of the cell contents:\n-+\n([\s\S]*?)\n-+/.exec(
+      stderr,
+    );
   if (m) {
     const preview = m[2].replace(/^\[?'|'\]?$/g, "").split(/\n|\\n/)[0];
     const i = find(preview, true);
@@ -191,7 +242,16 @@ export function cellSeconds(nb) {
 
 /** JSON as Jupyter writes notebooks (keys sorted, indent 1, trailing newline), so saving in Jupyter gives small diffs. */
 export function notebookJson(nb) {
-  const sort = (v) => (Array.isArray(v) ? v.map(sort) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort(v[k])])) : v);
+  const sort = (v) =>
+    Array.isArray(v)
+      ? v.map(sort)
+      : v && typeof v === "object"
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sort(v[k])]),
+          )
+        : v;
   return JSON.stringify(sort(nb), null, 1) + "\n";
 }
 
@@ -207,8 +267,19 @@ export function stripTiming(nb) {
 export function executeNotebook(file, { env, timeout = 300, workDir }) {
   const nb = JSON.parse(fs.readFileSync(file, "utf8"));
   const outName = `${path.basename(file, ".ipynb")}.executed.ipynb`;
-  const args = ["nbconvert", "--to", "notebook", "--execute", `--ExecutePreprocessor.kernel_name=${KERNEL_NAME}`, `--ExecutePreprocessor.timeout=${timeout}`,
-    "--output-dir", workDir, "--output", outName, file];
+  const args = [
+    "nbconvert",
+    "--to",
+    "notebook",
+    "--execute",
+    `--ExecutePreprocessor.kernel_name=${KERNEL_NAME}`,
+    `--ExecutePreprocessor.timeout=${timeout}`,
+    "--output-dir",
+    workDir,
+    "--output",
+    outName,
+    file,
+  ];
   const t0 = performance.now();
   return new Promise((resolve) => {
     // the kernel starts in the notebook's folder, so `../../engine/index.ts` imports work as in Jupyter
@@ -232,7 +303,11 @@ export function executeNotebook(file, { env, timeout = 300, workDir }) {
 }
 
 export function defaultNotebooks() {
-  return fs.readdirSync(HERE).filter((f) => f.endsWith(".ipynb")).sort().map((f) => path.join(HERE, f));
+  return fs
+    .readdirSync(HERE)
+    .filter((f) => f.endsWith(".ipynb"))
+    .sort()
+    .map((f) => path.join(HERE, f));
 }
 
 const rel = (p) => path.relative(process.cwd(), p) || p;
@@ -244,7 +319,8 @@ const rel = (p) => path.relative(process.cwd(), p) || p;
 export async function runNotebooks(files, { env, timeout = 300, compare = true, update = false, log = console.log }) {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "cdiff-notebooks-"));
   const t0 = performance.now();
-  let passed = 0, failed = 0;
+  let passed = 0,
+    failed = 0;
   try {
     for (const file of files) {
       const name = rel(file);
@@ -259,7 +335,9 @@ export async function runNotebooks(files, { env, timeout = 300, compare = true, 
       }
       if (!r.ok) {
         failed++;
-        log(`FAIL ${name}: ${r.cell ? `cell ${r.cell}` : "a cell"} failed after ${r.seconds.toFixed(1)} s: ${r.message}`);
+        log(
+          `FAIL ${name}: ${r.cell ? `cell ${r.cell}` : "a cell"} failed after ${r.seconds.toFixed(1)} s: ${r.message}`,
+        );
         continue;
       }
       const secs = cellSeconds(r.executed);
@@ -267,13 +345,17 @@ export async function runNotebooks(files, { env, timeout = 300, compare = true, 
       const problems = check(r);
       if (problems.length) {
         failed++;
-        log(`FAIL ${name}: ${update ? "outputs missing" : "re-executing changed the kinds of outputs"} (${problems.length} cell${problems.length > 1 ? "s" : ""}):`);
+        log(
+          `FAIL ${name}: ${update ? "outputs missing" : "re-executing changed the kinds of outputs"} (${problems.length} cell${problems.length > 1 ? "s" : ""}):`,
+        );
         for (const p of problems) log(`    ${p}`);
         continue;
       }
       if (update) fs.writeFileSync(file, notebookJson(stripTiming(r.executed)));
       passed++;
-      log(`ok   ${name} (${r.seconds.toFixed(1)} s${slow >= 0 ? `; slowest cell ${slow + 1}: ${secs[slow].toFixed(1)} s` : ""}${retried})${update ? " - outputs written back" : ""}`);
+      log(
+        `ok   ${name} (${r.seconds.toFixed(1)} s${slow >= 0 ? `; slowest cell ${slow + 1}: ${secs[slow].toFixed(1)} s` : ""}${retried})${update ? " - outputs written back" : ""}`,
+      );
     }
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
@@ -287,10 +369,21 @@ export async function runNotebooks(files, { env, timeout = 300, compare = true, 
 export async function selfTest({ env, log = console.log }) {
   const dir = path.join(ROOT, "test", "fixtures", "notebooks");
   const lines = [];
-  const failedCount = await runNotebooks([path.join(dir, "failing.ipynb"), path.join(dir, "changed_kinds.ipynb")], { env, timeout: 60, log: (l) => lines.push(l) });
+  const failedCount = await runNotebooks([path.join(dir, "failing.ipynb"), path.join(dir, "changed_kinds.ipynb")], {
+    env,
+    timeout: 60,
+    log: (l) => lines.push(l),
+  });
   const text = lines.join("\n");
-  const ok = failedCount === 2 && /failing\.ipynb: cell 3 failed/.test(text) && /deliberate failure/.test(text) && /changed_kinds\.ipynb: re-executing changed/.test(text) && /image\/png/.test(text);
-  log(`self-test: ${ok ? "the runner reports the failing cell and the changed outputs" : "FAILED - the runner did not report the deliberate failures as expected:"}`);
+  const ok =
+    failedCount === 2 &&
+    /failing\.ipynb: cell 3 failed/.test(text) &&
+    /deliberate failure/.test(text) &&
+    /changed_kinds\.ipynb: re-executing changed/.test(text) &&
+    /image\/png/.test(text);
+  log(
+    `self-test: ${ok ? "the runner reports the failing cell and the changed outputs" : "FAILED - the runner did not report the deliberate failures as expected:"}`,
+  );
   if (!ok) for (const l of lines) log(`    ${l}`);
   return ok;
 }
@@ -301,8 +394,19 @@ async function main(argv) {
   const timeout = ti >= 0 ? Number(argv[ti + 1]) : 300;
   const files = argv.filter((a, i) => !a.startsWith("--") && argv[i - 1] !== "--timeout").map((f) => path.resolve(f));
   if (flags.has("--help") || flags.has("-h")) {
-    const lines = fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1);
-    console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+    const lines = fs
+      .readFileSync(fileURLToPath(import.meta.url), "utf8")
+      .split("\n")
+      .slice(1);
+    console.log(
+      lines
+        .slice(
+          0,
+          lines.findIndex((l) => !l.startsWith("//")),
+        )
+        .map((l) => l.replace(/^\/\/ ?/, ""))
+        .join("\n"),
+    );
     return 0;
   }
   let env, deno;
@@ -310,7 +414,9 @@ async function main(argv) {
     deno = locateDeno({ install: !flags.has("--no-install") });
     const dataDir = writeKernelSpec(deno.bin);
     env = jupyterEnv(dataDir);
-    console.log(`kernel: Deno ${deno.version} (${deno.source}: ${deno.bin}), spec in ${path.join(dataDir, "kernels", KERNEL_NAME)}`);
+    console.log(
+      `kernel: Deno ${deno.version} (${deno.source}: ${deno.bin}), spec in ${path.join(dataDir, "kernels", KERNEL_NAME)}`,
+    );
     if (flags.has("--install")) return 0;
     if (!flags.has("--open")) console.log(`runner: ${checkJupyter()}`);
   } catch (e) {
@@ -323,25 +429,39 @@ async function main(argv) {
   if (flags.has("--open")) return openJupyter(env);
   if (flags.has("--self-test") && !(await selfTest({ env }))) return 1;
   const list = files.length ? files : defaultNotebooks();
-  return (await runNotebooks(list, { env, timeout, compare: !flags.has("--no-compare"), update: flags.has("--update") })) ? 1 : 0;
+  return (await runNotebooks(list, {
+    env,
+    timeout,
+    compare: !flags.has("--no-compare"),
+    update: flags.has("--update"),
+  }))
+    ? 1
+    : 0;
 }
 
 /** Opens Jupyter Lab or Notebook on examples/notebooks with the Deno kernel on JUPYTER_PATH. */
 function openJupyter(env) {
   for (const app of ["lab", "notebook"]) {
     if (spawnSync("jupyter", [app, "--version"], { encoding: "utf8" }).status === 0) {
-      console.log(`opening Jupyter ${app === "lab" ? "Lab" : "Notebook"} on ${rel(HERE)} (kernel "Deno"); Ctrl+C stops it`);
+      console.log(
+        `opening Jupyter ${app === "lab" ? "Lab" : "Notebook"} on ${rel(HERE)} (kernel "Deno"); Ctrl+C stops it`,
+      );
       const root = process.getuid?.() === 0 ? ["--allow-root"] : []; // Jupyter refuses root without it (containers, CI machines)
       return spawnSync("jupyter", [app, ...root, HERE], { env, stdio: "inherit" }).status ?? 1;
     }
   }
-  console.error(`notebooks: neither Jupyter Lab nor Jupyter Notebook was found. On Debian or Ubuntu: sudo apt-get install jupyter-notebook; elsewhere: python3 -m pip install jupyterlab. Then run this again. (Other frontends such as VS Code find the kernel once Deno has registered it with Jupyter: deno jupyter --install.)`);
+  console.error(
+    `notebooks: neither Jupyter Lab nor Jupyter Notebook was found. On Debian or Ubuntu: sudo apt-get install jupyter-notebook; elsewhere: python3 -m pip install jupyterlab. Then run this again. (Other frontends such as VS Code find the kernel once Deno has registered it with Jupyter: deno jupyter --install.)`,
+  );
   return EXIT_UNAVAILABLE;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-    console.error(e);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

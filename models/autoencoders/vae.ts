@@ -38,7 +38,8 @@ export class Encoder extends Module {
     this.conv_in = new Conv2d(config.in_channels, boc[0], 3, { padding: 1 });
     let out = boc[0];
     this.down_blocks = config.down_block_types.map((type, i) => {
-      if (type !== "DownEncoderBlock2D") throw new ConfigError(`Encoder: down block type must be DownEncoderBlock2D, got "${String(type)}"`);
+      if (type !== "DownEncoderBlock2D")
+        throw new ConfigError(`Encoder: down block type must be DownEncoderBlock2D, got "${String(type)}"`);
       const inCh = out;
       out = boc[i];
       return new DownEncoderBlock2D(inCh, out, config.layers_per_block, i !== boc.length - 1, args);
@@ -46,7 +47,9 @@ export class Encoder extends Module {
     const last = boc[boc.length - 1];
     this.mid_block = new UNetMidBlock2D(last, last, args);
     this.conv_norm_out = new GroupNorm(config.norm_num_groups, last, VAE_EPS);
-    this.conv_out = new Conv2d(last, (config.double_z ?? true) ? 2 * config.out_channels : config.out_channels, 3, { padding: 1 });
+    this.conv_out = new Conv2d(last, (config.double_z ?? true) ? 2 * config.out_channels : config.out_channels, 3, {
+      padding: 1,
+    });
   }
   /** (B, in, H, W) -> (B, 2*latent, H/2^(levels-1), W/2^(levels-1)) */
   forward(x: Tensor): Tensor {
@@ -74,7 +77,8 @@ export class Decoder extends Module {
     let out = rev[0];
     // registration order as torch: up_blocks precede mid_block in the state dict
     this.up_blocks = config.up_block_types.map((type, i) => {
-      if (type !== "UpDecoderBlock2D") throw new ConfigError(`Decoder: up block type must be UpDecoderBlock2D, got "${String(type)}"`);
+      if (type !== "UpDecoderBlock2D")
+        throw new ConfigError(`Decoder: up block type must be UpDecoderBlock2D, got "${String(type)}"`);
       const prev = out;
       out = rev[i];
       return new UpDecoderBlock2D(prev, out, config.layers_per_block + 1, i !== boc.length - 1, args);
@@ -101,7 +105,8 @@ export class DiagonalGaussianDistribution {
   readonly std: Tensor;
   readonly var: Tensor;
   constructor(readonly parameters: Tensor) {
-    if (parameters.ndim !== 4 || parameters.shape[1] % 2 !== 0) throw new ShapeError(`DiagonalGaussianDistribution: moments must be (B, 2C, h, w), got [${parameters.shape}]`);
+    if (parameters.ndim !== 4 || parameters.shape[1] % 2 !== 0)
+      throw new ShapeError(`DiagonalGaussianDistribution: moments must be (B, 2C, h, w), got [${parameters.shape}]`);
     const [mean, logvar] = parameters.chunk(2, 1); // (B, C, h, w) each
     this.mean = mean;
     this.logvar = logvar.clamp(-30, 20);

@@ -37,7 +37,11 @@ export class ResnetBlock2D extends Module {
   dropout: Dropout;
   conv2: Conv2d;
   conv_shortcut: Conv2d | null;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly args: VAEBlockArgs) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly args: VAEBlockArgs,
+  ) {
     super();
     this.norm1 = new GroupNorm(args.groups, inChannels, args.eps);
     this.conv1 = new Conv2d(inChannels, outChannels, 3, { padding: 1 });
@@ -64,7 +68,14 @@ export class Downsample2D extends Module {
   }
   /** (B, C, H, W) -> (B, C, floor(H/2), floor(W/2)) for even H, W */
   forward(x: Tensor): Tensor {
-    return this.conv.forward(pad(x, [[0, 0], [0, 0], [0, 1], [0, 1]])); // (B, C, H/2, W/2)
+    return this.conv.forward(
+      pad(x, [
+        [0, 0],
+        [0, 0],
+        [0, 1],
+        [0, 1],
+      ]),
+    ); // (B, C, H/2, W/2)
   }
 }
 
@@ -94,9 +105,16 @@ export class Attention extends Module {
   readonly heads: number;
   readonly dimHead: number;
   readonly scale: number;
-  constructor(readonly channels: number, attentionHeadDim: number, args: Pick<VAEBlockArgs, "groups" | "eps">) {
+  constructor(
+    readonly channels: number,
+    attentionHeadDim: number,
+    args: Pick<VAEBlockArgs, "groups" | "eps">,
+  ) {
     super();
-    if (channels % attentionHeadDim !== 0) throw new ConfigError(`Attention: ${channels} channels are not divisible by attention_head_dim ${attentionHeadDim}`);
+    if (channels % attentionHeadDim !== 0)
+      throw new ConfigError(
+        `Attention: ${channels} channels are not divisible by attention_head_dim ${attentionHeadDim}`,
+      );
     this.heads = channels / attentionHeadDim;
     this.dimHead = attentionHeadDim;
     this.scale = attentionHeadDim ** -0.5;
@@ -108,7 +126,8 @@ export class Attention extends Module {
   }
   /** (B, C, H, W) -> (B, C, H, W): x + to_out(attention(group_norm(x))) */
   forward(x: Tensor): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.channels) throw new ShapeError(`Attention: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
+    if (x.ndim !== 4 || x.shape[1] !== this.channels)
+      throw new ShapeError(`Attention: input must be (B, ${this.channels}, H, W), got [${x.shape}]`);
     const [b, c, h, w] = x.shape as [number, number, number, number];
     const n = h * w;
     const tokens = this.group_norm.forward(x).reshape([b, c, n]).permute(0, 2, 1); // (B, HW, C)
@@ -127,7 +146,10 @@ export class DownEncoderBlock2D extends Module {
   downsamplers: Downsample2D[] | null;
   constructor(inChannels: number, outChannels: number, numLayers: number, addDownsample: boolean, args: VAEBlockArgs) {
     super();
-    this.resnets = Array.from({ length: numLayers }, (_, i) => new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, args));
+    this.resnets = Array.from(
+      { length: numLayers },
+      (_, i) => new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, args),
+    );
     this.downsamplers = addDownsample ? [new Downsample2D(outChannels)] : null;
   }
   forward(x: Tensor): Tensor {
@@ -144,7 +166,10 @@ export class UpDecoderBlock2D extends Module {
   upsamplers: Upsample2D[] | null;
   constructor(inChannels: number, outChannels: number, numLayers: number, addUpsample: boolean, args: VAEBlockArgs) {
     super();
-    this.resnets = Array.from({ length: numLayers }, (_, i) => new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, args));
+    this.resnets = Array.from(
+      { length: numLayers },
+      (_, i) => new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, args),
+    );
     this.upsamplers = addUpsample ? [new Upsample2D(outChannels)] : null;
   }
   forward(x: Tensor): Tensor {

@@ -33,7 +33,10 @@ export const WEIGHTS_NAME = "model.safetensors";
 export const CLIP_BUFFER_KEYS = ["text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"] as const;
 
 /** Flattens token ids and checks them against the vocabulary; returns the ids with B and L. */
-export function flattenIds(inputIds: InputIds, shape?: readonly number[]): { ids: Int32Array; batch: number; length: number } {
+export function flattenIds(
+  inputIds: InputIds,
+  shape?: readonly number[],
+): { ids: Int32Array; batch: number; length: number } {
   let flat: ArrayLike<number>;
   let s: readonly number[];
   if (inputIds instanceof Tensor) {
@@ -42,7 +45,8 @@ export function flattenIds(inputIds: InputIds, shape?: readonly number[]): { ids
   } else if (inputIds.length > 0 && Array.isArray(inputIds[0])) {
     const rows = inputIds as readonly (readonly number[])[];
     const L = rows[0].length;
-    if (rows.some((r) => r.length !== L)) throw new ShapeError(`CLIPTextModel: input id rows must have equal lengths, got ${rows.map((r) => r.length)}`);
+    if (rows.some((r) => r.length !== L))
+      throw new ShapeError(`CLIPTextModel: input id rows must have equal lengths, got ${rows.map((r) => r.length)}`);
     flat = rows.flat();
     s = [rows.length, L];
   } else {
@@ -50,11 +54,14 @@ export function flattenIds(inputIds: InputIds, shape?: readonly number[]): { ids
     s = shape ?? [1, flat.length];
   }
   if (s.length !== 2 || s[0] * s[1] !== flat.length || s[0] < 1 || s[1] < 1) {
-    throw new ShapeError(`CLIPTextModel: input ids must be (B, L) with B, L >= 1, got shape [${s}] for ${flat.length} ids`);
+    throw new ShapeError(
+      `CLIPTextModel: input ids must be (B, L) with B, L >= 1, got shape [${s}] for ${flat.length} ids`,
+    );
   }
   const ids = new Int32Array(flat.length);
   for (let i = 0; i < flat.length; i++) {
-    if (!Number.isInteger(flat[i])) throw new ShapeError(`CLIPTextModel: input id at ${i} is not an integer, got ${flat[i]}`);
+    if (!Number.isInteger(flat[i]))
+      throw new ShapeError(`CLIPTextModel: input id at ${i} is not an integer, got ${flat[i]}`);
     ids[i] = flat[i];
   }
   return { ids, batch: s[0], length: s[1] };
@@ -65,7 +72,12 @@ export function flattenIds(inputIds: InputIds, shape?: readonly number[]): { ids
  * (legacy configs), the position of the largest id (the first, on ties); otherwise the first
  * position holding eos_token_id (0 when the row has none).
  */
-export function eosPositions(ids: ArrayLike<number>, batch: number, length: number, eosTokenId: number | null): number[] {
+export function eosPositions(
+  ids: ArrayLike<number>,
+  batch: number,
+  length: number,
+  eosTokenId: number | null,
+): number[] {
   const out: number[] = [];
   for (let b = 0; b < batch; b++) {
     let best = 0;
@@ -103,7 +115,16 @@ export function initLinear(l: Linear, std: number): Linear {
   return l;
 }
 
-type TowerConfig = Pick<CLIPTextConfig, "hidden_size" | "intermediate_size" | "num_attention_heads" | "num_hidden_layers" | "hidden_act" | "layer_norm_eps" | "initializer_factor">;
+type TowerConfig = Pick<
+  CLIPTextConfig,
+  | "hidden_size"
+  | "intermediate_size"
+  | "num_attention_heads"
+  | "num_hidden_layers"
+  | "hidden_act"
+  | "layer_norm_eps"
+  | "initializer_factor"
+>;
 
 /** Multi-head self-attention (transformers CLIPAttention): q/k/v/out projections with bias, scale d^-0.5. */
 export class CLIPAttention extends Module {
@@ -115,12 +136,17 @@ export class CLIPAttention extends Module {
   readonly numHeads: number;
   readonly headDim: number;
   readonly scale: number;
-  constructor(config: Pick<TowerConfig, "hidden_size" | "num_attention_heads" | "num_hidden_layers" | "initializer_factor">) {
+  constructor(
+    config: Pick<TowerConfig, "hidden_size" | "num_attention_heads" | "num_hidden_layers" | "initializer_factor">,
+  ) {
     super();
     this.embedDim = config.hidden_size;
     this.numHeads = config.num_attention_heads;
     this.headDim = this.embedDim / this.numHeads;
-    if (!Number.isInteger(this.headDim)) throw new ConfigError(`CLIPAttention: hidden_size ${this.embedDim} is not divisible by num_attention_heads ${this.numHeads}`);
+    if (!Number.isInteger(this.headDim))
+      throw new ConfigError(
+        `CLIPAttention: hidden_size ${this.embedDim} is not divisible by num_attention_heads ${this.numHeads}`,
+      );
     this.scale = this.headDim ** -0.5;
     const f = config.initializer_factor;
     const inStd = this.embedDim ** -0.5 * (2 * config.num_hidden_layers) ** -0.5 * f;
@@ -135,13 +161,21 @@ export class CLIPAttention extends Module {
     const [b, l] = x.shape as [number, number, number];
     if (!opts.mask) {
       // heads packed in the last axis: no head transposes
-      const o = scaledDotProductAttention(this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x), { causal: opts.causal ?? false, scale: this.scale, heads: this.numHeads });
+      const o = scaledDotProductAttention(this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x), {
+        causal: opts.causal ?? false,
+        scale: this.scale,
+        heads: this.numHeads,
+      });
       return this.out_proj.forward(o); // (B, L, D)
     }
     const q = splitHeads(this.q_proj.forward(x), this.numHeads); // (B, H, L, d)
     const k = splitHeads(this.k_proj.forward(x), this.numHeads);
     const v = splitHeads(this.v_proj.forward(x), this.numHeads);
-    const o = scaledDotProductAttention(q, k, v, { causal: opts.causal ?? false, mask: opts.mask ?? null, scale: this.scale }); // (B, H, L, d)
+    const o = scaledDotProductAttention(q, k, v, {
+      causal: opts.causal ?? false,
+      mask: opts.mask ?? null,
+      scale: this.scale,
+    }); // (B, H, L, d)
     return this.out_proj.forward(mergeHeads(o)); // (B, L, D)
   }
 }
@@ -150,7 +184,12 @@ export class CLIPAttention extends Module {
 export class CLIPMLP extends Module {
   fc1: Linear;
   fc2: Linear;
-  constructor(readonly config: Pick<TowerConfig, "hidden_size" | "intermediate_size" | "hidden_act" | "num_hidden_layers" | "initializer_factor">) {
+  constructor(
+    readonly config: Pick<
+      TowerConfig,
+      "hidden_size" | "intermediate_size" | "hidden_act" | "num_hidden_layers" | "initializer_factor"
+    >,
+  ) {
     super();
     const f = config.initializer_factor;
     const inStd = config.hidden_size ** -0.5 * (2 * config.num_hidden_layers) ** -0.5 * f;

@@ -7,7 +7,13 @@ import { Module, parameter, withShapeOnly } from "../nn/module.ts";
 import { findWeights, loadWeights, readJsonConfig, saveModel } from "../modeling_utils.ts";
 import type { LoadOptions } from "../modeling_utils.ts";
 import type { CLIPConfig, CLIPTextConfig, CLIPVisionConfig } from "./configuration_clip.ts";
-import { CLIP_TEXT_DEFAULTS, CLIP_VISION_DEFAULTS, parseCLIPConfig, parseCLIPTextConfig, parseCLIPVisionConfig } from "./configuration_clip.ts";
+import {
+  CLIP_TEXT_DEFAULTS,
+  CLIP_VISION_DEFAULTS,
+  parseCLIPConfig,
+  parseCLIPTextConfig,
+  parseCLIPVisionConfig,
+} from "./configuration_clip.ts";
 import { CLIP_BUFFER_KEYS, WEIGHTS_NAME, initLinear } from "./clip_encoder.ts";
 import type { CLIPOutput, CLIPTextForwardOptions, InputIds } from "./clip_encoder.ts";
 import { CLIPTextTransformer, CLIPVisionTransformer } from "./clip_towers.ts";
@@ -20,11 +26,20 @@ function loadCLIPWeights(model: Module, folder: string, keep: (key: string) => b
 
 function checkModelType(raw: Record<string, unknown>, allowed: readonly string[], cls: string): void {
   const t = raw.model_type;
-  if (t !== undefined && !allowed.includes(t as string)) throw new ConfigError(`${cls}: config model_type must be one of ${allowed.join(", ")}; got "${String(t)}"`);
+  if (t !== undefined && !allowed.includes(t as string))
+    throw new ConfigError(`${cls}: config model_type must be one of ${allowed.join(", ")}; got "${String(t)}"`);
 }
 
-const textConfigJson = (c: CLIPTextConfig, arch: string) => ({ ...c, architectures: [arch], model_type: "clip_text_model" });
-const visionConfigJson = (c: CLIPVisionConfig, arch: string) => ({ ...c, architectures: [arch], model_type: "clip_vision_model" });
+const textConfigJson = (c: CLIPTextConfig, arch: string) => ({
+  ...c,
+  architectures: [arch],
+  model_type: "clip_text_model",
+});
+const visionConfigJson = (c: CLIPVisionConfig, arch: string) => ({
+  ...c,
+  architectures: [arch],
+  model_type: "clip_vision_model",
+});
 
 /** The text encoder of Stable Diffusion (transformers CLIPTextModel); keys `text_model.*`. */
 export class CLIPTextModel extends Module {
@@ -48,8 +63,16 @@ export class CLIPTextModel extends Module {
   /** Writes config.json and model.safetensors as transformers' save_pretrained lays them out. */
   save(folder: string): void {
     const emb = this.text_model.embeddings;
-    if (emb._addedRows) throw new StateDictError("CLIPTextModel.save: the model has added token rows; call text_model.embeddings.mergeAddedTokens() first");
-    saveModel(this, folder, WEIGHTS_NAME, textConfigJson({ ...this.config, vocab_size: emb.token_embedding.weight.shape[0] }, "CLIPTextModel"));
+    if (emb._addedRows)
+      throw new StateDictError(
+        "CLIPTextModel.save: the model has added token rows; call text_model.embeddings.mergeAddedTokens() first",
+      );
+    saveModel(
+      this,
+      folder,
+      WEIGHTS_NAME,
+      textConfigJson({ ...this.config, vocab_size: emb.token_embedding.weight.shape[0] }, "CLIPTextModel"),
+    );
   }
   /** ids (B, L) -> last_hidden_state (B, L, D), pooler_output (B, D) */
   forward(inputIds: InputIds, shape?: readonly number[], opts: CLIPTextForwardOptions = {}): CLIPOutput {
@@ -64,7 +87,10 @@ export class CLIPTextModelWithProjection extends Module {
   constructor(readonly config: CLIPTextConfig) {
     super();
     this.text_model = new CLIPTextTransformer(config);
-    this.text_projection = initLinear(new Linear(config.hidden_size, config.projection_dim, false), config.hidden_size ** -0.5 * config.initializer_factor);
+    this.text_projection = initLinear(
+      new Linear(config.hidden_size, config.projection_dim, false),
+      config.hidden_size ** -0.5 * config.initializer_factor,
+    );
   }
   static fromConfig(config: Partial<CLIPTextConfig> = {}): CLIPTextModelWithProjection {
     return new CLIPTextModelWithProjection({ ...CLIP_TEXT_DEFAULTS, ...config });
@@ -80,7 +106,11 @@ export class CLIPTextModelWithProjection extends Module {
     saveModel(this, folder, WEIGHTS_NAME, textConfigJson(this.config, "CLIPTextModelWithProjection"));
   }
   /** ids (B, L) -> text_embeds (B, P), last_hidden_state (B, L, D) */
-  forward(inputIds: InputIds, shape?: readonly number[], opts: CLIPTextForwardOptions = {}): { text_embeds: Tensor; last_hidden_state: Tensor } {
+  forward(
+    inputIds: InputIds,
+    shape?: readonly number[],
+    opts: CLIPTextForwardOptions = {},
+  ): { text_embeds: Tensor; last_hidden_state: Tensor } {
     const o = this.text_model.forward(inputIds, shape, opts);
     return { text_embeds: this.text_projection.forward(o.pooler_output), last_hidden_state: o.last_hidden_state };
   }
@@ -119,7 +149,10 @@ export class CLIPVisionModelWithProjection extends Module {
   constructor(readonly config: CLIPVisionConfig) {
     super();
     this.vision_model = new CLIPVisionTransformer(config);
-    this.visual_projection = initLinear(new Linear(config.hidden_size, config.projection_dim, false), config.hidden_size ** -0.5 * config.initializer_factor);
+    this.visual_projection = initLinear(
+      new Linear(config.hidden_size, config.projection_dim, false),
+      config.hidden_size ** -0.5 * config.initializer_factor,
+    );
   }
   static fromConfig(config: Partial<CLIPVisionConfig> = {}): CLIPVisionModelWithProjection {
     return new CLIPVisionModelWithProjection({ ...CLIP_VISION_DEFAULTS, ...config });
@@ -164,14 +197,29 @@ export class CLIPModel extends Module {
   logit_scale: Tensor;
   constructor(readonly config: CLIPConfig) {
     super();
-    const t = config.text_config, v = config.vision_config;
+    const t = config.text_config,
+      v = config.vision_config;
     this.text_model = new CLIPTextTransformer(t);
     this.vision_model = new CLIPVisionTransformer(v);
-    this.visual_projection = initLinear(new Linear(v.hidden_size, config.projection_dim, false), v.hidden_size ** -0.5 * config.initializer_factor);
-    this.text_projection = initLinear(new Linear(t.hidden_size, config.projection_dim, false), t.hidden_size ** -0.5 * config.initializer_factor);
+    this.visual_projection = initLinear(
+      new Linear(v.hidden_size, config.projection_dim, false),
+      v.hidden_size ** -0.5 * config.initializer_factor,
+    );
+    this.text_projection = initLinear(
+      new Linear(t.hidden_size, config.projection_dim, false),
+      t.hidden_size ** -0.5 * config.initializer_factor,
+    );
     this.logit_scale = parameter([], { kind: "const", value: config.logit_scale_init_value });
   }
-  static fromConfig(config: { text_config?: Partial<CLIPTextConfig>; vision_config?: Partial<CLIPVisionConfig>; projection_dim?: number; logit_scale_init_value?: number; initializer_factor?: number } = {}): CLIPModel {
+  static fromConfig(
+    config: {
+      text_config?: Partial<CLIPTextConfig>;
+      vision_config?: Partial<CLIPVisionConfig>;
+      projection_dim?: number;
+      logit_scale_init_value?: number;
+      initializer_factor?: number;
+    } = {},
+  ): CLIPModel {
     const projection_dim = config.projection_dim ?? 512;
     return new CLIPModel({
       text_config: { ...CLIP_TEXT_DEFAULTS, ...config.text_config, projection_dim },
@@ -193,8 +241,11 @@ export class CLIPModel extends Module {
     saveModel(this, folder, WEIGHTS_NAME, {
       text_config: { ...c.text_config, projection_dim: c.projection_dim, model_type: "clip_text_model" },
       vision_config: { ...c.vision_config, projection_dim: c.projection_dim, model_type: "clip_vision_model" },
-      projection_dim: c.projection_dim, logit_scale_init_value: c.logit_scale_init_value, initializer_factor: c.initializer_factor,
-      architectures: ["CLIPModel"], model_type: "clip",
+      projection_dim: c.projection_dim,
+      logit_scale_init_value: c.logit_scale_init_value,
+      initializer_factor: c.initializer_factor,
+      architectures: ["CLIPModel"],
+      model_type: "clip",
     });
   }
   /** ids (B, L) -> (B, P) projected pooled text features (not normalised). */
@@ -210,6 +261,11 @@ export class CLIPModel extends Module {
     const text = l2normalize(this.getTextFeatures(inputIds, shape)); // (Bt, P)
     const image = l2normalize(this.getImageFeatures(pixelValues)); // (Bi, P)
     const logitsPerText = text.matmul(image.transpose(0, 1)).mul(this.logit_scale.exp()); // (Bt, Bi)
-    return { logits_per_image: logitsPerText.transpose(0, 1), logits_per_text: logitsPerText, text_embeds: text, image_embeds: image };
+    return {
+      logits_per_image: logitsPerText.transpose(0, 1),
+      logits_per_text: logitsPerText,
+      text_embeds: text,
+      image_embeds: image,
+    };
   }
 }

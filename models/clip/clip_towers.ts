@@ -35,9 +35,12 @@ export class CLIPTextEmbeddings extends Module {
   /** Appends rows (n, D) for new token ids; returns the first new id. */
   addTokenRows(rows: Tensor): number {
     const d = this.token_embedding.weight.shape[1];
-    if (rows.ndim !== 2 || rows.shape[1] !== d) throw new ShapeError(`CLIPTextEmbeddings: added rows must be (n, ${d}), got [${rows.shape}]`);
+    if (rows.ndim !== 2 || rows.shape[1] !== d)
+      throw new ShapeError(`CLIPTextEmbeddings: added rows must be (n, ${d}), got [${rows.shape}]`);
     const first = this.vocabSize;
-    this._addedRows = this._addedRows ? concat([this._addedRows.detach(), rows], 0).requiresGrad_(rows.requiresGrad) : rows;
+    this._addedRows = this._addedRows
+      ? concat([this._addedRows.detach(), rows], 0).requiresGrad_(rows.requiresGrad)
+      : rows;
     return first;
   }
 
@@ -52,7 +55,8 @@ export class CLIPTextEmbeddings extends Module {
   /** ids (B*L) -> (B, L, D); positions 0..L-1 */
   forward(ids: ArrayLike<number>, batch: number, length: number): Tensor {
     const maxPos = this.position_embedding.numEmbeddings;
-    if (length > maxPos) throw new ShapeError(`CLIPTextEmbeddings: sequence length ${length} exceeds max_position_embeddings ${maxPos}`);
+    if (length > maxPos)
+      throw new ShapeError(`CLIPTextEmbeddings: sequence length ${length} exceeds max_position_embeddings ${maxPos}`);
     const pos = narrowSlice(this.position_embedding.weight, 0, 0, length); // (L, D)
     const base = this.token_embedding.weight.shape[0];
     const extra = this._addedRows;
@@ -61,7 +65,9 @@ export class CLIPTextEmbeddings extends Module {
     if (!extra || !anyNew) return this.token_embedding.forward(ids, [batch, length]).add(pos); // (B, L, D)
     // rows from the base table where id < V, from the added rows elsewhere
     const n = ids.length;
-    const baseIds = new Int32Array(n), newIds = new Int32Array(n), isNew = new Float32Array(n);
+    const baseIds = new Int32Array(n),
+      newIds = new Int32Array(n),
+      isNew = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       const id = ids[i];
       if (id >= base) {
@@ -92,7 +98,9 @@ export class CLIPTextTransformer extends Module {
   forward(inputIds: InputIds, shape?: readonly number[], opts: CLIPTextForwardOptions = {}): CLIPOutput {
     const { ids, batch, length } = flattenIds(inputIds, shape);
     const vocab = this.embeddings.vocabSize;
-    for (let i = 0; i < ids.length; i++) if (ids[i] < 0 || ids[i] >= vocab) throw new ShapeError(`CLIPTextTransformer: token id ${ids[i]} at ${i} is outside the vocabulary [0, ${vocab})`);
+    for (let i = 0; i < ids.length; i++)
+      if (ids[i] < 0 || ids[i] >= vocab)
+        throw new ShapeError(`CLIPTextTransformer: token id ${ids[i]} at ${i} is outside the vocabulary [0, ${vocab})`);
     const x = this.embeddings.forward(ids, batch, length); // (B, L, D)
     const mask = opts.attentionMask ? paddingMask(opts.attentionMask, batch, length, x) : null; // (B, 1, 1, L)
     const h = this.final_layer_norm.forward(this.encoder.forward(x, { causal: true, mask })); // (B, L, D)
@@ -104,11 +112,24 @@ export class CLIPTextTransformer extends Module {
 }
 
 /** (B, 1, 1, L) additive mask: 0 where attended, the dtype's lowest value at padding (as transformers). */
-function paddingMask(m: ArrayLike<number> | readonly (readonly number[])[], batch: number, length: number, like: Tensor): Tensor {
-  const flat = Array.isArray(m) && Array.isArray(m[0]) ? (m as readonly (readonly number[])[]).flat() : Array.from(m as ArrayLike<number>);
-  if (flat.length !== batch * length) throw new ShapeError(`CLIPTextTransformer: attention mask has ${flat.length} values, expected ${batch}x${length}`);
+function paddingMask(
+  m: ArrayLike<number> | readonly (readonly number[])[],
+  batch: number,
+  length: number,
+  like: Tensor,
+): Tensor {
+  const flat =
+    Array.isArray(m) && Array.isArray(m[0])
+      ? (m as readonly (readonly number[])[]).flat()
+      : Array.from(m as ArrayLike<number>);
+  if (flat.length !== batch * length)
+    throw new ShapeError(`CLIPTextTransformer: attention mask has ${flat.length} values, expected ${batch}x${length}`);
   const low = like.dtype === "float64" ? -Number.MAX_VALUE : -3.4028234663852886e38;
-  return tensor(flat.map((v) => (v ? 0 : low)), [batch, 1, 1, length], { dtype: like.dtype });
+  return tensor(
+    flat.map((v) => (v ? 0 : low)),
+    [batch, 1, 1, length],
+    { dtype: like.dtype },
+  );
 }
 
 /** Class token, patch embedding (Conv2d, no bias, stride = patch) and positions (transformers CLIPVisionEmbeddings). */
@@ -119,19 +140,36 @@ export class CLIPVisionEmbeddings extends Module {
   readonly numPatches: number;
   constructor(readonly config: CLIPVisionConfig) {
     super();
-    const d = config.hidden_size, f = config.initializer_factor;
+    const d = config.hidden_size,
+      f = config.initializer_factor;
     this.class_embedding = parameter([d], { kind: "normal", std: d ** -0.5 * f });
-    this.patch_embedding = new Conv2d(config.num_channels, d, config.patch_size, { stride: config.patch_size, bias: false });
-    this.patch_embedding.weight = parameter(this.patch_embedding.weight.shape, { kind: "normal", std: config.initializer_range * f });
+    this.patch_embedding = new Conv2d(config.num_channels, d, config.patch_size, {
+      stride: config.patch_size,
+      bias: false,
+    });
+    this.patch_embedding.weight = parameter(this.patch_embedding.weight.shape, {
+      kind: "normal",
+      std: config.initializer_range * f,
+    });
     this.numPatches = (config.image_size / config.patch_size) ** 2;
     this.position_embedding = new Embedding(this.numPatches + 1, d);
-    this.position_embedding.weight = parameter(this.position_embedding.weight.shape, { kind: "normal", std: config.initializer_range * f });
+    this.position_embedding.weight = parameter(this.position_embedding.weight.shape, {
+      kind: "normal",
+      std: config.initializer_range * f,
+    });
   }
   /** pixels (B, C, S, S) -> (B, 1 + (S/patch)^2, D) */
   forward(pixelValues: Tensor): Tensor {
     const { image_size: s, num_channels: c, hidden_size: d } = this.config;
-    if (pixelValues.ndim !== 4 || pixelValues.shape[1] !== c || pixelValues.shape[2] !== s || pixelValues.shape[3] !== s) {
-      throw new ShapeError(`CLIPVisionEmbeddings: pixel values must be (B, ${c}, ${s}, ${s}), got [${pixelValues.shape}]`);
+    if (
+      pixelValues.ndim !== 4 ||
+      pixelValues.shape[1] !== c ||
+      pixelValues.shape[2] !== s ||
+      pixelValues.shape[3] !== s
+    ) {
+      throw new ShapeError(
+        `CLIPVisionEmbeddings: pixel values must be (B, ${c}, ${s}, ${s}), got [${pixelValues.shape}]`,
+      );
     }
     const b = pixelValues.shape[0];
     const patches = this.patch_embedding.forward(pixelValues).reshape([b, d, this.numPatches]).permute(0, 2, 1); // (B, N, D)

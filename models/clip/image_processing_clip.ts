@@ -25,7 +25,8 @@ const FILTERS = {
   bicubic: {
     support: 2,
     f: (x0: number) => {
-      const a = -0.5, x = Math.abs(x0);
+      const a = -0.5,
+        x = Math.abs(x0);
       if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
       if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
       return 0;
@@ -34,7 +35,11 @@ const FILTERS = {
 } as const;
 
 /** Per output index: first input index and normalised weights, as PIL's precompute_coeffs (antialiased when shrinking). */
-function coefficients(inSize: number, outSize: number, kind: "bicubic" | "bilinear"): { start: Int32Array; weights: Float64Array[] } {
+function coefficients(
+  inSize: number,
+  outSize: number,
+  kind: "bicubic" | "bilinear",
+): { start: Int32Array; weights: Float64Array[] } {
   const { support: base, f } = FILTERS[kind];
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
@@ -59,17 +64,29 @@ function coefficients(inSize: number, outSize: number, kind: "bicubic" | "biline
 }
 
 /** Resizes a CHW plane stack to (C, outH, outW), horizontal pass then vertical pass (as PIL). */
-export function resizeCHW(x: Float32Array, channels: number, height: number, width: number, outH: number, outW: number, resample: "bicubic" | "bilinear" = "bicubic"): Float32Array {
-  if (x.length !== channels * height * width) throw new ShapeError(`resizeCHW: ${x.length} values do not fill ${channels}x${height}x${width}`);
-  if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) throw new ShapeError(`resizeCHW: output size must be positive integers, got ${outH}x${outW}`);
-  const cx = coefficients(width, outW, resample), cy = coefficients(height, outH, resample);
+export function resizeCHW(
+  x: Float32Array,
+  channels: number,
+  height: number,
+  width: number,
+  outH: number,
+  outW: number,
+  resample: "bicubic" | "bilinear" = "bicubic",
+): Float32Array {
+  if (x.length !== channels * height * width)
+    throw new ShapeError(`resizeCHW: ${x.length} values do not fill ${channels}x${height}x${width}`);
+  if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0))
+    throw new ShapeError(`resizeCHW: output size must be positive integers, got ${outH}x${outW}`);
+  const cx = coefficients(width, outW, resample),
+    cy = coefficients(height, outH, resample);
   const mid = new Float64Array(height * outW);
   const out = new Float32Array(channels * outH * outW);
   for (let c = 0; c < channels; c++) {
     const plane = c * height * width;
     for (let y = 0; y < height; y++) {
       for (let o = 0; o < outW; o++) {
-        const w = cx.weights[o], s = cx.start[o];
+        const w = cx.weights[o],
+          s = cx.start[o];
         let acc = 0;
         for (let i = 0; i < w.length; i++) acc += w[i] * x[plane + y * width + s + i];
         mid[y * outW + o] = acc;
@@ -77,7 +94,8 @@ export function resizeCHW(x: Float32Array, channels: number, height: number, wid
     }
     const dst = c * outH * outW;
     for (let o = 0; o < outH; o++) {
-      const w = cy.weights[o], s = cy.start[o];
+      const w = cy.weights[o],
+        s = cy.start[o];
       for (let xo = 0; xo < outW; xo++) {
         let acc = 0;
         for (let i = 0; i < w.length; i++) acc += w[i] * mid[(s + i) * outW + xo];
@@ -94,16 +112,28 @@ export function resizeCHW(x: Float32Array, channels: number, height: number, wid
  * channel becomes (v - mean) / std. Returns (3, cropSize, cropSize) for CLIPVisionModel.
  * Unlike transformers on uint8 images, values are not rounded to 8 bits after resizing.
  */
-export function clipPreprocess(chw: Float32Array, channels: number, height: number, width: number, opts: CLIPPreprocessOptions = {}): Float32Array {
-  const size = opts.size ?? 224, crop = opts.cropSize ?? 224;
+export function clipPreprocess(
+  chw: Float32Array,
+  channels: number,
+  height: number,
+  width: number,
+  opts: CLIPPreprocessOptions = {},
+): Float32Array {
+  const size = opts.size ?? 224,
+    crop = opts.cropSize ?? 224;
   if (channels !== 3) throw new ShapeError(`clipPreprocess: expects 3 channels (RGB), got ${channels}`);
-  if (chw.length !== channels * height * width) throw new ShapeError(`clipPreprocess: ${chw.length} values do not fill ${channels}x${height}x${width}`);
-  const short = Math.min(height, width), long = Math.max(height, width);
+  if (chw.length !== channels * height * width)
+    throw new ShapeError(`clipPreprocess: ${chw.length} values do not fill ${channels}x${height}x${width}`);
+  const short = Math.min(height, width),
+    long = Math.max(height, width);
   const newLong = Math.floor((size * long) / short);
   const [h, w] = height <= width ? [size, newLong] : [newLong, size];
-  if (crop > h || crop > w) throw new ShapeError(`clipPreprocess: crop ${crop} is larger than the resized image ${h}x${w}`);
-  const resized = h === height && w === width ? chw : resizeCHW(chw, channels, height, width, h, w, opts.resample ?? "bicubic");
-  const top = Math.floor((h - crop) / 2), left = Math.floor((w - crop) / 2);
+  if (crop > h || crop > w)
+    throw new ShapeError(`clipPreprocess: crop ${crop} is larger than the resized image ${h}x${w}`);
+  const resized =
+    h === height && w === width ? chw : resizeCHW(chw, channels, height, width, h, w, opts.resample ?? "bicubic");
+  const top = Math.floor((h - crop) / 2),
+    left = Math.floor((w - crop) / 2);
   const [lo, hi] = opts.inputRange ?? [0, 1];
   const out = new Float32Array(channels * crop * crop);
   for (let c = 0; c < channels; c++) {

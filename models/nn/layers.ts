@@ -8,7 +8,11 @@ import { ConfigError } from "../../engine/errors.ts";
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
     this.weight = parameter([outFeatures, inFeatures], { kind: "uniform", bound });
@@ -33,15 +37,23 @@ export class Conv2d extends Module {
   readonly stride: number;
   readonly padding: number;
   readonly groups: number;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number, args: Conv2dArgs = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    args: Conv2dArgs = {},
+  ) {
     super();
     this.stride = args.stride ?? 1;
     this.padding = args.padding ?? 0;
     this.groups = args.groups ?? 1;
     const fanIn = (inChannels / this.groups) * kernelSize * kernelSize;
     const bound = 1 / Math.sqrt(fanIn);
-    this.weight = parameter([outChannels, inChannels / this.groups, kernelSize, kernelSize], { kind: "uniform", bound });
-    this.bias = args.bias ?? true ? parameter([outChannels], { kind: "uniform", bound }) : null;
+    this.weight = parameter([outChannels, inChannels / this.groups, kernelSize, kernelSize], {
+      kind: "uniform",
+      bound,
+    });
+    this.bias = (args.bias ?? true) ? parameter([outChannels], { kind: "uniform", bound }) : null;
   }
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
@@ -51,7 +63,12 @@ export class Conv2d extends Module {
 export class GroupNorm extends Module {
   weight: Tensor | null;
   bias: Tensor | null;
-  constructor(readonly numGroups: number, readonly numChannels: number, readonly eps = 1e-5, affine = true) {
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
     super();
     this.weight = affine ? parameter([numChannels], { kind: "ones" }) : null;
     this.bias = affine ? parameter([numChannels], { kind: "zeros" }) : null;
@@ -68,7 +85,11 @@ export class GroupNorm extends Module {
 export class LayerNorm extends Module {
   weight: Tensor | null;
   bias: Tensor | null;
-  constructor(readonly dim: number, readonly eps = 1e-5, affine = true) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
     super();
     this.weight = affine ? parameter([dim], { kind: "ones" }) : null;
     this.bias = affine ? parameter([dim], { kind: "zeros" }) : null;
@@ -80,7 +101,10 @@ export class LayerNorm extends Module {
 
 export class Embedding extends Module {
   weight: Tensor;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+  ) {
     super();
     this.weight = parameter([numEmbeddings, embeddingDim], { kind: "normal", std: 1 });
   }
@@ -104,7 +128,14 @@ export type WeightsDType = "float32" | "bfloat16" | "float16";
 
 /** Reads a weights dtype name: float32 / bfloat16 / float16, or f32 / bf16 / f16. */
 export function parseWeightsDType(s: string, where = "weights dtype"): WeightsDType {
-  const m: Record<string, WeightsDType> = { f32: "float32", float32: "float32", bf16: "bfloat16", bfloat16: "bfloat16", f16: "float16", float16: "float16" };
+  const m: Record<string, WeightsDType> = {
+    f32: "float32",
+    float32: "float32",
+    bf16: "bfloat16",
+    bfloat16: "bfloat16",
+    f16: "float16",
+    float16: "float16",
+  };
   const d = m[s];
   if (!d) throw new ConfigError(`${where}: must be f32, bf16 or f16 (or float32, bfloat16, float16), got "${s}"`);
   return d;
@@ -116,7 +147,11 @@ export function parseWeightsDType(s: string, where = "weights dtype"): WeightsDT
  * `keepFloat32(key)` names (those a training run updates). Works on shape-only modules too (before
  * a load). Returns how many weights changed dtype.
  */
-export function setWeightsDType(model: Module, dtype: WeightsDType, keepFloat32: (key: string) => boolean = () => false): number {
+export function setWeightsDType(
+  model: Module,
+  dtype: WeightsDType,
+  keepFloat32: (key: string) => boolean = () => false,
+): number {
   let n = 0;
   for (const [name, m] of model.namedModules()) {
     if (!(m instanceof Linear || m instanceof Conv2d)) continue;

@@ -31,7 +31,12 @@ export function withInitGenerator<T>(g: Generator, fn: () => T): T {
   }
 }
 
-export type Init = { kind: "uniform"; bound: number } | { kind: "normal"; std: number } | { kind: "zeros" } | { kind: "ones" } | { kind: "const"; value: number };
+export type Init =
+  | { kind: "uniform"; bound: number }
+  | { kind: "normal"; std: number }
+  | { kind: "zeros" }
+  | { kind: "ones" }
+  | { kind: "const"; value: number };
 
 /** A trainable parameter (requiresGrad leaf) of the given shape and initialisation. */
 export function parameter(shape: readonly number[], init: Init): Tensor {
@@ -113,7 +118,10 @@ export abstract class Module {
    * mis-shaped keys are a StateDictError naming them; `ignore` lists keys to skip silently
    * (e.g. buffers such as position_ids).
    */
-  loadStateDict(sd: Map<string, HostTensor<ArrayLike<number>>>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
+  loadStateDict(
+    sd: Map<string, HostTensor<ArrayLike<number>>>,
+    opts: { strict?: boolean; ignore?: readonly string[] } = {},
+  ): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
     const r = this.checkStateShapes(sd, opts);
     noGrad(() => {
@@ -130,7 +138,10 @@ export abstract class Module {
    * The checks of {@link loadStateDict} without the copy: keys (missing, unexpected unless ignored,
    * errors when strict) and shapes, from the shapes alone (a file's header, before reading its data).
    */
-  checkStateShapes(sd: Map<string, { shape: readonly number[] }>, opts: { strict?: boolean; ignore?: readonly string[] } = {}): { missing: string[]; unexpected: string[] } {
+  checkStateShapes(
+    sd: Map<string, { shape: readonly number[] }>,
+    opts: { strict?: boolean; ignore?: readonly string[] } = {},
+  ): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
     const ignore = new Set(opts.ignore ?? []);
     const missing = [...own.keys()].filter((k) => !sd.has(k));
@@ -139,14 +150,17 @@ export abstract class Module {
     const list = (ks: string[]) => `${ks.slice(0, 5).join(", ")}${ks.length > 5 ? ", ..." : ""}`;
     if (strict && (missing.length || unexpected.length)) {
       const parts: string[] = [];
-      if (missing.length) parts.push(`missing ${missing.length} key${missing.length > 1 ? "s" : ""} (${list(missing)})`);
-      if (unexpected.length) parts.push(`unexpected ${unexpected.length} key${unexpected.length > 1 ? "s" : ""} (${list(unexpected)})`);
+      if (missing.length)
+        parts.push(`missing ${missing.length} key${missing.length > 1 ? "s" : ""} (${list(missing)})`);
+      if (unexpected.length)
+        parts.push(`unexpected ${unexpected.length} key${unexpected.length > 1 ? "s" : ""} (${list(unexpected)})`);
       throw new StateDictError(`load: ${parts.join(", ")}`);
     }
     for (const [k, p] of own) {
       const v = sd.get(k);
       if (!v) continue;
-      if (v.shape.join() !== p.shape.join()) throw new StateDictError(`load: ${k} expected [${p.shape}], got [${v.shape}]`);
+      if (v.shape.join() !== p.shape.join())
+        throw new StateDictError(`load: ${k} expected [${p.shape}], got [${v.shape}]`);
     }
     return { missing, unexpected };
   }

@@ -91,18 +91,27 @@ export class StableDiffusionPipeline {
    * precision (frozen); `keepFloat32` names UNet weights kept float32 (those a training run updates).
    */
   static fromPretrained(folder: string, opts: LoadOptions = {}): StableDiffusionPipeline {
-    const index = fs.existsSync(path.join(folder, "model_index.json")) ? readJsonConfig(folder, "model_index.json") : {};
+    const index = fs.existsSync(path.join(folder, "model_index.json"))
+      ? readJsonConfig(folder, "model_index.json")
+      : {};
     const sub = (n: string) => path.join(folder, n);
     for (const n of ["unet", "text_encoder", "tokenizer", "scheduler"]) {
-      if (!fs.existsSync(sub(n))) throw new ConfigError(`pipeline: ${folder} has no ${n}/ folder (a diffusers layout needs unet/, text_encoder/, tokenizer/, scheduler/ and vae/)`);
+      if (!fs.existsSync(sub(n)))
+        throw new ConfigError(
+          `pipeline: ${folder} has no ${n}/ folder (a diffusers layout needs unet/, text_encoder/, tokenizer/, scheduler/ and vae/)`,
+        );
     }
     const schedCls = Array.isArray(index.scheduler) ? String(index.scheduler[1]) : "DDIMScheduler";
     const frozen = opts.weightsDType ? { weightsDType: opts.weightsDType } : {};
     const unet = UNet2DConditionModel.fromPretrained(sub("unet"), opts).eval();
     const textEncoder = CLIPTextModel.fromPretrained(sub("text_encoder"), frozen).eval();
     const tokenizer = CLIPTokenizer.fromPretrained(sub("tokenizer"));
-    const scheduler = schedCls === "DDPMScheduler" ? DDPMScheduler.fromPretrained(sub("scheduler")) : DDIMScheduler.fromPretrained(sub("scheduler"));
-    const vae = fs.existsSync(sub("vae")) && index.vae !== null ? AutoencoderKL.fromPretrained(sub("vae"), frozen).eval() : null;
+    const scheduler =
+      schedCls === "DDPMScheduler"
+        ? DDPMScheduler.fromPretrained(sub("scheduler"))
+        : DDIMScheduler.fromPretrained(sub("scheduler"));
+    const vae =
+      fs.existsSync(sub("vae")) && index.vae !== null ? AutoencoderKL.fromPretrained(sub("vae"), frozen).eval() : null;
     return new StableDiffusionPipeline(unet, textEncoder, tokenizer, scheduler, vae);
   }
 
@@ -142,7 +151,10 @@ export class StableDiffusionPipeline {
 
   /** Text-encoder last hidden states (B, L, D) of token ids (B, L). */
   encodeIds(ids: readonly (readonly number[])[]): Tensor {
-    if (ids.length === 0 || ids.some((r) => r.length !== ids[0]!.length)) throw new ShapeError(`pipeline: token ids must be a non-empty (B, L) array with rows of one length, got lengths [${ids.map((r) => r.length)}]`);
+    if (ids.length === 0 || ids.some((r) => r.length !== ids[0]!.length))
+      throw new ShapeError(
+        `pipeline: token ids must be a non-empty (B, L) array with rows of one length, got lengths [${ids.map((r) => r.length)}]`,
+      );
     return this.textEncoder.forward(ids.map((r) => [...r])).last_hidden_state;
   }
 
@@ -156,36 +168,67 @@ export class StableDiffusionPipeline {
 
   /** The conditional context (B * per, L, D) and the batch size before repetition. */
   private conditionalContext(o: GenerateOptions, per: number): { cond: Tensor; batch: number } {
-    const given = [o.prompt !== undefined, o.promptIds !== undefined, o.promptEmbeds !== undefined].filter(Boolean).length;
-    if (given !== 1) throw new ConfigError(`pipeline: pass exactly one of prompt, promptIds, promptEmbeds (got ${given})`);
+    const given = [o.prompt !== undefined, o.promptIds !== undefined, o.promptEmbeds !== undefined].filter(
+      Boolean,
+    ).length;
+    if (given !== 1)
+      throw new ConfigError(`pipeline: pass exactly one of prompt, promptIds, promptEmbeds (got ${given})`);
     if (o.prompt !== undefined) {
       const prompts = typeof o.prompt === "string" ? [o.prompt] : [...o.prompt];
       return { cond: this.encodePrompt(prompts.flatMap((p) => new Array<string>(per).fill(p))), batch: prompts.length };
     }
-    const raw = o.promptIds !== undefined ? this.encodeIds(o.promptIds) : checkEmbeds("promptEmbeds", o.promptEmbeds!, this.unet.config.cross_attention_dim);
+    const raw =
+      o.promptIds !== undefined
+        ? this.encodeIds(o.promptIds)
+        : checkEmbeds("promptEmbeds", o.promptEmbeds!, this.unet.config.cross_attention_dim);
     return { cond: repeatRows(raw, per), batch: raw.shape[0]! };
   }
 
   /** The unconditional context, the shape of `cond`. */
   private unconditionalContext(o: GenerateOptions, per: number, batch: number, cond: Tensor): Tensor {
-    const given = [o.negativePrompt !== undefined, o.negativePromptIds !== undefined, o.negativePromptEmbeds !== undefined].filter(Boolean).length;
-    if (given > 1) throw new ConfigError(`pipeline: pass at most one of negativePrompt, negativePromptIds, negativePromptEmbeds (got ${given})`);
+    const given = [
+      o.negativePrompt !== undefined,
+      o.negativePromptIds !== undefined,
+      o.negativePromptEmbeds !== undefined,
+    ].filter(Boolean).length;
+    if (given > 1)
+      throw new ConfigError(
+        `pipeline: pass at most one of negativePrompt, negativePromptIds, negativePromptEmbeds (got ${given})`,
+      );
     let uncond: Tensor;
     if (o.negativePromptIds !== undefined) uncond = repeatRows(this.encodeIds(o.negativePromptIds), per);
-    else if (o.negativePromptEmbeds !== undefined) uncond = repeatRows(checkEmbeds("negativePromptEmbeds", o.negativePromptEmbeds, this.unet.config.cross_attention_dim), per);
+    else if (o.negativePromptEmbeds !== undefined)
+      uncond = repeatRows(
+        checkEmbeds("negativePromptEmbeds", o.negativePromptEmbeds, this.unet.config.cross_attention_dim),
+        per,
+      );
     else {
       const neg = o.negativePrompt;
-      const negs = neg === undefined ? new Array<string>(batch).fill("") : typeof neg === "string" ? new Array<string>(batch).fill(neg) : Array.from({ length: batch }, (_, i) => neg[i] ?? "");
+      const negs =
+        neg === undefined
+          ? new Array<string>(batch).fill("")
+          : typeof neg === "string"
+            ? new Array<string>(batch).fill(neg)
+            : Array.from({ length: batch }, (_, i) => neg[i] ?? "");
       // padded to the prompt context's length, as diffusers' encode_prompt does
-      uncond = this.encodeIds(this.tokenize(negs.flatMap((p) => new Array<string>(per).fill(p)), cond.shape[1]));
+      uncond = this.encodeIds(
+        this.tokenize(
+          negs.flatMap((p) => new Array<string>(per).fill(p)),
+          cond.shape[1],
+        ),
+      );
     }
-    if (uncond.shape.join() !== cond.shape.join()) throw new ShapeError(`pipeline: the negative context [${uncond.shape}] must have the prompt context's shape [${cond.shape}]`);
+    if (uncond.shape.join() !== cond.shape.join())
+      throw new ShapeError(
+        `pipeline: the negative context [${uncond.shape}] must have the prompt context's shape [${cond.shape}]`,
+      );
     return uncond;
   }
 
   private generateInner(o: GenerateOptions): GenerateResult {
     const per = o.numImagesPerPrompt ?? 1;
-    if (!Number.isInteger(per) || per < 1) throw new ConfigError(`pipeline: numImagesPerPrompt must be a positive integer, got ${per}`);
+    if (!Number.isInteger(per) || per < 1)
+      throw new ConfigError(`pipeline: numImagesPerPrompt must be a positive integer, got ${per}`);
     const scale = o.guidanceScale ?? 7.5;
     const cfg = scale !== 1;
     const steps = o.numInferenceSteps ?? 50;
@@ -198,15 +241,20 @@ export class StableDiffusionPipeline {
     let latents: Tensor;
     if (o.latents !== undefined) {
       const [lb, lc, lh, lw] = o.latents.shape;
-      if (o.latents.ndim !== 4 || lb !== b || lc !== channels) throw new ShapeError(`pipeline: latents must be (${b}, ${channels}, h, w), got [${o.latents.shape}]`);
+      if (o.latents.ndim !== 4 || lb !== b || lc !== channels)
+        throw new ShapeError(`pipeline: latents must be (${b}, ${channels}, h, w), got [${o.latents.shape}]`);
       if ((o.height !== undefined && o.height !== lh! * f) || (o.width !== undefined && o.width !== lw! * f)) {
-        throw new ShapeError(`pipeline: latents [${o.latents.shape}] give ${lh! * f}x${lw! * f} images, but height x width is ${o.height ?? lh! * f}x${o.width ?? lw! * f}`);
+        throw new ShapeError(
+          `pipeline: latents [${o.latents.shape}] give ${lh! * f}x${lw! * f} images, but height x width is ${o.height ?? lh! * f}x${o.width ?? lw! * f}`,
+        );
       }
       latents = o.latents.mul(this.scheduler.initNoiseSigma);
     } else {
       const sample = (this.unet.config.sample_size ?? 64) * f;
-      const height = o.height ?? sample, width = o.width ?? sample;
-      if (height % f !== 0 || width % f !== 0) throw new ConfigError(`pipeline: height and width must be multiples of ${f}, got ${height}x${width}`);
+      const height = o.height ?? sample,
+        width = o.width ?? sample;
+      if (height % f !== 0 || width % f !== 0)
+        throw new ConfigError(`pipeline: height and width must be multiples of ${f}, got ${height}x${width}`);
       latents = randn([b, channels, height / f, width / f], { generator: g }).mul(this.scheduler.initNoiseSigma);
     }
     this.scheduler.setTimesteps(steps);
@@ -219,13 +267,21 @@ export class StableDiffusionPipeline {
         const [u, c] = chunk(out, 2, 0);
         eps = u.add(c.sub(u).mul(scale));
       }
-      const res = this.scheduler instanceof DDIMScheduler
-        ? this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, generator: g })
-        : this.scheduler.step(eps, t, latents, { generator: g });
+      const res =
+        this.scheduler instanceof DDIMScheduler
+          ? this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, generator: g })
+          : this.scheduler.step(eps, t, latents, { generator: g });
       latents = res.prevSample;
-      const replaced = o.onStep?.(i + 1, ts.length, t, { latents, noisePred: eps, predOriginalSample: res.predOriginalSample });
+      const replaced = o.onStep?.(i + 1, ts.length, t, {
+        latents,
+        noisePred: eps,
+        predOriginalSample: res.predOriginalSample,
+      });
       if (replaced instanceof Tensor) {
-        if (replaced.shape.join() !== latents.shape.join()) throw new ShapeError(`pipeline: onStep returned latents of shape [${replaced.shape}], expected [${latents.shape}]`);
+        if (replaced.shape.join() !== latents.shape.join())
+          throw new ShapeError(
+            `pipeline: onStep returned latents of shape [${replaced.shape}], expected [${latents.shape}]`,
+          );
         latents = replaced;
       }
     });
@@ -237,14 +293,18 @@ export class StableDiffusionPipeline {
 
 /** Checks given text embeddings (B, L, D) against the UNet's cross-attention width. */
 function checkEmbeds(name: string, e: Tensor, dim: number): Tensor {
-  if (e.ndim !== 3 || e.shape[2] !== dim) throw new ShapeError(`pipeline: ${name} must be (B, L, ${dim}), got [${e.shape}]`);
+  if (e.ndim !== 3 || e.shape[2] !== dim)
+    throw new ShapeError(`pipeline: ${name} must be (B, L, ${dim}), got [${e.shape}]`);
   return e;
 }
 
 /** Each row of (B, ...) repeated `n` times in place: rows 0, 0, 1, 1, ... (diffusers' num_images_per_prompt). */
 function repeatRows(x: Tensor, n: number): Tensor {
   if (n === 1) return x;
-  return x.indexSelect(0, Array.from({ length: x.shape[0]! * n }, (_, i) => Math.floor(i / n)));
+  return x.indexSelect(
+    0,
+    Array.from({ length: x.shape[0]! * n }, (_, i) => Math.floor(i / n)),
+  );
 }
 
 /** (B, 3, H, W) in [-1, 1] -> images. */

@@ -24,7 +24,10 @@ export interface DDIMSchedulerConfig extends SchedulerConfigBase {
 }
 
 /** diffusers' DDIMScheduler defaults (linear 1e-4..0.02, clip_sample true, set_alpha_to_one true). */
-export const DDIM_DEFAULTS: Readonly<DDIMSchedulerConfig> = Object.freeze({ ...SCHEDULER_BASE_DEFAULTS, set_alpha_to_one: true });
+export const DDIM_DEFAULTS: Readonly<DDIMSchedulerConfig> = Object.freeze({
+  ...SCHEDULER_BASE_DEFAULTS,
+  set_alpha_to_one: true,
+});
 
 // keys of sibling schedulers' configs that diffusers accepts and DDIM does not use
 const DDIM_IGNORED = ["skip_prk_steps", "variance_type"] as const;
@@ -52,7 +55,10 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
   /** Builds from config keys; missing keys take diffusers' class defaults. */
   constructor(config: Partial<DDIMSchedulerConfig> = {}) {
     const c = parseSchedulerConfig("DDIMScheduler", config as RawSchedulerConfig, { ...DDIM_DEFAULTS }, DDIM_IGNORED);
-    if (typeof c.set_alpha_to_one !== "boolean") throw new ConfigError(`DDIMScheduler: set_alpha_to_one must be a boolean, got ${JSON.stringify(c.set_alpha_to_one)}`);
+    if (typeof c.set_alpha_to_one !== "boolean")
+      throw new ConfigError(
+        `DDIMScheduler: set_alpha_to_one must be a boolean, got ${JSON.stringify(c.set_alpha_to_one)}`,
+      );
     super("DDIMScheduler", c);
     this.finalAlphaCumprod = c.set_alpha_to_one ? 1.0 : this.alphasCumprod[0];
   }
@@ -90,8 +96,12 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
    */
   step(modelOutput: Tensor, timestep: number, sample: Tensor, opts: DDIMStepOptions = {}): SchedulerOutput {
     const name = "DDIMScheduler.step";
-    if (this.numInferenceSteps === null) throw new ConfigError(`${name}: numInferenceSteps is not set, call setTimesteps(n) first`);
-    if (modelOutput.shape.join() !== sample.shape.join()) throw new ShapeError(`${name}: modelOutput and sample must have the same shape, got [${modelOutput.shape}] and [${sample.shape}]`);
+    if (this.numInferenceSteps === null)
+      throw new ConfigError(`${name}: numInferenceSteps is not set, call setTimesteps(n) first`);
+    if (modelOutput.shape.join() !== sample.shape.join())
+      throw new ShapeError(
+        `${name}: modelOutput and sample must have the same shape, got [${modelOutput.shape}] and [${sample.shape}]`,
+      );
     const T = this.config.num_train_timesteps;
     checkTimestep(name, timestep, T);
     const eta = opts.eta ?? 0;
@@ -103,7 +113,8 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
     const alphaProdT = this.alphasCumprod[timestep];
     const alphaProdTPrev = prevTimestep >= 0 ? this.alphasCumprod[prevTimestep] : this.finalAlphaCumprod;
     const betaProdT = 1 - alphaProdT;
-    const sqrtAlphaProdT = Math.sqrt(alphaProdT), sqrtBetaProdT = Math.sqrt(betaProdT);
+    const sqrtAlphaProdT = Math.sqrt(alphaProdT),
+      sqrtBetaProdT = Math.sqrt(betaProdT);
 
     return noGrad(() => {
       // 3. predicted x0 ("predicted x_0" of eq. (12)) and the eps it implies
@@ -126,20 +137,30 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
           return pt satisfies never;
       }
       // 4. clip x0
-      if (this.config.clip_sample) predOriginalSample = predOriginalSample.clamp(-this.config.clip_sample_range, this.config.clip_sample_range);
+      if (this.config.clip_sample)
+        predOriginalSample = predOriginalSample.clamp(-this.config.clip_sample_range, this.config.clip_sample_range);
       // 5. sigma_t(eta) of eq. (16)
       const variance = this.getVariance(timestep, prevTimestep);
       const stdDevT = eta * Math.sqrt(variance);
-      if (opts.useClippedModelOutput) predEpsilon = sample.sub(predOriginalSample.mul(sqrtAlphaProdT)).div(sqrtBetaProdT);
+      if (opts.useClippedModelOutput)
+        predEpsilon = sample.sub(predOriginalSample.mul(sqrtAlphaProdT)).div(sqrtBetaProdT);
       // 6. direction pointing to x_t
       const predSampleDirection = predEpsilon.mul(Math.sqrt(1 - alphaProdTPrev - stdDevT ** 2));
       // 7. x_{t-1} without the random noise, then sigma_t z
       let prevSample = predOriginalSample.mul(Math.sqrt(alphaProdTPrev)).add(predSampleDirection);
       if (eta > 0) {
-        if (opts.varianceNoise !== undefined && opts.generator !== undefined) throw new ConfigError(`${name}: pass either generator or varianceNoise, not both`);
+        if (opts.varianceNoise !== undefined && opts.generator !== undefined)
+          throw new ConfigError(`${name}: pass either generator or varianceNoise, not both`);
         let noise = opts.varianceNoise;
-        if (noise === undefined) noise = randn(modelOutput.shape, { dtype: modelOutput.dtype, ...(opts.generator ? { generator: opts.generator } : {}) });
-        else if (noise.shape.join() !== modelOutput.shape.join()) throw new ShapeError(`${name}: varianceNoise must have modelOutput's shape [${modelOutput.shape}], got [${noise.shape}]`);
+        if (noise === undefined)
+          noise = randn(modelOutput.shape, {
+            dtype: modelOutput.dtype,
+            ...(opts.generator ? { generator: opts.generator } : {}),
+          });
+        else if (noise.shape.join() !== modelOutput.shape.join())
+          throw new ShapeError(
+            `${name}: varianceNoise must have modelOutput's shape [${modelOutput.shape}], got [${noise.shape}]`,
+          );
         prevSample = prevSample.add(noise.mul(stdDevT));
       }
       return { prevSample, predOriginalSample };

@@ -26,7 +26,10 @@ export interface DDPMSchedulerConfig extends SchedulerConfigBase {
 }
 
 /** diffusers' DDPMScheduler defaults (linear 1e-4..0.02, clip_sample true, fixed_small). */
-export const DDPM_DEFAULTS: Readonly<DDPMSchedulerConfig> = Object.freeze({ ...SCHEDULER_BASE_DEFAULTS, variance_type: "fixed_small" });
+export const DDPM_DEFAULTS: Readonly<DDPMSchedulerConfig> = Object.freeze({
+  ...SCHEDULER_BASE_DEFAULTS,
+  variance_type: "fixed_small",
+});
 
 // keys of sibling schedulers' configs (SD-1.x ships a PNDMScheduler config) that DDPM does not use
 const DDPM_IGNORED = ["skip_prk_steps", "set_alpha_to_one"] as const;
@@ -55,7 +58,9 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
     const c = parseSchedulerConfig("DDPMScheduler", config as RawSchedulerConfig, { ...DDPM_DEFAULTS }, DDPM_IGNORED);
     const vt = c.variance_type;
     if (vt !== "fixed_small" && vt !== "fixed_small_log" && vt !== "fixed_large") {
-      throw new ConfigError(`DDPMScheduler: variance_type must be one of fixed_small, fixed_small_log, fixed_large; got ${JSON.stringify(vt)}`);
+      throw new ConfigError(
+        `DDPMScheduler: variance_type must be one of fixed_small, fixed_small_log, fixed_large; got ${JSON.stringify(vt)}`,
+      );
     }
     super("DDPMScheduler", c);
   }
@@ -86,7 +91,10 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
     if (ts.length === 0) throw new ConfigError("DDPMScheduler.setTimesteps: custom timesteps must not be empty");
     for (const t of ts) checkTimestep("DDPMScheduler.setTimesteps", t, T);
     for (let i = 1; i < ts.length; i++) {
-      if (ts[i] >= ts[i - 1]) throw new ConfigError(`DDPMScheduler.setTimesteps: custom timesteps must be in descending order, got ${ts[i - 1]} then ${ts[i]}`);
+      if (ts[i] >= ts[i - 1])
+        throw new ConfigError(
+          `DDPMScheduler.setTimesteps: custom timesteps must be in descending order, got ${ts[i - 1]} then ${ts[i]}`,
+        );
     }
     this.timesteps = Int32Array.from(ts);
     this.numInferenceSteps = ts.length;
@@ -131,11 +139,18 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
    */
   step(modelOutput: Tensor, timestep: number, sample: Tensor, opts: DDPMStepOptions = {}): SchedulerOutput {
     const name = "DDPMScheduler.step";
-    if (modelOutput.shape.join() !== sample.shape.join()) throw new ShapeError(`${name}: modelOutput and sample must have the same shape, got [${modelOutput.shape}] and [${sample.shape}]`);
+    if (modelOutput.shape.join() !== sample.shape.join())
+      throw new ShapeError(
+        `${name}: modelOutput and sample must have the same shape, got [${modelOutput.shape}] and [${sample.shape}]`,
+      );
     checkTimestep(name, timestep, this.config.num_train_timesteps);
     if (opts.varianceNoise !== undefined) {
-      if (opts.generator !== undefined) throw new ConfigError(`${name}: pass either generator or varianceNoise, not both`);
-      if (opts.varianceNoise.shape.join() !== modelOutput.shape.join()) throw new ShapeError(`${name}: varianceNoise must have modelOutput's shape [${modelOutput.shape}], got [${opts.varianceNoise.shape}]`);
+      if (opts.generator !== undefined)
+        throw new ConfigError(`${name}: pass either generator or varianceNoise, not both`);
+      if (opts.varianceNoise.shape.join() !== modelOutput.shape.join())
+        throw new ShapeError(
+          `${name}: varianceNoise must have modelOutput's shape [${modelOutput.shape}], got [${opts.varianceNoise.shape}]`,
+        );
     }
     const t = timestep;
     const prevT = this.previousTimestep(t);
@@ -166,7 +181,8 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
           return pt satisfies never;
       }
       // 3. clip x0
-      if (this.config.clip_sample) predOriginalSample = predOriginalSample.clamp(-this.config.clip_sample_range, this.config.clip_sample_range);
+      if (this.config.clip_sample)
+        predOriginalSample = predOriginalSample.clamp(-this.config.clip_sample_range, this.config.clip_sample_range);
       // 4. coefficients of x0 and x_t in the posterior mean, eq. (7)
       const predOriginalSampleCoeff = (Math.sqrt(alphaProdTPrev) * currentBetaT) / betaProdT;
       const currentSampleCoeff = (Math.sqrt(currentAlphaT) * betaProdTPrev) / betaProdT;
@@ -175,7 +191,11 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
       // 6. noise, none at t = 0
       if (t > 0) {
         let noise = opts.varianceNoise;
-        if (noise === undefined) noise = randn(modelOutput.shape, { dtype: modelOutput.dtype, ...(opts.generator ? { generator: opts.generator } : {}) });
+        if (noise === undefined)
+          noise = randn(modelOutput.shape, {
+            dtype: modelOutput.dtype,
+            ...(opts.generator ? { generator: opts.generator } : {}),
+          });
         const v = this.getVariance(t);
         const std = this.config.variance_type === "fixed_small_log" ? v : Math.sqrt(v);
         predPrevSample = predPrevSample.add(noise.mul(std));

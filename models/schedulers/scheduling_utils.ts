@@ -87,15 +87,22 @@ export const SD1_SCHEDULER_CONFIG = Object.freeze({
 export type RawSchedulerConfig = Readonly<Record<string, unknown>>;
 
 /** Parses a raw config strictly (unknown keys are ConfigErrors), then validates the shared keys. */
-export function parseSchedulerConfig<C extends SchedulerConfigBase>(name: string, raw: RawSchedulerConfig, defaults: C, ignored: readonly string[]): C {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(`${name}: config must be an object, got ${JSON.stringify(raw)}`);
+export function parseSchedulerConfig<C extends SchedulerConfigBase>(
+  name: string,
+  raw: RawSchedulerConfig,
+  defaults: C,
+  ignored: readonly string[],
+): C {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new ConfigError(`${name}: config must be an object, got ${JSON.stringify(raw)}`);
   const c = parseConfig(name, raw as Record<string, unknown>, defaults, ignored);
   validateBase(name, c);
   return c;
 }
 
 function oneOf<T extends string>(name: string, key: string, v: unknown, allowed: readonly T[]): void {
-  if (!allowed.includes(v as T)) throw new ConfigError(`${name}: ${key} must be one of ${allowed.join(", ")}; got ${JSON.stringify(v)}`);
+  if (!allowed.includes(v as T))
+    throw new ConfigError(`${name}: ${key} must be one of ${allowed.join(", ")}; got ${JSON.stringify(v)}`);
 }
 
 function isNum(v: unknown): v is number {
@@ -104,25 +111,41 @@ function isNum(v: unknown): v is number {
 
 /** Validates the shared keys; throws a ConfigError naming the key. */
 function validateBase(name: string, c: SchedulerConfigBase): void {
-  const bad = (key: string, what: string, v: unknown) => new ConfigError(`${name}: ${key} must be ${what}, got ${JSON.stringify(v)}`);
-  if (!Number.isInteger(c.num_train_timesteps) || c.num_train_timesteps < 1) throw bad("num_train_timesteps", "a positive integer", c.num_train_timesteps);
+  const bad = (key: string, what: string, v: unknown) =>
+    new ConfigError(`${name}: ${key} must be ${what}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(c.num_train_timesteps) || c.num_train_timesteps < 1)
+    throw bad("num_train_timesteps", "a positive integer", c.num_train_timesteps);
   if (!isNum(c.beta_start)) throw bad("beta_start", "a finite number", c.beta_start);
   if (!isNum(c.beta_end)) throw bad("beta_end", "a finite number", c.beta_end);
   oneOf(name, "beta_schedule", c.beta_schedule, ["linear", "scaled_linear", "squaredcos_cap_v2"]);
   if (c.trained_betas !== null) {
     const tb: unknown = c.trained_betas;
     if (!Array.isArray(tb) || !tb.every(isNum)) throw bad("trained_betas", "null or an array of finite numbers", tb);
-    if (tb.length !== c.num_train_timesteps) throw bad("trained_betas", `an array of num_train_timesteps (${c.num_train_timesteps}) betas`, `${tb.length} betas`);
+    if (tb.length !== c.num_train_timesteps)
+      throw bad(
+        "trained_betas",
+        `an array of num_train_timesteps (${c.num_train_timesteps}) betas`,
+        `${tb.length} betas`,
+      );
   }
   if (typeof c.clip_sample !== "boolean") throw bad("clip_sample", "a boolean", c.clip_sample);
-  if (!isNum(c.clip_sample_range) || c.clip_sample_range <= 0) throw bad("clip_sample_range", "a positive number", c.clip_sample_range);
-  if (!Number.isInteger(c.steps_offset) || c.steps_offset < 0) throw bad("steps_offset", "a non-negative integer", c.steps_offset);
+  if (!isNum(c.clip_sample_range) || c.clip_sample_range <= 0)
+    throw bad("clip_sample_range", "a positive number", c.clip_sample_range);
+  if (!Number.isInteger(c.steps_offset) || c.steps_offset < 0)
+    throw bad("steps_offset", "a non-negative integer", c.steps_offset);
   oneOf(name, "prediction_type", c.prediction_type, ["epsilon", "v_prediction", "sample"]);
   oneOf(name, "timestep_spacing", c.timestep_spacing, ["leading", "trailing", "linspace"]);
-  if (c.thresholding !== false) throw new ConfigError(`${name}: thresholding (dynamic thresholding) is not supported, it must be false; got ${JSON.stringify(c.thresholding)}`);
-  if (!isNum(c.dynamic_thresholding_ratio)) throw bad("dynamic_thresholding_ratio", "a finite number", c.dynamic_thresholding_ratio);
+  if (c.thresholding !== false)
+    throw new ConfigError(
+      `${name}: thresholding (dynamic thresholding) is not supported, it must be false; got ${JSON.stringify(c.thresholding)}`,
+    );
+  if (!isNum(c.dynamic_thresholding_ratio))
+    throw bad("dynamic_thresholding_ratio", "a finite number", c.dynamic_thresholding_ratio);
   if (!isNum(c.sample_max_value)) throw bad("sample_max_value", "a finite number", c.sample_max_value);
-  if (c.rescale_betas_zero_snr !== false) throw new ConfigError(`${name}: rescale_betas_zero_snr is not supported, it must be false; got ${JSON.stringify(c.rescale_betas_zero_snr)}`);
+  if (c.rescale_betas_zero_snr !== false)
+    throw new ConfigError(
+      `${name}: rescale_betas_zero_snr is not supported, it must be false; got ${JSON.stringify(c.rescale_betas_zero_snr)}`,
+    );
 }
 
 /**
@@ -141,7 +164,7 @@ function fmaf32(a: number, b: number, c: number): number {
   const p = a * b;
   const sum = p + c;
   const bb = sum - p;
-  const err = (p - (sum - bb)) + (c - bb); // sum + err = p + c exactly (TwoSum)
+  const err = p - (sum - bb) + (c - bb); // sum + err = p + c exactly (TwoSum)
   const r = Math.fround(sum);
   if (err === 0 || r === sum) return r;
   // only a sum that lies exactly halfway between two float32 values can round the wrong way
@@ -156,7 +179,7 @@ const U32 = new Uint32Array(F32.buffer);
 function nextFloat32(x: number, dir: 1 | -1): number {
   if (x === 0) return dir * 1.401298464324817e-45;
   F32[0] = x;
-  U32[0] += (x > 0) === (dir > 0) ? 1 : -1;
+  U32[0] += x > 0 === dir > 0 ? 1 : -1;
   return F32[0];
 }
 
@@ -169,12 +192,21 @@ function nextFloat32(x: number, dir: 1 | -1): number {
  * a fused multiply-add on the SIMD builds) counting up by base + k * step; the values left after the
  * last pair of vectors from the same base formula one by one. Default kernel: "avx2".
  */
-export function linspaceFloat32(start: number, end: number, steps: number, opts: { kernel?: TorchLinspaceKernel } = {}): Float64Array {
+export function linspaceFloat32(
+  start: number,
+  end: number,
+  steps: number,
+  opts: { kernel?: TorchLinspaceKernel } = {},
+): Float64Array {
   const kernel = opts.kernel ?? "avx2";
-  if (kernel !== "avx2" && kernel !== "avx512" && kernel !== "default") throw new ConfigError(`linspaceFloat32: kernel must be one of avx2, avx512, default; got ${JSON.stringify(kernel)}`);
+  if (kernel !== "avx2" && kernel !== "avx512" && kernel !== "default")
+    throw new ConfigError(
+      `linspaceFloat32: kernel must be one of avx2, avx512, default; got ${JSON.stringify(kernel)}`,
+    );
   const f = Math.fround;
   const out = new Float64Array(steps);
-  const s = f(start), e = f(end);
+  const s = f(start),
+    e = f(end);
   if (steps === 1) {
     out[0] = s;
     return out;
@@ -203,12 +235,13 @@ export function linspaceFloat32(start: number, end: number, steps: number, opts:
 /** The "squaredcos_cap_v2" (Glide cosine) betas: min(1 - abar(t2) / abar(t1), 0.999) in float64, then float32. */
 export function betasForAlphaBar(numDiffusionTimesteps: number, maxBeta = 0.999): Float64Array {
   const alphaBar = (t: number) => {
-    const c = Math.cos(((t + 0.008) / 1.008) * Math.PI / 2);
+    const c = Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2);
     return c * c;
   };
   const out = new Float64Array(numDiffusionTimesteps);
   for (let i = 0; i < numDiffusionTimesteps; i++) {
-    const t1 = i / numDiffusionTimesteps, t2 = (i + 1) / numDiffusionTimesteps;
+    const t1 = i / numDiffusionTimesteps,
+      t2 = (i + 1) / numDiffusionTimesteps;
     out[i] = Math.fround(Math.min(1 - alphaBar(t2) / alphaBar(t1), maxBeta));
   }
   return out;
@@ -250,8 +283,12 @@ export function alphasAndCumprod(betas: Float64Array): { alphas: Float64Array; a
 export function spacedTimesteps(name: string, c: SchedulerConfigBase, numInferenceSteps: number): Int32Array {
   const T = c.num_train_timesteps;
   const n = numInferenceSteps;
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${name}.setTimesteps: numInferenceSteps must be a positive integer, got ${n}`);
-  if (n > T) throw new ConfigError(`${name}.setTimesteps: numInferenceSteps (${n}) cannot be larger than num_train_timesteps (${T})`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ConfigError(`${name}.setTimesteps: numInferenceSteps must be a positive integer, got ${n}`);
+  if (n > T)
+    throw new ConfigError(
+      `${name}.setTimesteps: numInferenceSteps (${n}) cannot be larger than num_train_timesteps (${T})`,
+    );
   const out = new Int32Array(n);
   switch (c.timestep_spacing) {
     case "linspace": {
@@ -293,7 +330,8 @@ function isTensor(x: ArrayLike<number> | Tensor): x is Tensor {
 
 /** Throws a ConfigError unless `t` is an integer timestep in [0, T). */
 export function checkTimestep(name: string, t: number, T: number): void {
-  if (!Number.isInteger(t) || t < 0 || t >= T) throw new ConfigError(`${name}: timestep must be an integer in [0, ${T}), got ${t}`);
+  if (!Number.isInteger(t) || t < 0 || t >= T)
+    throw new ConfigError(`${name}: timestep must be an integer in [0, ${T}), got ${t}`);
 }
 
 /** Common state and methods of DDPMScheduler and DDIMScheduler (diffusers SchedulerMixin). */
@@ -313,7 +351,10 @@ export abstract class SchedulerBase<C extends SchedulerConfigBase> {
   /** The timesteps to denoise over, descending; all T train steps until setTimesteps. */
   timesteps: Int32Array;
 
-  protected constructor(readonly className: string, config: C) {
+  protected constructor(
+    readonly className: string,
+    config: C,
+  ) {
     this.config = Object.freeze(config);
     this.betas = makeBetas(config);
     ({ alphas: this.alphas, alphasCumprod: this.alphasCumprod } = alphasAndCumprod(this.betas));
@@ -332,7 +373,12 @@ export abstract class SchedulerBase<C extends SchedulerConfigBase> {
    * batch element (or one for all). Coefficients are formed in the sample's dtype, as diffusers does.
    */
   addNoise(originalSamples: Tensor, noise: Tensor, timesteps: ArrayLike<number> | Tensor): Tensor {
-    const [sqrtAlphaProd, sqrtOneMinusAlphaProd] = this.batchCoefficients("addNoise", originalSamples, noise, timesteps);
+    const [sqrtAlphaProd, sqrtOneMinusAlphaProd] = this.batchCoefficients(
+      "addNoise",
+      originalSamples,
+      noise,
+      timesteps,
+    );
     return noGrad(() => sqrtAlphaProd.mul(originalSamples).add(sqrtOneMinusAlphaProd.mul(noise))); // (B, C, H, W)
   }
 
@@ -349,15 +395,27 @@ export abstract class SchedulerBase<C extends SchedulerConfigBase> {
   }
 
   /** sqrt(abar) and sqrt(1 - abar) per batch element, shaped (n, 1, ..., 1), in x's dtype. */
-  private batchCoefficients(op: string, x: Tensor, other: Tensor, timesteps: ArrayLike<number> | Tensor): [Tensor, Tensor] {
+  private batchCoefficients(
+    op: string,
+    x: Tensor,
+    other: Tensor,
+    timesteps: ArrayLike<number> | Tensor,
+  ): [Tensor, Tensor] {
     const name = `${this.className}.${op}`;
     if (x.shape.length < 1) throw new ShapeError(`${name}: samples need a batch axis, got shape [${x.shape}]`);
-    if (x.shape.join() !== other.shape.join()) throw new ShapeError(`${name}: samples and noise must have the same shape, got [${x.shape}] and [${other.shape}]`);
+    if (x.shape.join() !== other.shape.join())
+      throw new ShapeError(
+        `${name}: samples and noise must have the same shape, got [${x.shape}] and [${other.shape}]`,
+      );
     const ts = timestepList(name, timesteps, this.config.num_train_timesteps);
-    if (ts.length !== x.shape[0] && ts.length !== 1) throw new ShapeError(`${name}: need one timestep per batch element (${x.shape[0]}) or one for all, got ${ts.length}`);
+    if (ts.length !== x.shape[0] && ts.length !== 1)
+      throw new ShapeError(
+        `${name}: need one timestep per batch element (${x.shape[0]}) or one for all, got ${ts.length}`,
+      );
     // torch casts alphas_cumprod to the sample dtype and takes ** 0.5 and 1 - a there
     const r = x.dtype === "float32" ? Math.fround : (v: number) => v;
-    const a = new Float64Array(ts.length), b = new Float64Array(ts.length);
+    const a = new Float64Array(ts.length),
+      b = new Float64Array(ts.length);
     ts.forEach((t, i) => {
       const abar = this.alphasCumprod[t];
       a[i] = r(Math.sqrt(abar));

@@ -46,27 +46,43 @@ const trainable = (m: Module): Tensor[] => m.parameters().filter((p) => p.requir
 
 /** `r.forward(h, temb)`, checkpointed when the block asks for it (diffusers' gradient_checkpointing). */
 function runResnet(blk: Checkpointable, r: ResnetBlock2D, h: Tensor, temb: Tensor): Tensor {
-  return blk._gradientCheckpointing ? checkpoint((x, t) => r.forward(x!, t!), [h, temb], trainable(r)) : r.forward(h, temb);
+  return blk._gradientCheckpointing
+    ? checkpoint((x, t) => r.forward(x!, t!), [h, temb], trainable(r))
+    : r.forward(h, temb);
 }
 
 /** `t.forward(h, encoderHiddenStates)`, checkpointed when the block asks for it. */
 function runTransformer(blk: Checkpointable, t: Transformer2DModel, h: Tensor, ehs: Tensor): Tensor {
-  return blk._gradientCheckpointing ? checkpoint((x, e) => t.forward(x!, e!), [h, ehs], trainable(t)) : t.forward(h, ehs);
+  return blk._gradientCheckpointing
+    ? checkpoint((x, e) => t.forward(x!, e!), [h, ehs], trainable(t))
+    : t.forward(h, ehs);
 }
 
 function resnet(a: BlockArgs, inChannels: number, outChannels: number): ResnetBlock2D {
   return new ResnetBlock2D({
-    inChannels, outChannels, tembChannels: a.tembChannels, groups: a.resnetGroups, eps: a.resnetEps,
-    dropout: a.dropout ?? 0, actFn: a.resnetActFn, outputScaleFactor: a.outputScaleFactor ?? 1,
+    inChannels,
+    outChannels,
+    tembChannels: a.tembChannels,
+    groups: a.resnetGroups,
+    eps: a.resnetEps,
+    dropout: a.dropout ?? 0,
+    actFn: a.resnetActFn,
+    outputScaleFactor: a.outputScaleFactor ?? 1,
   });
 }
 
 function transformer(a: BlockArgs, channels: number): Transformer2DModel {
-  if (channels % a.numAttentionHeads !== 0) throw new ConfigError(`Transformer2DModel: ${channels} channels do not split into ${a.numAttentionHeads} heads`);
+  if (channels % a.numAttentionHeads !== 0)
+    throw new ConfigError(`Transformer2DModel: ${channels} channels do not split into ${a.numAttentionHeads} heads`);
   return new Transformer2DModel({
-    numAttentionHeads: a.numAttentionHeads, attentionHeadDim: channels / a.numAttentionHeads, inChannels: channels,
-    numLayers: a.transformerLayersPerBlock, crossAttentionDim: a.crossAttentionDim, normNumGroups: a.resnetGroups,
-    useLinearProjection: a.useLinearProjection, upcastAttention: a.upcastAttention,
+    numAttentionHeads: a.numAttentionHeads,
+    attentionHeadDim: channels / a.numAttentionHeads,
+    inChannels: channels,
+    numLayers: a.transformerLayersPerBlock,
+    crossAttentionDim: a.crossAttentionDim,
+    normNumGroups: a.resnetGroups,
+    useLinearProjection: a.useLinearProjection,
+    upcastAttention: a.upcastAttention,
   });
 }
 
@@ -77,7 +93,9 @@ export class DownBlock2D extends Module {
   downsamplers: Downsample2D[] | null;
   constructor(a: BlockArgs, addDownsample: boolean, downsamplePadding: number) {
     super();
-    this.resnets = Array.from({ length: a.numLayers }, (_, i) => resnet(a, i === 0 ? a.inChannels : a.outChannels, a.outChannels));
+    this.resnets = Array.from({ length: a.numLayers }, (_, i) =>
+      resnet(a, i === 0 ? a.inChannels : a.outChannels, a.outChannels),
+    );
     this.downsamplers = addDownsample ? [new Downsample2D(a.outChannels, a.outChannels, downsamplePadding)] : null;
   }
   forward(x: Tensor, temb: Tensor, _encoderHiddenStates: Tensor | null = null): DownBlockOutput {
@@ -103,7 +121,9 @@ export class CrossAttnDownBlock2D extends Module {
   downsamplers: Downsample2D[] | null;
   constructor(a: BlockArgs, addDownsample: boolean, downsamplePadding: number) {
     super();
-    this.resnets = Array.from({ length: a.numLayers }, (_, i) => resnet(a, i === 0 ? a.inChannels : a.outChannels, a.outChannels));
+    this.resnets = Array.from({ length: a.numLayers }, (_, i) =>
+      resnet(a, i === 0 ? a.inChannels : a.outChannels, a.outChannels),
+    );
     this.attentions = Array.from({ length: a.numLayers }, () => transformer(a, a.outChannels));
     this.downsamplers = addDownsample ? [new Downsample2D(a.outChannels, a.outChannels, downsamplePadding)] : null;
   }
@@ -178,7 +198,13 @@ export class UpBlock2D extends Module {
     this.upsamplers = addUpsample ? [new Upsample2D(a.outChannels, a.outChannels)] : null;
   }
   /** `resSamples` holds this block's skips in down-path order (it is not modified). */
-  forward(x: Tensor, resSamples: readonly Tensor[], temb: Tensor, _encoderHiddenStates: Tensor | null = null, upsampleSize: readonly [number, number] | null = null): Tensor {
+  forward(
+    x: Tensor,
+    resSamples: readonly Tensor[],
+    temb: Tensor,
+    _encoderHiddenStates: Tensor | null = null,
+    upsampleSize: readonly [number, number] | null = null,
+  ): Tensor {
     const skips = [...resSamples];
     let h = x;
     for (const r of this.resnets) h = runResnet(this, r, popSkip("UpBlock2D", skips, h), temb); // (B, Cout, H, W)
@@ -199,7 +225,13 @@ export class CrossAttnUpBlock2D extends Module {
     this.attentions = Array.from({ length: a.numLayers }, () => transformer(a, a.outChannels));
     this.upsamplers = addUpsample ? [new Upsample2D(a.outChannels, a.outChannels)] : null;
   }
-  forward(x: Tensor, resSamples: readonly Tensor[], temb: Tensor, encoderHiddenStates: Tensor | null, upsampleSize: readonly [number, number] | null = null): Tensor {
+  forward(
+    x: Tensor,
+    resSamples: readonly Tensor[],
+    temb: Tensor,
+    encoderHiddenStates: Tensor | null,
+    upsampleSize: readonly [number, number] | null = null,
+  ): Tensor {
     if (!encoderHiddenStates) throw new ShapeError("CrossAttnUpBlock2D: encoder hidden states are required");
     const skips = [...resSamples];
     let h = x;
@@ -216,7 +248,12 @@ export type DownBlock = DownBlock2D | CrossAttnDownBlock2D;
 export type UpBlock = UpBlock2D | CrossAttnUpBlock2D;
 
 /** Builds a down block by its diffusers type name. */
-export function getDownBlock(type: DownBlockType, a: BlockArgs, addDownsample: boolean, downsamplePadding: number): DownBlock {
+export function getDownBlock(
+  type: DownBlockType,
+  a: BlockArgs,
+  addDownsample: boolean,
+  downsamplePadding: number,
+): DownBlock {
   switch (type) {
     case "DownBlock2D":
       return new DownBlock2D(a, addDownsample, downsamplePadding);
@@ -224,7 +261,9 @@ export function getDownBlock(type: DownBlockType, a: BlockArgs, addDownsample: b
       return new CrossAttnDownBlock2D(a, addDownsample, downsamplePadding);
     default:
       void (type satisfies never);
-      throw new ConfigError(`getDownBlock: unsupported down block type "${String(type)}" (supported: ${DOWN_BLOCK_TYPES.join(", ")})`);
+      throw new ConfigError(
+        `getDownBlock: unsupported down block type "${String(type)}" (supported: ${DOWN_BLOCK_TYPES.join(", ")})`,
+      );
   }
 }
 
@@ -237,6 +276,8 @@ export function getUpBlock(type: UpBlockType, a: BlockArgs, prevOutputChannels: 
       return new CrossAttnUpBlock2D(a, prevOutputChannels, addUpsample);
     default:
       void (type satisfies never);
-      throw new ConfigError(`getUpBlock: unsupported up block type "${String(type)}" (supported: ${UP_BLOCK_TYPES.join(", ")})`);
+      throw new ConfigError(
+        `getUpBlock: unsupported up block type "${String(type)}" (supported: ${UP_BLOCK_TYPES.join(", ")})`,
+      );
   }
 }

@@ -7,7 +7,13 @@ import { findWeights, loadWeights, parseConfig, readJsonConfig, saveModel } from
 import type { LoadOptions } from "../modeling_utils.ts";
 import { Conv2d, GroupNorm, Module, withShapeOnly } from "../nn/index.ts";
 import { getActivation } from "../resnet.ts";
-import { DOWN_BLOCK_TYPES, getDownBlock, getUpBlock, UNetMidBlock2DCrossAttn, UP_BLOCK_TYPES } from "./unet_2d_blocks.ts";
+import {
+  DOWN_BLOCK_TYPES,
+  getDownBlock,
+  getUpBlock,
+  UNetMidBlock2DCrossAttn,
+  UP_BLOCK_TYPES,
+} from "./unet_2d_blocks.ts";
 import type { BlockArgs, DownBlock, DownBlockType, UpBlock, UpBlockType } from "./unet_2d_blocks.ts";
 
 /**
@@ -83,18 +89,47 @@ export interface UNet2DConditionConfig {
 
 /** diffusers' defaults for every key (a config.json may leave keys out). */
 export const UNET_DEFAULT_CONFIG: Readonly<UNet2DConditionConfig> = Object.freeze({
-  sample_size: null, in_channels: 4, out_channels: 4, center_input_sample: false, flip_sin_to_cos: true, freq_shift: 0,
+  sample_size: null,
+  in_channels: 4,
+  out_channels: 4,
+  center_input_sample: false,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
   down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
   mid_block_type: "UNetMidBlock2DCrossAttn",
   up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-  only_cross_attention: false, block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, downsample_padding: 1,
-  mid_block_scale_factor: 1, act_fn: "silu", norm_num_groups: 32, norm_eps: 1e-5, cross_attention_dim: 1280,
-  transformer_layers_per_block: 1, attention_head_dim: 8, num_attention_heads: null, dual_cross_attention: false,
-  use_linear_projection: false, upcast_attention: false, class_embed_type: null, addition_embed_type: null,
-  num_class_embeds: null, encoder_hid_dim: null, encoder_hid_dim_type: null, resnet_time_scale_shift: "default",
-  time_embedding_type: "positional", time_embedding_dim: null, time_embedding_act_fn: null, timestep_post_act: null,
-  time_cond_proj_dim: null, conv_in_kernel: 3, conv_out_kernel: 3, cross_attention_norm: null, attention_type: "default",
-  reverse_transformer_layers_per_block: null, dropout: 0,
+  only_cross_attention: false,
+  block_out_channels: [320, 640, 1280, 1280],
+  layers_per_block: 2,
+  downsample_padding: 1,
+  mid_block_scale_factor: 1,
+  act_fn: "silu",
+  norm_num_groups: 32,
+  norm_eps: 1e-5,
+  cross_attention_dim: 1280,
+  transformer_layers_per_block: 1,
+  attention_head_dim: 8,
+  num_attention_heads: null,
+  dual_cross_attention: false,
+  use_linear_projection: false,
+  upcast_attention: false,
+  class_embed_type: null,
+  addition_embed_type: null,
+  num_class_embeds: null,
+  encoder_hid_dim: null,
+  encoder_hid_dim_type: null,
+  resnet_time_scale_shift: "default",
+  time_embedding_type: "positional",
+  time_embedding_dim: null,
+  time_embedding_act_fn: null,
+  timestep_post_act: null,
+  time_cond_proj_dim: null,
+  conv_in_kernel: 3,
+  conv_out_kernel: 3,
+  cross_attention_norm: null,
+  attention_type: "default",
+  reverse_transformer_layers_per_block: null,
+  dropout: 0,
 } satisfies UNet2DConditionConfig);
 
 /**
@@ -102,28 +137,54 @@ export const UNET_DEFAULT_CONFIG: Readonly<UNet2DConditionConfig> = Object.freez
  * addition embeddings (rejected above) or on block types this model does not have.
  */
 export const UNET_IGNORED_CONFIG_KEYS: readonly string[] = [
-  "resnet_skip_time_act", "resnet_out_scale_factor", "addition_time_embed_dim", "addition_embed_type_num_heads",
-  "projection_class_embeddings_input_dim", "class_embeddings_concat", "mid_block_only_cross_attention",
+  "resnet_skip_time_act",
+  "resnet_out_scale_factor",
+  "addition_time_embed_dim",
+  "addition_embed_type_num_heads",
+  "projection_class_embeddings_input_dim",
+  "class_embeddings_concat",
+  "mid_block_only_cross_attention",
 ];
 
 /** Stable Diffusion 1.x (v1-4, v1-5): 859,520,964 parameters. */
 export const SD15_UNET_CONFIG: Readonly<UNet2DConditionConfig> = Object.freeze({
-  ...UNET_DEFAULT_CONFIG, sample_size: 64, cross_attention_dim: 768,
+  ...UNET_DEFAULT_CONFIG,
+  sample_size: 64,
+  cross_attention_dim: 768,
 } satisfies UNet2DConditionConfig);
 
 /** The small config of diffusers' UNet2DConditionModel tests (get_init_dict). */
 export const TINY_UNET_CONFIG: Readonly<UNet2DConditionConfig> = Object.freeze({
-  ...UNET_DEFAULT_CONFIG, sample_size: 32, block_out_channels: [32, 64], layers_per_block: 2,
-  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
-  cross_attention_dim: 32, attention_head_dim: 8, norm_num_groups: 32,
+  ...UNET_DEFAULT_CONFIG,
+  sample_size: 32,
+  block_out_channels: [32, 64],
+  layers_per_block: 2,
+  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
+  up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+  cross_attention_dim: 32,
+  attention_head_dim: 8,
+  norm_num_groups: 32,
 } satisfies UNet2DConditionConfig);
 
 const ONLY: Partial<Record<keyof UNet2DConditionConfig, unknown>> = {
-  mid_block_type: "UNetMidBlock2DCrossAttn", num_attention_heads: null, dual_cross_attention: false, class_embed_type: null,
-  addition_embed_type: null, num_class_embeds: null, encoder_hid_dim: null, encoder_hid_dim_type: null,
-  resnet_time_scale_shift: "default", time_embedding_type: "positional", time_embedding_dim: null, time_embedding_act_fn: null,
-  timestep_post_act: null, time_cond_proj_dim: null, cross_attention_norm: null, attention_type: "default",
-  reverse_transformer_layers_per_block: null, dropout: 0,
+  mid_block_type: "UNetMidBlock2DCrossAttn",
+  num_attention_heads: null,
+  dual_cross_attention: false,
+  class_embed_type: null,
+  addition_embed_type: null,
+  num_class_embeds: null,
+  encoder_hid_dim: null,
+  encoder_hid_dim_type: null,
+  resnet_time_scale_shift: "default",
+  time_embedding_type: "positional",
+  time_embedding_dim: null,
+  time_embedding_act_fn: null,
+  timestep_post_act: null,
+  time_cond_proj_dim: null,
+  cross_attention_norm: null,
+  attention_type: "default",
+  reverse_transformer_layers_per_block: null,
+  dropout: 0,
 };
 
 const NAME = "UNet2DConditionModel";
@@ -136,7 +197,8 @@ const isPosInt = (v: unknown): v is number => Number.isInteger(v) && (v as numbe
 /** Per-block list from an int or a list of the block count (diffusers broadcasts ints). */
 function perBlock(key: string, v: number | number[], n: number): number[] {
   const list = typeof v === "number" ? new Array<number>(n).fill(v) : v;
-  if (!Array.isArray(list) || list.length !== n || !list.every(isPosInt)) bad(key, `must be a positive integer or a list of ${n} of them`, v);
+  if (!Array.isArray(list) || list.length !== n || !list.every(isPosInt))
+    bad(key, `must be a positive integer or a list of ${n} of them`, v);
   return list;
 }
 
@@ -150,34 +212,66 @@ export function parseUNetConfig(raw: Record<string, unknown>): UNet2DConditionCo
     const got = (c as unknown as Record<string, unknown>)[k];
     if (got !== v) bad(k, `is not supported except as ${JSON.stringify(v)}`, got);
   }
-  if (c.only_cross_attention !== false && !(Array.isArray(c.only_cross_attention) && c.only_cross_attention.every((x) => x === false))) {
+  if (
+    c.only_cross_attention !== false &&
+    !(Array.isArray(c.only_cross_attention) && c.only_cross_attention.every((x) => x === false))
+  ) {
     bad("only_cross_attention", "is not supported except as false", c.only_cross_attention);
   }
-  for (const k of ["in_channels", "out_channels", "layers_per_block", "norm_num_groups", "cross_attention_dim"] as const) {
+  for (const k of [
+    "in_channels",
+    "out_channels",
+    "layers_per_block",
+    "norm_num_groups",
+    "cross_attention_dim",
+  ] as const) {
     if (!isPosInt(c[k])) bad(k, "must be a positive integer", c[k]);
   }
-  for (const k of ["conv_in_kernel", "conv_out_kernel"] as const) if (!isPosInt(c[k]) || c[k] % 2 === 0) bad(k, "must be a positive odd integer", c[k]);
-  if (c.sample_size !== null && !isPosInt(c.sample_size)) bad("sample_size", "must be a positive integer or null", c.sample_size);
+  for (const k of ["conv_in_kernel", "conv_out_kernel"] as const)
+    if (!isPosInt(c[k]) || c[k] % 2 === 0) bad(k, "must be a positive odd integer", c[k]);
+  if (c.sample_size !== null && !isPosInt(c.sample_size))
+    bad("sample_size", "must be a positive integer or null", c.sample_size);
   if (!(typeof c.norm_eps === "number" && c.norm_eps > 0)) bad("norm_eps", "must be a positive number", c.norm_eps);
   if (typeof c.freq_shift !== "number") bad("freq_shift", "must be a number", c.freq_shift);
-  if (!(typeof c.mid_block_scale_factor === "number" && c.mid_block_scale_factor > 0)) bad("mid_block_scale_factor", "must be a positive number", c.mid_block_scale_factor);
-  if (c.downsample_padding !== 0 && c.downsample_padding !== 1) bad("downsample_padding", "must be 0 or 1", c.downsample_padding);
+  if (!(typeof c.mid_block_scale_factor === "number" && c.mid_block_scale_factor > 0))
+    bad("mid_block_scale_factor", "must be a positive number", c.mid_block_scale_factor);
+  if (c.downsample_padding !== 0 && c.downsample_padding !== 1)
+    bad("downsample_padding", "must be 0 or 1", c.downsample_padding);
   for (const k of ["center_input_sample", "flip_sin_to_cos", "use_linear_projection", "upcast_attention"] as const) {
     if (typeof c[k] !== "boolean") bad(k, "must be a boolean", c[k]);
   }
-  if (c.act_fn !== "silu" && c.act_fn !== "swish") bad("act_fn", "is not supported except as \"silu\"", c.act_fn);
+  if (c.act_fn !== "silu" && c.act_fn !== "swish") bad("act_fn", 'is not supported except as "silu"', c.act_fn);
   const n = c.block_out_channels.length;
-  if (!Array.isArray(c.block_out_channels) || n === 0 || !c.block_out_channels.every(isPosInt)) bad("block_out_channels", "must be a non-empty list of positive integers", c.block_out_channels);
-  for (const ch of c.block_out_channels) if (ch % c.norm_num_groups !== 0) bad("norm_num_groups", `must divide every entry of block_out_channels [${c.block_out_channels}]`, c.norm_num_groups);
-  const down = c.down_block_types, up = c.up_block_types;
-  if (!Array.isArray(down) || down.length !== n) bad("down_block_types", `must list ${n} block types (one per block_out_channels entry)`, down);
-  if (!Array.isArray(up) || up.length !== n) bad("up_block_types", `must list ${n} block types (one per block_out_channels entry)`, up);
-  for (const t of down) if (!(DOWN_BLOCK_TYPES as readonly string[]).includes(t)) bad("down_block_types", `has unsupported type "${t}" (supported: ${DOWN_BLOCK_TYPES.join(", ")})`, down);
-  for (const t of up) if (!(UP_BLOCK_TYPES as readonly string[]).includes(t)) bad("up_block_types", `has unsupported type "${t}" (supported: ${UP_BLOCK_TYPES.join(", ")})`, up);
+  if (!Array.isArray(c.block_out_channels) || n === 0 || !c.block_out_channels.every(isPosInt))
+    bad("block_out_channels", "must be a non-empty list of positive integers", c.block_out_channels);
+  for (const ch of c.block_out_channels)
+    if (ch % c.norm_num_groups !== 0)
+      bad(
+        "norm_num_groups",
+        `must divide every entry of block_out_channels [${c.block_out_channels}]`,
+        c.norm_num_groups,
+      );
+  const down = c.down_block_types,
+    up = c.up_block_types;
+  if (!Array.isArray(down) || down.length !== n)
+    bad("down_block_types", `must list ${n} block types (one per block_out_channels entry)`, down);
+  if (!Array.isArray(up) || up.length !== n)
+    bad("up_block_types", `must list ${n} block types (one per block_out_channels entry)`, up);
+  for (const t of down)
+    if (!(DOWN_BLOCK_TYPES as readonly string[]).includes(t))
+      bad("down_block_types", `has unsupported type "${t}" (supported: ${DOWN_BLOCK_TYPES.join(", ")})`, down);
+  for (const t of up)
+    if (!(UP_BLOCK_TYPES as readonly string[]).includes(t))
+      bad("up_block_types", `has unsupported type "${t}" (supported: ${UP_BLOCK_TYPES.join(", ")})`, up);
   const heads = perBlock("attention_head_dim", c.attention_head_dim, n);
   perBlock("transformer_layers_per_block", c.transformer_layers_per_block, n);
   c.block_out_channels.forEach((ch, i) => {
-    if (ch % heads[i] !== 0) bad("attention_head_dim", `must divide block_out_channels (${ch} channels, ${heads[i]} heads at block ${i})`, c.attention_head_dim);
+    if (ch % heads[i] !== 0)
+      bad(
+        "attention_head_dim",
+        `must divide block_out_channels (${ch} channels, ${heads[i]} heads at block ${i})`,
+        c.attention_head_dim,
+      );
   });
   return c;
 }
@@ -206,7 +300,8 @@ export class UNet2DConditionModel extends Module {
   constructor(config: UNet2DConditionConfig) {
     super();
     const c = (this.config = Object.freeze(structuredClone(config)));
-    const ch = c.block_out_channels, n = ch.length;
+    const ch = c.block_out_channels,
+      n = ch.length;
     const heads = perBlock("attention_head_dim", c.attention_head_dim, n);
     const tlayers = perBlock("transformer_layers_per_block", c.transformer_layers_per_block, n);
     const timeEmbedDim = ch[0] * 4;
@@ -214,19 +309,45 @@ export class UNet2DConditionModel extends Module {
     this.time_proj = new Timesteps(ch[0], c.flip_sin_to_cos, c.freq_shift);
     this.time_embedding = new TimestepEmbedding(ch[0], timeEmbedDim, c.act_fn);
     const args = (i: number, numLayers: number, inChannels: number, outChannels: number): BlockArgs => ({
-      numLayers, inChannels, outChannels, tembChannels: timeEmbedDim, resnetEps: c.norm_eps, resnetActFn: c.act_fn,
-      resnetGroups: c.norm_num_groups, numAttentionHeads: heads[i], crossAttentionDim: c.cross_attention_dim,
-      transformerLayersPerBlock: tlayers[i], useLinearProjection: c.use_linear_projection, upcastAttention: c.upcast_attention,
+      numLayers,
+      inChannels,
+      outChannels,
+      tembChannels: timeEmbedDim,
+      resnetEps: c.norm_eps,
+      resnetActFn: c.act_fn,
+      resnetGroups: c.norm_num_groups,
+      numAttentionHeads: heads[i],
+      crossAttentionDim: c.cross_attention_dim,
+      transformerLayersPerBlock: tlayers[i],
+      useLinearProjection: c.use_linear_projection,
+      upcastAttention: c.upcast_attention,
     });
     this.down_blocks = c.down_block_types.map((type, i) =>
-      getDownBlock(type, args(i, c.layers_per_block, i === 0 ? ch[0] : ch[i - 1], ch[i]), i < n - 1, c.downsample_padding));
-    this.mid_block = new UNetMidBlock2DCrossAttn({ ...args(n - 1, 1, ch[n - 1], ch[n - 1]), outputScaleFactor: c.mid_block_scale_factor });
-    const rch = [...ch].reverse(), rheads = [...heads].reverse(), rtl = [...tlayers].reverse();
+      getDownBlock(
+        type,
+        args(i, c.layers_per_block, i === 0 ? ch[0] : ch[i - 1], ch[i]),
+        i < n - 1,
+        c.downsample_padding,
+      ),
+    );
+    this.mid_block = new UNetMidBlock2DCrossAttn({
+      ...args(n - 1, 1, ch[n - 1], ch[n - 1]),
+      outputScaleFactor: c.mid_block_scale_factor,
+    });
+    const rch = [...ch].reverse(),
+      rheads = [...heads].reverse(),
+      rtl = [...tlayers].reverse();
     this.numUpsamplers = n - 1;
     this.up_blocks = c.up_block_types.map((type, i) => {
       const last = i === n - 1;
-      const prev = rch[Math.max(i - 1, 0)], out = rch[i], input = rch[Math.min(i + 1, n - 1)];
-      const a = { ...args(0, c.layers_per_block + 1, input, out), numAttentionHeads: rheads[i], transformerLayersPerBlock: rtl[i] };
+      const prev = rch[Math.max(i - 1, 0)],
+        out = rch[i],
+        input = rch[Math.min(i + 1, n - 1)];
+      const a = {
+        ...args(0, c.layers_per_block + 1, input, out),
+        numAttentionHeads: rheads[i],
+        transformerLayersPerBlock: rtl[i],
+      };
       return getUpBlock(type, a, prev, !last);
     });
     this.conv_norm_out = new GroupNorm(c.norm_num_groups, ch[0], c.norm_eps);
@@ -287,7 +408,8 @@ export class UNet2DConditionModel extends Module {
 
   /** Runs attention `size` (batch x head) slices at a time in every layer; null turns it off. */
   setAttentionSlice(size: number | null): this {
-    if (size !== null && !isPosInt(size)) throw new ConfigError(`${NAME}: attention slice size must be a positive integer or null, got ${size}`);
+    if (size !== null && !isPosInt(size))
+      throw new ConfigError(`${NAME}: attention slice size must be a positive integer or null, got ${size}`);
     for (const [, a] of this.attentionLayers()) a.sliceSize = size;
     return this;
   }
@@ -298,14 +420,24 @@ export class UNet2DConditionModel extends Module {
    */
   forward(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor): Tensor {
     const c = this.config;
-    const s = sample.shape, e = encoderHiddenStates.shape;
-    if (sample.ndim !== 4 || s[1] !== c.in_channels) throw new ShapeError(`${NAME}: sample must be (B, ${c.in_channels}, H, W), got [${s}]`);
+    const s = sample.shape,
+      e = encoderHiddenStates.shape;
+    if (sample.ndim !== 4 || s[1] !== c.in_channels)
+      throw new ShapeError(`${NAME}: sample must be (B, ${c.in_channels}, H, W), got [${s}]`);
     if (encoderHiddenStates.ndim !== 3 || e[0] !== s[0] || e[2] !== c.cross_attention_dim) {
-      throw new ShapeError(`${NAME}: encoder hidden states must be (${s[0]}, L, ${c.cross_attention_dim}) for sample [${s}], got [${e}]`);
+      throw new ShapeError(
+        `${NAME}: encoder hidden states must be (${s[0]}, L, ${c.cross_attention_dim}) for sample [${s}], got [${e}]`,
+      );
     }
     const b = s[0];
-    const ts = timestep instanceof Tensor ? Array.from(timestep.data) : typeof timestep === "number" ? [timestep] : Array.from(timestep);
-    if (ts.length !== 1 && ts.length !== b) throw new ShapeError(`${NAME}: timestep must be one value or ${b} (one per sample), got ${ts.length}`);
+    const ts =
+      timestep instanceof Tensor
+        ? Array.from(timestep.data)
+        : typeof timestep === "number"
+          ? [timestep]
+          : Array.from(timestep);
+    if (ts.length !== 1 && ts.length !== b)
+      throw new ShapeError(`${NAME}: timestep must be one value or ${b} (one per sample), got ${ts.length}`);
     const steps = ts.length === b ? ts : new Array<number>(b).fill(ts[0]);
 
     // sizes that do not divide by 2^upsamplers make the up path resize to the skip's size
@@ -329,7 +461,8 @@ export class UNet2DConditionModel extends Module {
       const last = i === this.up_blocks.length - 1;
       const res = skips.splice(skips.length - blk.resnets.length, blk.resnets.length);
       const next = skips[skips.length - 1];
-      const size: [number, number] | null = !last && forwardUpsampleSize && next ? [next.shape[2], next.shape[3]] : null;
+      const size: [number, number] | null =
+        !last && forwardUpsampleSize && next ? [next.shape[2], next.shape[3]] : null;
       x = blk.forward(x, res, emb, encoderHiddenStates, size);
     });
     x = this.conv_act === silu ? this.conv_norm_out.forwardSilu(x) : this.conv_act(this.conv_norm_out.forward(x));

@@ -15,18 +15,59 @@ test("customise then sample with the delta, from a saved diffusers-layout folder
   const orig = console.log;
   console.log = (s: string) => logs.push(String(s));
   try {
-    assert.is(main(["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "photo of a <new1> square", "--class", "square", "--out", out, "--steps", "3", "--lr", "1e-3"]), 0);
+    assert.is(
+      main([
+        "customise",
+        "--model",
+        model,
+        "--images",
+        conceptFolder([1, 0, 0]),
+        "--prompt",
+        "photo of a <new1> square",
+        "--class",
+        "square",
+        "--out",
+        out,
+        "--steps",
+        "3",
+        "--lr",
+        "1e-3",
+      ]),
+      0,
+    );
   } finally {
     console.log = orig;
   }
-  assert.ok(logs.some((l) => /^step 3\/3 /.test(l)), "progress lines are printed");
+  assert.ok(
+    logs.some((l) => /^step 3\/3 /.test(l)),
+    "progress lines are printed",
+  );
   assert.ok(fs.existsSync(path.join(out, "pytorch_custom_diffusion_weights.safetensors")));
   assert.ok(fs.existsSync(path.join(out, "<new1>.safetensors")));
   const png = path.join(tmpDir(), "s.png");
   const err = process.stderr.write;
   process.stderr.write = () => true;
   try {
-    assert.is(main(["sample", "--model", model, "--delta", out, "--prompt", "photo of a <new1> square", "--steps", "2", "--guidance", "1", "--n", "2", "--out", png]), 0);
+    assert.is(
+      main([
+        "sample",
+        "--model",
+        model,
+        "--delta",
+        out,
+        "--prompt",
+        "photo of a <new1> square",
+        "--steps",
+        "2",
+        "--guidance",
+        "1",
+        "--n",
+        "2",
+        "--out",
+        png,
+      ]),
+      0,
+    );
   } finally {
     process.stderr.write = err;
   }
@@ -42,12 +83,54 @@ test("compress, stack and analyze from the command line", () => {
   const lines: string[] = [];
   console.log = (s: string) => lines.push(String(s));
   try {
-    const a = path.join(tmpDir(), "a"), b = path.join(tmpDir(), "b");
-    assert.is(main(["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "a <new1> square", "--class", "square", "--out", a, "--steps", "2", "--lr", "1e-2"]), 0);
-    assert.is(main(["customise", "--model", model, "--images", conceptFolder([0, 0, 1]), "--prompt", "a <new1> square", "--class", "square", "--out", b, "--steps", "2", "--lr", "1e-2"]), 0);
+    const a = path.join(tmpDir(), "a"),
+      b = path.join(tmpDir(), "b");
+    assert.is(
+      main([
+        "customise",
+        "--model",
+        model,
+        "--images",
+        conceptFolder([1, 0, 0]),
+        "--prompt",
+        "a <new1> square",
+        "--class",
+        "square",
+        "--out",
+        a,
+        "--steps",
+        "2",
+        "--lr",
+        "1e-2",
+      ]),
+      0,
+    );
+    assert.is(
+      main([
+        "customise",
+        "--model",
+        model,
+        "--images",
+        conceptFolder([0, 0, 1]),
+        "--prompt",
+        "a <new1> square",
+        "--class",
+        "square",
+        "--out",
+        b,
+        "--steps",
+        "2",
+        "--lr",
+        "1e-2",
+      ]),
+      0,
+    );
     const st = path.join(tmpDir(), "stacked");
     assert.is(main(["stack", "--model", model, "--delta", a, "--delta", b, "--out", st]), 0);
-    assert.ok(lines.some((l) => l.includes("<new1> -> <new2>")), "the second delta's token is renumbered");
+    assert.ok(
+      lines.some((l) => l.includes("<new1> -> <new2>")),
+      "the second delta's token is renumbered",
+    );
     assert.ok(fs.existsSync(path.join(st, "<new2>.safetensors")));
     const c = path.join(tmpDir(), "compressed");
     assert.is(main(["compress", "--model", model, "--delta", a, "--rank", "2", "--out", c]), 0);
@@ -59,7 +142,26 @@ test("compress, stack and analyze from the command line", () => {
     const err = process.stderr.write;
     process.stderr.write = () => true;
     try {
-      assert.is(main(["sample", "--model", model, "--delta", a, "--delta", c, "--prompt", "a <new1> square and a <new2> square", "--steps", "2", "--guidance", "1", "--out", png]), 0);
+      assert.is(
+        main([
+          "sample",
+          "--model",
+          model,
+          "--delta",
+          a,
+          "--delta",
+          c,
+          "--prompt",
+          "a <new1> square and a <new2> square",
+          "--steps",
+          "2",
+          "--guidance",
+          "1",
+          "--out",
+          png,
+        ]),
+        0,
+      );
     } finally {
       process.stderr.write = err;
     }
@@ -76,11 +178,35 @@ test("customise with generated regularisation images reuses its cache on a secon
   const orig = console.log;
   console.log = (s: string) => lines.push(String(s));
   try {
-    const args = ["customise", "--model", model, "--images", conceptFolder([1, 0, 0]), "--prompt", "a <new1> square", "--class", "square", "--steps", "1", "--class-generate", "2", "--guidance", "1", "--reg-cache", cache];
+    const args = [
+      "customise",
+      "--model",
+      model,
+      "--images",
+      conceptFolder([1, 0, 0]),
+      "--prompt",
+      "a <new1> square",
+      "--class",
+      "square",
+      "--steps",
+      "1",
+      "--class-generate",
+      "2",
+      "--guidance",
+      "1",
+      "--reg-cache",
+      cache,
+    ];
     assert.is(main([...args, "--out", path.join(tmpDir(), "o1")]), 0);
-    assert.ok(lines.some((l) => /2 regularisation image/.test(l)), "the generated images are used");
+    assert.ok(
+      lines.some((l) => /2 regularisation image/.test(l)),
+      "the generated images are used",
+    );
     assert.is(main([...args, "--out", path.join(tmpDir(), "o2")]), 0);
-    assert.ok(lines.some((l) => /reusing 2 cached images/.test(l)), lines.join("\n"));
+    assert.ok(
+      lines.some((l) => /reusing 2 cached images/.test(l)),
+      lines.join("\n"),
+    );
   } finally {
     console.log = orig;
   }
@@ -93,7 +219,24 @@ test("bad arguments give a readable error and a non-zero status", () => {
   try {
     assert.is(main(["sample", "--prompt", "x", "--out", "/tmp/x.png"]), 2); // a usage error
     assert.is(main(["frobnicate"]), 2);
-    assert.is(main(["customise", "--model", "/nonexistent", "--images", "/tmp", "--prompt", "p", "--class", "c", "--out", "/tmp/o", "--steps", "x"]), 2);
+    assert.is(
+      main([
+        "customise",
+        "--model",
+        "/nonexistent",
+        "--images",
+        "/tmp",
+        "--prompt",
+        "p",
+        "--class",
+        "c",
+        "--out",
+        "/tmp/o",
+        "--steps",
+        "x",
+      ]),
+      2,
+    );
   } finally {
     console.error = orig;
   }

@@ -8,12 +8,24 @@ import { binary, geglu, gegluBackward, unary, where } from "../../engine/backend
 import { concat, expand, gather, indexAdd, pad, permute, slice } from "../../engine/backend/cpu/movement.ts";
 import { reduce, softmax } from "../../engine/backend/cpu/reduce.ts";
 import { gemm, matmul, transpose2d } from "../../engine/backend/cpu/matmul.ts";
-import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, poolSum, upsampleNearest } from "../../engine/backend/cpu/conv.ts";
+import {
+  conv2d,
+  conv2dBackwardInput,
+  conv2dBackwardWeight,
+  poolSum,
+  upsampleNearest,
+} from "../../engine/backend/cpu/conv.ts";
 import { plainAttentionBackward, plainAttentionForward } from "../../engine/backend/cpu/attention.ts";
-import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward } from "../../engine/backend/cpu/norm.ts";
+import {
+  groupNormBackward,
+  groupNormForward,
+  layerNormBackward,
+  layerNormForward,
+} from "../../engine/backend/cpu/norm.ts";
 import { adamUpdate } from "../../engine/backend/cpu/optim.ts";
 
-const alloc = (dtype: FloatDType, n: number): TypedArray => (dtype === "float64" ? new Float64Array(n) : new Float32Array(n));
+const alloc = (dtype: FloatDType, n: number): TypedArray =>
+  dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
 
 /** No pooling: every scope ignores what it is given back. */
 const noScratch = (): ScratchScope<TypedArray> => ({ key: (s) => s.buffer, release: () => {}, end: () => {} });

@@ -10,6 +10,8 @@ registerBackend("plain-test", plainBackend);
 setDefaultBackend("plain-test");
 process.on("exit", () => {
   const cpu = [...cpuCounts.entries()].filter(([k]) => k !== "fromHost" && k !== "toHost");
-  process.stdout.write(`\nCONTRACT ${JSON.stringify({ plain: Object.fromEntries(counts), cpu: Object.fromEntries(cpu) })}\n`);
+  process.stdout.write(
+    `\nCONTRACT ${JSON.stringify({ plain: Object.fromEntries(counts), cpu: Object.fromEntries(cpu) })}\n`,
+  );
 });
 export type { TypedArray };

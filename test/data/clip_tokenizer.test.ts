@@ -134,13 +134,19 @@ test("padding with 49407 and options", () => {
   assert.equal(tok.encode("a cat", { maxLength: 8 }), [BOS, 320, 2368, EOS, EOS, EOS, EOS, EOS]);
   assert.equal(tok.encode("a cat", { padding: "none" }), [BOS, 320, 2368, EOS]);
   assert.equal(tok.encode(""), pad([BOS, EOS]));
-  assert.throws(() => tok.encode("a", { maxLength: 1 }), (e: unknown) => e instanceof ConfigError);
+  assert.throws(
+    () => tok.encode("a", { maxLength: 1 }),
+    (e: unknown) => e instanceof ConfigError,
+  );
 });
 
 test("text cleanup: whitespace, case; HTML entities are left as they are (transformers does not unescape)", () => {
   assert.is(cleanText("  A\t Photo \n of   a CAT  "), "a photo of a cat");
   assert.equal(tok.encode("  A\t Photo \n of   a CAT  "), tok.encode("a photo of a cat"));
-  assert.is(htmlUnescape("a &amp; b &lt;c&gt; &quot;d&quot; &#39;e&#x27; &eacute; &hellip;"), "a & b <c> \"d\" 'e' é …");
+  assert.is(
+    htmlUnescape("a &amp; b &lt;c&gt; &quot;d&quot; &#39;e&#x27; &eacute; &hellip;"),
+    "a & b <c> \"d\" 'e' é …",
+  );
   assert.is(htmlUnescape("&ampx &nosuch; &#128; &#0; &#x110000; &#65"), "&x &nosuch; \u20ac \ufffd \ufffd A");
   assert.is(cleanText("tom&amp;jerry"), "tom&amp;jerry");
   assert.not.equal(tok.tokenize("tom&amp;jerry"), tok.tokenize("tom&jerry"));
@@ -153,7 +159,10 @@ test("text cleanup as transformers' BasicTokenizer path: category C removed, tab
   assert.is(cleanText("a\u009d"), "a");
   // Cc (also vertical tab, form feed, U+0085, which are not turned into spaces), Cf, Co, Cn, lone surrogates, U+0000, U+FFFD
   assert.is(cleanText("a\u000bb\u000cc\u0085d\u0000e\ufffdf"), "abcdef");
-  assert.is(cleanText("zero\u200bwidth soft\u00adhyphen \ud83d\udc68\u200d\ud83d\udc69 bom\ufeff"), "zerowidth softhyphen \ud83d\udc68\ud83d\udc69 bom");
+  assert.is(
+    cleanText("zero\u200bwidth soft\u00adhyphen \ud83d\udc68\u200d\ud83d\udc69 bom\ufeff"),
+    "zerowidth softhyphen \ud83d\udc68\ud83d\udc69 bom",
+  );
   assert.is(cleanText("p\ue000u\u0378n\ud800s"), "puns");
   assert.is(cleanText("a\tb\nc\rd"), "a b c d");
   // BasicTokenizer._tokenize_chinese_chars: a space on each side of CJK ideographs (not kana or hangul)
@@ -186,16 +195,25 @@ test("added tokens <new1> and <new2> get 49408 and 49409 and are never split", (
   // other instances are unaffected; without the added token the text is split into pieces
   assert.is(tok.vocabSize, 49408);
   assert.equal(tok.tokenize("<new1>"), ["<</w>", "new</w>", "1</w>", "></w>"]);
-  assert.throws(() => t.addTokens([""]), (e: unknown) => e instanceof ConfigError);
+  assert.throws(
+    () => t.addTokens([""]),
+    (e: unknown) => e instanceof ConfigError,
+  );
 });
 
 test("decode round trip", () => {
   for (const s of ["a photo of a cat", "a sks dog wearing a red hat", "hello , world !"]) {
     assert.is(tok.decode(tok.encode(s)), s);
   }
-  assert.is(tok.decode(tok.encode("a cat"), { skipSpecialTokens: false }).split(" ").slice(0, 4).join(" "), "<|startoftext|> a cat <|endoftext|>");
+  assert.is(
+    tok.decode(tok.encode("a cat"), { skipSpecialTokens: false }).split(" ").slice(0, 4).join(" "),
+    "<|startoftext|> a cat <|endoftext|>",
+  );
   assert.equal(tok.convertIdsToTokens([320, 2368]), ["a</w>", "cat</w>"]);
-  assert.throws(() => tok.decode([49408]), (e: unknown) => e instanceof ConfigError);
+  assert.throws(
+    () => tok.decode([49408]),
+    (e: unknown) => e instanceof ConfigError,
+  );
 });
 
 test("fromPretrained on a tokenizer folder gives the same ids", () => {
@@ -210,7 +228,10 @@ test("fromPretrained on a tokenizer folder gives the same ids", () => {
       assert.equal(t.encode(s), tok.encode(s));
     }
     // a Stable Diffusion 2.x style folder pads with "!" and carries an added token
-    writeFileSync(join(dir, "special_tokens_map.json"), JSON.stringify({ bos_token: { content: "<|startoftext|>" }, pad_token: "!" }));
+    writeFileSync(
+      join(dir, "special_tokens_map.json"),
+      JSON.stringify({ bos_token: { content: "<|startoftext|>" }, pad_token: "!" }),
+    );
     writeFileSync(join(dir, "added_tokens.json"), JSON.stringify({ "<new1>": 49408 }));
     const t2 = CLIPTokenizer.fromPretrained(dir);
     assert.is(t2.padTokenId, 0);
@@ -222,8 +243,14 @@ test("fromPretrained on a tokenizer folder gives the same ids", () => {
     assert.equal(t3.encode("a <new1> cat"), t2.encode("a <new1> cat"));
     assert.is(t3.vocabSize, 49409);
     writeFileSync(join(dir, "added_tokens.json"), JSON.stringify({ "<new1>": 50000 }));
-    assert.throws(() => CLIPTokenizer.fromPretrained(dir), (e: unknown) => e instanceof FormatError);
-    assert.throws(() => CLIPTokenizer.fromPretrained(join(dir, "missing")), (e: unknown) => e instanceof FormatError);
+    assert.throws(
+      () => CLIPTokenizer.fromPretrained(dir),
+      (e: unknown) => e instanceof FormatError,
+    );
+    assert.throws(
+      () => CLIPTokenizer.fromPretrained(join(dir, "missing")),
+      (e: unknown) => e instanceof FormatError,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -243,8 +270,14 @@ test("fromMerges on a small merges list", () => {
   // rank order decides: with (c,a) first, "cat" stops at ca t</w>
   assert.equal(CLIPTokenizer.fromMerges("#h\nc a\na t</w>\nc at</w>").tokenize("cat"), ["ca", "t</w>"]);
   assert.is(CLIPTokenizer.fromMerges("#h\nc a\na t</w>", { maxMerges: 1 }).vocabSize, 515);
-  assert.throws(() => CLIPTokenizer.fromMerges("#h\nc a t\n"), (e: unknown) => e instanceof FormatError);
-  assert.throws(() => CLIPTokenizer.fromMerges("#h\nc a\n", { padToken: "<pad>" }), (e: unknown) => e instanceof FormatError);
+  assert.throws(
+    () => CLIPTokenizer.fromMerges("#h\nc a t\n"),
+    (e: unknown) => e instanceof FormatError,
+  );
+  assert.throws(
+    () => CLIPTokenizer.fromMerges("#h\nc a\n", { padToken: "<pad>" }),
+    (e: unknown) => e instanceof FormatError,
+  );
 });
 
 test.run();

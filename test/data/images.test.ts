@@ -10,8 +10,19 @@ import { encode as fastPngEncode } from "fast-png";
 import jpeg from "jpeg-js";
 import { FormatError, ShapeError } from "../../engine/errors.ts";
 import {
-  centerCrop, chwToImage, decodeImage, encodePng, flipHorizontal, imageToCHW, makeGrid, readImage,
-  resize, resizeAndCenterCrop, toRGB, writePng, type Image,
+  centerCrop,
+  chwToImage,
+  decodeImage,
+  encodePng,
+  flipHorizontal,
+  imageToCHW,
+  makeGrid,
+  readImage,
+  resize,
+  resizeAndCenterCrop,
+  toRGB,
+  writePng,
+  type Image,
 } from "../../data/images.ts";
 
 function img(width: number, height: number, channels: 1 | 3 | 4, values: number[]): Image {
@@ -33,7 +44,8 @@ function throwsFormat(fn: () => unknown, ...parts: (string | RegExp)[]): void {
   } catch (e) {
     assert.instance(e, FormatError);
     const msg = (e as Error).message;
-    for (const p of parts) assert.ok(typeof p === "string" ? msg.includes(p) : p.test(msg), `message "${msg}" lacks ${String(p)}`);
+    for (const p of parts)
+      assert.ok(typeof p === "string" ? msg.includes(p) : p.test(msg), `message "${msg}" lacks ${String(p)}`);
     return;
   }
   assert.unreachable("expected a FormatError");
@@ -63,7 +75,12 @@ function ihdr(width: number, height: number, depth: number, colorType: number): 
 }
 
 // a 3x2 RGB image with every 8-bit level distinct
-const rgb8 = img(3, 2, 3, [0, 1, 2, 50, 100, 150, 200, 250, 255, 7, 77, 177, 30, 60, 90, 128, 129, 127].map((v) => v / 255));
+const rgb8 = img(
+  3,
+  2,
+  3,
+  [0, 1, 2, 50, 100, 150, 200, 250, 255, 7, 77, 177, 30, 60, 90, 128, 129, 127].map((v) => v / 255),
+);
 
 test("PNG encode/decode round trip is exact at 8 bits (RGB, RGBA, gray)", () => {
   const back = decodeImage(encodePng(rgb8), "rgb.png");
@@ -71,9 +88,19 @@ test("PNG encode/decode round trip is exact at 8 bits (RGB, RGBA, gray)", () => 
   assert.is(back.height, 2);
   assert.is(back.channels, 3);
   assert.equal(Array.from(back.data), Array.from(rgb8.data));
-  const rgba = img(2, 1, 4, [10, 20, 30, 0, 40, 50, 60, 255].map((v) => v / 255));
+  const rgba = img(
+    2,
+    1,
+    4,
+    [10, 20, 30, 0, 40, 50, 60, 255].map((v) => v / 255),
+  );
   assert.equal(Array.from(decodeImage(encodePng(rgba), "a.png").data), Array.from(rgba.data));
-  const gray = img(2, 2, 1, [0, 64, 128, 255].map((v) => v / 255));
+  const gray = img(
+    2,
+    2,
+    1,
+    [0, 64, 128, 255].map((v) => v / 255),
+  );
   const g = decodeImage(encodePng(gray), "g.png");
   assert.is(g.channels, 1);
   assert.equal(Array.from(g.data), Array.from(gray.data));
@@ -109,12 +136,20 @@ test("gray PNG: 8-bit, 1-bit and 4-bit samples; gray+alpha becomes RGBA", () => 
   // 1-bit, width 10 (rows padded to 2 bytes): bits 1011001110 / 0000000001
   const rows = [0b10110011, 0b10000000, 0b00000000, 0b01000000];
   const raw = Buffer.from([0, rows[0]!, rows[1]!, 0, rows[2]!, rows[3]!]);
-  const g1 = pngFile([["IHDR", ihdr(10, 2, 1, 0)], ["IDAT", deflateSync(raw)], ["IEND", new Uint8Array(0)]]);
+  const g1 = pngFile([
+    ["IHDR", ihdr(10, 2, 1, 0)],
+    ["IDAT", deflateSync(raw)],
+    ["IEND", new Uint8Array(0)],
+  ]);
   const d1 = decodeImage(g1, "g1.png");
   assert.is(d1.channels, 1);
   assert.equal(Array.from(d1.data), [1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
   // 4-bit, width 3: samples 15, 0, 5
-  const g4 = pngFile([["IHDR", ihdr(3, 1, 4, 0)], ["IDAT", deflateSync(Buffer.from([0, 0xf0, 0x50]))], ["IEND", new Uint8Array(0)]]);
+  const g4 = pngFile([
+    ["IHDR", ihdr(3, 1, 4, 0)],
+    ["IDAT", deflateSync(Buffer.from([0, 0xf0, 0x50]))],
+    ["IEND", new Uint8Array(0)],
+  ]);
   close(decodeImage(g4, "g4.png").data, [1, 0, 1 / 3], 1e-7, "4-bit gray");
   const ga = fastPngEncode({ width: 1, height: 1, data: Uint8Array.of(102, 51), depth: 8, channels: 2 });
   const dga = decodeImage(ga, "ga.png");
@@ -123,7 +158,13 @@ test("gray PNG: 8-bit, 1-bit and 4-bit samples; gray+alpha becomes RGBA", () => 
 });
 
 test("16-bit PNG samples are scaled by 1/65535", () => {
-  const rgb16 = fastPngEncode({ width: 2, height: 1, data: Uint16Array.of(0, 1000, 65535, 32768, 257, 12345), depth: 16, channels: 3 });
+  const rgb16 = fastPngEncode({
+    width: 2,
+    height: 1,
+    data: Uint16Array.of(0, 1000, 65535, 32768, 257, 12345),
+    depth: 16,
+    channels: 3,
+  });
   const d = decodeImage(rgb16, "deep.png");
   assert.is(d.channels, 3);
   close(d.data, [0, 1000 / 65535, 1, 32768 / 65535, 257 / 65535, 12345 / 65535], 1e-7, "16-bit RGB");
@@ -135,33 +176,57 @@ test("palette PNG, with and without tRNS alpha; tRNS colour key on RGB", () => {
   const plte = Uint8Array.of(255, 0, 0, 0, 255, 0, 0, 0, 255);
   // 2-bit indices 2, 0, 1 packed into one byte: 10 00 01 00
   const idat = deflateSync(Buffer.from([0, 0b10000100]));
-  const p = pngFile([["IHDR", ihdr(3, 1, 2, 3)], ["PLTE", plte], ["IDAT", idat], ["IEND", new Uint8Array(0)]]);
+  const p = pngFile([
+    ["IHDR", ihdr(3, 1, 2, 3)],
+    ["PLTE", plte],
+    ["IDAT", idat],
+    ["IEND", new Uint8Array(0)],
+  ]);
   const d = decodeImage(p, "pal.png");
   assert.is(d.channels, 3);
   assert.equal(Array.from(d.data), [0, 0, 1, 1, 0, 0, 0, 1, 0]);
-  const pt = pngFile([["IHDR", ihdr(3, 1, 2, 3)], ["PLTE", plte], ["tRNS", Uint8Array.of(0, 51)], ["IDAT", idat], ["IEND", new Uint8Array(0)]]);
+  const pt = pngFile([
+    ["IHDR", ihdr(3, 1, 2, 3)],
+    ["PLTE", plte],
+    ["tRNS", Uint8Array.of(0, 51)],
+    ["IDAT", idat],
+    ["IEND", new Uint8Array(0)],
+  ]);
   const dt = decodeImage(pt, "palt.png");
   assert.is(dt.channels, 4);
   close(dt.data, [0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0.2], 1e-7, "palette + tRNS");
   // index 3 is outside a 3-entry palette
-  const bad = pngFile([["IHDR", ihdr(1, 1, 2, 3)], ["PLTE", plte], ["IDAT", deflateSync(Buffer.from([0, 0b11000000]))], ["IEND", new Uint8Array(0)]]);
+  const bad = pngFile([
+    ["IHDR", ihdr(1, 1, 2, 3)],
+    ["PLTE", plte],
+    ["IDAT", deflateSync(Buffer.from([0, 0b11000000]))],
+    ["IEND", new Uint8Array(0)],
+  ]);
   throwsFormat(() => decodeImage(bad, "badpal.png"), "badpal.png", "palette index 3");
   // RGB with colour key (0, 255, 0): the green pixel turns transparent
   const key = Uint8Array.of(0, 0, 0, 255, 0, 0);
   const raw = Buffer.from([0, 0, 255, 0, 9, 9, 9]);
-  const k = pngFile([["IHDR", ihdr(2, 1, 8, 2)], ["tRNS", key], ["IDAT", deflateSync(raw)], ["IEND", new Uint8Array(0)]]);
+  const k = pngFile([
+    ["IHDR", ihdr(2, 1, 8, 2)],
+    ["tRNS", key],
+    ["IDAT", deflateSync(raw)],
+    ["IEND", new Uint8Array(0)],
+  ]);
   const dk = decodeImage(k, "key.png");
   assert.is(dk.channels, 4);
   close(dk.data, [0, 1, 0, 0, 9 / 255, 9 / 255, 9 / 255, 1], 1e-7, "colour key");
 });
 
 test("JPEG encoded with jpeg-js decodes within tolerance; gray JPEG stays 1-channel", () => {
-  const W = 16, H = 16;
+  const W = 16,
+    H = 16;
   const rgba = new Uint8Array(W * H * 4);
   const expected: number[] = [];
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
-      const r = 40 + x * 8, g = 60 + y * 6, b = 120;
+      const r = 40 + x * 8,
+        g = 60 + y * 6,
+        b = 120;
       rgba.set([r, g, b, 255], (y * W + x) * 4);
       expected.push(r / 255, g / 255, b / 255);
     }
@@ -216,8 +281,14 @@ test("bilinear upsample 2x2 -> 4x4 matches half-pixel-centre hand values", () =>
 });
 
 test("resize rejects bad sizes and images with ShapeError", () => {
-  assert.throws(() => resize(rgb8, 0, 2), (e: unknown) => e instanceof ShapeError);
-  assert.throws(() => resize(img(2, 2, 1, [0, 0, 0]), 1, 1), (e: unknown) => e instanceof ShapeError);
+  assert.throws(
+    () => resize(rgb8, 0, 2),
+    (e: unknown) => e instanceof ShapeError,
+  );
+  assert.throws(
+    () => resize(img(2, 2, 1, [0, 0, 0]), 1, 1),
+    (e: unknown) => e instanceof ShapeError,
+  );
 });
 
 test("centerCrop offsets use round-half-even like torchvision", () => {
@@ -234,7 +305,10 @@ test("centerCrop offsets use round-half-even like torchvision", () => {
   // left = round(5/2) = 2, top = round(3/2) = 2
   const d = centerCrop(im, 2, 2);
   close(d.data, [0.22, 0.23, 0.32, 0.33], 1e-7, "2x2");
-  assert.throws(() => centerCrop(im, 8, 2), (e: unknown) => e instanceof ShapeError);
+  assert.throws(
+    () => centerCrop(im, 8, 2),
+    (e: unknown) => e instanceof ShapeError,
+  );
 });
 
 test("resizeAndCenterCrop: shorter side to size, then centre crop", () => {
@@ -245,7 +319,11 @@ test("resizeAndCenterCrop: shorter side to size, then centre crop", () => {
   assert.is(out.width, 2);
   assert.is(out.height, 2);
   const block = (bx: number, by: number): number =>
-    (vals[by * 12 + bx * 2]! + vals[by * 12 + bx * 2 + 1]! + vals[by * 12 + 6 + bx * 2]! + vals[by * 12 + 6 + bx * 2 + 1]!) / 4;
+    (vals[by * 12 + bx * 2]! +
+      vals[by * 12 + bx * 2 + 1]! +
+      vals[by * 12 + 6 + bx * 2]! +
+      vals[by * 12 + 6 + bx * 2 + 1]!) /
+    4;
   close(out.data, [block(0, 0), block(1, 0), block(0, 1), block(1, 1)], 1e-7, "6x4 -> 2");
   // portrait 2x3 upscaled to 4: 4x6 bilinear, crop top = 1
   const up = resizeAndCenterCrop(img(2, 3, 1, [0, 0, 0.5, 0.5, 1, 1]), 4);
@@ -256,8 +334,18 @@ test("resizeAndCenterCrop: shorter side to size, then centre crop", () => {
 });
 
 test("flipHorizontal mirrors each row and keeps channels together", () => {
-  const f = flipHorizontal(img(2, 2, 3, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((v) => v / 16)));
-  assert.equal(Array.from(f.data), [4, 5, 6, 1, 2, 3, 10, 11, 12, 7, 8, 9].map((v) => v / 16));
+  const f = flipHorizontal(
+    img(
+      2,
+      2,
+      3,
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((v) => v / 16),
+    ),
+  );
+  assert.equal(
+    Array.from(f.data),
+    [4, 5, 6, 1, 2, 3, 10, 11, 12, 7, 8, 9].map((v) => v / 16),
+  );
 });
 
 test("makeGrid places image k at pad + (k % cols)(w + pad), pad + floor(k / cols)(h + pad)", () => {
@@ -269,15 +357,30 @@ test("makeGrid places image k at pad + (k % cols)(w + pad), pad + floor(k / cols
   close([at(1, 1), at(2, 1)], [0.1, 0.15], 1e-7, "tile 0");
   close([at(4, 1), at(5, 1)], [0.2, 0.25], 1e-7, "tile 1");
   close([at(1, 3), at(2, 3)], [0.3, 0.35], 1e-7, "tile 2");
-  for (const [x, y] of [[0, 0], [3, 1], [6, 1], [1, 2], [4, 3], [5, 3], [6, 4]] as const) assert.is(at(x, y), 0, `background at ${x},${y}`);
+  for (const [x, y] of [
+    [0, 0],
+    [3, 1],
+    [6, 1],
+    [1, 2],
+    [4, 3],
+    [5, 3],
+    [6, 4],
+  ] as const)
+    assert.is(at(x, y), 0, `background at ${x},${y}`);
   // defaults: ceil(sqrt(4)) = 2 columns, pad 2, white; RGB background per channel
   const d = makeGrid([0, 1, 2, 3].map(() => img(1, 1, 3, [0, 0, 0])));
   assert.is(d.width, 2 * 3 + 2);
   assert.equal(Array.from(d.data.subarray(0, 3)), [1, 1, 1]);
   const c = makeGrid([img(1, 1, 3, [0, 0, 0])], { pad: 1, background: [0.5, 0.25, 0] });
   assert.equal(Array.from(c.data.subarray(0, 3)), [0.5, 0.25, 0]);
-  assert.throws(() => makeGrid([img(1, 1, 1, [0]), img(2, 1, 1, [0, 0])]), (e: unknown) => e instanceof ShapeError);
-  assert.throws(() => makeGrid([]), (e: unknown) => e instanceof ShapeError);
+  assert.throws(
+    () => makeGrid([img(1, 1, 1, [0]), img(2, 1, 1, [0, 0])]),
+    (e: unknown) => e instanceof ShapeError,
+  );
+  assert.throws(
+    () => makeGrid([]),
+    (e: unknown) => e instanceof ShapeError,
+  );
 });
 
 test("CHW conversion maps [0,1] to [-1,1] planes and back, clamping", () => {
@@ -288,11 +391,19 @@ test("CHW conversion maps [0,1] to [-1,1] planes and back, clamping", () => {
   assert.equal(back, im);
   const clamped = chwToImage(Float32Array.of(-3, 2, Number.NaN), 1, 1, 3);
   assert.equal(Array.from(clamped.data), [0, 1, 0]);
-  assert.throws(() => chwToImage(Float32Array.of(0, 0), 3, 1, 1), (e: unknown) => e instanceof ShapeError);
+  assert.throws(
+    () => chwToImage(Float32Array.of(0, 0), 3, 1, 1),
+    (e: unknown) => e instanceof ShapeError,
+  );
 });
 
 test("garbage bytes and an empty file throw FormatError naming the file", () => {
-  throwsFormat(() => decodeImage(new TextEncoder().encode("<html>no</html>"), "cat.png"), "cat.png", "not a PNG or JPEG", "3c 68 74 6d");
+  throwsFormat(
+    () => decodeImage(new TextEncoder().encode("<html>no</html>"), "cat.png"),
+    "cat.png",
+    "not a PNG or JPEG",
+    "3c 68 74 6d",
+  );
   throwsFormat(() => decodeImage(new Uint8Array(0), "empty.png"), "empty.png", "empty file");
   throwsFormat(() => decodeImage(Uint8Array.of(0x89, 0x50), "short.png"), "short.png");
 });
@@ -306,10 +417,18 @@ test("truncated PNGs throw FormatError naming the file", () => {
   const raw = Buffer.alloc(2 * (1 + 9), 7);
   raw[0] = raw[10] = 0;
   const z = deflateSync(raw);
-  const short = pngFile([["IHDR", ihdr(3, 2, 8, 2)], ["IDAT", z.subarray(0, z.length - 6)], ["IEND", new Uint8Array(0)]]);
+  const short = pngFile([
+    ["IHDR", ihdr(3, 2, 8, 2)],
+    ["IDAT", z.subarray(0, z.length - 6)],
+    ["IEND", new Uint8Array(0)],
+  ]);
   throwsFormat(() => decodeImage(short, "shortdata.png"), "shortdata.png", "PNG image data");
   // valid zlib stream holding too few rows
-  const fewRows = pngFile([["IHDR", ihdr(3, 2, 8, 2)], ["IDAT", deflateSync(raw.subarray(0, 10))], ["IEND", new Uint8Array(0)]]);
+  const fewRows = pngFile([
+    ["IHDR", ihdr(3, 2, 8, 2)],
+    ["IDAT", deflateSync(raw.subarray(0, 10))],
+    ["IEND", new Uint8Array(0)],
+  ]);
   throwsFormat(() => decodeImage(fewRows, "rows.png"), "rows.png", "10 of 20 bytes");
   // flipped byte inside IDAT fails the CRC
   const flipped = Uint8Array.from(bytes);
@@ -318,7 +437,11 @@ test("truncated PNGs throw FormatError naming the file", () => {
 });
 
 test("a PNG header declaring 100000x100000 is rejected before decoding", () => {
-  const hostile = pngFile([["IHDR", ihdr(100000, 100000, 8, 6)], ["IDAT", deflateSync(Buffer.alloc(64))], ["IEND", new Uint8Array(0)]]);
+  const hostile = pngFile([
+    ["IHDR", ihdr(100000, 100000, 8, 6)],
+    ["IDAT", deflateSync(Buffer.alloc(64))],
+    ["IEND", new Uint8Array(0)],
+  ]);
   throwsFormat(() => decodeImage(hostile, "huge.png"), "huge.png", "100000x100000");
   // limits are overridable
   const small = encodePng(img(4, 4, 1, new Array(16).fill(0.5)));
@@ -329,7 +452,11 @@ test("a PNG header declaring 100000x100000 is rejected before decoding", () => {
 
 test("a zlib bomb inflating past the declared size is rejected", () => {
   // 1x1 RGB needs 4 bytes of image data; this stream inflates to 1 MiB
-  const bomb = pngFile([["IHDR", ihdr(1, 1, 8, 2)], ["IDAT", deflateSync(Buffer.alloc(1 << 20))], ["IEND", new Uint8Array(0)]]);
+  const bomb = pngFile([
+    ["IHDR", ihdr(1, 1, 8, 2)],
+    ["IDAT", deflateSync(Buffer.alloc(1 << 20))],
+    ["IEND", new Uint8Array(0)],
+  ]);
   throwsFormat(() => decodeImage(bomb, "bomb.png"), "bomb.png", "inflates past");
 });
 

@@ -17,7 +17,8 @@ import { MAX_TENSORS, readSafetensors } from "../../data/safetensors.ts";
 const CHILD = fileURLToPath(new URL("./children/decode.ts", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cd-limits-"));
 /** Peak resident memory a refused decode may add to the child's own start-up (KiB), and its whole bound. */
-const EXTRA_KB = 16 * 1024, TOTAL_KB = 200 * 1024;
+const EXTRA_KB = 16 * 1024,
+  TOTAL_KB = 200 * 1024;
 
 function pngChunk(type: string, body: Uint8Array): Buffer {
   const len = Buffer.alloc(4);
@@ -36,7 +37,12 @@ function grayPng(w: number, h: number): Buffer {
   ihdr[8] = 8;
   ihdr[9] = 0;
   const raw = Buffer.alloc(h * (1 + w));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk("IHDR", ihdr), pngChunk("IDAT", deflateSync(raw)), pngChunk("IEND", new Uint8Array(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", ihdr),
+    pngChunk("IDAT", deflateSync(raw)),
+    pngChunk("IEND", new Uint8Array(0)),
+  ]);
 }
 
 /** A 16x16 JPEG whose frame header is patched to claim w x h (about 600 bytes). */
@@ -50,20 +56,40 @@ function lyingJpeg(w: number, h: number): Buffer {
 }
 
 function decodeInChild(file: string): { outcome: string; ms: number; maxRSSKB: number; startRSSKB: number } {
-  const r = spawnSync(process.execPath, ["--import", "tsx", CHILD, file], { env: { ...process.env, CDIFF_TEST_CHILD: "decode" }, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, ["--import", "tsx", CHILD, file], {
+    env: { ...process.env, CDIFF_TEST_CHILD: "decode" },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   assert.is(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split("\n").pop()!) as { outcome: string; ms: number; maxRSSKB: number; startRSSKB: number };
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+    outcome: string;
+    ms: number;
+    maxRSSKB: number;
+    startRSSKB: number;
+  };
 }
 
 test("an 8192x8192 PNG (valid, ~70 KB) and a ~600-byte JPEG claiming 8192x8192 are refused before decoding, fast and in bounded memory", () => {
-  const files = [[path.join(dir, "big.png"), grayPng(8192, 8192), "PNG"], [path.join(dir, "lying.jpg"), lyingJpeg(8192, 8192), "JPEG"]] as const;
+  const files = [
+    [path.join(dir, "big.png"), grayPng(8192, 8192), "PNG"],
+    [path.join(dir, "lying.jpg"), lyingJpeg(8192, 8192), "JPEG"],
+  ] as const;
   for (const [file, bytes, kind] of files) {
     fs.writeFileSync(file, bytes);
     const r = decodeInChild(file);
-    assert.ok(r.outcome.startsWith(`FormatError: images: ${file}: ${kind} header declares 8192x8192 (67.1 megapixels), above the limit`), r.outcome);
+    assert.ok(
+      r.outcome.startsWith(
+        `FormatError: images: ${file}: ${kind} header declares 8192x8192 (67.1 megapixels), above the limit`,
+      ),
+      r.outcome,
+    );
     assert.match(r.outcome, /--max-image-megapixels/);
     assert.ok(r.ms < 500, `${kind}: ${r.ms.toFixed(1)} ms`);
-    assert.ok(r.maxRSSKB - r.startRSSKB < EXTRA_KB && r.maxRSSKB < TOTAL_KB, `${kind} (${bytes.length} bytes): maxRSS ${(r.maxRSSKB / 1024).toFixed(1)} MiB, ${((r.maxRSSKB - r.startRSSKB) / 1024).toFixed(1)} MiB over the start`);
+    assert.ok(
+      r.maxRSSKB - r.startRSSKB < EXTRA_KB && r.maxRSSKB < TOTAL_KB,
+      `${kind} (${bytes.length} bytes): maxRSS ${(r.maxRSSKB / 1024).toFixed(1)} MiB, ${((r.maxRSSKB - r.startRSSKB) / 1024).toFixed(1)} MiB over the start`,
+    );
   }
   assert.ok(fs.statSync(files[1][0]).size < 1000);
 });
@@ -71,7 +97,10 @@ test("an 8192x8192 PNG (valid, ~70 KB) and a ~600-byte JPEG claiming 8192x8192 a
 test("the default limit is 25 megapixels and can be raised", () => {
   assert.is(DEFAULT_MAX_PIXELS, 25_000_000);
   const png = grayPng(300, 200);
-  assert.throws(() => decodeImage(png, "p.png", { maxPixels: 59_999 }), /300x200 .* above the limit of .* 0\.1 megapixels/);
+  assert.throws(
+    () => decodeImage(png, "p.png", { maxPixels: 59_999 }),
+    /300x200 .* above the limit of .* 0\.1 megapixels/,
+  );
   assert.is(decodeImage(png, "p.png", { maxPixels: 60_000 }).width, 300);
 });
 
@@ -90,7 +119,12 @@ test("a safetensors header declaring more tensors than the limit is refused befo
   const file = path.join(dir, "many.safetensors");
   safetensorsFile(file, `{${parts.join(",")}}`, 0);
   const t0 = performance.now();
-  assert.throws(() => readSafetensors(file), (e: Error) => e instanceof FormatError && e.message === `safetensors: ${file}: header declares ${n} tensors, more than the limit of ${MAX_TENSORS}`);
+  assert.throws(
+    () => readSafetensors(file),
+    (e: Error) =>
+      e instanceof FormatError &&
+      e.message === `safetensors: ${file}: header declares ${n} tensors, more than the limit of ${MAX_TENSORS}`,
+  );
   assert.ok(performance.now() - t0 < 1000, `${(performance.now() - t0).toFixed(0)} ms`);
 });
 
@@ -98,7 +132,12 @@ test("a sparse file declaring a 40 GB tensor gets a FormatError naming the file,
   const file = path.join(dir, "huge.safetensors");
   const n = 10_000_000_000;
   safetensorsFile(file, { "up.weight": { dtype: "F32", shape: [100_000, 100_000], data_offsets: [0, 4 * n] } }, 4 * n);
-  assert.throws(() => readSafetensors(file), (e: Error) => e instanceof FormatError && e.message.startsWith(`safetensors: ${file}: tensor "up.weight" [100000, 100000] has ${n} elements (40.0 GB)`));
+  assert.throws(
+    () => readSafetensors(file),
+    (e: Error) =>
+      e instanceof FormatError &&
+      e.message.startsWith(`safetensors: ${file}: tensor "up.weight" [100000, 100000] has ${n} elements (40.0 GB)`),
+  );
   fs.rmSync(file);
 });
 

@@ -189,7 +189,10 @@ test("F32 round trip keeps shapes, values and metadata", () => {
 
 test("written header is 8-byte aligned, space-padded, sorted, with contiguous offsets", () => {
   for (const name of ["a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg", "abcdefgh"]) {
-    const bytes = serializeSafetensors({ zz: { shape: [1], data: new Float32Array([1]) }, [name]: { shape: [2], data: new Float32Array([2, 3]) } });
+    const bytes = serializeSafetensors({
+      zz: { shape: [1], data: new Float32Array([1]) },
+      [name]: { shape: [2], data: new Float32Array([2, 3]) },
+    });
     const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
     assert.is(n % 8, 0, `header length ${n} for key ${name}`);
     const text = dec.decode(bytes.subarray(8, 8 + n));
@@ -205,7 +208,10 @@ test("written header is 8-byte aligned, space-padded, sorted, with contiguous of
 });
 
 test("keys are sorted and __metadata__ is written only when given", () => {
-  const bytes = serializeSafetensors({ b: { shape: [1], data: new Float32Array([1]) }, a: { shape: [1], data: new Float32Array([2]) } });
+  const bytes = serializeSafetensors({
+    b: { shape: [1], data: new Float32Array([1]) },
+    a: { shape: [1], data: new Float32Array([2]) },
+  });
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   const json = JSON.parse(dec.decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
   assert.equal(Object.keys(json), ["a", "b"]);
@@ -240,7 +246,10 @@ test("F16 round trip stores the exact binary16 bits", () => {
   for (let i = 0; i < want.length; i++) assert.ok(Object.is(got[i], f16ToF32(want[i]!)), `read ${i}: ${got[i]}`);
   assert.ok(Number.isNaN(got[values.length - 1]));
   // serialize gives the same bytes as the file
-  assert.equal([...serializeSafetensors({ h: { shape: [values.length], data: new Float64Array(values) } }, { dtype: "F16" })], [...bytes]);
+  assert.equal(
+    [...serializeSafetensors({ h: { shape: [values.length], data: new Float64Array(values) } }, { dtype: "F16" })],
+    [...bytes],
+  );
 });
 
 test("Float64 input is written as F32 and read back exactly by readSafetensorsFloat64", () => {
@@ -278,7 +287,10 @@ test("BF16 and F64 tensors are read from a hand-built file", () => {
     assert.equal(r.metadata, { source: "hand" });
   }
   assert.equal([...readSafetensorsFloat64(file).tensors.get("d")!.data], [0.1, -3]);
-  assert.equal([...readSafetensorsFloat64(p, { keys: ["bf", "d"] }).tensors.get("bf")!.data], [1, -2, 0.15625, Infinity]);
+  assert.equal(
+    [...readSafetensorsFloat64(p, { keys: ["bf", "d"] }).tensors.get("bf")!.data],
+    [1, -2, 0.15625, Infinity],
+  );
 });
 
 test("odd-aligned F16 data (header not padded) is read correctly", () => {
@@ -368,11 +380,24 @@ test("writing rejects data that does not match the shape, leaving the old file i
   const p = path.join(dir, "keep.safetensors");
   writeSafetensors(p, { a: { shape: [2], data: new Float32Array([1, 2]) } });
   const before = fs.readFileSync(p);
-  throwsWith(() => writeSafetensors(p, { a: { shape: [3], data: new Float32Array([1, 2]) } }), ShapeError, '"a"', "[3]", "got 2");
+  throwsWith(
+    () => writeSafetensors(p, { a: { shape: [3], data: new Float32Array([1, 2]) } }),
+    ShapeError,
+    '"a"',
+    "[3]",
+    "got 2",
+  );
   throwsWith(() => writeSafetensors(p, { a: { shape: [-1], data: new Float32Array(0) } }), ShapeError, "[-1]");
-  throwsWith(() => writeSafetensors(p, { __metadata__: { shape: [1], data: new Float32Array(1) } }), FormatError, "__metadata__");
+  throwsWith(
+    () => writeSafetensors(p, { __metadata__: { shape: [1], data: new Float32Array(1) } }),
+    FormatError,
+    "__metadata__",
+  );
   assert.equal(fs.readFileSync(p), before);
-  assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith(".tmp")), []);
+  assert.equal(
+    fs.readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+    [],
+  );
 });
 
 test("a failed rename leaves no temporary file behind", () => {
@@ -502,7 +527,13 @@ test("overlapping tensors", () => {
   throwsWith(
     () =>
       readSafetensors(
-        build({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] }, b: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, f32Bytes([1])),
+        build(
+          {
+            a: { dtype: "F32", shape: [1], data_offsets: [0, 4] },
+            b: { dtype: "F32", shape: [1], data_offsets: [0, 4] },
+          },
+          f32Bytes([1]),
+        ),
       ),
     FormatError,
     "overlap",
@@ -530,14 +561,25 @@ test("byte count does not match shape and dtype", () => {
   );
   // a shape whose product overflows must not pass
   throwsWith(
-    () => readSafetensors(build({ h: { dtype: "F32", shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 4] } }, new Uint8Array(4))),
+    () =>
+      readSafetensors(
+        build({ h: { dtype: "F32", shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      ),
     FormatError,
     "hold 4 bytes",
   );
 });
 
 test("unsupported dtypes are DTypeErrors naming the dtype and the key", () => {
-  for (const [dtype, size] of [["I8", 1], ["U8", 1], ["I32", 4], ["I64", 8], ["BOOL", 1], ["F8_E4M3", 1], ["F8_E5M2", 1]] as const) {
+  for (const [dtype, size] of [
+    ["I8", 1],
+    ["U8", 1],
+    ["I32", 4],
+    ["I64", 8],
+    ["BOOL", 1],
+    ["F8_E4M3", 1],
+    ["F8_E5M2", 1],
+  ] as const) {
     const file = build({ "t.x": { dtype, shape: [2], data_offsets: [0, 2 * size] } }, new Uint8Array(2 * size));
     throwsWith(() => readSafetensors(file), DTypeError, dtype, '"t.x"');
     const p = put(`dtype-${dtype}.safetensors`, file);

@@ -6,7 +6,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { PyTuple, readTorchZip, writeTorchZip, zipStored, isTorchZip, type PyValue, type TorchTensor } from "../../data/torch_zip.ts";
+import {
+  PyTuple,
+  readTorchZip,
+  writeTorchZip,
+  zipStored,
+  isTorchZip,
+  type PyValue,
+  type TorchTensor,
+} from "../../data/torch_zip.ts";
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/torch");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torchzip-"));
@@ -33,14 +41,28 @@ test("reads torch.save output: float32/float16/bfloat16, transposed strides, sha
   assert.equal([c.dtype, c.shape, Array.from(c.data)], ["bfloat16", [2, 2], [1, 3, 2, 4]]);
   assert.equal(Array.from(tensor(d.get("d")!).data), [2, 3, 4]);
   assert.equal(Array.from(tensor(d.get("e")!).data), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.equal([tensor(d.get("p")!).shape, Array.from(tensor(d.get("p")!).data)], [[2, 2], [1, 1, 1, 1]]);
+  assert.equal(
+    [tensor(d.get("p")!).shape, Array.from(tensor(d.get("p")!).data)],
+    [
+      [2, 2],
+      [1, 1, 1, 1],
+    ],
+  );
 });
 
 test("reads a module state_dict (OrderedDict with _metadata) to the values PyTorch printed", () => {
   const d = dict(readTorchZip(path.join(fixtures, "linear_state_dict.bin")));
   assert.equal([...d.keys()], ["weight", "bias"]);
-  assert.equal(Array.from(tensor(d.get("weight")!).data), Array.from(new Float32Array([-0.3201633095741272, -0.19451351463794708, -0.17424088716506958, -0.6775220632553101])));
-  assert.equal(Array.from(tensor(d.get("bias")!).data), Array.from(new Float32Array([0.11100316792726517, 0.6632476449012756])));
+  assert.equal(
+    Array.from(tensor(d.get("weight")!).data),
+    Array.from(
+      new Float32Array([-0.3201633095741272, -0.19451351463794708, -0.17424088716506958, -0.6775220632553101]),
+    ),
+  );
+  assert.equal(
+    Array.from(tensor(d.get("bias")!).data),
+    Array.from(new Float32Array([0.11100316792726517, 0.6632476449012756])),
+  );
 });
 
 test("writeTorchZip round-trips dicts, lists, tuples, numbers, strings, None and tensors in three dtypes", () => {
@@ -60,7 +82,10 @@ test("writeTorchZip round-trips dicts, lists, tuples, numbers, strings, None and
   assert.equal(dict(d.get("attn1")!).size, 0);
   const meta = d.get("meta") as PyValue[];
   assert.ok(meta[5] instanceof PyTuple);
-  assert.equal(meta.map((x) => (x instanceof PyTuple ? [...x] : x)), [1, 2.5, "x", null, true, [3, 4], -5, 2 ** 40, -(2 ** 40)]);
+  assert.equal(
+    meta.map((x) => (x instanceof PyTuple ? [...x] : x)),
+    [1, 2.5, "x", null, true, [3, 4], -5, 2 ** 40, -(2 ** 40)],
+  );
 });
 
 /** A one-entry torch zip around a hand-written pickle. */
@@ -72,10 +97,39 @@ const op = (s: string) => [...Buffer.from(s, "latin1")];
 
 test("a pickle that names os.system or builtins.eval is refused by name, before anything runs", () => {
   // GLOBAL 'os system', then calling it with ('echo hi',)
-  const sys = withPickle("os.bin", [0x80, 2, ...op("cos\nsystem\n"), 0x58, 7, 0, 0, 0, ...op("echo hi"), 0x85, 0x52, 0x2e]);
+  const sys = withPickle("os.bin", [
+    0x80,
+    2,
+    ...op("cos\nsystem\n"),
+    0x58,
+    7,
+    0,
+    0,
+    0,
+    ...op("echo hi"),
+    0x85,
+    0x52,
+    0x2e,
+  ]);
   assert.throws(() => readTorchZip(sys), /os\.bin: data\.pkl refers to os\.system, which is not allowed/);
   // STACK_GLOBAL builtins eval
-  const ev = withPickle("eval.bin", [0x80, 4, 0x8c, 8, ...op("builtins"), 0x8c, 4, ...op("eval"), 0x93, 0x8c, 1, ...op("1"), 0x85, 0x52, 0x2e]);
+  const ev = withPickle("eval.bin", [
+    0x80,
+    4,
+    0x8c,
+    8,
+    ...op("builtins"),
+    0x8c,
+    4,
+    ...op("eval"),
+    0x93,
+    0x8c,
+    1,
+    ...op("1"),
+    0x85,
+    0x52,
+    0x2e,
+  ]);
   assert.throws(() => readTorchZip(ev), /refers to builtins\.eval, which is not allowed/);
   // an allowed global used in a way the reader does not model
   const obj = withPickle("newobj.bin", [0x80, 2, ...op("ccollections\nOrderedDict\n"), 0x29, 0x81, 0x2e]);
@@ -85,9 +139,15 @@ test("a pickle that names os.system or builtins.eval is refused by name, before 
 test("deep nesting, truncation, unknown opcodes and bad memo reads are named errors", () => {
   const deep = withPickle("deep.bin", [0x80, 2, ...new Array(100000).fill(0x28), 0x2e]);
   assert.throws(() => readTorchZip(deep), /nests deeper than 256/);
-  assert.throws(() => readTorchZip(withPickle("trunc.bin", [0x80, 2, 0x58, 100, 0, 0, 0, 0x61])), /data\.pkl is truncated/);
+  assert.throws(
+    () => readTorchZip(withPickle("trunc.bin", [0x80, 2, 0x58, 100, 0, 0, 0, 0x61])),
+    /data\.pkl is truncated/,
+  );
   assert.throws(() => readTorchZip(withPickle("op.bin", [0x80, 2, 0x69])), /uses opcode 0x69/);
-  assert.throws(() => readTorchZip(withPickle("memo.bin", [0x80, 2, 0x68, 9, 0x2e])), /reads memo 9, which was never set/);
+  assert.throws(
+    () => readTorchZip(withPickle("memo.bin", [0x80, 2, 0x68, 9, 0x2e])),
+    /reads memo 9, which was never set/,
+  );
 });
 
 test("a storage larger than its entry, a tensor past its storage, and broadcast views are refused before allocating", () => {
@@ -95,13 +155,60 @@ test("a storage larger than its entry, a tensor past its storage, and broadcast 
   const good = fs.readFileSync(at("ok.bin"));
   // a hand-written tensor pickle with a chosen storage numel, size and stride
   const big = (numel: number[], size: number[], stride: number[]) => [
-    0x80, 2, ...op("ctorch._utils\n_rebuild_tensor_v2\n"), 0x28, 0x28, 0x58, 7, 0, 0, 0, ...op("storage"), ...op("ctorch\nFloatStorage\n"),
-    0x58, 1, 0, 0, 0, ...op("0"), 0x58, 3, 0, 0, 0, ...op("cpu"), ...numel, 0x74, 0x51, 0x4b, 0, ...size, ...stride, 0x89, 0x4e, 0x74, 0x52, 0x2e,
+    0x80,
+    2,
+    ...op("ctorch._utils\n_rebuild_tensor_v2\n"),
+    0x28,
+    0x28,
+    0x58,
+    7,
+    0,
+    0,
+    0,
+    ...op("storage"),
+    ...op("ctorch\nFloatStorage\n"),
+    0x58,
+    1,
+    0,
+    0,
+    0,
+    ...op("0"),
+    0x58,
+    3,
+    0,
+    0,
+    0,
+    ...op("cpu"),
+    ...numel,
+    0x74,
+    0x51,
+    0x4b,
+    0,
+    ...size,
+    ...stride,
+    0x89,
+    0x4e,
+    0x74,
+    0x52,
+    0x2e,
   ];
   const data: [string, Buffer][] = [["a/data/0", Buffer.alloc(16)]];
-  assert.throws(() => readTorchZip(withPickle("huge.bin", big([0x8a, 5, 0, 0x28, 0x6b, 0xee, 0], [0x4b, 4, 0x85], [0x4b, 1, 0x85]), data)), /storage 0 declares 4000000000 float32 elements \(16000000000 bytes\) but its entry holds 16 bytes/);
-  assert.throws(() => readTorchZip(withPickle("past.bin", big([0x4b, 4], [0x4b, 5, 0x85], [0x4b, 1, 0x85]), data)), /reaching past its storage of 4 elements/);
-  assert.throws(() => readTorchZip(withPickle("bcast.bin", big([0x4b, 4], [0x4a, 0, 0xca, 0x9a, 0x3b, 0x85], [0x4b, 0, 0x85]), data)), /1000000000 elements over a storage of 4/);
+  assert.throws(
+    () =>
+      readTorchZip(
+        withPickle("huge.bin", big([0x8a, 5, 0, 0x28, 0x6b, 0xee, 0], [0x4b, 4, 0x85], [0x4b, 1, 0x85]), data),
+      ),
+    /storage 0 declares 4000000000 float32 elements \(16000000000 bytes\) but its entry holds 16 bytes/,
+  );
+  assert.throws(
+    () => readTorchZip(withPickle("past.bin", big([0x4b, 4], [0x4b, 5, 0x85], [0x4b, 1, 0x85]), data)),
+    /reaching past its storage of 4 elements/,
+  );
+  assert.throws(
+    () =>
+      readTorchZip(withPickle("bcast.bin", big([0x4b, 4], [0x4a, 0, 0xca, 0x9a, 0x3b, 0x85], [0x4b, 0, 0x85]), data)),
+    /1000000000 elements over a storage of 4/,
+  );
   assert.ok(good.length > 0);
 });
 
@@ -119,7 +226,10 @@ test("zip damage is named: compressed entries (zip bombs), traversal names, trun
   assert.throws(() => readTorchZip(at("dots.bin")), /unsafe entry name "a\/\.\.\/data\.pkl"/);
   // truncated: the end record is gone
   fs.writeFileSync(at("cut.bin"), base.subarray(0, base.length - 30));
-  assert.throws(() => readTorchZip(at("cut.bin")), /cut\.bin: (no zip end-of-central-directory record|central directory)/);
+  assert.throws(
+    () => readTorchZip(at("cut.bin")),
+    /cut\.bin: (no zip end-of-central-directory record|central directory)/,
+  );
   // an entry claiming more bytes than the archive holds
   const long = Buffer.from(base);
   long.writeUInt32LE(1 << 30, cdAt + 20);

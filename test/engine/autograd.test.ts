@@ -61,7 +61,10 @@ test("the graph is released after backward (unless retained)", () => {
   y2.backward(undefined, { retainGraph: true });
   assert.ok(y2.gradNode);
   y2.backward();
-  assert.equal(x.grad!.toArray().map((v) => Math.round(v * 1e6) / 1e6), [3 * Math.E, 3 * Math.exp(2)].map((v) => Math.round(v * 1e6) / 1e6));
+  assert.equal(
+    x.grad!.toArray().map((v) => Math.round(v * 1e6) / 1e6),
+    [3 * Math.E, 3 * Math.exp(2)].map((v) => Math.round(v * 1e6) / 1e6),
+  );
 });
 
 test("seeded generators reproduce bit for bit; different seeds differ", () => {
@@ -91,7 +94,13 @@ test("creation helpers", () => {
   assert.equal(T.arange(1, 7, 2).toArray(), [1, 3, 5]);
   assert.equal(T.linspace(0, 1, 5).toArray(), [0, 0.25, 0.5, 0.75, 1]);
   assert.equal(T.full([2], 7).toArray(), [7, 7]);
-  assert.equal(T.tensor([[1, 2], [3, 4]]).shape, [2, 2]);
+  assert.equal(
+    T.tensor([
+      [1, 2],
+      [3, 4],
+    ]).shape,
+    [2, 2],
+  );
   assert.is(T.tensor([1], undefined, { dtype: "float64" }).data instanceof Float64Array, true);
   assert.throws(() => T.tensor([[1, 2], [3]]), /ragged/);
   assert.throws(() => T.reshape(T.zeros([6]), [4, 2]), /reshape: cannot reshape \[6\] \(6 elements\) to \[4,2\]/);

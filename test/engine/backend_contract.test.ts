@@ -4,10 +4,18 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { Backend, GroupNormParams, AttentionParams, TypedArray } from "../../engine/index.ts";
-import { backendNames, cpuBackend, getBackend, getDefaultBackend, ones, registerBackend, setDefaultBackend, Tensor } from "../../engine/index.ts";
+import {
+  backendNames,
+  cpuBackend,
+  getBackend,
+  getDefaultBackend,
+  ones,
+  registerBackend,
+  setDefaultBackend,
+  Tensor,
+} from "../../engine/index.ts";
 import { plainBackend } from "../contract/plain_backend.ts";
 import { runContractSuites } from "../contract/run_suites.ts";
-
 
 test("type level: a backend missing a kernel, or with another parameter type, does not compile", () => {
   const { attention: _a, ...withoutAttention } = plainBackend;
@@ -19,12 +27,18 @@ test("type level: a backend missing a kernel, or with another parameter type, do
   const wrongParams: Backend<TypedArray> = {
     ...plainBackend,
     // @ts-expect-error -- a group norm that needs a field the engine does not pass
-    groupNorm: (x: TypedArray, w: TypedArray | null, b: TypedArray | null, p: GroupNormParams & { channelsLast: boolean }) => plainBackend.groupNorm(x, w, b, p),
+    groupNorm: (
+      x: TypedArray,
+      w: TypedArray | null,
+      b: TypedArray | null,
+      p: GroupNormParams & { channelsLast: boolean },
+    ) => plainBackend.groupNorm(x, w, b, p),
   };
   const wrongAttention: Backend<TypedArray> = {
     ...plainBackend,
     // @ts-expect-error -- attention over float32 only: narrower storage than the backend declares
-    attention: (q: Float32Array, k: TypedArray, v: TypedArray, m: TypedArray | null, p: AttentionParams) => plainBackend.attention(q, k, v, m, p),
+    attention: (q: Float32Array, k: TypedArray, v: TypedArray, m: TypedArray | null, p: AttentionParams) =>
+      plainBackend.attention(q, k, v, m, p),
   };
   // cpuBackend satisfies the interface as it is
   const cpu: Backend<TypedArray> = cpuBackend;
@@ -50,7 +64,12 @@ test("backends by name: cpu is registered and the default; unknown names are a n
 });
 
 test("Tensor.copy_ copies across backends and dtypes, refuses a wrong shape and graph outputs", () => {
-  const a = new Tensor(plainBackend.fromHost(Float64Array.from([1, 2, 3, 4])), [2, 2], "float64", plainBackend as unknown as Backend);
+  const a = new Tensor(
+    plainBackend.fromHost(Float64Array.from([1, 2, 3, 4])),
+    [2, 2],
+    "float64",
+    plainBackend as unknown as Backend,
+  );
   const b = ones([2, 2]);
   b.copy_(a);
   assert.equal(b.toArray(), [1, 2, 3, 4]);
@@ -72,7 +91,10 @@ test("Tensor.copy_ copies across backends and dtypes, refuses a wrong shape and 
 });
 
 test("the op suite, gradient checks, optimizer and attention tests pass on a backend written only against the interface", () => {
-  const { report } = runContractSuites<{ plain: Record<string, number>; cpu: Record<string, number> }>("test/contract/use_plain_backend.ts", 300_000);
+  const { report } = runContractSuites<{ plain: Record<string, number>; cpu: Record<string, number> }>(
+    "test/contract/use_plain_backend.ts",
+    300_000,
+  );
   const { plain, cpu } = report;
   // every kernel of the contract ran on the plain backend at least once
   for (const k of Object.keys(plainBackend)) {

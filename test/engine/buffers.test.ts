@@ -22,8 +22,10 @@ function grads(pool: boolean) {
   T.clearBufferPool();
   try {
     const g = new T.Generator(1);
-    const x = T.randn([N], { generator: g }).mul(0.1).requiresGrad_(), w = T.randn([48, 32], { generator: g }).mul(0.1).requiresGrad_();
-    const frozen = T.randn([64, 32], { generator: g }), bias = T.randn([64 * 32], { generator: g }).requiresGrad_();
+    const x = T.randn([N], { generator: g }).mul(0.1).requiresGrad_(),
+      w = T.randn([48, 32], { generator: g }).mul(0.1).requiresGrad_();
+    const frozen = T.randn([64, 32], { generator: g }),
+      bias = T.randn([64 * 32], { generator: g }).requiresGrad_();
     const out: Float32Array[][] = [];
     for (let it = 0; it < 3; it++) {
       for (const t of [x, w, bias]) t.grad = null;
@@ -37,12 +39,14 @@ function grads(pool: boolean) {
 }
 
 test("consumed gradients are reused and the gradients equal those without reuse", () => {
-  const plain = grads(false), pooled = grads(true);
+  const plain = grads(false),
+    pooled = grads(true);
   assert.ok(pooled.stats.released > 0, "consumed gradients went back to the pool");
   assert.ok(pooled.stats.reused > 0, "later allocations reused them");
   assert.is(plain.stats.reused, 0, "no reuse with capacity 0");
   for (let it = 0; it < 3; it++) {
-    for (let i = 0; i < 3; i++) assert.equal(Array.from(pooled.out[it]![i]!), Array.from(plain.out[it]![i]!), `iteration ${it} gradient ${i}`);
+    for (let i = 0; i < 3; i++)
+      assert.equal(Array.from(pooled.out[it]![i]!), Array.from(plain.out[it]![i]!), `iteration ${it} gradient ${i}`);
   }
 });
 
@@ -50,13 +54,17 @@ test("leaf gradients stay intact while later passes reuse memory", () => {
   const prev = T.setBufferPoolCapacity(2 ** 30);
   try {
     const g = new T.Generator(2);
-    const x = T.randn([N], { generator: g }).requiresGrad_(), w = T.randn([48, 32], { generator: g }).requiresGrad_();
-    const frozen = T.randn([64, 32], { generator: g }), bias = T.randn([64 * 32], { generator: g }).requiresGrad_();
+    const x = T.randn([N], { generator: g }).requiresGrad_(),
+      w = T.randn([48, 32], { generator: g }).requiresGrad_();
+    const frozen = T.randn([64, 32], { generator: g }),
+      bias = T.randn([64 * 32], { generator: g }).requiresGrad_();
     step(x, w, frozen, bias).backward();
     const kept = [x.grad!, w.grad!, bias.grad!];
     const copies = kept.map((t) => Float32Array.from(t.data as Float32Array));
     for (let it = 0; it < 3; it++) {
-      const x2 = x.detach().requiresGrad_(), w2 = w.detach().requiresGrad_(), b2 = bias.detach().requiresGrad_();
+      const x2 = x.detach().requiresGrad_(),
+        w2 = w.detach().requiresGrad_(),
+        b2 = bias.detach().requiresGrad_();
       step(x2, w2, T.mul(frozen, it + 2), b2).backward();
     }
     kept.forEach((t, i) => assert.equal(Array.from(t.data), Array.from(copies[i]!), `leaf gradient ${i} unchanged`));
@@ -73,7 +81,8 @@ test("the pool is bounded by its capacity", () => {
     T.setBufferPoolCapacity(64 * 1024);
     T.clearBufferPool();
     const g = new T.Generator(3);
-    const x = T.randn([N], { generator: g }).requiresGrad_(), w = T.randn([48, 32], { generator: g }).requiresGrad_();
+    const x = T.randn([N], { generator: g }).requiresGrad_(),
+      w = T.randn([48, 32], { generator: g }).requiresGrad_();
     step(x, w, T.randn([64, 32], { generator: g }), T.randn([64 * 32], { generator: g }).requiresGrad_()).backward();
     assert.ok(T.bufferPoolStats().heldBytes <= 64 * 1024);
   } finally {
@@ -85,8 +94,10 @@ test("a scope inside another: what the inner one keeps may still be given back b
   const prev = T.setBufferPoolCapacity(2 ** 30);
   T.clearBufferPool();
   try {
-    const outer = T.cpuBackend.beginScratch(), inner = T.cpuBackend.beginScratch();
-    const kept = T.cpuBackend.zeros("float32", N) as Float32Array, dropped = T.cpuBackend.zeros("float32", N) as Float32Array;
+    const outer = T.cpuBackend.beginScratch(),
+      inner = T.cpuBackend.beginScratch();
+    const kept = T.cpuBackend.zeros("float32", N) as Float32Array,
+      dropped = T.cpuBackend.zeros("float32", N) as Float32Array;
     inner.release(dropped);
     assert.is(T.bufferPoolStats().released, 1, "the inner scope gives back its own allocation");
     inner.end();

@@ -4,8 +4,33 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { NumericalError, ShapeError } from "../../engine/errors.ts";
 import {
-  add, cholesky, choleskySolve, condEstimate, det, eigh, eye, gram, inv, lu, luFactors, luRcond, luSolve, mat,
-  matmul, matmulNT, matmulTN, norm, qr, scale, singularValues, solve, solveTriangular, sqNormTimesLower, sub, svd, transpose,
+  add,
+  cholesky,
+  choleskySolve,
+  condEstimate,
+  det,
+  eigh,
+  eye,
+  gram,
+  inv,
+  lu,
+  luFactors,
+  luRcond,
+  luSolve,
+  mat,
+  matmul,
+  matmulNT,
+  matmulTN,
+  norm,
+  qr,
+  scale,
+  singularValues,
+  solve,
+  solveTriangular,
+  sqNormTimesLower,
+  sub,
+  svd,
+  transpose,
 } from "../../engine/linalg.ts";
 import type { Mat } from "../../engine/linalg.ts";
 
@@ -25,7 +50,11 @@ function prng(seed: number): () => number {
 
 function rand(m: number, n: number, seed: number): Mat {
   const r = prng(seed);
-  return mat(m, n, Array.from({ length: m * n }, () => 2 * r() - 1));
+  return mat(
+    m,
+    n,
+    Array.from({ length: m * n }, () => 2 * r() - 1),
+  );
 }
 
 function at(a: Mat, i: number, j: number): number {
@@ -121,10 +150,18 @@ test("mat, eye, transpose, add, sub, scale", () => {
 });
 
 test("matmul, matmulTN and matmulNT match a naive triple loop (tol 1e-13 relative)", () => {
-  const sizes: [number, number, number][] = [[1, 1, 1], [5, 7, 3], [33, 17, 9], [70, 130, 50], [6, 801, 50], [3, 2, 801]];
+  const sizes: [number, number, number][] = [
+    [1, 1, 1],
+    [5, 7, 3],
+    [33, 17, 9],
+    [70, 130, 50],
+    [6, 801, 50],
+    [3, 2, 801],
+  ];
   let seed = 10;
   for (const [m, k, n] of sizes) {
-    const a = rand(m, k, seed++), b = rand(k, n, seed++);
+    const a = rand(m, k, seed++),
+      b = rand(k, n, seed++);
     a.data[0] = 0; // exercises the zero-skip path
     const ref = naiveMatmul(a, b);
     const tol = 1e-13 * Math.max(1, maxAbsOf(ref));
@@ -136,7 +173,12 @@ test("matmul, matmulTN and matmulNT match a naive triple loop (tol 1e-13 relativ
 
 test("gram (a^T a) and sqNormTimesLower (||a L||_F^2) match the plain products, across the k blocking", () => {
   let seed = 40;
-  for (const [r, d] of [[1, 1], [7, 5], [600, 9], [13, 34]]) {
+  for (const [r, d] of [
+    [1, 1],
+    [7, 5],
+    [600, 9],
+    [13, 34],
+  ]) {
     const a = rand(r!, d!, seed++);
     const ref = matmulTN(a, a);
     assert.ok(maxDiff(gram(a), ref) < 1e-13 * Math.max(1, maxAbsOf(ref)), `gram ${r}x${d}`);
@@ -160,7 +202,8 @@ function checkLU(a: Mat, label: string): void {
   const f = lu(a);
   const { l, u } = luFactors(f);
   const pa = mat(a.rows, a.cols);
-  for (let i = 0; i < a.rows; i++) pa.data.set(a.data.subarray(f.piv[i]! * a.cols, (f.piv[i]! + 1) * a.cols), i * a.cols);
+  for (let i = 0; i < a.rows; i++)
+    pa.data.set(a.data.subarray(f.piv[i]! * a.cols, (f.piv[i]! + 1) * a.cols), i * a.cols);
   const tol = 1e-13 * Math.max(1, maxAbsOf(a));
   assert.ok(maxDiff(matmul(l, u), pa) < tol, `${label}: P A = L U`);
   for (let i = 0; i < l.rows; i++) {
@@ -170,14 +213,18 @@ function checkLU(a: Mat, label: string): void {
       else assert.ok(Math.abs(at(l, i, j)) <= 1, `${label}: partial pivoting bounds |L| by 1`);
     }
   }
-  for (let i = 0; i < u.rows; i++) for (let j = 0; j < Math.min(i, u.cols); j++) assert.is(at(u, i, j), 0, `${label}: U lower part`);
+  for (let i = 0; i < u.rows; i++)
+    for (let j = 0; j < Math.min(i, u.cols); j++) assert.is(at(u, i, j), 0, `${label}: U lower part`);
   // sign is the parity of piv
   const seen = new Uint8Array(a.rows);
   let parity = 1;
   for (let i = 0; i < a.rows; i++) {
     if (seen[i]) continue;
     let len = 0;
-    for (let j = i; !seen[j]; j = f.piv[j]!) { seen[j] = 1; len++; }
+    for (let j = i; !seen[j]; j = f.piv[j]!) {
+      seen[j] = 1;
+      len++;
+    }
     if (len % 2 === 0) parity = -parity;
   }
   assert.is(f.sign, parity, `${label}: sign`);
@@ -225,12 +272,18 @@ test("solve on Hilbert 8x8: backward error 1e-14, forward error within cond * ep
 });
 
 test("singular systems throw NumericalError naming op, size and condition estimate", () => {
-  throwsWith(() => solve(mat(2, 2, [1, 2, 2, 4]), mat(2, 1, [1, 1])), NumericalError,
-    /^solve: matrix 2x2 is singular to working precision \(.*condition estimate inf\)$/);
+  throwsWith(
+    () => solve(mat(2, 2, [1, 2, 2, 4]), mat(2, 1, [1, 1])),
+    NumericalError,
+    /^solve: matrix 2x2 is singular to working precision \(.*condition estimate inf\)$/,
+  );
   // rounding leaves a tiny nonzero pivot here: caught by the condition estimate instead
   const s3 = mat(3, 3, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  const msg = throwsWith(() => solve(s3, mat(3, 1, [1, 2, 3])), NumericalError,
-    /^solve: matrix 3x3 is singular to working precision \(condition estimate \d\.\de\+\d+\)$/);
+  const msg = throwsWith(
+    () => solve(s3, mat(3, 1, [1, 2, 3])),
+    NumericalError,
+    /^solve: matrix 3x3 is singular to working precision \(condition estimate \d\.\de\+\d+\)$/,
+  );
   assert.ok(Number(/estimate (\S+)\)/.exec(msg)![1]) > 1e15, msg);
   throwsWith(() => luSolve(lu(s3), eye(3)), NumericalError, /^luSolve: matrix 3x3 is singular.*condition estimate/);
   throwsWith(() => inv(mat(2, 2)), NumericalError, /^inv: matrix 2x2 is singular/);
@@ -243,7 +296,11 @@ test("singular systems throw NumericalError naming op, size and condition estima
 test("rcondTol option tightens the singularity test", () => {
   const h = hilbert(8);
   solve(h, eye(8)); // rcond ~3e-11 passes the default 1e-14
-  throwsWith(() => solve(h, eye(8), { rcondTol: 1e-8 }), NumericalError, /solve: matrix 8x8 .*condition estimate \d\.\de\+10\)/);
+  throwsWith(
+    () => solve(h, eye(8), { rcondTol: 1e-8 }),
+    NumericalError,
+    /solve: matrix 8x8 .*condition estimate \d\.\de\+10\)/,
+  );
 });
 
 test("condEstimate is within a factor 3 below the exact 1-norm condition number", () => {
@@ -270,7 +327,11 @@ test("solvers reject mismatched shapes naming both shapes", () => {
 test("cholesky: L L^T = A with L lower and positive diagonal (tol 1e-13 * max|A|)", () => {
   const b = rand(20, 20, 50);
   const spd = add(matmulNT(b, b), eye(20));
-  const cases: [string, Mat][] = [["random SPD 20x20", spd], ["1x1", mat(1, 1, [4])], ["Hilbert 8", hilbert(8)]];
+  const cases: [string, Mat][] = [
+    ["random SPD 20x20", spd],
+    ["1x1", mat(1, 1, [4])],
+    ["Hilbert 8", hilbert(8)],
+  ];
   for (const [label, a] of cases) {
     const l = cholesky(a);
     assert.ok(maxDiff(matmulNT(l, l), a) < 1e-13 * maxAbsOf(a), label);
@@ -285,7 +346,11 @@ test("cholesky: L L^T = A with L lower and positive diagonal (tol 1e-13 * max|A|
 });
 
 test("cholesky of indefinite or semidefinite matrices throws NumericalError naming the pivot", () => {
-  throwsWith(() => cholesky(mat(2, 2, [1, 2, 2, 1])), NumericalError, /^cholesky: matrix 2x2 is not positive definite \(pivot 1 /);
+  throwsWith(
+    () => cholesky(mat(2, 2, [1, 2, 2, 1])),
+    NumericalError,
+    /^cholesky: matrix 2x2 is not positive definite \(pivot 1 /,
+  );
   throwsWith(() => cholesky(mat(1, 1, [-1])), NumericalError, /pivot 0 /);
   throwsWith(() => cholesky(diagMat([1, 1, 0])), NumericalError, /pivot 2 /);
   throwsWith(() => cholesky(mat(2, 3)), ShapeError, /cholesky: .*square.*2x3/);
@@ -319,7 +384,11 @@ test("solveTriangular: all lower/upper x transpose x unit-diagonal combinations 
       }
     }
   }
-  throwsWith(() => solveTriangular(diagMat([1, 0, 2]), mat(3, 1, [1, 1, 1]), { lower: true }), NumericalError, /solveTriangular: .*3x3 is singular \(zero diagonal at 1/);
+  throwsWith(
+    () => solveTriangular(diagMat([1, 0, 2]), mat(3, 1, [1, 1, 1]), { lower: true }),
+    NumericalError,
+    /solveTriangular: .*3x3 is singular \(zero diagonal at 1/,
+  );
 });
 
 function clone2(a: Mat): Mat {
@@ -349,7 +418,8 @@ test("qr: A = Q R with orthonormal Q (1e-12) and upper-triangular R, reduced and
       assert.is(r.cols, a.cols);
       assert.ok(maxDiff(matmul(q, r), a) < 1e-13 * Math.max(1, maxAbsOf(a)), `${label} ${mode}: A = QR`);
       assert.ok(orthCols(q) < 1e-12, `${label} ${mode}: Q^T Q = I`);
-      for (let i = 0; i < r.rows; i++) for (let j = 0; j < Math.min(i, r.cols); j++) assert.is(at(r, i, j), 0, `${label} ${mode}: R upper`);
+      for (let i = 0; i < r.rows; i++)
+        for (let j = 0; j < Math.min(i, r.cols); j++) assert.is(at(r, i, j), 0, `${label} ${mode}: R upper`);
     }
   }
   assert.equal(Math.abs(at(qr(mat(1, 1, [-3])).r, 0, 0)), 3);
@@ -361,7 +431,10 @@ function checkEigh(a: Mat, label: string, known?: number[]): void {
   const { values, vectors } = eigh(a);
   const n = a.rows;
   const scaleA = Math.max(1, maxAbsOf(a));
-  assert.ok(maxDiff(matmul(a, vectors), matmul(vectors, diagMat(values))) < 1e-12 * scaleA, `${label}: A V = V diag(w)`);
+  assert.ok(
+    maxDiff(matmul(a, vectors), matmul(vectors, diagMat(values))) < 1e-12 * scaleA,
+    `${label}: A V = V diag(w)`,
+  );
   assert.ok(orthCols(vectors) < 1e-12, `${label}: V^T V = I`);
   for (let i = 1; i < n; i++) assert.ok(values[i - 1]! <= values[i]!, `${label}: ascending`);
   if (known) {
@@ -382,7 +455,8 @@ test("eigh: A V = V diag(w), V orthonormal, ascending, known spectra (tol 1e-12 
   const g = matmulNT(c, c);
   checkEigh(g, "rank 3 of 8x8");
   const { values } = eigh(g);
-  for (let i = 0; i < 5; i++) assert.ok(Math.abs(values[i]!) < 1e-14 * maxAbsOf(g), "rank-deficient: five zero eigenvalues");
+  for (let i = 0; i < 5; i++)
+    assert.ok(Math.abs(values[i]!) < 1e-14 * maxAbsOf(g), "rank-deficient: five zero eigenvalues");
   checkEigh(diagMat([5, -1, 0, 2]), "diagonal", [5, -1, 0, 2]);
   checkEigh(mat(3, 3), "zero", [0, 0, 0]);
   checkEigh(hilbert(8), "Hilbert 8");
@@ -393,7 +467,8 @@ test("eigh: A V = V diag(w), V orthonormal, ascending, known spectra (tol 1e-12 
 test("eigh reads only the lower triangle", () => {
   const lower = mat(3, 3, [2, 99, 99, 1, 3, 99, 0, 1, 4]);
   const sym = mat(3, 3, [2, 1, 0, 1, 3, 1, 0, 1, 4]);
-  const a = eigh(lower).values, b = eigh(sym).values;
+  const a = eigh(lower).values,
+    b = eigh(sym).values;
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-14);
 });
 
@@ -416,7 +491,9 @@ function checkSvd(a: Mat, label: string, known?: number[], k?: number): ReturnTy
     const rec = matmul(matmul(u, diagMat(s)), vt);
     assert.ok(maxDiff(rec, a) < 1e-13 * scaleA, `${label}: A = U S V^T (${maxDiff(rec, a) / scaleA})`);
   }
-  if (known) for (let i = 0; i < r; i++) assert.ok(Math.abs(s[i]! - known[i]!) <= 1e-14 * known[0]!, `${label}: s[${i}] ${s[i]} vs ${known[i]}`);
+  if (known)
+    for (let i = 0; i < r; i++)
+      assert.ok(Math.abs(s[i]! - known[i]!) <= 1e-14 * known[0]!, `${label}: s[${i}] ${s[i]} vs ${known[i]}`);
   return res;
 }
 
@@ -444,7 +521,8 @@ test("svd: random tall, wide, square and 1x1 matrices", () => {
   checkSvd(scale(rand(9, 5, 106), 1e200), "huge magnitude");
   checkSvd(rand(120, 400, 107), "wide 120x400 (Gram built in several column panels)");
   const small = rand(6, 4, 108);
-  const sTiny = svd(scale(small, 1e-309)).s, sRef = svd(small).s;
+  const sTiny = svd(scale(small, 1e-309)).s,
+    sRef = svd(small).s;
   for (let i = 0; i < 4; i++) assert.ok(Math.abs(sTiny[i]! / 1e-309 - sRef[i]!) < 1e-12 * sRef[0]!, "subnormal input");
 });
 
@@ -512,7 +590,11 @@ test("non-finite input throws NumericalError instead of returning NaN", () => {
   throwsWith(() => qr(bad), NumericalError, /^qr: /);
   throwsWith(() => lu(bad), NumericalError, /^lu: /);
   // overflow during substitution is reported, not returned
-  throwsWith(() => solveTriangular(diagMat([1e-300, 1]), mat(2, 1, [1e300, 1]), { lower: true }), NumericalError, /overflowed/);
+  throwsWith(
+    () => solveTriangular(diagMat([1e-300, 1]), mat(2, 1, [1e300, 1]), { lower: true }),
+    NumericalError,
+    /overflowed/,
+  );
 });
 
 test.run();

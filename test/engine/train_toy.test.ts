@@ -12,7 +12,8 @@ test("toy network: loss falls by at least 10x in 300 Adam steps", () => {
   const x = T.randn([8, 2, 6, 6], { generator: g });
   const y = T.randn([8, 4], { generator: g });
   const opt = new Adam(net.parameters(), { lr: 1e-2 });
-  let first = 0, last = 0;
+  let first = 0,
+    last = 0;
   for (let step = 0; step < 300; step++) {
     const loss = T.mseLoss(net.forward(x), y);
     if (step === 0) first = loss.item();

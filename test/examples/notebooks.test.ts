@@ -25,11 +25,20 @@ let loaded: Runner | null = null;
 const runner = async (): Promise<Runner> => (loaded ??= (await import(runnerPath)) as Runner);
 
 type Output = { output_type: string; name?: string; data?: Record<string, unknown>; ename?: string };
-type Cell = { cell_type: string; source: string | string[]; execution_count?: number | null; outputs?: Output[]; id?: string };
+type Cell = {
+  cell_type: string;
+  source: string | string[];
+  execution_count?: number | null;
+  outputs?: Output[];
+  id?: string;
+};
 type Notebook = { cells: Cell[]; metadata: { kernelspec?: { name: string } }; nbformat: number };
 
 const src = (c: Cell) => (Array.isArray(c.source) ? c.source.join("") : c.source);
-const notebooks = fs.readdirSync(DIR).filter((f) => f.endsWith(".ipynb")).sort();
+const notebooks = fs
+  .readdirSync(DIR)
+  .filter((f) => f.endsWith(".ipynb"))
+  .sort();
 
 test("the six notebooks are there, for the Deno kernel, executed, with images and no errors", async () => {
   const R = await runner();
@@ -43,27 +52,52 @@ test("the six notebooks are there, for the Deno kernel, executed, with images an
     assert.ok(code.length > 3, f);
     for (const c of code) {
       assert.ok(c.execution_count != null, `${f}: a code cell was never executed: ${src(c).slice(0, 60)}`);
-      assert.not.ok((c.outputs ?? []).some((o) => o.output_type === "error"), `${f}: a cell has an error output`);
+      assert.not.ok(
+        (c.outputs ?? []).some((o) => o.output_type === "error"),
+        `${f}: a cell has an error output`,
+      );
       // imports stay inside the project (no registry or URL imports that would need the network)
-      for (const m of src(c).matchAll(/from\s+"([^"]+)"/g)) assert.ok(/^(\.\.?\/|node:)/.test(m[1]!), `${f}: import of ${m[1]}`);
+      for (const m of src(c).matchAll(/from\s+"([^"]+)"/g))
+        assert.ok(/^(\.\.?\/|node:)/.test(m[1]!), `${f}: import of ${m[1]}`);
     }
-    assert.equal(R.missingOutputs(nb), [], `${f}: every cell that shows an image has one, and every cell that prints printed`);
-    assert.ok(code.some((c) => (c.outputs ?? []).some((o) => o.data?.["image/png"])), `${f} shows at least one image`);
+    assert.equal(
+      R.missingOutputs(nb),
+      [],
+      `${f}: every cell that shows an image has one, and every cell that prints printed`,
+    );
+    assert.ok(
+      code.some((c) => (c.outputs ?? []).some((o) => o.data?.["image/png"])),
+      `${f} shows at least one image`,
+    );
     assert.ok(new Set(nb.cells.map((c) => c.id)).size === nb.cells.length, `${f}: cell ids are unique`);
   }
 });
 
 test("output kinds: streams by name, rich outputs by MIME types, in order", async () => {
   const R = await runner();
-  const cell = { outputs: [{ output_type: "stream", name: "stdout" }, { output_type: "stream", name: "stdout" }, { output_type: "display_data", data: { "text/plain": "x", "image/png": "..." } }] };
+  const cell = {
+    outputs: [
+      { output_type: "stream", name: "stdout" },
+      { output_type: "stream", name: "stdout" },
+      { output_type: "display_data", data: { "text/plain": "x", "image/png": "..." } },
+    ],
+  };
   assert.equal(R.outputKinds(cell), ["stream:stdout", "image/png+text/plain"]);
   const committed = { cells: [{ cell_type: "code", source: "show(x)", execution_count: 1, outputs: cell.outputs }] };
-  const lost = { cells: [{ cell_type: "code", source: "show(x)", outputs: [{ output_type: "stream", name: "stdout" }] }] };
+  const lost = {
+    cells: [{ cell_type: "code", source: "show(x)", outputs: [{ output_type: "stream", name: "stdout" }] }],
+  };
   const problems = R.compareKinds(committed, lost);
   assert.equal(problems.length, 1);
-  assert.match(problems[0]!, /cell 1 .*committed outputs \[stream:stdout, image\/png\+text\/plain\], re-executed \[stream:stdout\]/);
+  assert.match(
+    problems[0]!,
+    /cell 1 .*committed outputs \[stream:stdout, image\/png\+text\/plain\], re-executed \[stream:stdout\]/,
+  );
   assert.equal(R.compareKinds(committed, committed), []);
-  assert.match(R.compareKinds({ cells: [{ cell_type: "code", source: "1", execution_count: null, outputs: [] }] }, committed)[0]!, /no outputs/);
+  assert.match(
+    R.compareKinds({ cells: [{ cell_type: "code", source: "1", execution_count: null, outputs: [] }] }, committed)[0]!,
+    /no outputs/,
+  );
 });
 
 test("failures are traced to the cell from nbconvert's messages (errors and timeouts)", async () => {
@@ -82,7 +116,12 @@ test("failures are traced to the cell from nbconvert's messages (errors and time
 
 // the runner on real notebooks needs Jupyter (nbconvert) and Deno 2; --no-install keeps the test from downloading Deno
 test("the runner fails on a deliberately failing cell and on changed output kinds, naming notebook and cell", () => {
-  const run = (files: string[]) => spawnSync(process.execPath, [RUNNER, "--no-install", "--timeout", "60", ...files], { cwd: ROOT, encoding: "utf8", timeout: 180_000 });
+  const run = (files: string[]) =>
+    spawnSync(process.execPath, [RUNNER, "--no-install", "--timeout", "60", ...files], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 180_000,
+    });
   const r = run([path.join(FIXTURES, "failing.ipynb"), path.join(FIXTURES, "changed_kinds.ipynb")]);
   if (r.status === 2) {
     console.log(`  (skipped: ${(r.stderr || r.stdout).trim().split("\n").pop()})`);
@@ -90,9 +129,15 @@ test("the runner fails on a deliberately failing cell and on changed output kind
   }
   const out = r.stdout;
   assert.equal(r.status, 1, out + r.stderr);
-  assert.match(out, /FAIL test\/fixtures\/notebooks\/failing\.ipynb: cell 3 failed after [\d.]+ s: error\n\s+Error: deliberate failure/);
+  assert.match(
+    out,
+    /FAIL test\/fixtures\/notebooks\/failing\.ipynb: cell 3 failed after [\d.]+ s: error\n\s+Error: deliberate failure/,
+  );
   assert.not.match(out, /cell 4 never runs/);
-  assert.match(out, /FAIL test\/fixtures\/notebooks\/changed_kinds\.ipynb: re-executing changed the kinds of outputs \(1 cell\):\n\s+cell 2 .*committed outputs \[image\/png\+text\/plain\], re-executed \[(stream:stdout|nothing)\]/);
+  assert.match(
+    out,
+    /FAIL test\/fixtures\/notebooks\/changed_kinds\.ipynb: re-executing changed the kinds of outputs \(1 cell\):\n\s+cell 2 .*committed outputs \[image\/png\+text\/plain\], re-executed \[(stream:stdout|nothing)\]/,
+  );
   assert.match(out, /\n0 passed, 2 failed\n$/);
 });
 

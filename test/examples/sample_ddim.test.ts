@@ -12,7 +12,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 
 test("sample_ddim: 3 guided DDIM steps on the world model write samples.png and trajectory.png", () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "sample-ddim-"));
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(root, "examples/sample_ddim.ts"), "--steps", "3", "--n", "2", "--out", out], { cwd: root, encoding: "utf8", env: { ...process.env, CDIFF_THREADS: "1" } });
+  const r = spawnSync(
+    process.execPath,
+    ["--import", "tsx", path.join(root, "examples/sample_ddim.ts"), "--steps", "3", "--n", "2", "--out", out],
+    { cwd: root, encoding: "utf8", env: { ...process.env, CDIFF_THREADS: "1" } },
+  );
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /step   3\/3/);
   const s = readImage(path.join(out, "samples.png"));

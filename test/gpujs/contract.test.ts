@@ -7,10 +7,13 @@ import { getBackend } from "../../engine/index.ts";
 import { gpuOrSkip } from "./gpu.ts";
 import { runContractSuites } from "../contract/run_suites.ts";
 
-
 if (gpuOrSkip("gpujs contract suites")) {
   test("the op suite, gradient checks, optimizer and attention tests pass with gpujs as the default backend", () => {
-    const { total, report } = runContractSuites<{ plain: Record<string, number>; cpu: Record<string, number>; stats: { gpu: Record<string, number>; host: Record<string, number> } }>("test/gpujs/use_gpujs_backend.ts", 600_000);
+    const { total, report } = runContractSuites<{
+      plain: Record<string, number>;
+      cpu: Record<string, number>;
+      stats: { gpu: Record<string, number>; host: Record<string, number> };
+    }>("test/gpujs/use_gpujs_backend.ts", 600_000);
     const { plain, cpu, stats } = report;
     for (const k of Object.keys(getBackend("gpujs"))) {
       if (k === "name") continue;
@@ -18,10 +21,22 @@ if (gpuOrSkip("gpujs contract suites")) {
     }
     assert.equal(cpu, {}, "a kernel of the cpu backend ran");
     // these suites are float64-heavy (host path); the float32 ones must still reach the GPU
-    for (const k of ["binary", "unary", "matmul", "reduce", "conv2d", "attention", "attentionBackward", "groupNorm", "adamUpdate"]) {
+    for (const k of [
+      "binary",
+      "unary",
+      "matmul",
+      "reduce",
+      "conv2d",
+      "attention",
+      "attentionBackward",
+      "groupNorm",
+      "adamUpdate",
+    ]) {
       assert.ok((stats.gpu[k] ?? 0) > 0, `kernel ${k} never ran on the GPU in the suites`);
     }
-    process.stdout.write(`\n[gpujs contract] ${total} tests; GPU calls ${JSON.stringify(stats.gpu)}\n[gpujs contract] host calls (float64 tests) ${JSON.stringify(stats.host)}\n`);
+    process.stdout.write(
+      `\n[gpujs contract] ${total} tests; GPU calls ${JSON.stringify(stats.gpu)}\n[gpujs contract] host calls (float64 tests) ${JSON.stringify(stats.host)}\n`,
+    );
   });
 }
 

@@ -17,7 +17,9 @@ export function gpuOrSkip(suite: string): GpujsProbe | null {
     });
   } else {
     const bar = "!".repeat(100);
-    process.stdout.write(`\n${bar}\n!! SKIPPED ${suite}: no gpujs GPU path here: ${p.reason}\n!! run: bash scripts/gpu-setup.sh (CI=true makes this a failure)\n${bar}\n`);
+    process.stdout.write(
+      `\n${bar}\n!! SKIPPED ${suite}: no gpujs GPU path here: ${p.reason}\n!! run: bash scripts/gpu-setup.sh (CI=true makes this a failure)\n${bar}\n`,
+    );
     test.skip(`${suite} (skipped: no GPU path)`, () => {});
   }
   return null;

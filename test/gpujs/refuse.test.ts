@@ -8,15 +8,26 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const node = (code: string, env: Record<string, string>) =>
-  spawnSync(process.execPath, ["--import", "tsx", "-e", code], { cwd: root, encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 });
+  spawnSync(process.execPath, ["--import", "tsx", "-e", code], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
 
 test("no GPU context: getBackend('gpujs') and CDIFF_BACKEND=gpujs refuse with the cause, never webasm or cpu", () => {
   const code = `const E = await import("./engine/index.ts");
     try { E.getBackend("gpujs"); console.log("NO ERROR"); } catch (e) { console.log("REFUSED " + e.name + ": " + e.message); }`;
   const r = node(code, { ANGLE_DEFAULT_PLATFORM: "not-a-platform", CDIFF_BACKEND: "cpu" });
   assert.match(r.stdout, /REFUSED GpujsUnavailableError: gpujs backend unavailable: /, r.stdout + r.stderr);
-  assert.match(r.stdout, /(could not create a WebGL context with ANGLE_DEFAULT_PLATFORM=not-a-platform|failed to load|not installed)/);
-  const r2 = node(`const E = await import("./engine/index.ts"); E.ones([2]);`, { ANGLE_DEFAULT_PLATFORM: "not-a-platform", CDIFF_BACKEND: "gpujs" });
+  assert.match(
+    r.stdout,
+    /(could not create a WebGL context with ANGLE_DEFAULT_PLATFORM=not-a-platform|failed to load|not installed)/,
+  );
+  const r2 = node(`const E = await import("./engine/index.ts"); E.ones([2]);`, {
+    ANGLE_DEFAULT_PLATFORM: "not-a-platform",
+    CDIFF_BACKEND: "gpujs",
+  });
   assert.ok(r2.status !== 0, "CDIFF_BACKEND=gpujs without a GPU path must fail");
   assert.match(r2.stderr, /gpujs backend unavailable/);
 });

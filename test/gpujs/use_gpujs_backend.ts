@@ -14,5 +14,7 @@ process.stdout.write(`gpujs preload: ${gpujsReport().probe.description}\n`);
 process.on("exit", () => {
   const cpu = [...cpuCounts.entries()].filter(([k]) => k !== "fromHost" && k !== "toHost");
   const r = gpujsReport();
-  process.stdout.write(`\nCONTRACT ${JSON.stringify({ plain: Object.fromEntries(counts), cpu: Object.fromEntries(cpu), stats: r.stats })}\n`);
+  process.stdout.write(
+    `\nCONTRACT ${JSON.stringify({ plain: Object.fromEntries(counts), cpu: Object.fromEntries(cpu), stats: r.stats })}\n`,
+  );
 });

@@ -17,13 +17,15 @@ const f32Dir = path.join(dir, "f32");
 const base = withInitGenerator(new Generator(5), () => UNet2DConditionModel.fromConfig(TINY_UNET_CONFIG)).eval();
 base.save(f32Dir);
 const g = new Generator(9);
-const x = randn([2, 4, 32, 32], { generator: g }), ctx = randn([2, 7, 32], { generator: g });
+const x = randn([2, 4, 32, 32], { generator: g }),
+  ctx = randn([2, 7, 32], { generator: g });
 const run = (m: UNet2DConditionModel) => noGrad(() => m.forward(x, [10, 700], ctx)).data;
 const ref = run(base);
 
 /** max |a - b| / max |b| */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, s = 0;
+  let d = 0,
+    s = 0;
   for (let i = 0; i < b.length; i++) {
     d = Math.max(d, Math.abs(a[i]! - b[i]!));
     s = Math.max(s, Math.abs(b[i]!));
@@ -39,9 +41,14 @@ test("UNet with bfloat16 / float16 Linear and Conv2d weights: within the stated 
   for (const d of ["bfloat16", "float16"] as const) {
     const m = UNet2DConditionModel.fromPretrained(f32Dir, { weightsDType: d }).eval();
     const half = m.namedParameters().filter(([, p]) => p.dtype === d);
-    const weights = base.namedModules().filter(([, mm]) => mm.constructor.name === "Linear" || mm.constructor.name === "Conv2d").length;
+    const weights = base
+      .namedModules()
+      .filter(([, mm]) => mm.constructor.name === "Linear" || mm.constructor.name === "Conv2d").length;
     assert.is(half.length, weights, "every Linear/Conv2d weight is half");
-    assert.ok(half.every(([k]) => k.endsWith(".weight")), "biases and norms stay float32");
+    assert.ok(
+      half.every(([k]) => k.endsWith(".weight")),
+      "biases and norms stay float32",
+    );
     const e = relErr(run(m), ref);
     assert.ok(e <= BOUND[d], `${d}: relative error ${e} over the bound ${BOUND[d]}`);
     assert.ok(e > 1e-6, `${d}: ${e} - the weights were not rounded`);
@@ -62,7 +69,10 @@ test("keepFloat32 keeps trained weights exact; training a half weight is refused
   assert.ok(kv > 0);
   const sel = selectParameters(m, "crossattn_kv");
   assert.is(sel.params.length, kv);
-  assert.throws(() => selectParameters(m, "full"), (e: Error) => e instanceof ConfigError && /bfloat16/.test(e.message) && /float32/.test(e.message));
+  assert.throws(
+    () => selectParameters(m, "full"),
+    (e: Error) => e instanceof ConfigError && /bfloat16/.test(e.message) && /float32/.test(e.message),
+  );
 });
 
 test("a checkpoint saved from a half-precision model keeps its dtype; reloading gives the same values", () => {
@@ -70,13 +80,15 @@ test("a checkpoint saved from a half-precision model keeps its dtype; reloading 
   const out = path.join(dir, "bf16");
   m.save(out);
   const header = readSafetensorsHeader(path.join(out, "diffusion_pytorch_model.safetensors"));
-  for (const [k, p] of m.namedParameters()) assert.is(header.tensors.get(k)!.dtype, p.dtype === "bfloat16" ? "BF16" : "F32", k);
+  for (const [k, p] of m.namedParameters())
+    assert.is(header.tensors.get(k)!.dtype, p.dtype === "bfloat16" ? "BF16" : "F32", k);
   const size = fs.statSync(path.join(out, "diffusion_pytorch_model.safetensors")).size;
   const f32Size = fs.statSync(path.join(f32Dir, "diffusion_pytorch_model.safetensors")).size;
   assert.ok(size < 0.6 * f32Size, `bf16 file ${size} bytes vs ${f32Size}`);
   const again = UNet2DConditionModel.fromPretrained(out, { weightsDType: "bfloat16" });
   const wide = UNet2DConditionModel.fromPretrained(out);
-  const ms = m.stateDict(), ws = wide.stateDict();
+  const ms = m.stateDict(),
+    ws = wide.stateDict();
   for (const [k, p] of again.namedParameters()) {
     assert.is(p.dtype, ms.get(k)!.dtype, k);
     assert.equal(Array.from(p.data), Array.from(ms.get(k)!.data), k);

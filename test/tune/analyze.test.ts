@@ -54,7 +54,8 @@ test("per layer: a module's weight and bias pool in quadrature", () => {
   class M extends Module {
     lin = new Linear(1, 1);
   }
-  const base = new M(), tuned = new M();
+  const base = new M(),
+    tuned = new M();
   base.lin.weight = tensor([[3]]).requiresGrad_();
   base.lin.bias = tensor([4]).requiresGrad_();
   tuned.lin.weight = tensor([[3]]).requiresGrad_();
@@ -82,7 +83,8 @@ test("writes JSON, CSV and a PNG chart of the expected size", () => {
   assert.is(img.height, 200);
   // the cross-attention bar (red) is drawn; no temporary files are left
   let red = 0;
-  for (let i = 0; i < img.width * img.height; i++) if (img.data[i * img.channels]! > 0.8 && img.data[i * img.channels + 1]! < 0.3) red++;
+  for (let i = 0; i < img.width * img.height; i++)
+    if (img.data[i * img.channels]! > 0.8 && img.data[i * img.channels + 1]! < 0.3) red++;
   assert.ok(red > 100, `red pixels ${red}`);
   assert.equal(fs.readdirSync(dir).sort(), ["weight_change.csv", "weight_change.json", "weight_change.png"]);
   const groups = writeAnalysis(a, dir, { name: "groups", chart: "groups", width: 400, height: 240 });
@@ -94,10 +96,23 @@ test("chart pieces: ticks, glyphs, bar heights", () => {
   assert.equal(niceTicks(10), [0, 2, 4, 6, 8, 10]);
   assert.equal(Array.from(glyph("1")), [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e]);
   assert.equal(Array.from(glyph("a")), Array.from(glyph("A")));
-  const img = barChart({ bars: [{ value: 1, color: [0, 0, 1] }, { value: 0.5, color: [0, 1, 0] }], width: 200, height: 100 });
+  const img = barChart({
+    bars: [
+      { value: 1, color: [0, 0, 1] },
+      { value: 0.5, color: [0, 1, 0] },
+    ],
+    width: 200,
+    height: 100,
+  });
   // the blue bar is about twice as tall as the green one
-  const col = (x: number, c: number) => { let n = 0; for (let y = 0; y < img.height; y++) if (img.data[(y * img.width + x) * 3 + c]! === 1 && img.data[(y * img.width + x) * 3 + ((c + 1) % 3)]! === 0) n++; return n; };
-  let blue = 0, green = 0;
+  const col = (x: number, c: number) => {
+    let n = 0;
+    for (let y = 0; y < img.height; y++)
+      if (img.data[(y * img.width + x) * 3 + c]! === 1 && img.data[(y * img.width + x) * 3 + ((c + 1) % 3)]! === 0) n++;
+    return n;
+  };
+  let blue = 0,
+    green = 0;
   for (let x = 0; x < img.width; x++) {
     blue = Math.max(blue, col(x, 2));
     green = Math.max(green, col(x, 1));

@@ -17,11 +17,17 @@ function fakeDelta(unet: ReturnType<typeof tinyPipeline>["unet"], seed: number, 
     const n = randn(p.shape, { generator: g }).data;
     out.set(k, { shape: [...p.shape], data: Float32Array.from(p.data, (x, i) => x + 0.1 * n[i]!) });
   }
-  return { unet: out, tokens: new Map([["<new1>", Float32Array.from(randn([16], { generator: g }).data)]]), freezeModel: withBias ? "crossattn" : "crossattn_kv", baseFingerprint: baseFingerprint(unet) };
+  return {
+    unet: out,
+    tokens: new Map([["<new1>", Float32Array.from(randn([16], { generator: g }).data)]]),
+    freezeModel: withBias ? "crossattn" : "crossattn_kv",
+    baseFingerprint: baseFingerprint(unet),
+  };
 }
 
 const maxRelDiff = (a: Float32Array, b: Float32Array): number => {
-  let m = 0, s = 0;
+  let m = 0,
+    s = 0;
   for (let i = 0; i < a.length; i++) {
     m = Math.max(m, Math.abs(a[i]! - b[i]!));
     s = Math.max(s, Math.abs(b[i]!));
@@ -31,7 +37,10 @@ const maxRelDiff = (a: Float32Array, b: Float32Array): number => {
 
 test("rankForRatio: the smallest k whose singular-value share reaches the ratio", () => {
   const s = [4, 3, 2, 1];
-  assert.equal([0.35, 0.4, 0.41, 0.65, 0.7, 0.71, 0.9, 0.95, 1].map((r) => rankForRatio(s, r)), [1, 1, 2, 2, 2, 3, 3, 4, 4]);
+  assert.equal(
+    [0.35, 0.4, 0.41, 0.65, 0.7, 0.71, 0.9, 0.95, 1].map((r) => rankForRatio(s, r)),
+    [1, 1, 2, 2, 2, 3, 3, 4, 4],
+  );
   assert.is(rankForRatio([0, 0], 0.6), 1);
 });
 
@@ -43,8 +52,15 @@ test("ratio picks the right k on a constructed spectrum (4, 3, 2, 1)", () => {
   const q1 = la.qr(la.mat(out, 4, randn([out, 4], { generator: g, dtype: "float64" }).data)).q;
   const q2 = la.qr(la.mat(inn, 4, randn([inn, 4], { generator: g, dtype: "float64" }).data)).q;
   const dw = la.matmul(la.matmul(q1, la.mat(4, 4, [4, 0, 0, 0, 0, 3, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1])), la.transpose(q2));
-  const delta: Delta = { unet: new Map([[key, { shape: [out, inn], data: Float32Array.from(p.data, (x, i) => x + dw.data[i]!) }]]), tokens: new Map(), freezeModel: "crossattn_kv", baseFingerprint: "" };
-  const ranks = [0.35, 0.65, 0.85, 0.95].map((ratio) => compressDelta(delta, pipe.unet, { ratio }).layers.get(key)!.rank);
+  const delta: Delta = {
+    unet: new Map([[key, { shape: [out, inn], data: Float32Array.from(p.data, (x, i) => x + dw.data[i]!) }]]),
+    tokens: new Map(),
+    freezeModel: "crossattn_kv",
+    baseFingerprint: "",
+  };
+  const ranks = [0.35, 0.65, 0.85, 0.95].map(
+    (ratio) => compressDelta(delta, pipe.unet, { ratio }).layers.get(key)!.rank,
+  );
   assert.equal(ranks, [1, 2, 3, 4]);
   const c = compressDelta(delta, pipe.unet, { ratio: 0.6 });
   const l = c.layers.get(key)!;
@@ -65,8 +81,12 @@ test("full rank reproduces the delta to float32 precision; the error falls monot
   assert.is(back.baseFingerprint, delta.baseFingerprint);
   const key = [...delta.unet.keys()][0]!;
   const fr = full.layers.get(key)!.fullRank;
-  const errs = Array.from({ length: fr }, (_, i) => compressDelta(delta, pipe.unet, { rank: i + 1 }).layers.get(key)!.error);
-  for (let i = 1; i < errs.length; i++) assert.ok(errs[i]! < errs[i - 1]!, `rank ${i + 1}: ${errs[i]} >= ${errs[i - 1]}`);
+  const errs = Array.from(
+    { length: fr },
+    (_, i) => compressDelta(delta, pipe.unet, { rank: i + 1 }).layers.get(key)!.error,
+  );
+  for (let i = 1; i < errs.length; i++)
+    assert.ok(errs[i]! < errs[i - 1]!, `rank ${i + 1}: ${errs[i]} >= ${errs[i - 1]}`);
   assert.ok(errs[fr - 1]! < 1e-6);
   // a partial rank loads to W0 + u v, not to the delta
   const half = compressDelta(delta, pipe.unet, { rank: 2 });
@@ -85,7 +105,8 @@ test("default ratio 0.6, biases stored in full, another base refused", () => {
   assert.is(c.ratio, 0.6);
   const bias = [...c.layers.entries()].find(([k]) => k.endsWith("bias"))!;
   assert.ok(bias[1].full !== null && bias[1].u === null);
-  for (const [k, l] of c.layers) if (!l.full) assert.ok(l.rank >= 1 && l.rank < l.fullRank, `${k} rank ${l.rank}/${l.fullRank}`);
+  for (const [k, l] of c.layers)
+    if (!l.full) assert.ok(l.rank >= 1 && l.rank < l.fullRank, `${k} rank ${l.rank}/${l.fullRank}`);
   const dir = tmpDir();
   saveCompressed(dir, c);
   const back = loadCompressed(dir, pipe.unet);

@@ -36,13 +36,22 @@ test("samples 'photo of a {class}' once; a second call reuses the cached images 
   assert.is(c.calls, 2, "3 images in batches of 2");
   assert.is(c.images, 3);
   assert.is(a.generated, 3);
-  assert.equal(fs.readdirSync(a.dir).filter((f) => f.endsWith(".png")).sort(), ["0.png", "1.png", "2.png"]);
+  assert.equal(
+    fs
+      .readdirSync(a.dir)
+      .filter((f) => f.endsWith(".png"))
+      .sort(),
+    ["0.png", "1.png", "2.png"],
+  );
   assert.ok(a.dir.startsWith(cache));
   const b = generateRegularisation({ ...opts, pipeline: pipe, cacheDir: cache, log: (s) => logs.push(s) });
   assert.is(c.calls, 2, "no sampling on the second call");
   assert.is(b.dir, a.dir);
   assert.is(b.reused, 3);
-  assert.ok(logs.some((l) => /reusing 3 cached images/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /reusing 3 cached images/.test(l)),
+    logs.join("\n"),
+  );
   // fixed seeds: a fresh cache gives the same pixels
   const fresh = generateRegularisation({ ...opts, pipeline: tinyPipeline(), cacheDir: tmpDir(), log: () => {} });
   assert.equal(bytes(fresh.files), bytes(a.files));
@@ -51,9 +60,17 @@ test("samples 'photo of a {class}' once; a second call reuses the cached images 
 test("the key changes with the seed, N, steps, guidance, prompt and the base model", () => {
   const cache = tmpDir();
   const pipe = tinyPipeline();
-  const key = (o: Partial<typeof opts>, p: StableDiffusionPipeline = pipe) => generateRegularisation({ ...opts, numImages: 1, ...o, pipeline: p, cacheDir: cache, log: () => {} }).key;
+  const key = (o: Partial<typeof opts>, p: StableDiffusionPipeline = pipe) =>
+    generateRegularisation({ ...opts, numImages: 1, ...o, pipeline: p, cacheDir: cache, log: () => {} }).key;
   const k0 = key({});
-  const keys = [key({ seed: 6 }), key({ numImages: 2 }), key({ steps: 3 }), key({ guidanceScale: 2 }), key({ classPrompt: "circle" }), key({}, tinyPipeline(1))];
+  const keys = [
+    key({ seed: 6 }),
+    key({ numImages: 2 }),
+    key({ steps: 3 }),
+    key({ guidanceScale: 2 }),
+    key({ classPrompt: "circle" }),
+    key({}, tinyPipeline(1)),
+  ];
   assert.is(new Set([k0, ...keys]).size, 7);
   assert.is(key({}), k0);
 });
@@ -71,24 +88,55 @@ test("an interrupted run keeps its finished batches and samples only the rest", 
   assert.is(c.calls, 1);
   assert.is(again.generated, 1);
   assert.is(again.reused, 2);
-  assert.ok(logs.some((l) => /reusing 2 cached images/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /reusing 2 cached images/.test(l)),
+    logs.join("\n"),
+  );
   assert.equal(bytes(again.files), want, "the re-sampled batch has its fixed seed");
 });
 
 test("bad options are named", () => {
-  assert.throws(() => generateRegularisation({ ...opts, numImages: 0, pipeline: tinyPipeline(), cacheDir: tmpDir(), log: () => {} }), (e: Error) => e instanceof ConfigError && /numImages/.test(e.message));
-  assert.throws(() => generateRegularisation({ ...opts, promptTemplate: "photo", pipeline: tinyPipeline(), cacheDir: tmpDir(), log: () => {} }), /\{\}/);
+  assert.throws(
+    () =>
+      generateRegularisation({ ...opts, numImages: 0, pipeline: tinyPipeline(), cacheDir: tmpDir(), log: () => {} }),
+    (e: Error) => e instanceof ConfigError && /numImages/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      generateRegularisation({
+        ...opts,
+        promptTemplate: "photo",
+        pipeline: tinyPipeline(),
+        cacheDir: tmpDir(),
+        log: () => {},
+      }),
+    /\{\}/,
+  );
 });
 
 test("the folder is a class_data_dir for customise", () => {
   const reg = generateRegularisation({ ...opts, pipeline: tinyPipeline(), cacheDir: tmpDir(), log: () => {} });
   const logs: string[] = [];
   const r = customise(tinyPipeline(), {
-    concepts: [{ instance_prompt: "photo of a <new1> square", class_prompt: "square", instance_data_dir: conceptFolder([0, 0, 1]), class_data_dir: reg.dir }],
-    outputDir: tmpDir(), maxTrainSteps: 2, trainBatchSize: 1, learningRate: 1e-3, log: (s) => logs.push(s),
+    concepts: [
+      {
+        instance_prompt: "photo of a <new1> square",
+        class_prompt: "square",
+        instance_data_dir: conceptFolder([0, 0, 1]),
+        class_data_dir: reg.dir,
+      },
+    ],
+    outputDir: tmpDir(),
+    maxTrainSteps: 2,
+    trainBatchSize: 1,
+    learningRate: 1e-3,
+    log: (s) => logs.push(s),
   });
   assert.is(r.steps, 2);
-  assert.ok(logs.some((l) => /3 regularisation image\(s\)/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /3 regularisation image\(s\)/.test(l)),
+    logs.join("\n"),
+  );
 });
 
 test.run();

@@ -16,20 +16,29 @@ import { mergeDeltas, mergeMatrix, prepareMerge, tokenFeatures } from "../../tun
 import { TINY_PIXEL_UNET } from "./tiny.ts";
 
 const g = new Generator(7);
-const rnd = (r: number, c: number, s = 1): Mat => la.mat(r, c, Float64Array.from(randn([r, c], { generator: g, dtype: "float64" }).data, (x) => x * s));
+const rnd = (r: number, c: number, s = 1): Mat =>
+  la.mat(
+    r,
+    c,
+    Float64Array.from(randn([r, c], { generator: g, dtype: "float64" }).data, (x) => x * s),
+  );
 const rel = (a: Mat, b: Mat): number => la.norm(la.sub(a, b)) / la.norm(b);
 const regObjective = (w: Mat, w0: Mat, creg: Mat): number => la.norm(matmulNT(la.sub(w, w0), creg)); // ||(W - W0) C_reg^T||
 
 test("gram and the tiled matmulNT agree with engine/linalg", () => {
-  const a = rnd(37, 13), b = rnd(9, 13);
+  const a = rnd(37, 13),
+    b = rnd(9, 13);
   assert.ok(rel(gram(a), la.matmulTN(a, a)) < 1e-13);
   assert.ok(rel(matmulNT(a, b), la.matmul(a, la.transpose(b))) < 1e-13);
 });
 
 test("W C^T = V to 1e-8 and W is the constrained minimiser of ||(W - W0) C_reg^T||", () => {
-  const d = 24, out = 10;
-  const creg = rnd(90, d), targets = [rnd(5, d), rnd(4, d)];
-  const w0 = rnd(out, d), tuned = [la.add(w0, rnd(out, d, 0.3)), la.add(w0, rnd(out, d, 0.3))];
+  const d = 24,
+    out = 10;
+  const creg = rnd(90, d),
+    targets = [rnd(5, d), rnd(4, d)];
+  const w0 = rnd(out, d),
+    tuned = [la.add(w0, rnd(out, d, 0.3)), la.add(w0, rnd(out, d, 0.3))];
   const plan = prepareMerge(creg, targets);
   const r = mergeMatrix(plan, w0, tuned);
   // constraints: each concept's targets map to what its own matrix gives them
@@ -50,15 +59,21 @@ test("W C^T = V to 1e-8 and W is the constrained minimiser of ||(W - W0) C_reg^T
     assert.ok(f > f0, `perturbation ${t}: ${f} <= ${f0}`);
   }
   // the unconstrained-looking alternative (W0 plus the least-norm fix, identity instead of M) is worse
-  const naive = la.add(w0, la.matmul(la.transpose(la.solve(la.matmulNT(c, c), la.transpose(la.sub(r.v, matmulNT(w0, c))))), c));
+  const naive = la.add(
+    w0,
+    la.matmul(la.transpose(la.solve(la.matmulNT(c, c), la.transpose(la.sub(r.v, matmulNT(w0, c))))), c),
+  );
   assert.ok(rel(matmulNT(naive, c), r.v) < 1e-8);
   assert.ok(regObjective(naive, w0, creg) > f0);
 });
 
 test("one concept: a direction M-orthogonal to the targets (u = M y with C y = 0) keeps W0 there", () => {
-  const d = 16, out = 6;
-  const creg = rnd(60, d), c = rnd(3, d);
-  const w0 = rnd(out, d), w1 = la.add(w0, rnd(out, d));
+  const d = 16,
+    out = 6;
+  const creg = rnd(60, d),
+    c = rnd(3, d);
+  const w0 = rnd(out, d),
+    w1 = la.add(w0, rnd(out, d));
   const r = mergeMatrix(prepareMerge(creg, [c]), w0, [w1]);
   // y in the null space of C: remove C's row-space component from a random vector
   let y = rnd(d, 1);
@@ -72,10 +87,13 @@ test("one concept: a direction M-orthogonal to the targets (u = M y with C y = 0
 });
 
 test("three concepts with a shared target: de-duplicated, value first or mean", () => {
-  const d = 30, out = 8;
-  const creg = rnd(120, d), shared = rnd(1, d);
+  const d = 30,
+    out = 8;
+  const creg = rnd(120, d),
+    shared = rnd(1, d);
   const t = [rnd(4, d), rnd(4, d), rnd(4, d)].map((m) => la.mat(5, d, [...shared.data, ...m.data]));
-  const w0 = rnd(out, d), tuned = [0, 1, 2].map(() => la.add(w0, rnd(out, d, 0.5)));
+  const w0 = rnd(out, d),
+    tuned = [0, 1, 2].map(() => la.add(w0, rnd(out, d, 0.5)));
   const mean = prepareMerge(creg, t);
   assert.is(mean.c.rows, 13);
   assert.is(mean.duplicatesRemoved, 2);
@@ -91,7 +109,10 @@ test("three concepts with a shared target: de-duplicated, value first or mean", 
     assert.ok(rel(matmulNT(rm.w, own), matmulNT(tuned[n]!, own)) < 1e-8, `concept ${n + 1}`);
   });
   // too many distinct targets for the width is a clear error
-  assert.throws(() => prepareMerge(rnd(50, 6), [rnd(4, 6), rnd(4, 6)]), /distinct target features but the feature width is 6/);
+  assert.throws(
+    () => prepareMerge(rnd(50, 6), [rnd(4, 6), rnd(4, 6)]),
+    /distinct target features but the feature width is 6/,
+  );
   // rank-deficient regularisation features
   assert.throws(() => prepareMerge(rnd(3, 6), [rnd(2, 6)]), /do not span/);
 });
@@ -101,12 +122,26 @@ test("three concepts with a shared target: de-duplicated, value first or mean", 
 // feature would sum to zero and M = C_reg^T C_reg would be singular)
 function tinyBase(seed = 0) {
   return withInitGenerator(new Generator(seed), () => {
-    const textEncoder = CLIPTextModel.fromConfig({ hidden_size: 32, intermediate_size: 37, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 49408, max_position_embeddings: 77, bos_token_id: 49406, eos_token_id: 49407, pad_token_id: 49407 });
+    const textEncoder = CLIPTextModel.fromConfig({
+      hidden_size: 32,
+      intermediate_size: 37,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      vocab_size: 49408,
+      max_position_embeddings: 77,
+      bos_token_id: 49406,
+      eos_token_id: 49407,
+      pad_token_id: 49407,
+    });
     const ln = textEncoder.text_model.final_layer_norm;
     const gg = new Generator(seed + 1000);
     ln.weight!.copy_(Float32Array.from(randn([32], { generator: gg }).data, (x) => 1 + 0.3 * x));
     ln.bias!.copy_(Float32Array.from(randn([32], { generator: gg }).data, (x) => 0.3 * x));
-    return { unet: UNet2DConditionModel.fromConfig({ ...TINY_PIXEL_UNET, cross_attention_dim: 32 }), textEncoder, tokenizer: CLIPTokenizer.default() };
+    return {
+      unet: UNet2DConditionModel.fromConfig({ ...TINY_PIXEL_UNET, cross_attention_dim: 32 }),
+      textEncoder,
+      tokenizer: CLIPTokenizer.default(),
+    };
   });
 }
 
@@ -123,9 +158,14 @@ function fakeDelta(base: ReturnType<typeof tinyBase>, seed: number, tokens: stri
 }
 
 const CAPTIONS = [
-  "a photo of a cat sitting on a wooden table", "two people walking along a beach at sunset", "a red car parked in front of an old house",
-  "a bowl of fruit on a kitchen counter", "a dog running through a grassy field", "a city street at night with neon signs",
-  "a mountain lake surrounded by pine trees", "an old man reading a newspaper on a bench",
+  "a photo of a cat sitting on a wooden table",
+  "two people walking along a beach at sunset",
+  "a red car parked in front of an old house",
+  "a bowl of fruit on a kitchen counter",
+  "a dog running through a grassy field",
+  "a city street at night with neon signs",
+  "a mountain lake surrounded by pine trees",
+  "an old man reading a newspaper on a bench",
 ];
 
 test("mergeDeltas: three deltas end to end, renumbered tokens, constraints hold on the real text features", () => {
@@ -133,11 +173,18 @@ test("mergeDeltas: three deltas end to end, renumbered tokens, constraints hold 
   const before = base.textEncoder.text_model.embeddings._addedRows;
   const deltas = [fakeDelta(base, 1), fakeDelta(base, 2), fakeDelta(base, 3)];
   const lines: string[] = [];
-  const r = mergeDeltas(base, deltas, { regCaptions: CAPTIONS, classWords: ["square", "circle", "dog"], log: (l) => lines.push(l) });
+  const r = mergeDeltas(base, deltas, {
+    regCaptions: CAPTIONS,
+    classWords: ["square", "circle", "dog"],
+    log: (l) => lines.push(l),
+  });
   assert.is(base.textEncoder.text_model.embeddings._addedRows, before, "the text encoder is restored");
   assert.equal([...r.delta.tokens.keys()], ["<new1>", "<new2>", "<new3>"]);
   assert.equal(Array.from(r.delta.tokens.get("<new3>")!), Array.from(deltas[2]!.tokens.get("<new1>")!));
-  assert.equal(r.tokenMap.map((m) => Object.fromEntries(m)), [{ "<new1>": "<new1>" }, { "<new1>": "<new2>" }, { "<new1>": "<new3>" }]);
+  assert.equal(
+    r.tokenMap.map((m) => Object.fromEntries(m)),
+    [{ "<new1>": "<new1>" }, { "<new1>": "<new2>" }, { "<new1>": "<new3>" }],
+  );
   assert.is(rewritePrompt("a <new1> dog", r.tokenMap[2]!), "a <new3> dog");
   assert.is(r.delta.unet.size, deltas[0]!.unet.size);
   assert.is(r.delta.baseFingerprint, baseFingerprint(base.unet));
@@ -145,10 +192,16 @@ test("mergeDeltas: three deltas end to end, renumbered tokens, constraints hold 
   assert.is(r.report.duplicatesRemoved, 6);
   assert.is(r.report.targets, 21);
   // shared prefix rows take the mean of the concepts' values, so no concept's residual is zero, but all are moderate
-  for (const c of r.report.concepts) assert.ok(c.maxResidual < 0.5 && c.maxResidual > 1e-6, `concept ${c.index} residual ${c.maxResidual}`);
+  for (const c of r.report.concepts)
+    assert.ok(c.maxResidual < 0.5 && c.maxResidual > 1e-6, `concept ${c.index} residual ${c.maxResidual}`);
   assert.ok(r.report.rcondM > 1e-8, `rcond(M) ${r.report.rcondM}`);
   // with duplicates "first", concept 1 owns the shared rows and meets all its targets
-  const rf = mergeDeltas(base, deltas, { regCaptions: CAPTIONS, classWords: ["square", "circle", "dog"], duplicates: "first", regResidual: false });
+  const rf = mergeDeltas(base, deltas, {
+    regCaptions: CAPTIONS,
+    classWords: ["square", "circle", "dog"],
+    duplicates: "first",
+    regResidual: false,
+  });
   assert.ok(rf.report.concepts[0]!.maxResidual < 1e-8, `first: ${rf.report.concepts[0]!.maxResidual}`);
   assert.ok(rf.report.concepts[1]!.maxResidual > 1e-6);
   assert.is(rf.report.maxRegResidual, null);
@@ -159,7 +212,8 @@ test("mergeDeltas: three deltas end to end, renumbered tokens, constraints hold 
   deltas.forEach((d, n) => {
     const f = tokenFeatures(base.textEncoder, base.tokenizer, [`<new1> ${cls[n]}`], d.tokens).features;
     for (const [k, v] of r.delta.unet) {
-      const w = la.mat(v.shape[0]!, v.shape[1]!, v.data), wn = la.mat(v.shape[0]!, v.shape[1]!, d.unet.get(k)!.data);
+      const w = la.mat(v.shape[0]!, v.shape[1]!, v.data),
+        wn = la.mat(v.shape[0]!, v.shape[1]!, d.unet.get(k)!.data);
       assert.ok(rel(matmulNT(w, f), matmulNT(wn, f)) < 1e-4, `${k} concept ${n + 1}`);
     }
   });
@@ -178,7 +232,12 @@ test("mergeDeltas: three deltas end to end, renumbered tokens, constraints hold 
 test("tokenFeatures: rows 1..eos of each prompt, equal to the encoder's output with the token installed", () => {
   const base = tinyBase();
   const row = Float32Array.from(randn([32], { generator: new Generator(5) }).data);
-  const { features, counts } = tokenFeatures(base.textEncoder, base.tokenizer, ["<new1> dog", "photo of a <new1> dog"], new Map([["<new1>", row]]));
+  const { features, counts } = tokenFeatures(
+    base.textEncoder,
+    base.tokenizer,
+    ["<new1> dog", "photo of a <new1> dog"],
+    new Map([["<new1>", row]]),
+  );
   assert.equal(counts, [3, 6]);
   // reference: a second encoder with the token really added
   const other = tinyBase();
@@ -197,17 +256,29 @@ test("mismatched bases and bad inputs are clear errors", () => {
   const other = tinyBase(99);
   const good = fakeDelta(base, 1);
   const foreign = fakeDelta(other, 2);
-  assert.throws(() => mergeDeltas(base, [good, foreign], { regCaptions: CAPTIONS, classWords: ["a", "b"] }), /different base model/);
+  assert.throws(
+    () => mergeDeltas(base, [good, foreign], { regCaptions: CAPTIONS, classWords: ["a", "b"] }),
+    /different base model/,
+  );
   const noFp = { ...fakeDelta(base, 3), baseFingerprint: "" };
   const k = [...noFp.unet.keys()][0]!;
   noFp.unet.set(k, { shape: [1, 2], data: new Float32Array(2) });
-  assert.throws(() => mergeDeltas(base, [good, noFp], { regCaptions: CAPTIONS, classWords: ["a", "b"] }), /is \[1,2\], the base/);
+  assert.throws(
+    () => mergeDeltas(base, [good, noFp], { regCaptions: CAPTIONS, classWords: ["a", "b"] }),
+    /is \[1,2\], the base/,
+  );
   assert.throws(() => mergeDeltas(base, [good], { regCaptions: CAPTIONS, classWords: ["a"] }), /at least 2 deltas/);
-  assert.throws(() => mergeDeltas(base, [good, fakeDelta(base, 4)], { regCaptions: CAPTIONS, classWords: ["a"] }), /2 deltas but 1 class words/);
+  assert.throws(
+    () => mergeDeltas(base, [good, fakeDelta(base, 4)], { regCaptions: CAPTIONS, classWords: ["a"] }),
+    /2 deltas but 1 class words/,
+  );
   const wide = fakeDelta(base, 5);
   const q = [...base.unet.namedParameters()].find(([n]) => /attn2\.to_q\.weight$/.test(n))!;
   wide.unet.set(q[0], { shape: [...q[1].shape], data: Float32Array.from(q[1].data) });
-  assert.throws(() => mergeDeltas(base, [good, wide], { regCaptions: CAPTIONS, classWords: ["a", "b"] }), /to_k\/to_v only/);
+  assert.throws(
+    () => mergeDeltas(base, [good, wide], { regCaptions: CAPTIONS, classWords: ["a", "b"] }),
+    /to_k\/to_v only/,
+  );
 });
 
 test.run();

@@ -56,14 +56,26 @@ test("ranks captions by cosine to the class prompt, keeps those above the thresh
   const out = tmpDir();
   const logs: string[] = [];
   calls = [];
-  const r = retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, out, log: (s) => logs.push(s) });
+  const r = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "dog",
+    textFeatures: fake,
+    out,
+    log: (s) => logs.push(s),
+  });
   assert.is(r.total, 8);
   assert.is(r.passed, 5);
-  assert.equal(r.kept.map((e) => e.caption), ["dog", "dog", "a dog", "puppy", "a dog in snow"]);
+  assert.equal(
+    r.kept.map((e) => e.caption),
+    ["dog", "dog", "a dog", "puppy", "a dog in snow"],
+  );
   assert.ok(Math.abs(r.kept[0]!.score - 1) < 1e-9 && Math.abs(r.kept[2]!.score - 0.95) < 1e-9);
   // the two "dog" images keep corpus order; every caption was encoded once
   const imgs = lines(path.join(out, "images.txt"));
-  assert.equal(imgs, r.kept.map((e) => e.image));
+  assert.equal(
+    imgs,
+    r.kept.map((e) => e.image),
+  );
   assert.ok(imgs.every((f) => path.isAbsolute(f) && fs.existsSync(f)));
   assert.ok(imgs[0]! < imgs[1]!, "equal scores keep corpus order");
   assert.equal(lines(path.join(out, "caption.txt")), ["dog", "dog", "a dog", "puppy", "a dog in snow"]);
@@ -72,7 +84,10 @@ test("ranks captions by cosine to the class prompt, keeps those above the thresh
   assert.is(json.passed, 5);
   assert.is(json.scores.length, 8);
   assert.is(json.scores[7].caption, "cat"); // cat and fish both score 0: fish comes first in the corpus
-  assert.ok(logs.some((l) => /5 of 8 captions/.test(l) && /0\.85/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /5 of 8 captions/.test(l) && /0\.85/.test(l)),
+    logs.join("\n"),
+  );
 });
 
 test("captions pair with images in sorted file order", () => {
@@ -83,27 +98,75 @@ test("captions pair with images in sorted file order", () => {
 
 test("threshold and max are options", () => {
   const { dir } = folderCorpus();
-  const low = retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, threshold: 0.7, out: tmpDir(), log: () => {} });
+  const low = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "dog",
+    textFeatures: fake,
+    threshold: 0.7,
+    out: tmpDir(),
+    log: () => {},
+  });
   assert.is(low.passed, 6);
   assert.is(low.kept[5]!.caption, "wolf");
-  const capped = retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, max: 2, out: tmpDir(), log: () => {} });
+  const capped = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "dog",
+    textFeatures: fake,
+    max: 2,
+    out: tmpDir(),
+    log: () => {},
+  });
   assert.is(capped.passed, 5);
-  assert.equal(capped.kept.map((e) => e.caption), ["dog", "dog"]);
-  const strict = retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, threshold: 0.9, out: tmpDir(), log: () => {} });
-  assert.equal(strict.kept.map((e) => e.caption), ["dog", "dog", "a dog"], "cosine > threshold: 0.9 itself is out");
+  assert.equal(
+    capped.kept.map((e) => e.caption),
+    ["dog", "dog"],
+  );
+  const strict = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "dog",
+    textFeatures: fake,
+    threshold: 0.9,
+    out: tmpDir(),
+    log: () => {},
+  });
+  assert.equal(
+    strict.kept.map((e) => e.caption),
+    ["dog", "dog", "a dog"],
+    "cosine > threshold: 0.9 itself is out",
+  );
 });
 
 test("JSON, JSONL and TSV manifests with relative image paths give the same ranking", () => {
   const dir = tmpDir();
   fs.mkdirSync(path.join(dir, "imgs"));
-  const rows = [["imgs/a.png", "cat"], ["imgs/b.png", "puppy"], ["imgs/c.png", "a dog"]];
+  const rows = [
+    ["imgs/a.png", "cat"],
+    ["imgs/b.png", "puppy"],
+    ["imgs/c.png", "a dog"],
+  ];
   rows.forEach(([f], i) => png(path.join(dir, f!), i / 4));
   fs.writeFileSync(path.join(dir, "m.json"), JSON.stringify(rows.map(([image, caption]) => ({ image, caption }))));
-  fs.writeFileSync(path.join(dir, "m.jsonl"), rows.map(([image, caption]) => JSON.stringify({ image, caption })).join("\n") + "\n");
+  fs.writeFileSync(
+    path.join(dir, "m.jsonl"),
+    rows.map(([image, caption]) => JSON.stringify({ image, caption })).join("\n") + "\n",
+  );
   fs.writeFileSync(path.join(dir, "m.tsv"), "image\tcaption\n" + rows.map((r) => r.join("\t")).join("\n") + "\n");
   for (const m of ["m.json", "m.jsonl", "m.tsv"]) {
-    const r = retrieveRegularisation({ corpus: path.join(dir, m), classPrompt: "dog", textFeatures: fake, out: tmpDir(), log: () => {} });
-    assert.equal(r.kept.map((e) => [path.relative(dir, e.image), e.caption]), [["imgs/c.png", "a dog"], ["imgs/b.png", "puppy"]], m);
+    const r = retrieveRegularisation({
+      corpus: path.join(dir, m),
+      classPrompt: "dog",
+      textFeatures: fake,
+      out: tmpDir(),
+      log: () => {},
+    });
+    assert.equal(
+      r.kept.map((e) => [path.relative(dir, e.image), e.caption]),
+      [
+        ["imgs/c.png", "a dog"],
+        ["imgs/b.png", "puppy"],
+      ],
+      m,
+    );
   }
 });
 
@@ -113,16 +176,27 @@ test("clear errors: nothing passes, missing files, caption count mismatch, no co
   retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, out, log: () => {} });
   assert.ok(fs.existsSync(path.join(out, "images.txt")));
   // nothing passes: the error names the corpus, the prompt and the best captions; no stale list stays behind
-  assert.throws(() => retrieveRegularisation({ corpus: dir, classPrompt: "bird", textFeatures: fake, out, log: () => {} }), (e: Error) =>
-    e instanceof ConfigError && e.message.includes(dir) && e.message.includes('"bird"') && /best: "fish" 0\.800/.test(e.message));
+  assert.throws(
+    () => retrieveRegularisation({ corpus: dir, classPrompt: "bird", textFeatures: fake, out, log: () => {} }),
+    (e: Error) =>
+      e instanceof ConfigError &&
+      e.message.includes(dir) &&
+      e.message.includes('"bird"') &&
+      /best: "fish" 0\.800/.test(e.message),
+  );
   assert.not.ok(fs.existsSync(path.join(out, "images.txt")));
   assert.ok(fs.existsSync(path.join(out, "retrieval.json")), "scores kept for choosing a threshold");
   const m = path.join(tmpDir(), "m.json");
   fs.writeFileSync(m, JSON.stringify([{ image: "nope.png", caption: "dog" }]));
-  assert.throws(() => retrieveRegularisation({ corpus: m, classPrompt: "dog", textFeatures: fake, out: tmpDir(), log: () => {} }), (e: Error) =>
-    e instanceof ConfigError && e.message.includes(m) && e.message.includes("nope.png"));
+  assert.throws(
+    () => retrieveRegularisation({ corpus: m, classPrompt: "dog", textFeatures: fake, out: tmpDir(), log: () => {} }),
+    (e: Error) => e instanceof ConfigError && e.message.includes(m) && e.message.includes("nope.png"),
+  );
   fs.appendFileSync(path.join(dir, "captions.txt"), "cat\n");
-  assert.throws(() => readCorpus(dir), (e: Error) => e instanceof ConfigError && e.message.includes(dir) && /8 images but 9 captions/.test(e.message));
+  assert.throws(
+    () => readCorpus(dir),
+    (e: Error) => e instanceof ConfigError && e.message.includes(dir) && /8 images but 9 captions/.test(e.message),
+  );
   const bare = tmpDir();
   png(path.join(bare, "x.png"), 0.5);
   assert.throws(() => readCorpus(bare), /without captions\.txt/);
@@ -131,16 +205,40 @@ test("clear errors: nothing passes, missing files, caption count mismatch, no co
 
 test("the output is a class_data_dir that customise trains with (its images and captions)", () => {
   const { dir } = folderCorpus();
-  const reg = retrieveRegularisation({ corpus: dir, classPrompt: "dog", textFeatures: fake, max: 3, out: tmpDir(), log: () => {} });
+  const reg = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "dog",
+    textFeatures: fake,
+    max: 3,
+    out: tmpDir(),
+    log: () => {},
+  });
   // retrieval output is itself a corpus (images.txt + caption.txt)
-  assert.equal(readCorpus(reg.out).map((e) => e.caption), ["dog", "dog", "a dog"]);
+  assert.equal(
+    readCorpus(reg.out).map((e) => e.caption),
+    ["dog", "dog", "a dog"],
+  );
   const logs: string[] = [];
   const r = customise(tinyPipeline(), {
-    concepts: [{ instance_prompt: "photo of a <new1> dog", class_prompt: "dog", instance_data_dir: conceptFolder([1, 0, 0]), class_data_dir: reg.out }],
-    outputDir: tmpDir(), maxTrainSteps: 2, trainBatchSize: 1, learningRate: 1e-3, log: (s) => logs.push(s),
+    concepts: [
+      {
+        instance_prompt: "photo of a <new1> dog",
+        class_prompt: "dog",
+        instance_data_dir: conceptFolder([1, 0, 0]),
+        class_data_dir: reg.out,
+      },
+    ],
+    outputDir: tmpDir(),
+    maxTrainSteps: 2,
+    trainBatchSize: 1,
+    learningRate: 1e-3,
+    log: (s) => logs.push(s),
   });
   assert.is(r.steps, 2);
-  assert.ok(logs.some((l) => /3 regularisation image\(s\)/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /3 regularisation image\(s\)/.test(l)),
+    logs.join("\n"),
+  );
 });
 
 test.run();

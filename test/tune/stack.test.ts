@@ -15,7 +15,12 @@ function fakeDelta(unet: ReturnType<typeof tinyPipeline>["unet"], seed: number, 
     const n = randn(p.shape, { generator: g }).data;
     out.set(k, { shape: [...p.shape], data: Float32Array.from(p.data, (x, i) => x + 0.1 * n[i]!) });
   }
-  return { unet: out, tokens: new Map(tokens.map((t) => [t, Float32Array.from(randn([16], { generator: g }).data)])), freezeModel: "crossattn_kv", baseFingerprint: baseFingerprint(unet) };
+  return {
+    unet: out,
+    tokens: new Map(tokens.map((t) => [t, Float32Array.from(randn([16], { generator: g }).data)])),
+    freezeModel: "crossattn_kv",
+    baseFingerprint: baseFingerprint(unet),
+  };
 }
 
 test("stack equals the hand sum, keys of either delta included, tokens renumbered in order", () => {
@@ -26,7 +31,9 @@ test("stack equals the hand sum, keys of either delta included, tokens renumbere
   const sd = pipe.unet.stateDict();
   assert.is(r.delta.unet.size, a.unet.size);
   for (const [k, v] of r.delta.unet) {
-    const w0 = sd.get(k)!.data, wa = a.unet.get(k)!.data, wb = b.unet.get(k)?.data;
+    const w0 = sd.get(k)!.data,
+      wa = a.unet.get(k)!.data,
+      wb = b.unet.get(k)?.data;
     for (let i = 0; i < w0.length; i++) {
       const want = Math.fround(w0[i]! + (wa[i]! - w0[i]!) + (wb ? wb[i]! - w0[i]! : 0));
       assert.ok(Math.abs(v.data[i]! - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${k}[${i}]`);

@@ -13,17 +13,41 @@ import { DDIMScheduler } from "../../models/schedulers/scheduling_ddim.ts";
 import { StableDiffusionPipeline } from "../../models/pipelines/pipeline_stable_diffusion.ts";
 
 export const TINY_PIXEL_UNET = {
-  in_channels: 3, out_channels: 3, sample_size: 8, block_out_channels: [16, 32], layers_per_block: 1,
-  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
-  cross_attention_dim: 16, attention_head_dim: 2, norm_num_groups: 8,
+  in_channels: 3,
+  out_channels: 3,
+  sample_size: 8,
+  block_out_channels: [16, 32],
+  layers_per_block: 1,
+  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
+  up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+  cross_attention_dim: 16,
+  attention_head_dim: 2,
+  norm_num_groups: 8,
 };
 
 /** Same seed, same weights. */
 export function tinyPipeline(seed = 0): StableDiffusionPipeline {
   return withInitGenerator(new Generator(seed), () => {
     const unet = UNet2DConditionModel.fromConfig(TINY_PIXEL_UNET);
-    const te = CLIPTextModel.fromConfig({ hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 49408, max_position_embeddings: 77, bos_token_id: 49406, eos_token_id: 49407, pad_token_id: 49407 });
-    const sched = new DDIMScheduler({ num_train_timesteps: 1000, beta_schedule: "squaredcos_cap_v2", prediction_type: "v_prediction", clip_sample: false, set_alpha_to_one: true, timestep_spacing: "trailing" });
+    const te = CLIPTextModel.fromConfig({
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      vocab_size: 49408,
+      max_position_embeddings: 77,
+      bos_token_id: 49406,
+      eos_token_id: 49407,
+      pad_token_id: 49407,
+    });
+    const sched = new DDIMScheduler({
+      num_train_timesteps: 1000,
+      beta_schedule: "squaredcos_cap_v2",
+      prediction_type: "v_prediction",
+      clip_sample: false,
+      set_alpha_to_one: true,
+      timestep_spacing: "trailing",
+    });
     return new StableDiffusionPipeline(unet, te, CLIPTokenizer.default(), sched, null);
   });
 }

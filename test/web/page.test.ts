@@ -35,12 +35,19 @@ function findChromium(): string | null {
 
 /** Entries of a stored (uncompressed) zip, as zipStored writes them. */
 function unzipStored(bytes: Uint8Array): Map<string, Uint8Array> {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), out = new Map<string, Uint8Array>();
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    out = new Map<string, Uint8Array>();
   let p = 0;
   while (p + 30 <= bytes.length && dv.getUint32(p, true) === 0x04034b50) {
-    const method = dv.getUint16(p + 8, true), size = dv.getUint32(p + 18, true), n = dv.getUint16(p + 26, true), x = dv.getUint16(p + 28, true);
+    const method = dv.getUint16(p + 8, true),
+      size = dv.getUint32(p + 18, true),
+      n = dv.getUint16(p + 26, true),
+      x = dv.getUint16(p + 28, true);
     assert.is(method, 0, "the page's zip is stored");
-    out.set(new TextDecoder().decode(bytes.subarray(p + 30, p + 30 + n)), bytes.slice(p + 30 + n + x, p + 30 + n + x + size));
+    out.set(
+      new TextDecoder().decode(bytes.subarray(p + 30, p + 30 + n)),
+      bytes.slice(p + 30 + n + x, p + 30 + n + x + size),
+    );
     p += 30 + n + x + size;
   }
   return out;
@@ -49,9 +56,12 @@ function unzipStored(bytes: Uint8Array): Map<string, Uint8Array> {
 const chromium = findChromium();
 if (!chromium) {
   if (process.env.CI === "true") {
-    test("web page in headless Chromium", () => assert.unreachable("CI=true but no chromium on PATH: apt-get install -y chromium (.ci/run does)"));
+    test("web page in headless Chromium", () =>
+      assert.unreachable("CI=true but no chromium on PATH: apt-get install -y chromium (.ci/run does)"));
   } else {
-    console.warn("\n  !!! test/web/page.test.ts SKIPPED: no chromium on PATH (apt-get install -y chromium, or CHROMIUM=/path/to/chrome)\n");
+    console.warn(
+      "\n  !!! test/web/page.test.ts SKIPPED: no chromium on PATH (apt-get install -y chromium, or CHROMIUM=/path/to/chrome)\n",
+    );
   }
 } else {
   test("web page: sample, train, download the delta; it equals the Node run bit for bit", async () => {
@@ -73,28 +83,49 @@ if (!chromium) {
     const server = await startWebServer({ port: 0, outDir: path.join(tmp, "build"), log: () => {} });
     lap("built");
     const browser = await puppeteer.launch({
-      executablePath: chromium, userDataDir: path.join(tmp, "profile"), headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      executablePath: chromium,
+      userDataDir: path.join(tmp, "profile"),
+      headless: true,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     const errors: string[] = [];
     try {
       const page = await browser.newPage();
       page.on("pageerror", (e) => errors.push(String(e)));
-      page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") errors.push(m.text()); });
+      page.on("console", (m) => {
+        if (m.type() === "error" || m.type() === "warn") errors.push(m.text());
+      });
       await page.setViewport({ width: 860, height: 900 });
       const downloads = path.join(tmp, "downloads");
       fs.mkdirSync(downloads);
       const cdp = await browser.target().createCDPSession();
-      await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads, eventsEnabled: true });
+      await cdp.send("Browser.setDownloadBehavior", {
+        behavior: "allow",
+        downloadPath: downloads,
+        eventsEnabled: true,
+      });
       await page.goto(`${server.url}?threads=${THREADS}`);
-      await page.waitForFunction('!document.getElementById("sample").disabled || document.body.dataset.error', { timeout: 60_000 });
+      await page.waitForFunction('!document.getElementById("sample").disabled || document.body.dataset.error', {
+        timeout: 60_000,
+      });
       const backend = await page.$eval("#backend", (e) => e.textContent ?? "");
       assert.match(backend, /backend cpu .*2 threads, cross-origin isolated: yes/);
       lap("loaded");
 
       // sampling: a non-blank canvas
       await page.click("#sample");
-      await page.waitForFunction('document.body.dataset.sampled === "1" || document.body.dataset.error', { timeout: 120_000 });
+      await page.waitForFunction('document.body.dataset.sampled === "1" || document.body.dataset.error', {
+        timeout: 120_000,
+      });
       // counted in the page: pixels that are not white, and distinct colours, of the sample canvas
       const stats = (await page.evaluate(`(() => {
         const cv = document.getElementById("samples"), d = cv.getContext("2d").getImageData(0, 0, cv.width, cv.height).data;
@@ -107,7 +138,10 @@ if (!chromium) {
         return { w: cv.width, h: cv.height, nonWhite, colours: colours.size };
       })()`)) as { w: number; h: number; nonWhite: number; colours: number };
       assert.ok(stats.w >= 8 * 64 && stats.h >= 64, `sample canvas ${stats.w}x${stats.h}`);
-      assert.ok(stats.nonWhite > 0.1 * stats.w * stats.h && stats.colours > 50, `the sample canvas looks blank: ${JSON.stringify(stats)}`);
+      assert.ok(
+        stats.nonWhite > 0.1 * stats.w * stats.h && stats.colours > 50,
+        `the sample canvas looks blank: ${JSON.stringify(stats)}`,
+      );
       const sampleInfo = await page.$eval("#sampleInfo", (e) => e.textContent ?? "");
       lap("sampled");
       await page.screenshot({ path: path.join(OUT, "before.png"), fullPage: true });
@@ -122,12 +156,17 @@ if (!chromium) {
       await page.evaluate(`document.getElementById("trainSteps").value = "${STEPS}"`);
       await page.click("#train");
       // the page stays responsive while the worker trains
-      await page.waitForFunction('(document.body.dataset.progress ?? "").startsWith("1/") || document.body.dataset.trained === "1"', { timeout: 120_000, polling: 20 });
+      await page.waitForFunction(
+        '(document.body.dataset.progress ?? "").startsWith("1/") || document.body.dataset.trained === "1"',
+        { timeout: 120_000, polling: 20 },
+      );
       const t1 = performance.now();
       await page.evaluate("document.title");
       const responseMs = performance.now() - t1;
       assert.ok(responseMs < 1500, `the page answered in ${responseMs.toFixed(0)} ms during training`);
-      await page.waitForFunction('document.body.dataset.trained === "1" || document.body.dataset.error', { timeout: 300_000 });
+      await page.waitForFunction('document.body.dataset.trained === "1" || document.body.dataset.error', {
+        timeout: 300_000,
+      });
       const err = (await page.evaluate('document.body.dataset.error ?? ""')) as string;
       assert.is(err, "", `the page reported: ${err}`);
       assert.is(await page.evaluate("document.body.dataset.progress"), `${STEPS}/${STEPS}`);
@@ -137,18 +176,26 @@ if (!chromium) {
       await page.click("#download");
       const zipPath = path.join(downloads, "custom-diffusion-delta.zip");
       for (let i = 0; i < 200 && !fs.existsSync(zipPath); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.ok(fs.existsSync(zipPath), `the delta zip was downloaded (${downloads}: ${fs.existsSync(downloads) ? fs.readdirSync(downloads).join(", ") || "empty" : "absent"}; page errors: ${errors.join("; ")})`);
+      assert.ok(
+        fs.existsSync(zipPath),
+        `the delta zip was downloaded (${downloads}: ${fs.existsSync(downloads) ? fs.readdirSync(downloads).join(", ") || "empty" : "absent"}; page errors: ${errors.join("; ")})`,
+      );
       await page.screenshot({ path: path.join(OUT, "after.png"), fullPage: true });
-      if (process.env.CDIFF_WEB_DOCS === "1") fs.copyFileSync(path.join(OUT, "after.png"), path.join(ROOT, "docs", "web.png"));
+      if (process.env.CDIFF_WEB_DOCS === "1")
+        fs.copyFileSync(path.join(OUT, "after.png"), path.join(ROOT, "docs", "web.png"));
       lap("downloaded");
       // the zip loads back into the page, and sampling uses its token
       const deltaInput = (await page.$("#deltaFiles"))!;
       await (deltaInput as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(zipPath);
-      await page.waitForFunction('document.body.dataset.deltaLoaded !== undefined || document.body.dataset.error', { timeout: 60_000 });
+      await page.waitForFunction("document.body.dataset.deltaLoaded !== undefined || document.body.dataset.error", {
+        timeout: 60_000,
+      });
       assert.is(await page.evaluate("document.body.dataset.deltaLoaded"), "<new1>");
       await page.evaluate('document.getElementById("prompt").value = "<new1> horse face"');
       await page.click("#sample");
-      await page.waitForFunction('document.body.dataset.sampled === "2" || document.body.dataset.error', { timeout: 120_000 });
+      await page.waitForFunction('document.body.dataset.sampled === "2" || document.body.dataset.error', {
+        timeout: 120_000,
+      });
       assert.is((await page.evaluate('document.body.dataset.error ?? ""')) as string, "");
       lap("reloaded");
 
@@ -157,7 +204,10 @@ if (!chromium) {
       fs.mkdirSync(pageDelta);
       const entries = unzipStored(fs.readFileSync(zipPath));
       for (const [name, bytes] of entries) fs.writeFileSync(path.join(pageDelta, path.basename(name)), bytes);
-      assert.ok(entries.has(`delta/${DELTA_WEIGHTS}`) && entries.has("delta/<new1>.safetensors"), `zip entries: ${[...entries.keys()].join(", ")}`);
+      assert.ok(
+        entries.has(`delta/${DELTA_WEIGHTS}`) && entries.has("delta/<new1>.safetensors"),
+        `zip entries: ${[...entries.keys()].join(", ")}`,
+      );
       const web = loadDelta(pageDelta);
       assert.is(web.freezeModel, "crossattn_kv");
       // ... and equals the Node run of the same settings (the demo's defaults; the world's "horse face" images regularise)
@@ -165,14 +215,38 @@ if (!chromium) {
       fs.mkdirSync(path.join(nodeData, "concept"), { recursive: true });
       fs.mkdirSync(path.join(nodeData, "class"), { recursive: true });
       files.forEach((f, i) => fs.copyFileSync(f, path.join(nodeData, "concept", `${String(i).padStart(3, "0")}.png`)));
-      ds.classes[concept.classIndex].imageIndices.forEach((idx, i) => fs.writeFileSync(path.join(nodeData, "class", `${String(i).padStart(3, "0")}.png`), encodePng(chwToImage(ds.images[idx], 3, ds.size, ds.size))));
+      ds.classes[concept.classIndex].imageIndices.forEach((idx, i) =>
+        fs.writeFileSync(
+          path.join(nodeData, "class", `${String(i).padStart(3, "0")}.png`),
+          encodePng(chwToImage(ds.images[idx], 3, ds.size, ds.size)),
+        ),
+      );
       // a process of its own, with relaxed SIMD as Chromium has it (the page's backend line names the variant)
       const relaxed = /relaxed SIMD/.test(backend);
-      const r = spawnSync(process.execPath, [...(relaxed ? ["--experimental-wasm-relaxed-simd"] : []), "--import", "tsx", path.join(ROOT, "test", "web", "node_customise.ts"),
-        JSON.stringify({ concept: path.join(nodeData, "concept"), class: path.join(nodeData, "class"), classWord: concept.class, out: path.join(tmp, "node-delta"), steps: STEPS, threads: THREADS })],
-      { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...(relaxed ? ["--experimental-wasm-relaxed-simd"] : []),
+          "--import",
+          "tsx",
+          path.join(ROOT, "test", "web", "node_customise.ts"),
+          JSON.stringify({
+            concept: path.join(nodeData, "concept"),
+            class: path.join(nodeData, "class"),
+            classWord: concept.class,
+            out: path.join(tmp, "node-delta"),
+            steps: STEPS,
+            threads: THREADS,
+          }),
+        ],
+        { cwd: ROOT, encoding: "utf8", timeout: 300_000 },
+      );
       assert.is(r.status, 0, `the Node run failed: ${r.stderr}`);
-      assert.is(JSON.parse(r.stdout.trim().split("\n").pop()!).variant, relaxed ? "relaxed" : "simd", "the Node run used the page's kernel variant");
+      assert.is(
+        JSON.parse(r.stdout.trim().split("\n").pop()!).variant,
+        relaxed ? "relaxed" : "simd",
+        "the Node run used the page's kernel variant",
+      );
       lap("node");
       const node = loadDelta(path.join(tmp, "node-delta"));
       assert.is(web.baseFingerprint, node.baseFingerprint, "the page's sha256 fingerprint");
@@ -183,14 +257,28 @@ if (!chromium) {
         for (let i = 0; i < v.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(w[i] - v.data[i]));
       }
       const tokDiff = Math.max(...node.tokens.get("<new1>")!.map((x, i) => Math.abs(x - web.tokens.get("<new1>")![i])));
-      const a = readSafetensors(path.join(pageDelta, DELTA_WEIGHTS)), b = readSafetensors(path.join(tmp, "node-delta", DELTA_WEIGHTS));
+      const a = readSafetensors(path.join(pageDelta, DELTA_WEIGHTS)),
+        b = readSafetensors(path.join(tmp, "node-delta", DELTA_WEIGHTS));
       assert.equal(a.metadata, b.metadata);
       assert.is(maxDiff, 0, `page vs Node delta: max |difference| ${maxDiff}`);
       assert.is(tokDiff, 0, `page vs Node <new1> row: max |difference| ${tokDiff}`);
-      assert.ok(Buffer.compare(fs.readFileSync(path.join(pageDelta, DELTA_WEIGHTS)), fs.readFileSync(path.join(tmp, "node-delta", DELTA_WEIGHTS))) === 0, "the weights files are byte-identical");
+      assert.ok(
+        Buffer.compare(
+          fs.readFileSync(path.join(pageDelta, DELTA_WEIGHTS)),
+          fs.readFileSync(path.join(tmp, "node-delta", DELTA_WEIGHTS)),
+        ) === 0,
+        "the weights files are byte-identical",
+      );
       const unexpected = errors.filter((e) => !/favicon/.test(e));
       assert.equal(unexpected, [], "no page errors or warnings");
-      console.log(`  web: ${backend}\n  web: the page answered in ${responseMs.toFixed(0)} ms during training\n  web: ${sampleInfo}\n  web: ${trainInfo}\n  web: timings (s from start): ${Object.entries(t).filter(([k]) => k !== "start").map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}; the Node run of the same ${STEPS} steps matched bit for bit`);
+      console.log(
+        `  web: ${backend}\n  web: the page answered in ${responseMs.toFixed(0)} ms during training\n  web: ${sampleInfo}\n  web: ${trainInfo}\n  web: timings (s from start): ${Object.entries(
+          t,
+        )
+          .filter(([k]) => k !== "start")
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(", ")}; the Node run of the same ${STEPS} steps matched bit for bit`,
+      );
     } finally {
       await browser.close();
       await server.close();

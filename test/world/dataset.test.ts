@@ -9,10 +9,20 @@ import { CLIPTokenizer } from "../../data/clip_tokenizer.ts";
 import { writePng } from "../../data/images.ts";
 import { FormatError } from "../../engine/errors.ts";
 import {
-  CAPTION_TEMPLATES, applyTemplate, buildDataset, corpusTokenIds, readClassList,
+  CAPTION_TEMPLATES,
+  applyTemplate,
+  buildDataset,
+  corpusTokenIds,
+  readClassList,
 } from "../../world/build_dataset.ts";
 import {
-  WORLD_DATA_DIR, loadCaptionLines, loadHeldoutConcepts, loadWorldDataset, promptsWithToken, splitTrainValidation, stackImages,
+  WORLD_DATA_DIR,
+  loadCaptionLines,
+  loadHeldoutConcepts,
+  loadWorldDataset,
+  promptsWithToken,
+  splitTrainValidation,
+  stackImages,
 } from "../../world/dataset.ts";
 
 const ds = loadWorldDataset();
@@ -21,8 +31,15 @@ const list = readClassList();
 
 test("built corpus: ~120 classes, in the curated order, two vendors each", () => {
   assert.ok(ds.classes.length >= 110 && ds.classes.length <= 130, `${ds.classes.length} classes`);
-  assert.equal(ds.classes.map((c) => c.caption), list.train.map((c) => c.caption), "world/data is out of date with classes.json");
-  assert.equal(ds.classes.map((c) => c.emoji), list.train.map((c) => c.emoji));
+  assert.equal(
+    ds.classes.map((c) => c.caption),
+    list.train.map((c) => c.caption),
+    "world/data is out of date with classes.json",
+  );
+  assert.equal(
+    ds.classes.map((c) => c.emoji),
+    list.train.map((c) => c.emoji),
+  );
   assert.is(new Set(ds.classes.map((c) => c.caption)).size, ds.classes.length);
   for (const c of ds.classes) {
     assert.equal(c.imageIndices.map((i) => ds.vendors[i]).sort(), ["google", "twitter"], c.caption);
@@ -38,12 +55,17 @@ test("images: (3,16,16) CHW in [-1,1], not blank, vendors differ, classes differ
     assert.is(img.length, 3 * 16 * 16);
     let lo = Infinity;
     let hi = -Infinity;
-    for (const v of img) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    for (const v of img) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
     assert.ok(lo >= -1 && hi <= 1, `image ${i} in [${lo}, ${hi}]`);
     assert.ok(hi - lo > 0.3, `image ${i} (${ds.captions[i]}) is nearly blank`);
     // composited on white: the one-pixel border is mostly background
     let border = 0;
-    for (let c = 0; c < 3; c++) for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) if (x % 15 === 0 || y % 15 === 0) border += img[c * 256 + y * 16 + x]!;
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 16; y++)
+        for (let x = 0; x < 16; x++) if (x % 15 === 0 || y % 15 === 0) border += img[c * 256 + y * 16 + x]!;
     assert.ok(border / (3 * 60) > 0.3, `image ${i} (${ds.captions[i]}) border mean ${border / 180} is not white`);
     const key = Array.from(img, (v) => Math.round((v + 1) * 127.5)).join(",");
     assert.not.ok(seen.has(key), `image ${i} (${ds.captions[i]}) duplicates another image`);
@@ -64,7 +86,9 @@ test("every caption tokenizes and round-trips; tokenIds is the corpus's id set",
   }
   const lines = loadCaptionLines();
   assert.is(lines.length, CAPTION_TEMPLATES.length * ds.classes.length);
-  assert.ok(lines.includes("dog face") && lines.includes("an emoji of an owl") && lines.includes("photo of a red apple"));
+  assert.ok(
+    lines.includes("dog face") && lines.includes("an emoji of an owl") && lines.includes("photo of a red apple"),
+  );
   assert.equal(ds.tokenIds, corpusTokenIds(lines));
   assert.ok(ds.tokenIds.length < 400, `${ds.tokenIds.length} token ids`);
   assert.ok(ids.has(49406) && ids.has(49407));
@@ -95,7 +119,8 @@ test("held-out concepts: disjoint from training, class word is a training captio
       assert.ok(p.includes(h.token));
       const enc = tok.encode(p, { padding: "none" });
       assert.is(enc.filter((id) => id === newId).length, 1, p);
-      for (const id of enc) assert.ok(id === newId || ids.has(id), `"${p}": token ${tok.convertIdsToTokens([id])[0]} is not in the corpus`);
+      for (const id of enc)
+        assert.ok(id === newId || ids.has(id), `"${p}": token ${tok.convertIdsToTokens([id])[0]} is not in the corpus`);
     }
   }
   assert.is(new Set(held.map((h) => h.emoji)).size, held.length);
@@ -135,16 +160,34 @@ test("loader rejects inconsistent files with FormatError", () => {
   try {
     copyData(dir);
     const meta = JSON.parse(readFileSync(join(dir, "train.json"), "utf8"));
-    writeFileSync(join(dir, "train.json"), JSON.stringify({ ...meta, images: [...meta.images, { class: 9999, vendor: "google", tile: 0 }] }));
-    assert.throws(() => loadWorldDataset(dir), (e: unknown) => e instanceof FormatError && /images\[\d+\]/.test(e.message));
-    writeFileSync(join(dir, "train.json"), JSON.stringify({ ...meta, images: [...meta.images, { class: 0, vendor: "google", tile: 100000 }] }));
-    assert.throws(() => loadWorldDataset(dir), (e: unknown) => e instanceof FormatError && /tile 100000/.test(e.message));
+    writeFileSync(
+      join(dir, "train.json"),
+      JSON.stringify({ ...meta, images: [...meta.images, { class: 9999, vendor: "google", tile: 0 }] }),
+    );
+    assert.throws(
+      () => loadWorldDataset(dir),
+      (e: unknown) => e instanceof FormatError && /images\[\d+\]/.test(e.message),
+    );
+    writeFileSync(
+      join(dir, "train.json"),
+      JSON.stringify({ ...meta, images: [...meta.images, { class: 0, vendor: "google", tile: 100000 }] }),
+    );
+    assert.throws(
+      () => loadWorldDataset(dir),
+      (e: unknown) => e instanceof FormatError && /tile 100000/.test(e.message),
+    );
     writeFileSync(join(dir, "train.json"), JSON.stringify({ ...meta, format: "other" }));
-    assert.throws(() => loadWorldDataset(dir), (e: unknown) => e instanceof FormatError && /not a small-world-dataset/.test(e.message));
+    assert.throws(
+      () => loadWorldDataset(dir),
+      (e: unknown) => e instanceof FormatError && /not a small-world-dataset/.test(e.message),
+    );
     const hm = JSON.parse(readFileSync(join(dir, "heldout.json"), "utf8"));
     hm.concepts[0].class = "unicorn";
     writeFileSync(join(dir, "heldout.json"), JSON.stringify(hm));
-    assert.throws(() => loadHeldoutConcepts(ds, dir), (e: unknown) => e instanceof FormatError && /not a training caption/.test(e.message));
+    assert.throws(
+      () => loadHeldoutConcepts(ds, dir),
+      (e: unknown) => e instanceof FormatError && /not a training caption/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -157,8 +200,12 @@ function fakePackages(root: string, emojis: { short: string; unified: string; rg
     mkdirSync(join(pkg, "img", v, "64"), { recursive: true });
     writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: `emoji-datasource-${v}`, version: "16.0.0" }));
     const table = emojis.map((e) => ({
-      name: e.short.toUpperCase(), unified: e.unified, image: `${e.unified.toLowerCase()}.png`, short_names: [e.short],
-      has_img_twitter: true, has_img_google: true,
+      name: e.short.toUpperCase(),
+      unified: e.unified,
+      image: `${e.unified.toLowerCase()}.png`,
+      short_names: [e.short],
+      has_img_twitter: true,
+      has_img_google: true,
     }));
     writeFileSync(join(pkg, "emoji.json"), JSON.stringify(table));
     for (const e of emojis) {
@@ -170,7 +217,12 @@ function fakePackages(root: string, emojis: { short: string; unified: string; rg
           data.set([...e.rgb, inside ? 1 : 0], (y * 64 + x) * 4);
         }
       }
-      writePng(join(pkg, "img", v, "64", `${e.unified.toLowerCase()}.png`), { width: 64, height: 64, channels: 4, data });
+      writePng(join(pkg, "img", v, "64", `${e.unified.toLowerCase()}.png`), {
+        width: 64,
+        height: 64,
+        channels: 4,
+        data,
+      });
     }
   }
 }
@@ -184,16 +236,46 @@ test("buildDataset on fake packages: deterministic files that the loader reads b
       { short: "green_thing", unified: "1F7E2", rgb: [0, 1, 0] },
     ]);
     const classes = join(root, "classes.json");
-    writeFileSync(classes, JSON.stringify({
-      train: [{ emoji: "red_thing", caption: "red circle" }, { emoji: "blue_thing", caption: "blue circle" }],
-      heldout: [{ emoji: "green_thing", name: "green circle", class: "red circle",
-        prompts: ["<new1> red circle", "a <new1> red circle", "a <new1> blue circle", "photo of a <new1> circle", "an emoji of a <new1> circle"] }],
-    }));
+    writeFileSync(
+      classes,
+      JSON.stringify({
+        train: [
+          { emoji: "red_thing", caption: "red circle" },
+          { emoji: "blue_thing", caption: "blue circle" },
+        ],
+        heldout: [
+          {
+            emoji: "green_thing",
+            name: "green circle",
+            class: "red circle",
+            prompts: [
+              "<new1> red circle",
+              "a <new1> red circle",
+              "a <new1> blue circle",
+              "photo of a <new1> circle",
+              "an emoji of a <new1> circle",
+            ],
+          },
+        ],
+      }),
+    );
     const r1 = buildDataset({ from: join(root, "nm"), out: join(root, "a"), classes });
     buildDataset({ from: join(root, "nm"), out: join(root, "b"), classes });
-    assert.equal(r1, { classes: 2, images: 4, heldout: 1, tokenIds: corpusTokenIds(readFileSync(join(root, "a", "captions.txt"), "utf8").trim().split("\n")).length });
+    assert.equal(r1, {
+      classes: 2,
+      images: 4,
+      heldout: 1,
+      tokenIds: corpusTokenIds(
+        readFileSync(join(root, "a", "captions.txt"), "utf8")
+          .trim()
+          .split("\n"),
+      ).length,
+    });
     for (const f of ["train.json", "train.png", "heldout.json", "heldout.png", "captions.txt"]) {
-      assert.ok(readFileSync(join(root, "a", f)).equals(readFileSync(join(root, "b", f))), `${f} differs between builds`);
+      assert.ok(
+        readFileSync(join(root, "a", f)).equals(readFileSync(join(root, "b", f))),
+        `${f} differs between builds`,
+      );
     }
     const small = loadWorldDataset(join(root, "a"));
     assert.equal(small.captions, ["red circle", "red circle", "blue circle", "blue circle"]);
@@ -221,15 +303,30 @@ test("readClassList rejects a held-out emoji in training, a class word that is n
     const p = join(root, "c.json");
     const prompts = ["<new1> dog", "a <new1> dog", "b <new1> dog", "c <new1> dog", "d <new1> dog"];
     const write = (o: unknown): void => writeFileSync(p, JSON.stringify(o));
-    write({ train: [{ emoji: "dog", caption: "dog" }], heldout: [{ emoji: "dog", name: "wolf", class: "dog", prompts }] });
+    write({
+      train: [{ emoji: "dog", caption: "dog" }],
+      heldout: [{ emoji: "dog", name: "wolf", class: "dog", prompts }],
+    });
     assert.throws(() => readClassList(p), /also a training class/);
-    write({ train: [{ emoji: "dog", caption: "dog" }], heldout: [{ emoji: "wolf", name: "wolf", class: "canine", prompts }] });
+    write({
+      train: [{ emoji: "dog", caption: "dog" }],
+      heldout: [{ emoji: "wolf", name: "wolf", class: "canine", prompts }],
+    });
     assert.throws(() => readClassList(p), /not a training caption/);
-    write({ train: [{ emoji: "dog", caption: "dog" }, { emoji: "cat", caption: "dog" }], heldout: [] });
+    write({
+      train: [
+        { emoji: "dog", caption: "dog" },
+        { emoji: "cat", caption: "dog" },
+      ],
+      heldout: [],
+    });
     assert.throws(() => readClassList(p), /used twice/);
     write({ train: [{ emoji: "dog", caption: "Dog" }], heldout: [] });
     assert.throws(() => readClassList(p), /lowercase/);
-    write({ train: [{ emoji: "dog", caption: "dog" }], heldout: [{ emoji: "wolf", name: "wolf", class: "dog", prompts: ["dog"] }] });
+    write({
+      train: [{ emoji: "dog", caption: "dog" }],
+      heldout: [{ emoji: "wolf", name: "wolf", class: "dog", prompts: ["dog"] }],
+    });
     assert.throws(() => readClassList(p), /5-10 prompts/);
   } finally {
     rmSync(root, { recursive: true, force: true });

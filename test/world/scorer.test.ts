@@ -41,7 +41,8 @@ test("image -> caption top-1 over the 123 training classes is well above chance 
     if (s.indexOf(Math.max(...s)) === ds.labels[i]) hits++;
   });
   const acc = hits / ds.images.length;
-  const recorded = JSON.parse(fs.readFileSync(path.join(WORLD_SCORER_DIR, "scorer.json"), "utf8")).quality.imageToCaptionTop1;
+  const recorded = JSON.parse(fs.readFileSync(path.join(WORLD_SCORER_DIR, "scorer.json"), "utf8")).quality
+    .imageToCaptionTop1;
   assert.ok(acc >= 0.9, `top-1 ${acc}`); // measured 0.996 (245 of 246)
   assert.ok(Math.abs(acc - recorded) < 0.02, `measured ${acc}, scorer.json says ${recorded}`);
 });
@@ -50,7 +51,8 @@ test("a class image scores higher with its own caption than with a random other 
   const g = new Generator(0);
   const img = scorer.imageFeaturesCHW(ds.images);
   const txt = scorer.textFeatures(captions);
-  let diff = 0, wins = 0;
+  let diff = 0,
+    wins = 0;
   img.forEach((f, i) => {
     let j = g.randint(0, captions.length - 1);
     if (j >= ds.labels[i]!) j++;
@@ -85,7 +87,10 @@ test("the measured quality matches scorer.json (held-out concepts included)", ()
   const rec = JSON.parse(fs.readFileSync(path.join(WORLD_SCORER_DIR, "scorer.json"), "utf8")).quality;
   assert.ok(Math.abs(q.imageToCaptionTop1 - rec.imageToCaptionTop1) < 0.02);
   assert.is(q.heldout.length, 8);
-  assert.equal(q.heldout.map((h) => h.concept), rec.heldout.map((h: { concept: string }) => h.concept));
+  assert.equal(
+    q.heldout.map((h) => h.concept),
+    rec.heldout.map((h: { concept: string }) => h.concept),
+  );
   assert.ok(q.ownCaptionCosine > q.otherCaptionCosine + 0.5);
 });
 
@@ -94,14 +99,29 @@ test("retrieval over the world corpus: 'horse face' returns the horse face image
   const c = buildWorldCorpus(dir);
   assert.is(c.count, ds.images.length);
   assert.is(readCorpus(dir).length, ds.images.length);
-  const r = retrieveRegularisation({ corpus: dir, classPrompt: "horse face", textFeatures: (t) => scorer.textFeatures(t), out: path.join(dir, "reg"), log: () => {} });
-  assert.equal(r.kept.slice(0, 2).map((e) => e.caption), ["horse face", "horse face"]);
+  const r = retrieveRegularisation({
+    corpus: dir,
+    classPrompt: "horse face",
+    textFeatures: (t) => scorer.textFeatures(t),
+    out: path.join(dir, "reg"),
+    log: () => {},
+  });
+  assert.equal(
+    r.kept.slice(0, 2).map((e) => e.caption),
+    ["horse face", "horse face"],
+  );
   assert.ok(r.kept.slice(0, 2).every((e) => /horse-face/.test(e.image)));
   assert.ok(r.passed < 20, `${r.passed} captions passed: the threshold should be selective`);
   // with templated captions the class's own lines are still above the threshold
   const dirT = fs.mkdtempSync(path.join(os.tmpdir(), "world-corpus-"));
   buildWorldCorpus(dirT, { templates: true });
-  const rT = retrieveRegularisation({ corpus: dirT, classPrompt: "horse face", textFeatures: (t) => scorer.textFeatures(t), out: path.join(dirT, "reg"), log: () => {} });
+  const rT = retrieveRegularisation({
+    corpus: dirT,
+    classPrompt: "horse face",
+    textFeatures: (t) => scorer.textFeatures(t),
+    out: path.join(dirT, "reg"),
+    log: () => {},
+  });
   assert.ok(rT.kept.filter((e) => /horse-face/.test(e.image)).length === 2);
 });
 

@@ -18,7 +18,8 @@ test("the recipe runs, checkpoints, and a resumed run equals an uninterrupted on
   assert.ok(fs.existsSync(path.join(out, "checkpoints", "checkpoint-2", "ema.safetensors")));
   const b = trainWorld({ ...base, out, resume: true });
   assert.equal(b.losses, a.losses);
-  const wa = a.pipe.unet.stateDict(), wb = b.pipe.unet.stateDict();
+  const wa = a.pipe.unet.stateDict(),
+    wb = b.pipe.unet.stateDict();
   for (const [k, t] of wa) assert.equal(Array.from(wb.get(k)!.data), Array.from(t.data), k);
 });
 

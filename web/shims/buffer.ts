@@ -7,7 +7,8 @@ export class Buffer extends Uint8Array {
       if (enc === "hex") return Buffer.from((x.match(/../g) ?? []).map((h) => parseInt(h, 16)));
       return Buffer.from(new TextEncoder().encode(x));
     }
-    if (x instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && x instanceof SharedArrayBuffer)) return new Buffer(x as ArrayBuffer);
+    if (x instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && x instanceof SharedArrayBuffer))
+      return new Buffer(x as ArrayBuffer);
     if (ArrayBuffer.isView(x)) return new Buffer(x.buffer as ArrayBuffer, x.byteOffset, x.byteLength);
     const b = new Buffer((x as ArrayLike<number>).length);
     b.set(x as ArrayLike<number>);
@@ -22,7 +23,10 @@ export class Buffer extends Uint8Array {
   static concat(parts: readonly Uint8Array[]): Buffer {
     const out = new Buffer(parts.reduce((s, p) => s + p.length, 0));
     let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
     return out;
   }
   static isBuffer(x: unknown): boolean {
@@ -33,8 +37,16 @@ export class Buffer extends Uint8Array {
   }
   override toString(enc = "utf8"): string {
     if (enc === "hex") return [...this].map((b) => b.toString(16).padStart(2, "0")).join("");
-    if (enc === "base64") { let s = ""; for (const b of this) s += String.fromCharCode(b); return btoa(s); }
-    if (enc === "latin1" || enc === "binary") { let s = ""; for (const b of this) s += String.fromCharCode(b); return s; }
+    if (enc === "base64") {
+      let s = "";
+      for (const b of this) s += String.fromCharCode(b);
+      return btoa(s);
+    }
+    if (enc === "latin1" || enc === "binary") {
+      let s = "";
+      for (const b of this) s += String.fromCharCode(b);
+      return s;
+    }
     return new TextDecoder().decode(this);
   }
   private view(): DataView {

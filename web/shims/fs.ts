@@ -14,7 +14,8 @@ function err(code: string, op: string, p: string): Error {
   e.code = code;
   return e;
 }
-const abs = (p: string | URL): string => normalize(typeof p === "string" ? (p.startsWith("/") ? p : "/" + p) : p.pathname);
+const abs = (p: string | URL): string =>
+  normalize(typeof p === "string" ? (p.startsWith("/") ? p : "/" + p) : p.pathname);
 function ensureParents(p: string): void {
   for (let d = dirname(p); !dirs.has(d); d = dirname(d)) dirs.add(d);
 }
@@ -35,10 +36,19 @@ export function vfsRemoveTree(p: string): void {
 }
 
 class Stats {
-  constructor(private readonly file: boolean, readonly size: number) {}
-  isFile(): boolean { return this.file; }
-  isDirectory(): boolean { return !this.file; }
-  isSymbolicLink(): boolean { return false; }
+  constructor(
+    private readonly file: boolean,
+    readonly size: number,
+  ) {}
+  isFile(): boolean {
+    return this.file;
+  }
+  isDirectory(): boolean {
+    return !this.file;
+  }
+  isSymbolicLink(): boolean {
+    return false;
+  }
   mtimeMs = 0;
   mode = 0o644;
 }
@@ -61,7 +71,7 @@ export function realpathSync(p: string): string {
   return abs(p);
 }
 export function readFileSync(p: string | URL | number, enc?: string | { encoding?: string }): Buffer | string {
-  const a = typeof p === "number" ? fds.get(p)?.path ?? "" : abs(p);
+  const a = typeof p === "number" ? (fds.get(p)?.path ?? "") : abs(p);
   const b = files.get(a);
   if (!b) throw err(dirs.has(a) ? "EISDIR" : "ENOENT", "open", a);
   const e = typeof enc === "string" ? enc : enc?.encoding;
@@ -96,10 +106,18 @@ export function readdirSync(p: string, opts?: { withFileTypes?: boolean }): unkn
   if (!dirs.has(a)) throw err("ENOENT", "scandir", a);
   const pre = a === "/" ? "/" : a + "/";
   const names = new Map<string, boolean>();
-  for (const k of files.keys()) if (k.startsWith(pre) && !k.slice(pre.length).includes("/")) names.set(k.slice(pre.length), true);
-  for (const k of dirs) if (k !== a && k.startsWith(pre) && !k.slice(pre.length).includes("/")) names.set(k.slice(pre.length), false);
+  for (const k of files.keys())
+    if (k.startsWith(pre) && !k.slice(pre.length).includes("/")) names.set(k.slice(pre.length), true);
+  for (const k of dirs)
+    if (k !== a && k.startsWith(pre) && !k.slice(pre.length).includes("/")) names.set(k.slice(pre.length), false);
   const sorted = [...names.keys()].sort();
-  if (opts?.withFileTypes) return sorted.map((name) => ({ name, isFile: () => names.get(name)!, isDirectory: () => !names.get(name), isSymbolicLink: () => false }));
+  if (opts?.withFileTypes)
+    return sorted.map((name) => ({
+      name,
+      isFile: () => names.get(name)!,
+      isDirectory: () => !names.get(name),
+      isSymbolicLink: () => false,
+    }));
   return sorted;
 }
 export function rmSync(p: string, opts?: { recursive?: boolean; force?: boolean }): void {
@@ -121,7 +139,8 @@ export function rmdirSync(p: string): void {
   dirs.delete(abs(p));
 }
 export function renameSync(from: string, to: string): void {
-  const a = abs(from), b = abs(to);
+  const a = abs(from),
+    b = abs(to);
   if (files.has(a)) {
     if (dirs.has(b)) throw err("EISDIR", "rename", b);
     files.set(b, files.get(a)!);
@@ -130,8 +149,16 @@ export function renameSync(from: string, to: string): void {
   }
   if (!dirs.has(a)) throw err("ENOENT", "rename", a);
   if (dirs.has(b)) rmSync(b, { recursive: true });
-  for (const k of [...dirs]) if (k === a || k.startsWith(a + "/")) { dirs.delete(k); dirs.add(b + k.slice(a.length)); }
-  for (const [k, v] of [...files]) if (k.startsWith(a + "/")) { files.delete(k); files.set(b + k.slice(a.length), v); }
+  for (const k of [...dirs])
+    if (k === a || k.startsWith(a + "/")) {
+      dirs.delete(k);
+      dirs.add(b + k.slice(a.length));
+    }
+  for (const [k, v] of [...files])
+    if (k.startsWith(a + "/")) {
+      files.delete(k);
+      files.set(b + k.slice(a.length), v);
+    }
 }
 export function openSync(p: string, flags = "r"): number {
   const a = abs(p);
@@ -150,7 +177,8 @@ export function writeSync(fd: number, data: string | Uint8Array, ...rest: unknow
   const f = fds.get(fd);
   if (!f) throw err("EBADF", "write", String(fd));
   let bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  if (typeof data !== "string" && typeof rest[0] === "number") bytes = data.subarray(rest[0], rest[0] + ((rest[1] as number | undefined) ?? data.length - rest[0]));
+  if (typeof data !== "string" && typeof rest[0] === "number")
+    bytes = data.subarray(rest[0], rest[0] + ((rest[1] as number | undefined) ?? data.length - rest[0]));
   f.chunks.push(new Uint8Array(bytes));
   return bytes.length;
 }
@@ -178,7 +206,10 @@ function flush(fd: number): void {
   const out = new Uint8Array(old.length + f.chunks.reduce((s, c) => s + c.length, 0));
   out.set(old);
   let o = old.length;
-  for (const c of f.chunks) { out.set(c, o); o += c.length; }
+  for (const c of f.chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
   files.set(f.path, out);
   f.chunks = [];
 }
@@ -186,4 +217,23 @@ export function closeSync(fd: number): void {
   flush(fd);
   fds.delete(fd);
 }
-export default { existsSync, statSync, lstatSync, realpathSync, readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, unlinkSync, rmdirSync, renameSync, openSync, writeSync, readSync, fstatSync, fsyncSync, closeSync };
+export default {
+  existsSync,
+  statSync,
+  lstatSync,
+  realpathSync,
+  readFileSync,
+  writeFileSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  unlinkSync,
+  rmdirSync,
+  renameSync,
+  openSync,
+  writeSync,
+  readSync,
+  fstatSync,
+  fsyncSync,
+  closeSync,
+};

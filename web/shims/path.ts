@@ -5,8 +5,10 @@ export function normalize(p: string): string {
   const out: string[] = [];
   for (const s of p.split("/")) {
     if (s === "" || s === ".") continue;
-    if (s === "..") { if (out.length && out[out.length - 1] !== "..") out.pop(); else if (!abs) out.push(".."); }
-    else out.push(s);
+    if (s === "..") {
+      if (out.length && out[out.length - 1] !== "..") out.pop();
+      else if (!abs) out.push("..");
+    } else out.push(s);
   }
   const r = (abs ? "/" : "") + out.join("/");
   return r || (abs ? "/" : ".");
@@ -37,7 +39,8 @@ export function extname(p: string): string {
   return i <= 0 ? "" : b.slice(i);
 }
 export function relative(from: string, to: string): string {
-  const a = resolve(from).split("/").filter(Boolean), b = resolve(to).split("/").filter(Boolean);
+  const a = resolve(from).split("/").filter(Boolean),
+    b = resolve(to).split("/").filter(Boolean);
   let i = 0;
   while (i < a.length && a[i] === b[i]) i++;
   return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/");

@@ -19,7 +19,8 @@ export function crc32(data: Uint8Array | string, value = 0): number {
 }
 export function inflateSync(b: Uint8Array, opts?: { maxOutputLength?: number }): Buffer {
   const out = unzlibSync(b);
-  if (opts?.maxOutputLength !== undefined && out.length > opts.maxOutputLength) throw new RangeError(`inflated data exceeds ${opts.maxOutputLength} bytes`);
+  if (opts?.maxOutputLength !== undefined && out.length > opts.maxOutputLength)
+    throw new RangeError(`inflated data exceeds ${opts.maxOutputLength} bytes`);
   return Buffer.from(out);
 }
 export function deflateSync(b: Uint8Array, opts?: { level?: number }): Buffer {

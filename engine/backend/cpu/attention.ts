@@ -13,12 +13,16 @@ export type { AttentionParams } from "../backend.ts";
 
 /** (B, L, H, w) -> (B H, L, w) for the plain path, or back with `pack`. */
 function moveHeads(x: TypedArray, H: number, L: number, w: number, pack = false): TypedArray {
-  const out = like(x, x.length), B = x.length / (H * L * w);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) {
-    const packed = ((b * L + l) * H + h) * w, split = ((b * H + h) * L + l) * w;
-    const [src, dst] = pack ? [split, packed] : [packed, split];
-    for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
-  }
+  const out = like(x, x.length),
+    B = x.length / (H * L * w);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let l = 0; l < L; l++) {
+        const packed = ((b * L + l) * H + h) * w,
+          split = ((b * H + h) * L + l) * w;
+        const [src, dst] = pack ? [split, packed] : [packed, split];
+        for (let j = 0; j < w; j++) out[dst + j] = x[src + j]!;
+      }
   return out;
 }
 const unpackHeads = (x: TypedArray, H: number, L: number, w: number) => moveHeads(x, H, L, w);
@@ -32,7 +36,11 @@ const packHeads = (x: TypedArray, H: number, L: number, w: number) => moveHeads(
  */
 export class KeptProbs {
   private ptr: number;
-  constructor(readonly kern: WasmRuntime, ptr: number, readonly floats: number) {
+  constructor(
+    readonly kern: WasmRuntime,
+    ptr: number,
+    readonly floats: number,
+  ) {
     this.ptr = ptr;
   }
   /** Byte offset of the block, or 0 once released. */
@@ -75,7 +83,14 @@ function wasmKernel(): WasmRuntime | null {
 }
 
 /** Runs `kernel` over the batch items, which the calling thread and the pool take one at a time. */
-function runSplit(kern: WasmRuntime, p: AttentionParams, cmd: number, kernel: PartKernel, scratchFloats: number[], args: (b0: number, b1: number, scratch: number[]) => number[]): void {
+function runSplit(
+  kern: WasmRuntime,
+  p: AttentionParams,
+  cmd: number,
+  kernel: PartKernel,
+  scratchFloats: number[],
+  args: (b0: number, b1: number, scratch: number[]) => number[],
+): void {
   const arena = kern.arena;
   const work = p.lq * p.lk * (p.d + p.dv);
   const threads = Math.max(1, Math.min(getNumThreads(), p.batch, work >= PARALLEL_MIN_ITEM ? p.batch : 1));
@@ -113,17 +128,47 @@ function commonArgs(p: AttentionParams): number[] {
 }
 
 /** softmax(scale q k^T + mask) v per batch item, with the row log-sum-exp (chunked, never batch x lq x lk). */
-export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
-  const kern = q instanceof Float32Array && k instanceof Float32Array && v instanceof Float32Array && (!mask || mask instanceof Float32Array) ? wasmKernel() : null;
+export function attentionForward(
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  p: AttentionParams,
+): AttentionForward {
+  const kern =
+    q instanceof Float32Array &&
+    k instanceof Float32Array &&
+    v instanceof Float32Array &&
+    (!mask || mask instanceof Float32Array)
+      ? wasmKernel()
+      : null;
   const H = p.heads ?? 1;
   if (!kern) return plainAttentionForward(q, k, v, mask, p);
   const CQ = chunkRows(p.lk);
   const [qP, kP, vP, mP] = stageIn(kern, [q, k, v, mask]);
-  const oP = kern.arena.alloc(p.batch * p.lq * p.dv), lseP = kern.arena.alloc(p.batch * p.lq);
-  const keep = keepProbs(p) ? new KeptProbs(kern, kern.arena.alloc(p.batch * p.lq * p.lk), p.batch * p.lq * p.lk) : null;
+  const oP = kern.arena.alloc(p.batch * p.lq * p.dv),
+    lseP = kern.arena.alloc(p.batch * p.lq);
+  const keep = keepProbs(p)
+    ? new KeptProbs(kern, kern.arena.alloc(p.batch * p.lq * p.lk), p.batch * p.lq * p.lk)
+    : null;
   try {
     runSplit(kern, p, CMD_ATTN_FWD, attnForward, [keep ? 0 : CQ * p.lk, 2 * CQ], (b0, b1, s) => [
-      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP, lseP, s[0]!, CQ, s[1]!, keep ? keep.pointer : 0, H,
+      b0,
+      b1,
+      ...commonArgs(p),
+      qP!,
+      kP!,
+      vP!,
+      mP!,
+      p.maskStrideB,
+      p.maskStrideQ,
+      oP,
+      lseP,
+      s[0]!,
+      CQ,
+      s[1]!,
+      keep ? keep.pointer : 0,
+      H,
     ]);
     const h = kern.arena.heapF32();
     return {
@@ -141,7 +186,14 @@ export function attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, ma
 
 /** Gradients of {@link attentionForward} given its output `o`, row log-sum-exp `lse` and the output gradient. */
 export function attentionBackward(
-  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  o: TypedArray,
+  lse: TypedArray,
+  gO: TypedArray,
+  p: AttentionParams,
   saved: SavedState | null = null,
 ): AttentionGrads {
   const f32 = [q, k, v, o, lse, gO].every((x) => x instanceof Float32Array) && (!mask || mask instanceof Float32Array);
@@ -149,16 +201,41 @@ export function attentionBackward(
   const H = p.heads ?? 1;
   if (!kern) return plainAttentionBackward(q, k, v, mask, o, lse, gO, p);
   const CQ = chunkRows(p.lk);
-  const kept = saved instanceof KeptProbs && saved.kern === kern && saved.pointer !== 0 && saved.floats === p.batch * p.lq * p.lk ? saved.pointer : 0;
+  const kept =
+    saved instanceof KeptProbs && saved.kern === kern && saved.pointer !== 0 && saved.floats === p.batch * p.lq * p.lk
+      ? saved.pointer
+      : 0;
   const [qP, kP, vP, mP, oP, lseP, gP] = stageIn(kern, [q, k, v, mask, o, lse, gO]);
   const arena = kern.arena;
-  const dqP = arena.alloc(q.length), dkP = arena.alloc(k.length), dvP = arena.alloc(v.length);
+  const dqP = arena.alloc(q.length),
+    dkP = arena.alloc(k.length),
+    dvP = arena.alloc(v.length);
   // the kernel accumulates into dK and dV
   arena.heapF32().fill(0, dkP / 4, dkP / 4 + k.length);
   arena.heapF32().fill(0, dvP / 4, dvP / 4 + v.length);
   try {
     runSplit(kern, p, CMD_ATTN_BWD, attnBackward, [kept ? 0 : CQ * p.lk, CQ * p.lk, CQ], (b0, b1, s) => [
-      b0, b1, ...commonArgs(p), qP!, kP!, vP!, mP!, p.maskStrideB, p.maskStrideQ, oP!, lseP!, gP!, dqP, dkP, dvP, s[0]!, s[1]!, s[2]!, CQ, kept, H,
+      b0,
+      b1,
+      ...commonArgs(p),
+      qP!,
+      kP!,
+      vP!,
+      mP!,
+      p.maskStrideB,
+      p.maskStrideQ,
+      oP!,
+      lseP!,
+      gP!,
+      dqP,
+      dkP,
+      dvP,
+      s[0]!,
+      s[1]!,
+      s[2]!,
+      CQ,
+      kept,
+      H,
     ]);
     const h = arena.heapF32();
     return {
@@ -172,20 +249,45 @@ export function attentionBackward(
 }
 
 /** The plain TypeScript forward (any dtype): the same algorithm row by row, heads unpacked first. */
-export function plainAttentionForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
+export function plainAttentionForward(
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  p: AttentionParams,
+): AttentionForward {
   const H = p.heads ?? 1;
   if (H === 1) return plainForward(q, k, v, mask, p);
-  const r = plainForward(unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), mask, p);
+  const r = plainForward(
+    unpackHeads(q, H, p.lq, p.d),
+    unpackHeads(k, H, p.lk, p.d),
+    unpackHeads(v, H, p.lk, p.dv),
+    mask,
+    p,
+  );
   return { o: packHeads(r.o, H, p.lq, p.dv), lse: r.lse };
 }
 
 /** The plain TypeScript backward (any dtype), recomputing the probabilities. */
 export function plainAttentionBackward(
-  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  o: TypedArray,
+  lse: TypedArray,
+  gO: TypedArray,
+  p: AttentionParams,
 ): AttentionGrads {
   const H = p.heads ?? 1;
   if (H === 1) return plainBackward(q, k, v, mask, o, lse, gO, p);
-  const [uq, uk, uv, uo, ug] = [unpackHeads(q, H, p.lq, p.d), unpackHeads(k, H, p.lk, p.d), unpackHeads(v, H, p.lk, p.dv), unpackHeads(o, H, p.lq, p.dv), unpackHeads(gO, H, p.lq, p.dv)];
+  const [uq, uk, uv, uo, ug] = [
+    unpackHeads(q, H, p.lq, p.d),
+    unpackHeads(k, H, p.lk, p.d),
+    unpackHeads(v, H, p.lk, p.dv),
+    unpackHeads(o, H, p.lq, p.dv),
+    unpackHeads(gO, H, p.lq, p.dv),
+  ];
   const r = plainBackward(uq, uk, uv, mask, uo, lse, ug, p);
   return { dq: packHeads(r.dq, H, p.lq, p.d), dk: packHeads(r.dk, H, p.lk, p.d), dv: packHeads(r.dv, H, p.lk, p.dv) };
 }
@@ -195,13 +297,22 @@ function visible(p: AttentionParams, i: number): number {
   return p.causal ? Math.max(0, Math.min(p.lk, i + p.lk - p.lq + 1)) : p.lk;
 }
 
-function plainForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, p: AttentionParams): AttentionForward {
+function plainForward(
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  p: AttentionParams,
+): AttentionForward {
   const { batch, lq, lk, d, dv, scale } = p;
-  const o = like(q, batch * lq * dv), lse = like(q, batch * lq);
+  const o = like(q, batch * lq * dv),
+    lse = like(q, batch * lq);
   const s = new Float64Array(lk);
   for (let b = 0; b < batch; b++) {
     for (let i = 0; i < lq; i++) {
-      const lim = visible(p, i), qi = (b * lq + i) * d, m = b * p.maskStrideB + i * p.maskStrideQ;
+      const lim = visible(p, i),
+        qi = (b * lq + i) * d,
+        m = b * p.maskStrideB + i * p.maskStrideQ;
       let mx = -Infinity;
       for (let j = 0; j < lim; j++) {
         let acc = 0;
@@ -216,9 +327,10 @@ function plainForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedAr
         continue;
       }
       let sum = 0;
-      for (let j = 0; j < lim; j++) sum += (s[j] = Math.exp(s[j] - mx));
+      for (let j = 0; j < lim; j++) sum += s[j] = Math.exp(s[j] - mx);
       for (let j = 0; j < lim; j++) {
-        const w = s[j] / sum, vj = (b * lk + j) * dv;
+        const w = s[j] / sum,
+          vj = (b * lk + j) * dv;
         for (let c = 0; c < dv; c++) o[oi + c] += w * v[vj + c];
       }
       lse[b * lq + i] = mx + Math.log(sum);
@@ -228,16 +340,28 @@ function plainForward(q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedAr
 }
 
 function plainBackward(
-  q: TypedArray, k: TypedArray, v: TypedArray, mask: TypedArray | null, o: TypedArray, lse: TypedArray, gO: TypedArray, p: AttentionParams,
+  q: TypedArray,
+  k: TypedArray,
+  v: TypedArray,
+  mask: TypedArray | null,
+  o: TypedArray,
+  lse: TypedArray,
+  gO: TypedArray,
+  p: AttentionParams,
 ): AttentionGrads {
   const { batch, lq, lk, d, dv, scale } = p;
-  const dq = like(q, q.length), dk = like(k, k.length), dV = like(v, v.length);
+  const dq = like(q, q.length),
+    dk = like(k, k.length),
+    dV = like(v, v.length);
   const P = new Float64Array(lk);
   for (let b = 0; b < batch; b++) {
     for (let i = 0; i < lq; i++) {
       const L = lse[b * lq + i];
       if (L === -Infinity) continue;
-      const lim = visible(p, i), qi = (b * lq + i) * d, oi = (b * lq + i) * dv, m = b * p.maskStrideB + i * p.maskStrideQ;
+      const lim = visible(p, i),
+        qi = (b * lq + i) * d,
+        oi = (b * lq + i) * dv,
+        m = b * p.maskStrideB + i * p.maskStrideQ;
       let D = 0;
       for (let c = 0; c < dv; c++) D += gO[oi + c] * o[oi + c];
       for (let j = 0; j < lim; j++) {
@@ -247,7 +371,8 @@ function plainBackward(
         P[j] = Math.exp(acc * scale + (mask ? mask[m + j] : 0) - L);
       }
       for (let j = 0; j < lim; j++) {
-        const vj = (b * lk + j) * dv, kj = (b * lk + j) * d;
+        const vj = (b * lk + j) * dv,
+          kj = (b * lk + j) * d;
         let dp = 0;
         for (let c = 0; c < dv; c++) {
           dp += gO[oi + c] * v[vj + c];

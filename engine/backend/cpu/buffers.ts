@@ -96,7 +96,8 @@ export function beginScratch(): ScratchScope {
   return {
     key: (a) => a.buffer,
     release(a) {
-      if (!mine.open || a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength || ownerNow(a.buffer) !== mine) return;
+      if (!mine.open || a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength || ownerNow(a.buffer) !== mine)
+        return;
       ownerOf.delete(a.buffer);
       give(a);
     },
@@ -126,7 +127,14 @@ function give(a: TypedArray): void {
 }
 
 /** What the pool holds and has done since the start (or the last {@link clearBufferPool}). */
-export function bufferPoolStats(): { heldBytes: number; capacityBytes: number; taken: number; reused: number; released: number; dropped: number } {
+export function bufferPoolStats(): {
+  heldBytes: number;
+  capacityBytes: number;
+  taken: number;
+  reused: number;
+  released: number;
+  dropped: number;
+} {
   return { heldBytes: held, capacityBytes: capacity, ...counters };
 }
 
@@ -140,7 +148,8 @@ export function clearBufferPool(): void {
 
 /** Sets the bound on pooled bytes (0 disables reuse); returns the previous bound. */
 export function setBufferPoolCapacity(bytes: number): number {
-  if (!Number.isFinite(bytes) || bytes < 0) throw new RangeError(`setBufferPoolCapacity: need bytes >= 0, got ${bytes}`);
+  if (!Number.isFinite(bytes) || bytes < 0)
+    throw new RangeError(`setBufferPoolCapacity: need bytes >= 0, got ${bytes}`);
   const prev = capacity;
   capacity = bytes;
   if (held > capacity) clearBufferPool();

@@ -4,20 +4,45 @@ import type { TypedArray } from "../../dtype.ts";
 import type { Shape } from "../../shape.ts";
 import type { Conv2dParams } from "../backend.ts";
 
-export type Gemm = (A: TypedArray, aOff: number, B: TypedArray, bOff: number, C: TypedArray, cOff: number, M: number, K: number, N: number) => void;
+export type Gemm = (
+  A: TypedArray,
+  aOff: number,
+  B: TypedArray,
+  bOff: number,
+  C: TypedArray,
+  cOff: number,
+  M: number,
+  K: number,
+  N: number,
+) => void;
 export type Transpose = (x: TypedArray, off: number, rows: number, cols: number) => TypedArray;
 
 /** Convolution geometry: sizes, strides, padding, output size, groups and per-group channels. */
 export interface Geo {
-  n: number; c: number; h: number; w: number; o: number; kh: number; kw: number;
-  sh: number; sw: number; ph: number; pw: number; ho: number; wo: number; g: number; cg: number; og: number;
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  ho: number;
+  wo: number;
+  g: number;
+  cg: number;
+  og: number;
 }
 
 /** The geometry of a convolution of x (N, C, H, W) with w (O, C/g, kH, kW). */
 export function geometry(xShape: Shape, wShape: Shape, p: Conv2dParams): Geo {
   const [n, c, h, w] = xShape as [number, number, number, number];
   const [o, , kh, kw] = wShape as [number, number, number, number];
-  const [sh, sw] = p.stride, [ph, pw] = p.padding;
+  const [sh, sw] = p.stride,
+    [ph, pw] = p.padding;
   const ho = Math.floor((h + 2 * ph - kh) / sh) + 1;
   const wo = Math.floor((w + 2 * pw - kw) / sw) + 1;
   return { n, c, h, w, o, kh, kw, sh, sw, ph, pw, ho, wo, g: p.groups, cg: c / p.groups, og: o / p.groups };
@@ -47,7 +72,8 @@ export function im2col(x: TypedArray, xOff: number, q: Geo, c0: number, col: Typ
           const src = xc + iy * w;
           if (sw === 1) {
             // interior run copied straight, the padded ends zeroed
-            const lo = Math.min(wo, Math.max(0, pw - kx)), hi = Math.max(lo, Math.min(wo, w + pw - kx));
+            const lo = Math.min(wo, Math.max(0, pw - kx)),
+              hi = Math.max(lo, Math.min(wo, w + pw - kx));
             for (let ox = 0; ox < lo; ox++) col[dst + ox] = 0;
             for (let ox = lo; ox < hi; ox++) col[dst + ox] = x[src + ox - pw + kx];
             for (let ox = hi; ox < wo; ox++) col[dst + ox] = 0;
@@ -79,7 +105,8 @@ export function col2im(col: TypedArray, q: Geo, c0: number, gx: TypedArray, gxOf
           const dst = xc + iy * w;
           if (sw === 1) {
             // only the interior run [lo, hi) lands inside the input row
-            const lo = Math.min(wo, Math.max(0, pw - kx)), hi = Math.max(lo, Math.min(wo, w + pw - kx));
+            const lo = Math.min(wo, Math.max(0, pw - kx)),
+              hi = Math.max(lo, Math.min(wo, w + pw - kx));
             const d0 = dst - pw + kx;
             for (let ox = lo; ox < hi; ox++) gx[d0 + ox] += col[src + ox];
             continue;
@@ -98,9 +125,17 @@ function like(x: TypedArray, n: number): TypedArray {
   return takeLike(x, n);
 }
 
-export function conv2d(x: TypedArray, xShape: Shape, w: TypedArray, wShape: Shape, p: Conv2dParams, gemm: Gemm): TypedArray {
+export function conv2d(
+  x: TypedArray,
+  xShape: Shape,
+  w: TypedArray,
+  wShape: Shape,
+  p: Conv2dParams,
+  gemm: Gemm,
+): TypedArray {
   const q = geometry(xShape, wShape, p);
-  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw;
+  const L = q.ho * q.wo,
+    R = q.cg * q.kh * q.kw;
   const out = like(x, q.n * q.o * L);
   const pw = isPointwise(q);
   const col = pw ? x : like(x, R * L);
@@ -116,9 +151,19 @@ export function conv2d(x: TypedArray, xShape: Shape, w: TypedArray, wShape: Shap
   return out;
 }
 
-export function conv2dBackwardInput(gy: TypedArray, gyShape: Shape, w: TypedArray, wShape: Shape, xShape: Shape, p: Conv2dParams, gemm: Gemm, transpose: Transpose): TypedArray {
+export function conv2dBackwardInput(
+  gy: TypedArray,
+  gyShape: Shape,
+  w: TypedArray,
+  wShape: Shape,
+  xShape: Shape,
+  p: Conv2dParams,
+  gemm: Gemm,
+  transpose: Transpose,
+): TypedArray {
   const q = geometry(xShape, wShape, p);
-  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw;
+  const L = q.ho * q.wo,
+    R = q.cg * q.kh * q.kw;
   const gx = like(gy, q.n * q.c * q.h * q.w);
   const pw = isPointwise(q);
   const col = like(gy, R * L);
@@ -138,9 +183,19 @@ export function conv2dBackwardInput(gy: TypedArray, gyShape: Shape, w: TypedArra
   return gx;
 }
 
-export function conv2dBackwardWeight(x: TypedArray, xShape: Shape, gy: TypedArray, gyShape: Shape, wShape: Shape, p: Conv2dParams, gemm: Gemm, transpose: Transpose): TypedArray {
+export function conv2dBackwardWeight(
+  x: TypedArray,
+  xShape: Shape,
+  gy: TypedArray,
+  gyShape: Shape,
+  wShape: Shape,
+  p: Conv2dParams,
+  gemm: Gemm,
+  transpose: Transpose,
+): TypedArray {
   const q = geometry(xShape, wShape, p);
-  const L = q.ho * q.wo, R = q.cg * q.kh * q.kw;
+  const L = q.ho * q.wo,
+    R = q.cg * q.kh * q.kw;
   const gw = like(x, q.o * R);
   const col = like(x, R * L);
   for (let b = 0; b < q.n; b++) {
@@ -161,7 +216,8 @@ export function conv2dBackwardWeight(x: TypedArray, xShape: Shape, gy: TypedArra
 
 export function upsampleNearest(x: TypedArray, shape: Shape, s: number): TypedArray {
   const [n, c, h, w] = shape as [number, number, number, number];
-  const H = h * s, W = w * s;
+  const H = h * s,
+    W = w * s;
   const out = like(x, n * c * H * W);
   for (let p = 0; p < n * c; p++) {
     for (let y = 0; y < H; y++) {
@@ -175,7 +231,8 @@ export function upsampleNearest(x: TypedArray, shape: Shape, s: number): TypedAr
 
 export function poolSum(x: TypedArray, shape: Shape, k: number, mul: number): TypedArray {
   const [n, c, h, w] = shape as [number, number, number, number];
-  const H = Math.floor(h / k), W = Math.floor(w / k);
+  const H = Math.floor(h / k),
+    W = Math.floor(w / k);
   const out = like(x, n * c * H * W);
   for (let p = 0; p < n * c; p++) {
     for (let y = 0; y < H; y++) {

@@ -8,14 +8,36 @@ import type { TypedArray } from "../../dtype.ts";
 import type { MatmulParams } from "../backend.ts";
 import { gemm as plainGemm, matmul as plainMatmul } from "./matmul.ts";
 import { matmulF32Batched, simdAvailable, bestVariant } from "./wasm/sgemm.ts";
-import { adamF32, binaryF32, gegluF32, groupNormBackwardF32, groupNormF32, layerNormBackwardF32, layerNormF32, reduceSumF32, siluGradF32, softmaxRowsF32, unaryF32 } from "./fast_rows.ts";
+import {
+  adamF32,
+  binaryF32,
+  gegluF32,
+  groupNormBackwardF32,
+  groupNormF32,
+  layerNormBackwardF32,
+  layerNormF32,
+  reduceSumF32,
+  siluGradF32,
+  softmaxRowsF32,
+  unaryF32,
+} from "./fast_rows.ts";
 import { conv2dBackwardInputF32, conv2dBackwardWeightF32, conv2dF32 } from "./fast_conv.ts";
 
 // below this many multiply-adds the copies into WebAssembly memory cost more than they save
 const MIN_WORK = 16 * 16 * 16;
 
 /** C[M,N] += A[M,K] @ B[K,N] through the SIMD kernel. */
-function gemm(A: TypedArray, aOff: number, B: TypedArray, bOff: number, C: TypedArray, cOff: number, M: number, K: number, N: number): void {
+function gemm(
+  A: TypedArray,
+  aOff: number,
+  B: TypedArray,
+  bOff: number,
+  C: TypedArray,
+  cOff: number,
+  M: number,
+  K: number,
+  N: number,
+): void {
   if (M * N * K < MIN_WORK || !(A instanceof Float32Array) || !(B instanceof Float32Array)) {
     plainGemm(A, aOff, B, bOff, C, cOff, M, K, N);
     return;
@@ -25,22 +47,53 @@ function gemm(A: TypedArray, aOff: number, B: TypedArray, bOff: number, C: Typed
 }
 
 function matmul(a: TypedArray, b: TypedArray, p: MatmulParams): TypedArray {
-  if (p.m * p.n * p.k < MIN_WORK || !(a instanceof Float32Array) || !(b instanceof Float32Array)) return plainMatmul(a, b, p);
-  return matmulF32Batched(a, b, p.batch, p.m, p.n, p.k, p.transA, p.transB, undefined, { strideA: p.strideA, strideB: p.strideB, strideC: p.m * p.n });
+  if (p.m * p.n * p.k < MIN_WORK || !(a instanceof Float32Array) || !(b instanceof Float32Array))
+    return plainMatmul(a, b, p);
+  return matmulF32Batched(a, b, p.batch, p.m, p.n, p.k, p.transA, p.transB, undefined, {
+    strideA: p.strideA,
+    strideB: p.strideB,
+    strideC: p.m * p.n,
+  });
 }
 
 /** The SIMD kernels, or null where WebAssembly SIMD is unavailable. */
 export function wasmFastKernels(): {
-  gemm: typeof gemm; matmul: typeof matmul; variant: string;
-  conv2d: typeof conv2dF32; conv2dBackwardInput: typeof conv2dBackwardInputF32; conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
-  softmaxRows: typeof softmaxRowsF32; unary: typeof unaryF32; siluGrad: typeof siluGradF32; groupNorm: typeof groupNormF32; layerNorm: typeof layerNormF32; geglu: typeof gegluF32;
-  binary: typeof binaryF32; reduceSum: typeof reduceSumF32; adam: typeof adamF32;
-  groupNormBackward: typeof groupNormBackwardF32; layerNormBackward: typeof layerNormBackwardF32;
+  gemm: typeof gemm;
+  matmul: typeof matmul;
+  variant: string;
+  conv2d: typeof conv2dF32;
+  conv2dBackwardInput: typeof conv2dBackwardInputF32;
+  conv2dBackwardWeight: typeof conv2dBackwardWeightF32;
+  softmaxRows: typeof softmaxRowsF32;
+  unary: typeof unaryF32;
+  siluGrad: typeof siluGradF32;
+  groupNorm: typeof groupNormF32;
+  layerNorm: typeof layerNormF32;
+  geglu: typeof gegluF32;
+  binary: typeof binaryF32;
+  reduceSum: typeof reduceSumF32;
+  adam: typeof adamF32;
+  groupNormBackward: typeof groupNormBackwardF32;
+  layerNormBackward: typeof layerNormBackwardF32;
 } | null {
   if (!simdAvailable()) return null;
   return {
-    gemm, matmul, variant: bestVariant(), conv2d: conv2dF32, conv2dBackwardInput: conv2dBackwardInputF32, conv2dBackwardWeight: conv2dBackwardWeightF32,
-    softmaxRows: softmaxRowsF32, unary: unaryF32, siluGrad: siluGradF32, groupNorm: groupNormF32, layerNorm: layerNormF32, geglu: gegluF32,
-    binary: binaryF32, reduceSum: reduceSumF32, adam: adamF32, groupNormBackward: groupNormBackwardF32, layerNormBackward: layerNormBackwardF32,
+    gemm,
+    matmul,
+    variant: bestVariant(),
+    conv2d: conv2dF32,
+    conv2dBackwardInput: conv2dBackwardInputF32,
+    conv2dBackwardWeight: conv2dBackwardWeightF32,
+    softmaxRows: softmaxRowsF32,
+    unary: unaryF32,
+    siluGrad: siluGradF32,
+    groupNorm: groupNormF32,
+    layerNorm: layerNormF32,
+    geglu: gegluF32,
+    binary: binaryF32,
+    reduceSum: reduceSumF32,
+    adam: adamF32,
+    groupNormBackward: groupNormBackwardF32,
+    layerNormBackward: layerNormBackwardF32,
   };
 }

@@ -23,7 +23,8 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
   const rt = fastRuntime();
   if (!rt || x.length < VECTOR_MIN) return null;
   const r = rt.rows;
-  const fn = op === "silu" ? r.vSilu : op === "sigmoid" ? r.vSigmoid : op === "exp" ? r.vExp : op === "gelu" ? r.vGelu : null;
+  const fn =
+    op === "silu" ? r.vSilu : op === "sigmoid" ? r.vSigmoid : op === "exp" ? r.vExp : op === "gelu" ? r.vGelu : null;
   if (!fn) return null;
   const out = take(Float32Array, x.length, true);
   return rt.withBlocks([Math.min(VECTOR_BLOCK, x.length)], ([bP]) => {
@@ -43,19 +44,35 @@ export function unaryF32(op: string, x: Float32Array): Float32Array | null {
  * runs of rows along the second-innermost dimension in one call. Float32 operations round as the
  * plain path's doubles do, so results are the same bit for bit; null if not handled.
  */
-export function binaryF32(op: BinaryOp, a: Float32Array, aShape: Shape, b: Float32Array, bShape: Shape, outShape: Shape): Float32Array | null {
+export function binaryF32(
+  op: BinaryOp,
+  a: Float32Array,
+  aShape: Shape,
+  b: Float32Array,
+  bShape: Shape,
+  outShape: Shape,
+): Float32Array | null {
   const rt = fastRuntime();
   if (!rt) return null;
   const r = rt.rows;
-  const fn = op === "add" ? r.binAdd : op === "sub" ? r.binSub : op === "mul" ? r.binMul : op === "div" ? r.binDiv : null;
+  const fn =
+    op === "add" ? r.binAdd : op === "sub" ? r.binSub : op === "mul" ? r.binMul : op === "div" ? r.binDiv : null;
   let total = 1;
   for (const d of outShape) total *= d;
   if (!fn || total < VECTOR_MIN) return null;
-  const { shape, strides: [sa, sb] } = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
-  const nd = shape.length, n = shape[nd - 1]!, ia = sa![nd - 1]!, ib = sb![nd - 1]!;
+  const {
+    shape,
+    strides: [sa, sb],
+  } = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
+  const nd = shape.length,
+    n = shape[nd - 1]!,
+    ia = sa![nd - 1]!,
+    ib = sb![nd - 1]!;
   // the innermost stride is 1 or 0 (broadcast) for each operand, never 0 for both
   if ((ia !== 0 && ia !== 1) || (ib !== 0 && ib !== 1) || ia + ib === 0) return null;
-  const R = nd >= 2 ? shape[nd - 2]! : 1, aRS = nd >= 2 ? sa![nd - 2]! : 0, bRS = nd >= 2 ? sb![nd - 2]! : 0;
+  const R = nd >= 2 ? shape[nd - 2]! : 1,
+    aRS = nd >= 2 ? sa![nd - 2]! : 0,
+    bRS = nd >= 2 ? sb![nd - 2]! : 0;
   const rowsTotal = total / n;
   // element offset of row `row` (an index over every dimension but the innermost) in an operand
   const offset = (s: number[], row: number): number => {
@@ -68,23 +85,41 @@ export function binaryF32(op: BinaryOp, a: Float32Array, aShape: Shape, b: Float
   };
   const per = Math.max(1, Math.floor(BINARY_BLOCK / n));
   // each operand's span over a block of rows (offsets grow with the row: strides are not negative)
-  const span = (s: number[], inner: number, r0: number, r1: number): [number, number] => [offset(s, r0), offset(s, r1 - 1) + (inner ? n : 1)];
-  let aMax = 1, bMax = 1;
+  const span = (s: number[], inner: number, r0: number, r1: number): [number, number] => [
+    offset(s, r0),
+    offset(s, r1 - 1) + (inner ? n : 1),
+  ];
+  let aMax = 1,
+    bMax = 1;
   for (let r0 = 0; r0 < rowsTotal; r0 += per) {
-    const r1 = Math.min(rowsTotal, r0 + per), [a0, a1] = span(sa!, ia, r0, r1), [b0, b1] = span(sb!, ib, r0, r1);
+    const r1 = Math.min(rowsTotal, r0 + per),
+      [a0, a1] = span(sa!, ia, r0, r1),
+      [b0, b1] = span(sb!, ib, r0, r1);
     aMax = Math.max(aMax, a1 - a0);
     bMax = Math.max(bMax, b1 - b0);
   }
   const out = take(Float32Array, total, true);
   return rt.withBlocks([aMax, bMax, Math.min(per, rowsTotal) * n], ([aP, bP, oP]) => {
     for (let r0 = 0; r0 < rowsTotal; r0 += per) {
-      const r1 = Math.min(rowsTotal, r0 + per), [a0, a1] = span(sa!, ia, r0, r1), [b0, b1] = span(sb!, ib, r0, r1);
+      const r1 = Math.min(rowsTotal, r0 + per),
+        [a0, a1] = span(sa!, ia, r0, r1),
+        [b0, b1] = span(sb!, ib, r0, r1);
       rt.write(aP!, a.subarray(a0, a1));
       rt.write(bP!, b.subarray(b0, b1));
       // runs of rows that stay within one run of the second-innermost dimension
       for (let row = r0; row < r1;) {
         const end = Math.min(r1, (Math.floor(row / R) + 1) * R);
-        fn(aP! + (offset(sa!, row) - a0) * 4, aRS * 4, ia, bP! + (offset(sb!, row) - b0) * 4, bRS * 4, ib, oP! + (row - r0) * n * 4, end - row, n);
+        fn(
+          aP! + (offset(sa!, row) - a0) * 4,
+          aRS * 4,
+          ia,
+          bP! + (offset(sb!, row) - b0) * 4,
+          bRS * 4,
+          ib,
+          oP! + (row - r0) * n * 4,
+          end - row,
+          n,
+        );
         row = end;
       }
       out.set(rt.view(oP!, (r1 - r0) * n), r0 * n);
@@ -101,11 +136,14 @@ export function binaryF32(op: BinaryOp, a: Float32Array, aShape: Shape, b: Float
 export function reduceSumF32(x: Float32Array, shape: Shape, axes: readonly number[]): Float32Array | null {
   const rt = fastRuntime();
   if (!rt || axes.length === 0 || x.length < VECTOR_MIN) return null;
-  const sh = [...shape], stages: [number, number, number][] = [];
+  const sh = [...shape],
+    stages: [number, number, number][] = [];
   for (let i = axes.length - 1; i >= 0;) {
     let j = i;
     while (j > 0 && axes[j - 1] === axes[j]! - 1) j--;
-    let outer = 1, len = 1, inner = 1;
+    let outer = 1,
+      len = 1,
+      inner = 1;
     for (let d = 0; d < axes[j]!; d++) outer *= sh[d]!;
     for (let d = axes[j]!; d <= axes[i]!; d++) len *= sh[d]!;
     for (let d = axes[i]! + 1; d < sh.length; d++) inner *= sh[d]!;
@@ -113,14 +151,17 @@ export function reduceSumF32(x: Float32Array, shape: Shape, axes: readonly numbe
     for (let d = axes[j]!; d <= axes[i]!; d++) sh[d] = 1;
     i = j - 1;
   }
-  const sizes = stages.map(([o, , inner]) => o * inner), accFloats = 2 * Math.max(1, ...stages.map(([, , inner]) => inner));
+  const sizes = stages.map(([o, , inner]) => o * inner),
+    accFloats = 2 * Math.max(1, ...stages.map(([, , inner]) => inner));
   return rt.withBlocks([x, ...sizes, accFloats], (ptrs) => {
     const acc = ptrs[ptrs.length - 1]!;
     let cur = ptrs[0]!;
     stages.forEach(([outer, len, inner], k) => {
       const dst = ptrs[k + 1]!;
       if (inner === 1) rt.rows.sumRows4(cur, outer, len, dst);
-      else for (let o = 0; o < outer; o++) rt.rows.sumCols(cur + o * len * inner * 4, len, inner, acc, dst + o * inner * 4);
+      else
+        for (let o = 0; o < outer; o++)
+          rt.rows.sumCols(cur + o * len * inner * 4, len, inner, acc, dst + o * inner * 4);
       cur = dst;
     });
     return rt.read(cur, sizes[sizes.length - 1]!);
@@ -134,12 +175,21 @@ const ADAM_BLOCK = 1 << 15;
  * One Adam/AdamW step in place over float32 parameter and moments, in WebAssembly with float64 lanes
  * and the plain kernel's operations in its order: the same results bit for bit; false if not handled.
  */
-export function adamF32(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, size: number, h: AdamHyper): boolean {
+export function adamF32(
+  w: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  size: number,
+  h: AdamHyper,
+): boolean {
   const rt = fastRuntime();
   if (!rt || size < VECTOR_MIN) return false;
   const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, decoupled } = h;
-  const stepSize = lr / (1 - Math.pow(b1, h.t)), sq = Math.sqrt(1 - Math.pow(b2, h.t));
-  const c = decoupled && wd !== 0 ? 1 - lr * wd : 1, l2 = !decoupled && wd !== 0 ? 1 : 0;
+  const stepSize = lr / (1 - Math.pow(b1, h.t)),
+    sq = Math.sqrt(1 - Math.pow(b2, h.t));
+  const c = decoupled && wd !== 0 ? 1 - lr * wd : 1,
+    l2 = !decoupled && wd !== 0 ? 1 : 0;
   const bl = Math.min(ADAM_BLOCK, size);
   rt.withBlocks([bl, bl, bl, bl], ([wP, gP, mP, vP]) => {
     for (let i = 0; i < size; i += ADAM_BLOCK) {
@@ -181,14 +231,18 @@ export function siluGradF32(g: Float32Array, x: Float32Array, gelu = false): Flo
  * affine (+ silu) pass per channel. Same outputs as the plain kernel; null if not handled.
  */
 export function groupNormF32(
-  x: Float32Array, weight: Float32Array | null, bias: Float32Array | null,
-  p: { n: number; c: number; s: number; groups: number; eps: number }, silu = false,
+  x: Float32Array,
+  weight: Float32Array | null,
+  bias: Float32Array | null,
+  p: { n: number; c: number; s: number; groups: number; eps: number },
+  silu = false,
 ): { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null {
   const rt = fastRuntime();
   if (!rt || x.length < VECTOR_MIN) return null;
   const { n, c, s, groups, eps } = p;
   const cg = c / groups;
-  const mean = new Float64Array(n * groups), rstd = new Float64Array(n * groups);
+  const mean = new Float64Array(n * groups),
+    rstd = new Float64Array(n * groups);
   return rt.withBlocks([x, weight ?? 1, bias ?? 1, 2 * n * groups, 2 * n * groups], ([xP, wP, bP, mP, rP]) => {
     if (weight) rt.write(wP!, weight);
     if (bias) rt.write(bP!, bias);
@@ -216,22 +270,31 @@ function f64Out(rt: WasmRuntime, ptr: number, n: number): Float32Array {
  * if not handled.
  */
 export function groupNormBackwardF32(
-  x: Float32Array, weight: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array,
-  p: { n: number; c: number; s: number; groups: number }, affine: boolean,
+  x: Float32Array,
+  weight: Float32Array | null,
+  gy: Float32Array,
+  mean: Float64Array,
+  rstd: Float64Array,
+  p: { n: number; c: number; s: number; groups: number },
+  affine: boolean,
 ): NormGrads | null {
   const rt = fastRuntime();
-  const { n, c, s, groups } = p, ng = n * groups;
+  const { n, c, s, groups } = p,
+    ng = n * groups;
   if (!rt || x.length < VECTOR_MIN || mean.length < ng || rstd.length < ng) return null;
-  return rt.withBlocks([x, gy, x.length, weight ?? 1, 2 * ng, 2 * ng, 2 * c, 2 * c], ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
-    const buf = rt.arena.memory.buffer;
-    new Float64Array(buf, mP!, ng).set(mean.subarray(0, ng));
-    new Float64Array(buf, rP!, ng).set(rstd.subarray(0, ng));
-    new Float64Array(buf, dwP!, c).fill(0);
-    new Float64Array(buf, dbP!, c).fill(0);
-    rt.rows.groupNormBwd(xP!, gP!, dP!, ng, groups, c / groups, s, weight ? wP! : 0, mP!, rP!, dwP!, dbP!);
-    const dx = rt.read(dP!, x.length);
-    return affine ? { dx, dw: f64Out(rt, dwP!, c), db: f64Out(rt, dbP!, c) } : { dx, dw: null, db: null };
-  });
+  return rt.withBlocks(
+    [x, gy, x.length, weight ?? 1, 2 * ng, 2 * ng, 2 * c, 2 * c],
+    ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
+      const buf = rt.arena.memory.buffer;
+      new Float64Array(buf, mP!, ng).set(mean.subarray(0, ng));
+      new Float64Array(buf, rP!, ng).set(rstd.subarray(0, ng));
+      new Float64Array(buf, dwP!, c).fill(0);
+      new Float64Array(buf, dbP!, c).fill(0);
+      rt.rows.groupNormBwd(xP!, gP!, dP!, ng, groups, c / groups, s, weight ? wP! : 0, mP!, rP!, dwP!, dbP!);
+      const dx = rt.read(dP!, x.length);
+      return affine ? { dx, dw: f64Out(rt, dwP!, c), db: f64Out(rt, dbP!, c) } : { dx, dw: null, db: null };
+    },
+  );
 }
 
 /**
@@ -240,22 +303,30 @@ export function groupNormBackwardF32(
  * in float64. Agrees with the plain kernel to float32 rounding; null if not handled.
  */
 export function layerNormBackwardF32(
-  x: Float32Array, weight: Float32Array | null, gy: Float32Array, mean: Float64Array, rstd: Float64Array,
-  p: { rows: number; d: number }, affine: boolean,
+  x: Float32Array,
+  weight: Float32Array | null,
+  gy: Float32Array,
+  mean: Float64Array,
+  rstd: Float64Array,
+  p: { rows: number; d: number },
+  affine: boolean,
 ): NormGrads | null {
   const rt = fastRuntime();
   const { rows, d } = p;
   if (!rt || x.length < VECTOR_MIN || d === 0 || mean.length < rows || rstd.length < rows) return null;
-  return rt.withBlocks([x, gy, x.length, weight ?? 1, 2 * rows, 2 * rows, 2 * d, 2 * d], ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
-    const buf = rt.arena.memory.buffer;
-    new Float64Array(buf, mP!, rows).set(mean.subarray(0, rows));
-    new Float64Array(buf, rP!, rows).set(rstd.subarray(0, rows));
-    new Float64Array(buf, dwP!, d).fill(0);
-    new Float64Array(buf, dbP!, d).fill(0);
-    rt.rows.layerNormBwd(xP!, gP!, dP!, rows, d, weight ? wP! : 0, mP!, rP!, affine ? dwP! : 0, dbP!);
-    const dx = rt.read(dP!, x.length);
-    return affine ? { dx, dw: f64Out(rt, dwP!, d), db: f64Out(rt, dbP!, d) } : { dx, dw: null, db: null };
-  });
+  return rt.withBlocks(
+    [x, gy, x.length, weight ?? 1, 2 * rows, 2 * rows, 2 * d, 2 * d],
+    ([xP, gP, dP, wP, mP, rP, dwP, dbP]) => {
+      const buf = rt.arena.memory.buffer;
+      new Float64Array(buf, mP!, rows).set(mean.subarray(0, rows));
+      new Float64Array(buf, rP!, rows).set(rstd.subarray(0, rows));
+      new Float64Array(buf, dwP!, d).fill(0);
+      new Float64Array(buf, dbP!, d).fill(0);
+      rt.rows.layerNormBwd(xP!, gP!, dP!, rows, d, weight ? wP! : 0, mP!, rP!, affine ? dwP! : 0, dbP!);
+      const dx = rt.read(dP!, x.length);
+      return affine ? { dx, dw: f64Out(rt, dwP!, d), db: f64Out(rt, dbP!, d) } : { dx, dw: null, db: null };
+    },
+  );
 }
 
 /**
@@ -263,7 +334,10 @@ export function layerNormBackwardF32(
  * norm's; absent affine terms as ones and zeros). Same outputs as the plain kernel; null if not handled.
  */
 export function layerNormF32(
-  x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, p: { rows: number; d: number; eps: number },
+  x: Float32Array,
+  weight: Float32Array | null,
+  bias: Float32Array | null,
+  p: { rows: number; d: number; eps: number },
 ): { y: Float32Array; mean: Float64Array; rstd: Float64Array } | null {
   const rt = fastRuntime();
   if (!rt || x.length < VECTOR_MIN || p.d === 0) return null;
@@ -274,7 +348,11 @@ export function layerNormF32(
     if (!bias) h.fill(0, bP! / 4, bP! / 4 + d);
     rt.rows.rowsLayerNorm(xP!, xP!, rows, d, wP!, bP!, eps, mP!, rP!);
     const buf = rt.arena.memory.buffer;
-    return { y: rt.read(xP!, x.length), mean: new Float64Array(buf, mP!, rows).slice(), rstd: new Float64Array(buf, rP!, rows).slice() };
+    return {
+      y: rt.read(xP!, x.length),
+      mean: new Float64Array(buf, mP!, rows).slice(),
+      rstd: new Float64Array(buf, rP!, rows).slice(),
+    };
   });
 }
 
@@ -312,7 +390,9 @@ export function softmaxRowsF32(x: Float32Array, rows: number, n: number, log: bo
       const h = rt.arena.heapF32();
       if (!log) out.set(h.subarray(sP! / 4, sP! / 4 + nr * n), r0 * n);
       for (let r = 0; r < nr; r++) {
-        const mx = h[stats! / 4 + r]!, sum = h[stats! / 4 + nr + r]!, base = (r0 + r) * n;
+        const mx = h[stats! / 4 + r]!,
+          sum = h[stats! / 4 + nr + r]!,
+          base = (r0 + r) * n;
         // a row of -Infinity has no softmax: NaN, as the plain path and PyTorch give
         if (sum === 0) out.fill(NaN, base, base + n);
         else if (log) {

@@ -15,15 +15,29 @@ function full(x: TypedArray, n: number): TypedArray {
 }
 
 /** dst[dOff + sum i_d*ds_d] = src[sOff + sum i_d*ss_d] over `shape`, innermost dimension as a tight loop. */
-export function copyStrided(src: TypedArray, sOff: number, ss: number[], dst: TypedArray, dOff: number, ds: number[], shape: Shape): void {
+export function copyStrided(
+  src: TypedArray,
+  sOff: number,
+  ss: number[],
+  dst: TypedArray,
+  dOff: number,
+  ds: number[],
+  shape: Shape,
+): void {
   if (sizeOf(shape) === 0) return;
   const c = coalesce(shape, [ss, ds]);
-  const sh = c.shape, s1 = c.strides[0], s2 = c.strides[1];
-  const nd = sh.length, inner = sh[nd - 1], is = s1[nd - 1], id = s2[nd - 1];
+  const sh = c.shape,
+    s1 = c.strides[0],
+    s2 = c.strides[1];
+  const nd = sh.length,
+    inner = sh[nd - 1],
+    is = s1[nd - 1],
+    id = s2[nd - 1];
   let outer = 1;
   for (let d = 0; d < nd - 1; d++) outer *= sh[d];
   const cnt = new Int32Array(nd);
-  let os = sOff, od = dOff;
+  let os = sOff,
+    od = dOff;
   for (let r = 0; r < outer; r++) {
     if (is === 1 && id === 1) {
       if (inner > 64) dst.set(src.subarray(os, os + inner), od);
@@ -32,9 +46,13 @@ export function copyStrided(src: TypedArray, sOff: number, ss: number[], dst: Ty
       for (let j = 0; j < inner; j++) dst[od + j * id] = src[os + j * is];
     }
     for (let d = nd - 2; d >= 0; d--) {
-      cnt[d]++; os += s1[d]; od += s2[d];
+      cnt[d]++;
+      os += s1[d];
+      od += s2[d];
       if (cnt[d] < sh[d]) break;
-      os -= s1[d] * sh[d]; od -= s2[d] * sh[d]; cnt[d] = 0;
+      os -= s1[d] * sh[d];
+      od -= s2[d] * sh[d];
+      cnt[d] = 0;
     }
   }
 }
@@ -43,7 +61,15 @@ export function permute(x: TypedArray, shape: Shape, perm: readonly number[]): T
   const out = full(x, x.length);
   const st = stridesOf(shape);
   const outShape = perm.map((p) => shape[p]);
-  copyStrided(x, 0, perm.map((p) => st[p]), out, 0, stridesOf(outShape), outShape);
+  copyStrided(
+    x,
+    0,
+    perm.map((p) => st[p]),
+    out,
+    0,
+    stridesOf(outShape),
+    outShape,
+  );
   return out;
 }
 
@@ -58,17 +84,36 @@ export function expand(x: TypedArray, shape: Shape, outShape: Shape): TypedArray
   return out;
 }
 
-export function slice(x: TypedArray, shape: Shape, begin: readonly number[], end: readonly number[], step: readonly number[]): TypedArray {
+export function slice(
+  x: TypedArray,
+  shape: Shape,
+  begin: readonly number[],
+  end: readonly number[],
+  step: readonly number[],
+): TypedArray {
   const st = stridesOf(shape);
   const outShape = begin.map((b, d) => Math.max(0, Math.ceil((end[d] - b) / step[d])));
   const out = full(x, sizeOf(outShape));
   let off = 0;
   for (let d = 0; d < shape.length; d++) off += begin[d] * st[d];
-  copyStrided(x, off, st.map((s, d) => s * step[d]), out, 0, stridesOf(outShape), outShape);
+  copyStrided(
+    x,
+    off,
+    st.map((s, d) => s * step[d]),
+    out,
+    0,
+    stridesOf(outShape),
+    outShape,
+  );
   return out;
 }
 
-export function pad(x: TypedArray, shape: Shape, pads: readonly (readonly [number, number])[], value: number): TypedArray {
+export function pad(
+  x: TypedArray,
+  shape: Shape,
+  pads: readonly (readonly [number, number])[],
+  value: number,
+): TypedArray {
   const outShape = shape.map((d, i) => d + pads[i][0] + pads[i][1]);
   const out = like(x, sizeOf(outShape));
   if (value !== 0) out.fill(value);
@@ -93,7 +138,8 @@ export function concat(xs: readonly TypedArray[], shapes: readonly Shape[], axis
 }
 
 function split3(shape: Shape, axis: number): [number, number, number] {
-  let outer = 1, inner = 1;
+  let outer = 1,
+    inner = 1;
   for (let d = 0; d < axis; d++) outer *= shape[d];
   for (let d = axis + 1; d < shape.length; d++) inner *= shape[d];
   return [outer, shape[axis], inner];

@@ -12,10 +12,18 @@ function like(x: TypedArray, n: number): TypedArray {
 }
 
 /** y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c] per (sample, group); returns y, mean and 1/std per (n, group). */
-export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias: TypedArray | null, p: GroupNormParams): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
+export function groupNormForward(
+  x: TypedArray,
+  weight: TypedArray | null,
+  bias: TypedArray | null,
+  p: GroupNormParams,
+): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
   const { n, c, s, groups, eps } = p;
-  const cg = c / groups, len = cg * s;
-  const y = like(x, x.length), mean = new Float64Array(n * groups), rstd = new Float64Array(n * groups);
+  const cg = c / groups,
+    len = cg * s;
+  const y = like(x, x.length),
+    mean = new Float64Array(n * groups),
+    rstd = new Float64Array(n * groups);
   for (let ng = 0; ng < n * groups; ng++) {
     const o = ng * len;
     let sum = 0;
@@ -31,7 +39,8 @@ export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias:
     rstd[ng] = r;
     const c0 = (ng % groups) * cg;
     for (let ch = 0; ch < cg; ch++) {
-      const a = r * (weight ? weight[c0 + ch] : 1), b = (bias ? bias[c0 + ch] : 0) - mu * a;
+      const a = r * (weight ? weight[c0 + ch] : 1),
+        b = (bias ? bias[c0 + ch] : 0) - mu * a;
       const q = o + ch * s;
       if (p.silu) {
         for (let i = 0; i < s; i++) {
@@ -46,19 +55,33 @@ export function groupNormForward(x: TypedArray, weight: TypedArray | null, bias:
 
 /** Gradients of {@link groupNormForward}: dx, and dweight / dbias (per channel) when the affine terms exist. */
 export function groupNormBackward(
-  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: TypedArray, rstd: TypedArray, p: GroupNormParams, affine: boolean,
+  x: TypedArray,
+  weight: TypedArray | null,
+  gy: TypedArray,
+  mean: TypedArray,
+  rstd: TypedArray,
+  p: GroupNormParams,
+  affine: boolean,
 ): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
   const { n, c, s, groups } = p;
-  const cg = c / groups, len = cg * s;
+  const cg = c / groups,
+    len = cg * s;
   const dx = like(x, x.length);
-  const dwAcc = new Float64Array(c), dbAcc = new Float64Array(c);
+  const dwAcc = new Float64Array(c),
+    dbAcc = new Float64Array(c);
   for (let ng = 0; ng < n * groups; ng++) {
-    const o = ng * len, mu = mean[ng]!, r = rstd[ng]!, c0 = (ng % groups) * cg;
+    const o = ng * len,
+      mu = mean[ng]!,
+      r = rstd[ng]!,
+      c0 = (ng % groups) * cg;
     // sums over the group of g = gy * w and g * xhat
-    let sg = 0, sgx = 0;
+    let sg = 0,
+      sgx = 0;
     for (let ch = 0; ch < cg; ch++) {
-      const w = weight ? weight[c0 + ch] : 1, q = o + ch * s;
-      let a = 0, b = 0;
+      const w = weight ? weight[c0 + ch] : 1,
+        q = o + ch * s;
+      let a = 0,
+        b = 0;
       for (let i = 0; i < s; i++) {
         const gv = gy[q + i];
         a += gv;
@@ -69,23 +92,33 @@ export function groupNormBackward(
       sg += a * w;
       sgx += b * r * w;
     }
-    const mg = sg / len, mgx = sgx / len;
+    const mg = sg / len,
+      mgx = sgx / len;
     for (let ch = 0; ch < cg; ch++) {
-      const w = weight ? weight[c0 + ch] : 1, q = o + ch * s;
+      const w = weight ? weight[c0 + ch] : 1,
+        q = o + ch * s;
       for (let i = 0; i < s; i++) dx[q + i] = r * (gy[q + i] * w - mg - (x[q + i] - mu) * r * mgx);
     }
   }
   if (!affine) return { dx, dw: null, db: null };
-  const dw = like(x, c), db = like(x, c);
+  const dw = like(x, c),
+    db = like(x, c);
   dw.set(dwAcc);
   db.set(dbAcc);
   return { dx, dw, db };
 }
 
 /** y = (x - mean) / sqrt(var + eps) * weight + bias per row of d elements; returns y, mean and 1/std per row. */
-export function layerNormForward(x: TypedArray, weight: TypedArray | null, bias: TypedArray | null, p: LayerNormParams): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
+export function layerNormForward(
+  x: TypedArray,
+  weight: TypedArray | null,
+  bias: TypedArray | null,
+  p: LayerNormParams,
+): { y: TypedArray; mean: Float64Array; rstd: Float64Array } {
   const { rows, d, eps } = p;
-  const y = like(x, x.length), mean = new Float64Array(rows), rstd = new Float64Array(rows);
+  const y = like(x, x.length),
+    mean = new Float64Array(rows),
+    rstd = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     const o = r * d;
     let sum = 0;
@@ -112,16 +145,28 @@ export function layerNormForward(x: TypedArray, weight: TypedArray | null, bias:
  * and dweight = sum g xhat, dbias = sum g over rows (when `affine`).
  */
 export function layerNormBackward(
-  x: TypedArray, weight: TypedArray | null, gy: TypedArray, mean: TypedArray, rstd: TypedArray, p: LayerNormParams, affine: boolean,
+  x: TypedArray,
+  weight: TypedArray | null,
+  gy: TypedArray,
+  mean: TypedArray,
+  rstd: TypedArray,
+  p: LayerNormParams,
+  affine: boolean,
 ): { dx: TypedArray; dw: TypedArray | null; db: TypedArray | null } {
   const { rows, d } = p;
   const dx = like(x, x.length);
-  const dwAcc = new Float64Array(affine ? d : 0), dbAcc = new Float64Array(affine ? d : 0);
+  const dwAcc = new Float64Array(affine ? d : 0),
+    dbAcc = new Float64Array(affine ? d : 0);
   for (let r = 0; r < rows; r++) {
-    const o = r * d, mu = mean[r]!, rs = rstd[r]!;
-    let sg = 0, sgx = 0;
+    const o = r * d,
+      mu = mean[r]!,
+      rs = rstd[r]!;
+    let sg = 0,
+      sgx = 0;
     for (let i = 0; i < d; i++) {
-      const gv = gy[o + i], xh = (x[o + i] - mu) * rs, gw = weight ? gv * weight[i] : gv;
+      const gv = gy[o + i],
+        xh = (x[o + i] - mu) * rs,
+        gw = weight ? gv * weight[i] : gv;
       sg += gw;
       sgx += gw * xh;
       if (affine) {
@@ -129,14 +174,17 @@ export function layerNormBackward(
         dwAcc[i] += gv * xh;
       }
     }
-    const mg = sg / d, mgx = sgx / d;
+    const mg = sg / d,
+      mgx = sgx / d;
     for (let i = 0; i < d; i++) {
-      const xh = (x[o + i] - mu) * rs, gw = weight ? gy[o + i] * weight[i] : gy[o + i];
+      const xh = (x[o + i] - mu) * rs,
+        gw = weight ? gy[o + i] * weight[i] : gy[o + i];
       dx[o + i] = rs * (gw - mg - xh * mgx);
     }
   }
   if (!affine) return { dx, dw: null, db: null };
-  const dw = like(x, d), db = like(x, d);
+  const dw = like(x, d),
+    db = like(x, d);
   dw.set(dwAcc);
   db.set(dbAcc);
   return { dx, dw, db };

@@ -7,9 +7,17 @@ import type { AdamHyper, AdamStorages } from "../backend.ts";
  * decay adds wd * w to the gradient; moments keep the parameter's precision; the update is
  * lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
  */
-export function adamUpdate(w: TypedArray, gr: TypedArray, m: TypedArray, v: TypedArray, size: number, h: AdamHyper): AdamStorages<TypedArray> {
+export function adamUpdate(
+  w: TypedArray,
+  gr: TypedArray,
+  m: TypedArray,
+  v: TypedArray,
+  size: number,
+  h: AdamHyper,
+): AdamStorages<TypedArray> {
   const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, decoupled } = h;
-  const stepSize = lr / (1 - Math.pow(b1, h.t)), sq = Math.sqrt(1 - Math.pow(b2, h.t));
+  const stepSize = lr / (1 - Math.pow(b1, h.t)),
+    sq = Math.sqrt(1 - Math.pow(b2, h.t));
   if (decoupled && wd !== 0) for (let i = 0; i < size; i++) w[i] *= 1 - lr * wd;
   for (let i = 0; i < size; i++) {
     let gi = gr[i]!;

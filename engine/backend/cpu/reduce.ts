@@ -17,9 +17,16 @@ function reduceAxis(op: ReduceOp, x: TypedArray, outer: number, len: number, inn
     if (inner === 1) {
       if (op === "sum") {
         // four partial sums break the add dependency chain
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0, j = 0;
+        let s0 = 0,
+          s1 = 0,
+          s2 = 0,
+          s3 = 0,
+          j = 0;
         for (; j + 3 < len; j += 4) {
-          s0 += x[base + j]; s1 += x[base + j + 1]; s2 += x[base + j + 2]; s3 += x[base + j + 3];
+          s0 += x[base + j];
+          s1 += x[base + j + 1];
+          s2 += x[base + j + 2];
+          s3 += x[base + j + 3];
         }
         for (; j < len; j++) s0 += x[base + j];
         out[o] = s0 + s1 + (s2 + s3);
@@ -66,8 +73,11 @@ export function reduce(op: ReduceOp, x: TypedArray, shape: Shape, axes: readonly
   while (i >= 0) {
     let j = i;
     while (j > 0 && axes[j - 1] === axes[j] - 1) j--;
-    const first = axes[j], last = axes[i];
-    let outer = 1, len = 1, inner = 1;
+    const first = axes[j],
+      last = axes[i];
+    let outer = 1,
+      len = 1,
+      inner = 1;
     for (let d = 0; d < first; d++) outer *= sh[d];
     for (let d = first; d <= last; d++) len *= sh[d];
     for (let d = last + 1; d < sh.length; d++) inner *= sh[d];
@@ -80,7 +90,8 @@ export function reduce(op: ReduceOp, x: TypedArray, shape: Shape, axes: readonly
 
 /** Numerically stable softmax (or log-softmax) along `axis`. */
 export function softmax(x: TypedArray, shape: Shape, axis: number, log: boolean): TypedArray {
-  let outer = 1, inner = 1;
+  let outer = 1,
+    inner = 1;
   for (let d = 0; d < axis; d++) outer *= shape[d];
   for (let d = axis + 1; d < shape.length; d++) inner *= shape[d];
   const len = shape[axis];

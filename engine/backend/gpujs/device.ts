@@ -227,7 +227,17 @@ export const NATIVE: Record<string, string> = {
 export class Device {
   readonly gpu: GpuJs;
   private readonly kernels = new Map<string, GpuKernel>();
-  private readonly st: DeviceStats = { gpu: {}, host: {}, compiled: 0, uploads: 0, uploadMs: 0, downloads: 0, downloadMs: 0, liveTextures: 0, releasedTextures: 0 };
+  private readonly st: DeviceStats = {
+    gpu: {},
+    host: {},
+    compiled: 0,
+    uploads: 0,
+    uploadMs: 0,
+    downloads: 0,
+    downloadMs: 0,
+    liveTextures: 0,
+    releasedTextures: 0,
+  };
   readonly scratch = new Scratch();
 
   /** Kernel calls, transfers and textures since start. */
@@ -251,11 +261,15 @@ export class Device {
     // gpu.js includes only the native functions a kernel calls, not what they call: the bodies go into
     // every shader (as h_<name>) and each callable name is a one-line wrapper
     const names = Object.keys(NATIVE);
-    const rename = (src: string): string => names.reduce((t, n) => t.replace(new RegExp(`\\b${n}\\(`, "g"), `h_${n}(`), src);
+    const rename = (src: string): string =>
+      names.reduce((t, n) => t.replace(new RegExp(`\\b${n}\\(`, "g"), `h_${n}(`), src);
     gpu.injectNative(Object.values(NATIVE).map(rename).join("\n"));
     for (const [name, src] of Object.entries(NATIVE)) {
       const params = /\(([^)]*)\)/.exec(src)![1]!;
-      const call = params.split(",").map((a) => a.trim().split(/\s+/)[1]).join(", ");
+      const call = params
+        .split(",")
+        .map((a) => a.trim().split(/\s+/)[1])
+        .join(", ");
       gpu.addNativeFunction(name, `float ${name}(${params}) { return h_${name}(${call}); }`, { returnType: "Number" });
     }
   }
@@ -281,7 +295,15 @@ export class Device {
     const key = `${n}|${sizes.join(",")}|${src}`;
     let k = this.kernels.get(key);
     if (!k) {
-      k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });
+      k = this.gpu.createKernel(src, {
+        output: [n],
+        pipeline: true,
+        immutable: true,
+        precision: "single",
+        tactic: "precision",
+        dynamicOutput: false,
+        dynamicArguments: false,
+      });
       this.kernels.set(key, k);
       this.stats.compiled++;
     }
@@ -298,7 +320,12 @@ export class Device {
     const out: GpuTexture[] = [];
     for (let off = 0; off < n; off += MAX_GPU_ELEMENTS) {
       const len = Math.min(MAX_GPU_ELEMENTS, n - off);
-      const k = this.kernelFor("chunk", src, len, args.map((a) => (typeof a === "number" ? "s" : a.size === n ? String(len) : String(a.size))).join(","));
+      const k = this.kernelFor(
+        "chunk",
+        src,
+        len,
+        args.map((a) => (typeof a === "number" ? "s" : a.size === n ? String(len) : String(a.size))).join(","),
+      );
       const kargs = args.map((a): KernelArg => {
         if (typeof a === "number") return a;
         if (a.size === n) return this.chunksOf(a)[off / MAX_GPU_ELEMENTS]!;
@@ -336,7 +363,8 @@ export class Device {
     const t = s.tex;
     if (t) return t;
     const host = s.host;
-    if (!host || !s.onDevice) throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements to one texture`);
+    if (!host || !s.onDevice)
+      throw new Error(`gpujs: cannot upload ${s.dtype} storage of ${s.size} elements to one texture`);
     const t0 = performance.now();
     const up = this.kernelFor(`upload`, `function(a) { return a[this.thread.x]; }`, s.size);
     const tex = up(host as Float32Array);
@@ -356,14 +384,19 @@ export class Device {
     const t0 = performance.now();
     const read = (t: GpuTexture, len: number): Float32Array => {
       const raw = t.toArray();
-      const arr = raw instanceof Float32Array ? raw : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
+      const arr =
+        raw instanceof Float32Array
+          ? raw
+          : Float32Array.from((raw as Float32Array[]).flatMap((r) => Array.from(r as Float32Array)));
       return arr.length === len ? arr : arr.slice(0, len);
     };
     let out: Float32Array;
     if (ts.length === 1) out = read(ts[0]!, s.size);
     else {
       out = new Float32Array(s.size);
-      ts.forEach((t, k) => out.set(read(t, Math.min(MAX_GPU_ELEMENTS, s.size - k * MAX_GPU_ELEMENTS)), k * MAX_GPU_ELEMENTS));
+      ts.forEach((t, k) =>
+        out.set(read(t, Math.min(MAX_GPU_ELEMENTS, s.size - k * MAX_GPU_ELEMENTS)), k * MAX_GPU_ELEMENTS),
+      );
     }
     s.setHost(out);
     this.stats.downloads += ts.length;
@@ -375,7 +408,15 @@ export class Device {
     const key = `${tag}|${n}|${sizes}|${src}`;
     let k = this.kernels.get(key);
     if (!k) {
-      k = this.gpu.createKernel(src, { output: [n], pipeline: true, immutable: true, precision: "single", tactic: "precision", dynamicOutput: false, dynamicArguments: false });
+      k = this.gpu.createKernel(src, {
+        output: [n],
+        pipeline: true,
+        immutable: true,
+        precision: "single",
+        tactic: "precision",
+        dynamicOutput: false,
+        dynamicArguments: false,
+      });
       this.kernels.set(key, k);
       this.stats.compiled++;
     }
@@ -398,7 +439,11 @@ export function coordLines(v: string, shape: readonly number[], p: string): stri
       lines.push(`const ${p}${d} = 0.0;`);
       continue;
     }
-    lines.push(`const ${p}q${d} = idiv(${p}r, ${f(dim)});`, `const ${p}${d} = ${p}r - ${p}q${d} * ${f(dim)};`, `${p}r = ${p}q${d};`);
+    lines.push(
+      `const ${p}q${d} = idiv(${p}r, ${f(dim)});`,
+      `const ${p}${d} = ${p}r - ${p}q${d} * ${f(dim)};`,
+      `${p}r = ${p}q${d};`,
+    );
   }
   lines.push(`const ${p}0 = ${p}r;`);
   return lines;

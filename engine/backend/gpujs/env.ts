@@ -22,7 +22,11 @@ export interface GpuJs {
   injectNative(source: string): unknown;
 }
 interface GpuJsModule {
-  GPU: (new (settings?: Record<string, unknown>) => GpuJs) & { isHeadlessGLSupported?: boolean; isWebGL2Supported?: boolean; isWebGLSupported?: boolean };
+  GPU: (new (settings?: Record<string, unknown>) => GpuJs) & {
+    isHeadlessGLSupported?: boolean;
+    isWebGL2Supported?: boolean;
+    isWebGLSupported?: boolean;
+  };
 }
 type CreateGL = (w: number, h: number, o?: Record<string, unknown>) => WebGLLike | null;
 interface WebGLLike {
@@ -64,7 +68,8 @@ const ICD_FILES = ["libvk_swiftshader.so", "vk_swiftshader_icd.json", "libvulkan
 type NodeRequire = (id: string) => unknown;
 function nodeRequire(): { require: NodeRequire; resolve: (id: string) => string } | null {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const mod = proc?.getBuiltinModule?.("node:module") as { createRequire(url: string): NodeRequire & { resolve(id: string): string } } | undefined;
+  const mod = proc?.getBuiltinModule?.("node:module") as
+    { createRequire(url: string): NodeRequire & { resolve(id: string): string } } | undefined;
   if (!mod) return null;
   const req = mod.createRequire(import.meta.url);
   return { require: req, resolve: (id) => req.resolve(id) };
@@ -80,7 +85,9 @@ let cached: { probe: GpujsProbe; gpu: GpuJs | null } | null = null;
 function nativeRenderer(gl: WebGLLike): string {
   let p: object | null = Object.getPrototypeOf(gl) as object | null;
   while (p && !Object.prototype.hasOwnProperty.call(p, "getParameter")) p = Object.getPrototypeOf(p) as object | null;
-  const base = p ? (Object.getPrototypeOf(p) as { getParameter?: (this: WebGLLike, n: number) => unknown } | null) : null;
+  const base = p
+    ? (Object.getPrototypeOf(p) as { getParameter?: (this: WebGLLike, n: number) => unknown } | null)
+    : null;
   const r = base?.getParameter ? base.getParameter.call(gl, gl.RENDERER) : gl.getParameter(gl.RENDERER);
   return String(r ?? "unknown");
 }
@@ -103,7 +110,9 @@ function openNode(): { probe: GpujsProbe; gpu: GpuJs | null } {
   try {
     gpujs = nr.require("gpu.js") as GpuJsModule;
   } catch (e) {
-    return fail(`gpu.js is not installed (${(e as Error).message.split("\n")[0]}); npm install gpu.js@2.24.1 gl@9.0.0-rc.10`);
+    return fail(
+      `gpu.js is not installed (${(e as Error).message.split("\n")[0]}); npm install gpu.js@2.24.1 gl@9.0.0-rc.10`,
+    );
   }
   let createGL: CreateGL;
   let glDir = "";
@@ -111,10 +120,14 @@ function openNode(): { probe: GpujsProbe; gpu: GpuJs | null } {
     createGL = nr.require("gl") as CreateGL;
     glDir = nr.resolve("gl").replace(/[/\\]index\.js$/, "");
   } catch (e) {
-    return fail(`headless-gl ("gl") failed to load (${(e as Error).message.split("\n")[0]}): without it gpu.js would fall back to webasm; install gl@9.0.0-rc.10 (an optional dependency: npm drops it when its install fails)`);
+    return fail(
+      `headless-gl ("gl") failed to load (${(e as Error).message.split("\n")[0]}): without it gpu.js would fall back to webasm; install gl@9.0.0-rc.10 (an optional dependency: npm drops it when its install fails)`,
+    );
   }
   const e = env();
-  const fs = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process!.getBuiltinModule!("node:fs") as { existsSync(p: string): boolean };
+  const fs = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process!.getBuiltinModule!(
+    "node:fs",
+  ) as { existsSync(p: string): boolean };
   const rel = `${glDir}/build/Release`;
   const icd = ICD_FILES.filter((f) => fs.existsSync(`${rel}/${f}`));
   let chosen: string | undefined;
@@ -132,18 +145,23 @@ function openNode(): { probe: GpujsProbe; gpu: GpuJs | null } {
   }
   if (!gl) {
     const missing = ICD_FILES.filter((f) => !icd.includes(f));
-    const hint = platform !== "swiftshader"
-      ? `ANGLE's messages above name the cause (vulkan: a Vulkan driver the loader finds, e.g. VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json, with VK_KHR_surface and VK_KHR_xcb_surface; gl, gles: an X display)`
-      : missing.length
-      ? `SwiftShader's Vulkan ICD is missing next to ${rel}/libGLESv2.so (${missing.join(", ")}): run bash scripts/gpu-setup.sh`
-      : `the ICD files are in place; check ANGLE's message above ("Internal Vulkan error" or "Could not open the default X display")`;
-    return fail(`gl could not create a WebGL context with ANGLE_DEFAULT_PLATFORM=${platform}: ${hint}; gpu.js would fall back to webasm`);
+    const hint =
+      platform !== "swiftshader"
+        ? `ANGLE's messages above name the cause (vulkan: a Vulkan driver the loader finds, e.g. VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json, with VK_KHR_surface and VK_KHR_xcb_surface; gl, gles: an X display)`
+        : missing.length
+          ? `SwiftShader's Vulkan ICD is missing next to ${rel}/libGLESv2.so (${missing.join(", ")}): run bash scripts/gpu-setup.sh`
+          : `the ICD files are in place; check ANGLE's message above ("Internal Vulkan error" or "Could not open the default X display")`;
+    return fail(
+      `gl could not create a WebGL context with ANGLE_DEFAULT_PLATFORM=${platform}: ${hint}; gpu.js would fall back to webasm`,
+    );
   }
   const renderer = nativeRenderer(gl);
   const maxTextureSize = Number(gl.getParameter(gl.MAX_TEXTURE_SIZE));
-  if (!gl.getExtension("OES_texture_float")) return fail(`renderer ${renderer} lacks OES_texture_float: no single-precision textures`);
+  if (!gl.getExtension("OES_texture_float"))
+    return fail(`renderer ${renderer} lacks OES_texture_float: no single-precision textures`);
   const { GPU } = gpujs;
-  if (!GPU.isHeadlessGLSupported) return fail(`gpu.js does not accept headless-gl on ${renderer}: it would fall back to webasm`);
+  if (!GPU.isHeadlessGLSupported)
+    return fail(`gpu.js does not accept headless-gl on ${renderer}: it would fall back to webasm`);
   let gpu: GpuJs;
   try {
     gpu = new GPU({ mode: "headlessgl" });
@@ -151,9 +169,21 @@ function openNode(): { probe: GpujsProbe; gpu: GpuJs | null } {
     return fail(`gpu.js refused the headlessgl mode (${(err as Error).message})`);
   }
   const kname = gpu.Kernel?.name ?? "?";
-  if (kname !== "HeadlessGLKernel") return fail(`gpu.js chose ${kname} instead of headless-gl: a silent fallback, refused`);
+  if (kname !== "HeadlessGLKernel")
+    return fail(`gpu.js chose ${kname} instead of headless-gl: a silent fallback, refused`);
   const description = `gpu.js ${gpu.mode} (headless-gl ${glVersion(nr)}, WebGL1 + OES_texture_float) on ${renderer}, ANGLE_DEFAULT_PLATFORM=${platform}${chosen ? " (set by the gpujs backend: SwiftShader's ICD found, no display)" : ""}`;
-  return { probe: { ok: true, mode: "headlessgl", renderer, description, maxTextureSize, software: isSoftware(renderer), anglePlatform: chosen }, gpu };
+  return {
+    probe: {
+      ok: true,
+      mode: "headlessgl",
+      renderer,
+      description,
+      maxTextureSize,
+      software: isSoftware(renderer),
+      anglePlatform: chosen,
+    },
+    gpu,
+  };
 }
 
 function glVersion(nr: { require: NodeRequire }): string {
@@ -170,11 +200,22 @@ function openBrowser(GPU: GpuJsModule["GPU"]): { probe: GpujsProbe; gpu: GpuJs |
   const gpu = new GPU({ mode });
   const kname = gpu.Kernel?.name ?? "?";
   if (!/^WebGL2?Kernel$/.test(kname)) return fail(`gpu.js chose ${kname}: a silent fallback, refused`);
-  const doc = (globalThis as { document?: { createElement(t: string): { getContext(t: string): WebGLLike | null } } }).document;
+  const doc = (globalThis as { document?: { createElement(t: string): { getContext(t: string): WebGLLike | null } } })
+    .document;
   const gl = doc?.createElement("canvas").getContext(mode === "webgl2" ? "webgl2" : "webgl") ?? null;
   const renderer = gl ? browserRenderer(gl) : "unknown";
   const maxTextureSize = gl ? Number(gl.getParameter(gl.MAX_TEXTURE_SIZE)) : 4096;
-  return { probe: { ok: true, mode, renderer, description: `gpu.js ${mode} on ${renderer}`, maxTextureSize, software: isSoftware(renderer) }, gpu };
+  return {
+    probe: {
+      ok: true,
+      mode,
+      renderer,
+      description: `gpu.js ${mode} on ${renderer}`,
+      maxTextureSize,
+      software: isSoftware(renderer),
+    },
+    gpu,
+  };
 }
 
 /** Opens (once) the GPU that gpu.js offers here, or says why there is none. */

@@ -14,5 +14,7 @@ if (process.env.CDIFF_TEST_CHILD === "decode") {
     outcome = `${(e as Error).name}: ${(e as Error).message}`;
   }
   const ms = performance.now() - t0;
-  process.stdout.write(JSON.stringify({ outcome, ms, maxRSSKB: process.resourceUsage().maxRSS, startRSSKB: before }) + "\n");
+  process.stdout.write(
+    JSON.stringify({ outcome, ms, maxRSSKB: process.resourceUsage().maxRSS, startRSSKB: before }) + "\n",
+  );
 }

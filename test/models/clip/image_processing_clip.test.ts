@@ -25,27 +25,45 @@ test("resizeCHW: bicubic 2x upscale of a ramp keeps interior values on the line"
 });
 
 test("clipPreprocess: constant image normalises to (v - mean) / std per channel, shape 3 x 224 x 224", () => {
-  const h = 300, w = 400;
+  const h = 300,
+    w = 400;
   const x = new Float32Array(3 * h * w);
   for (let c = 0; c < 3; c++) x.fill([0.2, 0.5, 0.9][c], c * h * w, (c + 1) * h * w);
   const y = clipPreprocess(x, 3, h, w);
   assert.is(y.length, 3 * 224 * 224);
   for (let c = 0; c < 3; c++) {
     const want = ([0.2, 0.5, 0.9][c] - CLIP_MEAN[c]) / CLIP_STD[c];
-    assertClose(y.subarray(c * 224 * 224, (c + 1) * 224 * 224), new Float32Array(224 * 224).fill(want), 1e-5, 1e-6, `channel ${c}`);
+    assertClose(
+      y.subarray(c * 224 * 224, (c + 1) * 224 * 224),
+      new Float32Array(224 * 224).fill(want),
+      1e-5,
+      1e-6,
+      `channel ${c}`,
+    );
   }
-  const signed = clipPreprocess(x.map((v) => v * 2 - 1), 3, h, w, { inputRange: [-1, 1] });
+  const signed = clipPreprocess(
+    x.map((v) => v * 2 - 1),
+    3,
+    h,
+    w,
+    { inputRange: [-1, 1] },
+  );
   assertClose(signed, y, 1e-5, 1e-6, "[-1, 1] input");
 });
 
 test("clipPreprocess: center crop offset is floor((side - crop) / 2), as transformers' center_crop", () => {
-  const h = 4, w = 7;
+  const h = 4,
+    w = 7;
   const x = new Float32Array(3 * h * w);
   for (let c = 0; c < 3; c++) for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) x[c * h * w + i * w + j] = j / 10;
   const y = clipPreprocess(x, 3, h, w, { size: 4, cropSize: 4 });
   // no resize (shortest side is 4); left = floor(3 / 2) = 1
-  for (let j = 0; j < 4; j++) assertClose([y[j]], [((j + 1) / 10 - CLIP_MEAN[0]) / CLIP_STD[0]], 1e-6, 0, `column ${j}`);
-  assert.throws(() => clipPreprocess(new Float32Array(12), 1, 3, 4), (e: Error) => e instanceof ShapeError);
+  for (let j = 0; j < 4; j++)
+    assertClose([y[j]], [((j + 1) / 10 - CLIP_MEAN[0]) / CLIP_STD[0]], 1e-6, 0, `column ${j}`);
+  assert.throws(
+    () => clipPreprocess(new Float32Array(12), 1, 3, 4),
+    (e: Error) => e instanceof ShapeError,
+  );
 });
 
 test.run();

@@ -18,15 +18,21 @@ class Net extends Module {
 test("state-dict keys mirror field paths; '_' fields and non-tensors are skipped", () => {
   const keys = [...new Net().stateDict().keys()];
   assert.equal(keys, [
-    "layers.0.to_q.weight", "layers.0.to_out.0.weight", "layers.0.to_out.0.bias",
-    "layers.1.to_q.weight", "layers.1.to_out.0.weight", "layers.1.to_out.0.bias",
-    "proj.weight", "proj.bias",
+    "layers.0.to_q.weight",
+    "layers.0.to_out.0.weight",
+    "layers.0.to_out.0.bias",
+    "layers.1.to_q.weight",
+    "layers.1.to_out.0.weight",
+    "layers.1.to_out.0.bias",
+    "proj.weight",
+    "proj.bias",
   ]);
   assert.is(new Net().numParameters(), 2 * (16 + 8 + 2) + 6 + 3);
 });
 
 test("loadStateDict copies values into the same tensors and names missing/unexpected/mis-shaped keys", () => {
-  const a = new Net(), b = new Net();
+  const a = new Net(),
+    b = new Net();
   const w = b.proj.weight;
   b.loadStateDict(a.stateDict());
   assert.is(b.proj.weight, w);
@@ -34,7 +40,11 @@ test("loadStateDict copies values into the same tensors and names missing/unexpe
   const sd = a.stateDict();
   sd.delete("proj.bias");
   sd.set("extra.weight", T.zeros([1]));
-  assert.throws(() => b.loadStateDict(sd), (e: Error) => e.name === "StateDictError" && /missing 1 key \(proj.bias\), unexpected 1 key \(extra.weight\)/.test(e.message));
+  assert.throws(
+    () => b.loadStateDict(sd),
+    (e: Error) =>
+      e.name === "StateDictError" && /missing 1 key \(proj.bias\), unexpected 1 key \(extra.weight\)/.test(e.message),
+  );
   const sd2 = a.stateDict();
   sd2.set("proj.weight", T.zeros([3, 3]));
   assert.throws(() => b.loadStateDict(sd2), /load: proj.weight expected \[3,2\], got \[3,3\]/);

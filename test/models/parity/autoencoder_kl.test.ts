@@ -15,16 +15,34 @@ function run(dtype: DType) {
   return noGrad(() => {
     const image = G.tensor("input.image", dtype);
     const post = model.encode(image);
-    return { mean: post.mean, logvar: post.logvar, std: post.std, decode: model.decode(post.mean), forward: model.forward(image) };
+    return {
+      mean: post.mean,
+      logvar: post.logvar,
+      std: post.std,
+      decode: model.decode(post.mean),
+      forward: model.forward(image),
+    };
   });
 }
 
-const FIELDS = [["mean", "latent_dist.mean"], ["logvar", "latent_dist.logvar"], ["std", "latent_dist.std"], ["decode", "decode_mean"]] as const;
+const FIELDS = [
+  ["mean", "latent_dist.mean"],
+  ["logvar", "latent_dist.logvar"],
+  ["std", "latent_dist.std"],
+  ["decode", "decode_mean"],
+] as const;
 
 test("float32: latent mean, logvar, std and decode(mean)", () => {
   const out = run("float32");
   for (const [f, key] of FIELDS) {
-    assertAllClose(`output.${key}`, out[f], G.data(`output.${key}`), TOL.f32Vae.atol, TOL.f32Vae.rtol, G.shape(`output.${key}`));
+    assertAllClose(
+      `output.${key}`,
+      out[f],
+      G.data(`output.${key}`),
+      TOL.f32Vae.atol,
+      TOL.f32Vae.rtol,
+      G.shape(`output.${key}`),
+    );
     assertAllClose(`output.${key} vs ref64`, out[f], G.data(`ref64.output.${key}`), TOL.f32Vae.atol, TOL.f32Vae.rtol);
   }
   // forward without sampling decodes the mean
@@ -34,7 +52,15 @@ test("float32: latent mean, logvar, std and decode(mean)", () => {
 test("float64 matches ref64 to 1e-6 relative", () => {
   const out = run("float64");
   assert.is(out.decode.dtype, "float64");
-  for (const [f, key] of FIELDS) assertAllClose(`ref64.output.${key}`, out[f], G.data(`ref64.output.${key}`), TOL.f64.atol, TOL.f64.rtol, G.shape(`ref64.output.${key}`));
+  for (const [f, key] of FIELDS)
+    assertAllClose(
+      `ref64.output.${key}`,
+      out[f],
+      G.data(`ref64.output.${key}`),
+      TOL.f64.atol,
+      TOL.f64.rtol,
+      G.shape(`ref64.output.${key}`),
+    );
 });
 
 test.run();

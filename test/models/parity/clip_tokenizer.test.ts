@@ -31,7 +31,10 @@ test("the fixture covers 18 prompts twice, with the added tokens at 49408 and 49
   assert.is(J.cases.filter((c) => c.added_tokens).length, 18);
   const tok = tokenizer(true);
   for (const [t, id] of Object.entries(J.added_tokens)) assert.is(tok.convertTokensToIds(t), id, t);
-  assert.equal(tokenizer(false).encode("photo of a <new1> dog", { padding: "none" }), J.photo_of_new1_dog_without_added_token);
+  assert.equal(
+    tokenizer(false).encode("photo of a <new1> dog", { padding: "none" }),
+    J.photo_of_new1_dog_without_added_token,
+  );
 });
 
 for (const c of J.cases) {

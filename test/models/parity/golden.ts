@@ -60,7 +60,8 @@ export class Golden {
 
 /** Largest |got - ref| and where it is. */
 export function maxAbsError(got: ArrayLike<number>, ref: ArrayLike<number>): { err: number; at: number } {
-  let err = 0, at = 0;
+  let err = 0,
+    at = 0;
   for (let i = 0; i < ref.length; i++) {
     const e = Math.abs(got[i] - ref[i]);
     if (!(e <= err)) {
@@ -84,11 +85,19 @@ const values = (x: Tensor | ArrayLike<number>): ArrayLike<number> => (x instance
  * Asserts |got - ref| <= atol + rtol |ref| elementwise (and equal shapes when `got` is a tensor);
  * the message names the worst element. Returns the largest absolute error.
  */
-export function assertAllClose(what: string, got: Tensor | ArrayLike<number>, ref: ArrayLike<number>, atol: number, rtol: number, refShape?: readonly number[]): number {
+export function assertAllClose(
+  what: string,
+  got: Tensor | ArrayLike<number>,
+  ref: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+  refShape?: readonly number[],
+): number {
   if (got instanceof Tensor && refShape) assert.equal([...got.shape], [...refShape], `${what}: shape`);
   const g = values(got);
   assert.is(g.length, ref.length, `${what}: length`);
-  let worst = 0, at = 0;
+  let worst = 0,
+    at = 0;
   for (let i = 0; i < ref.length; i++) {
     const s = Math.abs(g[i] - ref[i]) / (atol + rtol * Math.abs(ref[i]));
     if (!(s <= worst)) {
@@ -97,19 +106,30 @@ export function assertAllClose(what: string, got: Tensor | ArrayLike<number>, re
     }
   }
   const { err } = maxAbsError(g, ref);
-  assert.ok(worst <= 1, `${what}: |got - ref| > ${atol} + ${rtol}|ref| at ${at}: got ${g[at]}, ref ${ref[at]} (max abs error ${err.toExponential(3)}, max |ref| ${maxAbs(ref).toPrecision(4)})`);
+  assert.ok(
+    worst <= 1,
+    `${what}: |got - ref| > ${atol} + ${rtol}|ref| at ${at}: got ${g[at]}, ref ${ref[at]} (max abs error ${err.toExponential(3)}, max |ref| ${maxAbs(ref).toPrecision(4)})`,
+  );
   return err;
 }
 
 /** Asserts max |got - ref| <= tol * max |ref| (the gradient criterion). Returns the ratio. */
-export function assertRelToMax(what: string, got: Tensor | ArrayLike<number>, ref: ArrayLike<number>, tol: number): number {
+export function assertRelToMax(
+  what: string,
+  got: Tensor | ArrayLike<number>,
+  ref: ArrayLike<number>,
+  tol: number,
+): number {
   const g = values(got);
   assert.is(g.length, ref.length, `${what}: length`);
   const scale = maxAbs(ref);
   assert.ok(scale > 0, `${what}: reference is all zeros`);
   const { err, at } = maxAbsError(g, ref);
   const ratio = err / scale;
-  assert.ok(ratio <= tol, `${what}: max abs error ${err.toExponential(3)} = ${ratio.toExponential(3)} x max |ref| ${scale.toExponential(3)} (limit ${tol}) at ${at}: got ${g[at]}, ref ${ref[at]}`);
+  assert.ok(
+    ratio <= tol,
+    `${what}: max abs error ${err.toExponential(3)} = ${ratio.toExponential(3)} x max |ref| ${scale.toExponential(3)} (limit ${tol}) at ${at}: got ${g[at]}, ref ${ref[at]}`,
+  );
   return ratio;
 }
 

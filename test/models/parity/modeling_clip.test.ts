@@ -7,7 +7,10 @@ import type { Tensor } from "../../../engine/index.ts";
 import { CLIPTextModel, eosPositions } from "../../../models/clip/modeling_clip.ts";
 import { assertAllClose, assertRelToMax, Golden, TOL } from "./golden.ts";
 
-const GRAD_KEYS = ["text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.self_attn.k_proj.weight"];
+const GRAD_KEYS = [
+  "text_model.embeddings.token_embedding.weight",
+  "text_model.encoder.layers.0.self_attn.k_proj.weight",
+];
 
 /** transformers' hidden_states: the embeddings, then each encoder layer's output (no final norm). */
 function hiddenStates(model: CLIPTextModel, ids: Float32Array, batch: number, length: number): Tensor[] {
@@ -17,7 +20,10 @@ function hiddenStates(model: CLIPTextModel, ids: Float32Array, batch: number, le
   return out;
 }
 
-for (const [folder, eos] of [["clip_text_model", 2], ["clip_text_model_eos", 500]] as const) {
+for (const [folder, eos] of [
+  ["clip_text_model", 2],
+  ["clip_text_model_eos", 500],
+] as const) {
   const G = new Golden(folder);
   const ids = G.data("input.input_ids");
   const [B, L] = G.shape("input.input_ids");
@@ -31,7 +37,16 @@ for (const [folder, eos] of [["clip_text_model", 2], ["clip_text_model_eos", 500
   test(`${folder}: float32 hidden states, last_hidden_state, pooler_output and two gradients`, () => {
     const model = CLIPTextModel.fromPretrained(G.dir);
     const hs = noGrad(() => hiddenStates(model, ids, B, L));
-    hs.forEach((h, i) => assertAllClose(`output.hidden_states.${i}`, h, G.data(`output.hidden_states.${i}`), TOL.f32.atol, TOL.f32.rtol, G.shape(`output.hidden_states.${i}`)));
+    hs.forEach((h, i) =>
+      assertAllClose(
+        `output.hidden_states.${i}`,
+        h,
+        G.data(`output.hidden_states.${i}`),
+        TOL.f32.atol,
+        TOL.f32.rtol,
+        G.shape(`output.hidden_states.${i}`),
+      ),
+    );
 
     const out = model.forward(Array.from(ids), [B, L]);
     for (const k of ["last_hidden_state", "pooler_output"] as const) {
@@ -54,19 +69,35 @@ for (const [folder, eos] of [["clip_text_model", 2], ["clip_text_model_eos", 500
   test(`${folder}: float64 matches ref64 to 1e-6 relative (outputs, hidden states, gradients)`, () => {
     const model = CLIPTextModel.fromPretrained(G.dir).toDType("float64");
     const hs = noGrad(() => hiddenStates(model, ids, B, L));
-    hs.forEach((h, i) => assertAllClose(`ref64.output.hidden_states.${i}`, h, G.data(`ref64.output.hidden_states.${i}`), TOL.f64.atol, TOL.f64.rtol));
+    hs.forEach((h, i) =>
+      assertAllClose(
+        `ref64.output.hidden_states.${i}`,
+        h,
+        G.data(`ref64.output.hidden_states.${i}`),
+        TOL.f64.atol,
+        TOL.f64.rtol,
+      ),
+    );
 
     const out = model.forward(Array.from(ids), [B, L]);
     assert.is(out.last_hidden_state.dtype, "float64");
     for (const k of ["last_hidden_state", "pooler_output"] as const) {
-      assertAllClose(`ref64.output.${k}`, out[k], G.data(`ref64.output.${k}`), TOL.f64.atol, TOL.f64.rtol, G.shape(`ref64.output.${k}`));
+      assertAllClose(
+        `ref64.output.${k}`,
+        out[k],
+        G.data(`ref64.output.${k}`),
+        TOL.f64.atol,
+        TOL.f64.rtol,
+        G.shape(`ref64.output.${k}`),
+      );
     }
     const h = out.last_hidden_state;
     const loss = h.mul(h).mean();
     assertAllClose("ref64.output.loss", loss, G.data("ref64.output.loss"), 0, 1e-6);
     loss.backward();
     const params = new Map(model.namedParameters());
-    for (const k of GRAD_KEYS) assertRelToMax(`ref64.grad.${k}`, params.get(k)!.grad!, G.data(`ref64.grad.${k}`), TOL.grad64);
+    for (const k of GRAD_KEYS)
+      assertRelToMax(`ref64.grad.${k}`, params.get(k)!.grad!, G.data(`ref64.grad.${k}`), TOL.grad64);
   });
 }
 
@@ -74,7 +105,8 @@ test("the two pooling rules pick different positions on the eos fixture's first 
   const G = new Golden("clip_text_model_eos");
   const ids = G.data("input.input_ids");
   const [B, L] = G.shape("input.input_ids");
-  const legacy = eosPositions(ids, B, L, 2), firstEos = eosPositions(ids, B, L, 500);
+  const legacy = eosPositions(ids, B, L, 2),
+    firstEos = eosPositions(ids, B, L, 500);
   assert.not.equal(legacy, firstEos);
   assert.equal(firstEos, [...G.data("pooled_positions")]);
 });

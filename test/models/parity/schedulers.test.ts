@@ -32,15 +32,29 @@ for (const dtype of DTYPES) {
   test(`DDIM ${dtype}: step at t=781 and t=1 (final alpha), eta 0 and 1`, () => {
     const s = DDIMScheduler.fromPretrained(DDIM.dir);
     s.setTimesteps(50);
-    const sample = DDIM.tensor("input.sample", dtype), eps = DDIM.tensor("input.model_output", dtype);
+    const sample = DDIM.tensor("input.sample", dtype),
+      eps = DDIM.tensor("input.model_output", dtype);
     const noise = DDIM.tensor("input.variance_noise", dtype);
     for (const t of [781, 1]) {
       for (const eta of [0, 1]) {
         const out = s.step(eps, t, sample, { eta, varianceNoise: noise });
         assert.is(out.prevSample.dtype, dtype);
         const k = `step.t${t}.eta${eta}`;
-        assertAllClose(`${k}.prev_sample`, out.prevSample, DDIM.data(`${k}.prev_sample`), STEP.atol, STEP.rtol, DDIM.shape(`${k}.prev_sample`));
-        assertAllClose(`${k}.pred_original_sample`, out.predOriginalSample, DDIM.data(`${k}.pred_original_sample`), STEP.atol, STEP.rtol);
+        assertAllClose(
+          `${k}.prev_sample`,
+          out.prevSample,
+          DDIM.data(`${k}.prev_sample`),
+          STEP.atol,
+          STEP.rtol,
+          DDIM.shape(`${k}.prev_sample`),
+        );
+        assertAllClose(
+          `${k}.pred_original_sample`,
+          out.predOriginalSample,
+          DDIM.data(`${k}.pred_original_sample`),
+          STEP.atol,
+          STEP.rtol,
+        );
       }
     }
   });
@@ -64,21 +78,35 @@ test("DDPM: alphas_cumprod to 2e-6 relative; set_timesteps(50) is exact", () => 
 for (const dtype of DTYPES) {
   test(`DDPM ${dtype}: add_noise at [10, 500] and [0, 999]`, () => {
     const s = DDPMScheduler.fromPretrained(DDPM.dir);
-    const x0 = DDPM.tensor("input.sample", dtype), noise = DDPM.tensor("input.variance_noise", dtype);
+    const x0 = DDPM.tensor("input.sample", dtype),
+      noise = DDPM.tensor("input.variance_noise", dtype);
     assert.equal(Array.from(DDPM.data("input.add_noise_timesteps")), [10, 500]);
     assertAllClose("add_noise", s.addNoise(x0, noise, [10, 500]), DDPM.data("add_noise"), STEP.atol, STEP.rtol);
-    assertAllClose("add_noise_t0_t999", s.addNoise(x0, noise, [0, 999]), DDPM.data("add_noise_t0_t999"), STEP.atol, STEP.rtol);
+    assertAllClose(
+      "add_noise_t0_t999",
+      s.addNoise(x0, noise, [0, 999]),
+      DDPM.data("add_noise_t0_t999"),
+      STEP.atol,
+      STEP.rtol,
+    );
   });
 
   // the fixture's noise is torch's Generator(7) draw, passed to the step as varianceNoise
   test(`DDPM ${dtype}: step at t = 500, 999, 1, 0 (1000-step schedule, fixed_small variance) with torch's noise`, () => {
     const s = DDPMScheduler.fromPretrained(DDPM.dir);
-    const sample = DDPM.tensor("input.sample", dtype), eps = DDPM.tensor("input.model_output", dtype);
+    const sample = DDPM.tensor("input.sample", dtype),
+      eps = DDPM.tensor("input.model_output", dtype);
     const zTorch = DDPM.tensor("input.step_noise_seed7", dtype);
     for (const t of [500, 999, 1, 0]) {
       const out = s.step(eps, t, sample, { varianceNoise: zTorch });
       const k = `step.t${t}`;
-      assertAllClose(`${k}.pred_original_sample`, out.predOriginalSample, DDPM.data(`${k}.pred_original_sample`), STEP.atol, STEP.rtol);
+      assertAllClose(
+        `${k}.pred_original_sample`,
+        out.predOriginalSample,
+        DDPM.data(`${k}.pred_original_sample`),
+        STEP.atol,
+        STEP.rtol,
+      );
       if (t > 0) {
         // diffusers forms 1 - abar_t / abar_{t-1} in float32: at t = 1 that cancellation leaves 1.3e-5 relative
         // error in its variance (a float32 replay of diffusers' arithmetic reproduces the fixture exactly)

@@ -27,8 +27,16 @@ test("float32 stem: time_embedding(10) and conv_in match the recorded statistics
   for (const [k, t] of Object.entries(got)) {
     const ref = G.json.entries[`intermediate.${k}`];
     assert.equal([...t.shape], ref.shape, `${k} shape`);
-    assertAllClose(`intermediate.${k} first8`, Array.from(t.data.subarray(0, 8)), ref.first8, TOL.f32.atol, TOL.f32.rtol);
-    let sum = 0, absSum = 0, maxAbs = 0;
+    assertAllClose(
+      `intermediate.${k} first8`,
+      Array.from(t.data.subarray(0, 8)),
+      ref.first8,
+      TOL.f32.atol,
+      TOL.f32.rtol,
+    );
+    let sum = 0,
+      absSum = 0,
+      maxAbs = 0;
     for (const v of t.data) {
       sum += v;
       absSum += Math.abs(v);
@@ -43,13 +51,24 @@ test("float32 stem: time_embedding(10) and conv_in match the recorded statistics
 // trains keep requiresGrad, which leaves their gradients unchanged and skips the others
 test("float32, timestep 10: output, loss and the gradient of every attn2.to_k/to_v weight", () => {
   const model = load();
-  const trained = model.crossAttentionLayers().flatMap(([k, a]) => [[`${k}.to_k.weight`, a.to_k.weight], [`${k}.to_v.weight`, a.to_v.weight]] as const);
+  const trained = model.crossAttentionLayers().flatMap(
+    ([k, a]) =>
+      [
+        [`${k}.to_k.weight`, a.to_k.weight],
+        [`${k}.to_v.weight`, a.to_v.weight],
+      ] as const,
+  );
   const gradKeys = G.keys("grad.").map((k) => k.slice("grad.".length));
-  assert.equal(trained.map(([k]) => k).sort(), [...gradKeys].sort(), "the fixture holds one gradient per attn2 to_k/to_v");
+  assert.equal(
+    trained.map(([k]) => k).sort(),
+    [...gradKeys].sort(),
+    "the fixture holds one gradient per attn2 to_k/to_v",
+  );
   for (const p of model.parameters()) p.requiresGrad_(false);
   for (const [, w] of trained) w.requiresGrad_(true);
 
-  const x = G.tensor("input.sample"), ctx = G.tensor("input.encoder_hidden_states");
+  const x = G.tensor("input.sample"),
+    ctx = G.tensor("input.encoder_hidden_states");
   const y = model.forward(x, 10, ctx); // (2, 4, 32, 32)
   assertAllClose("output.sample", y, G.data("output.sample"), TOL.f32.atol, TOL.f32.rtol, G.shape("output.sample"));
   assertAllClose("output.sample vs ref64", y, G.data("ref64.output.sample"), TOL.f32.atol, TOL.f32.rtol);
@@ -67,23 +86,51 @@ test("float32, timestep 10: output, loss and the gradient of every attn2.to_k/to
 // the float32 sinusoidal features at a large timestep (diffusers forms them in float32)
 test("float32, timestep 500: the second sample of the per-sample case", () => {
   const model = load();
-  const x = narrowSlice(G.tensor("input.sample"), 0, 1, 2), ctx = narrowSlice(G.tensor("input.encoder_hidden_states"), 0, 1, 2);
+  const x = narrowSlice(G.tensor("input.sample"), 0, 1, 2),
+    ctx = narrowSlice(G.tensor("input.encoder_hidden_states"), 0, 1, 2);
   const y = noGrad(() => model.forward(x, 500, ctx)); // (1, 4, 32, 32)
   const shape = G.shape("output.sample_timesteps");
-  assertAllClose("output.sample_timesteps[1]", y, rows(G.data("output.sample_timesteps"), shape, 1, 2), TOL.f32.atol, TOL.f32.rtol, [1, ...shape.slice(1)]);
-  assertAllClose("ref64.output.sample_timesteps[1]", y, rows(G.data("ref64.output.sample_timesteps"), shape, 1, 2), TOL.f32.atol, TOL.f32.rtol);
+  assertAllClose(
+    "output.sample_timesteps[1]",
+    y,
+    rows(G.data("output.sample_timesteps"), shape, 1, 2),
+    TOL.f32.atol,
+    TOL.f32.rtol,
+    [1, ...shape.slice(1)],
+  );
+  assertAllClose(
+    "ref64.output.sample_timesteps[1]",
+    y,
+    rows(G.data("ref64.output.sample_timesteps"), shape, 1, 2),
+    TOL.f32.atol,
+    TOL.f32.rtol,
+  );
 });
 
 // float64 separates real differences from float32 rounding: ref64 is exact to ~6e-8 relative
 test("float64, per-sample timesteps [10, 500]: both samples to 1e-6 relative", () => {
   const model = load().toDType("float64");
-  const x = G.tensor("input.sample", "float64"), ctx = G.tensor("input.encoder_hidden_states", "float64");
+  const x = G.tensor("input.sample", "float64"),
+    ctx = G.tensor("input.encoder_hidden_states", "float64");
   const y = noGrad(() => model.forward(x, [10, 500], ctx)); // (2, 4, 32, 32)
   assert.is(y.dtype, "float64");
-  assertAllClose("ref64.output.sample_timesteps", y, G.data("ref64.output.sample_timesteps"), TOL.f64.atol, TOL.f64.rtol, G.shape("ref64.output.sample_timesteps"));
+  assertAllClose(
+    "ref64.output.sample_timesteps",
+    y,
+    G.data("ref64.output.sample_timesteps"),
+    TOL.f64.atol,
+    TOL.f64.rtol,
+    G.shape("ref64.output.sample_timesteps"),
+  );
   // sample 0 at timestep 10 is case A's first sample
   const shape = G.shape("ref64.output.sample");
-  assertAllClose("ref64.output.sample[0]", rows(y.data, shape, 0, 1), rows(G.data("ref64.output.sample"), shape, 0, 1), TOL.f64.atol, TOL.f64.rtol);
+  assertAllClose(
+    "ref64.output.sample[0]",
+    rows(y.data, shape, 0, 1),
+    rows(G.data("ref64.output.sample"), shape, 0, 1),
+    TOL.f64.atol,
+    TOL.f64.rtol,
+  );
 });
 
 test.run();

@@ -17,7 +17,8 @@ for (const kernel of ["avx2", "avx512", "default"] as const) {
       let got = linspaceFloat32(c.start, c.end, c.steps, { kernel });
       if (c.square) got = got.map((v) => f(v * v));
       assert.is(got.length, want.length, c.name);
-      for (let i = 0; i < want.length; i++) assert.ok(Object.is(got[i], want[i]), `${kernel} ${c.name}[${i}]: ${got[i]} vs torch ${want[i]}`);
+      for (let i = 0; i < want.length; i++)
+        assert.ok(Object.is(got[i], want[i]), `${kernel} ${c.name}[${i}]: ${got[i]} vs torch ${want[i]}`);
     }
   });
 }
@@ -26,13 +27,20 @@ test("the kernels' values differ by an ulp here and there; one scalar formula ma
   const [s, e] = [Math.sqrt(0.00085), Math.sqrt(0.012)];
   const by = (k: TorchLinspaceKernel) => linspaceFloat32(s, e, 1000, { kernel: k });
   const differ = (a: Float64Array, b: Float64Array) => a.reduce((n, v, i) => n + (v !== b[i] ? 1 : 0), 0);
-  const ulps = (a: Float64Array, b: Float64Array) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!) / (2 ** (Math.floor(Math.log2(Math.abs(v))) - 23))));
-  const avx2 = by("avx2"), avx512 = by("avx512"), plain = by("default");
+  const ulps = (a: Float64Array, b: Float64Array) =>
+    Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!) / 2 ** (Math.floor(Math.log2(Math.abs(v))) - 23)));
+  const avx2 = by("avx2"),
+    avx512 = by("avx512"),
+    plain = by("default");
   assert.ok(differ(avx2, avx512) > 0 && differ(avx2, plain) > 0 && differ(avx512, plain) > 0);
   assert.ok(ulps(avx2, avx512) <= 2 && ulps(avx2, plain) <= 2);
   // start + step * i below halfway, end - step * (steps - 1 - i) above, every value on its own
-  const fs = f(s), fe = f(e), step = f(f(fe - fs) / 999);
-  const scalar = Float64Array.from({ length: 1000 }, (_, i) => (i < 500 ? f(fs + f(step * i)) : f(fe - f(step * (999 - i)))));
+  const fs = f(s),
+    fe = f(e),
+    step = f(f(fe - fs) / 999);
+  const scalar = Float64Array.from({ length: 1000 }, (_, i) =>
+    i < 500 ? f(fs + f(step * i)) : f(fe - f(step * (999 - i))),
+  );
   for (const k of [avx2, avx512, plain]) assert.ok(differ(k, scalar) > 100, `${differ(k, scalar)} values differ`);
 });
 
@@ -42,7 +50,10 @@ test("ends, one step, and the kernel option", () => {
   assert.is(v[16], f(0.2));
   assert.equal(Array.from(linspaceFloat32(3, 9, 1)), [3]);
   assert.equal(Array.from(linspaceFloat32(0, 1, 0)), []);
-  assert.throws(() => linspaceFloat32(0, 1, 4, { kernel: "neon" as TorchLinspaceKernel }), (e: Error) => e instanceof ConfigError && /kernel must be one of/.test(e.message));
+  assert.throws(
+    () => linspaceFloat32(0, 1, 4, { kernel: "neon" as TorchLinspaceKernel }),
+    (e: Error) => e instanceof ConfigError && /kernel must be one of/.test(e.message),
+  );
 });
 
 test.run();

@@ -78,11 +78,17 @@ test("trained_betas are used as given (rounded to float32) and must have num_tra
   const s = new DDPMScheduler({ num_train_timesteps: 3, trained_betas: [0.1, 0.2, 0.3] });
   assert.equal(Array.from(s.betas), [f(0.1), f(0.2), f(0.3)]);
   assert.is(s.alphasCumprod[2], f(f(0.9) * f(0.8) * f(0.7)));
-  assert.throws(() => new DDPMScheduler({ num_train_timesteps: 4, trained_betas: [0.1, 0.2, 0.3] }), (e: Error) => e instanceof ConfigError && /trained_betas/.test(e.message));
+  assert.throws(
+    () => new DDPMScheduler({ num_train_timesteps: 4, trained_betas: [0.1, 0.2, 0.3] }),
+    (e: Error) => e instanceof ConfigError && /trained_betas/.test(e.message),
+  );
 });
 
 test("roundHalfEven is numpy's round", () => {
-  assert.equal([0.5, 1.5, 2.5, 499.5, 937.5, 812.5, -0.5, 2.4999, 2.5001].map(roundHalfEven), [0, 2, 2, 500, 938, 812, -0, 2, 3]);
+  assert.equal(
+    [0.5, 1.5, 2.5, 499.5, 937.5, 812.5, -0.5, 2.4999, 2.5001].map(roundHalfEven),
+    [0, 2, 2, 500, 938, 812, -0, 2, 3],
+  );
 });
 
 test("timestep spacings: leading (+ steps_offset), trailing, linspace against hand lists", () => {
@@ -107,7 +113,11 @@ test("timestep spacings: leading (+ steps_offset), trailing, linspace against ha
 
 test("setTimesteps rejects counts outside 1..num_train_timesteps", () => {
   const s = new DDIMScheduler();
-  for (const n of [0, 1001, 2.5, -1]) assert.throws(() => s.setTimesteps(n), (e: Error) => e instanceof ConfigError);
+  for (const n of [0, 1001, 2.5, -1])
+    assert.throws(
+      () => s.setTimesteps(n),
+      (e: Error) => e instanceof ConfigError,
+    );
 });
 
 test("addNoise: sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with one timestep per batch element", () => {
@@ -116,10 +126,13 @@ test("addNoise: sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with one timestep per bat
   const eps = tensor([[[0.5, 1]], [[-1, 2]]], undefined, { dtype: "float64" });
   const y = s.addNoise(x0, eps, [10, 999]);
   assert.equal(y.shape, [2, 1, 2]);
-  const a10 = s.alphasCumprod[10], a999 = s.alphasCumprod[999];
+  const a10 = s.alphasCumprod[10],
+    a999 = s.alphasCumprod[999];
   const want = [
-    Math.sqrt(a10) * 1.5 + Math.sqrt(1 - a10) * 0.5, Math.sqrt(a10) * -2 + Math.sqrt(1 - a10) * 1,
-    Math.sqrt(a999) * 0.25 + Math.sqrt(1 - a999) * -1, Math.sqrt(a999) * 3 + Math.sqrt(1 - a999) * 2,
+    Math.sqrt(a10) * 1.5 + Math.sqrt(1 - a10) * 0.5,
+    Math.sqrt(a10) * -2 + Math.sqrt(1 - a10) * 1,
+    Math.sqrt(a999) * 0.25 + Math.sqrt(1 - a999) * -1,
+    Math.sqrt(a999) * 3 + Math.sqrt(1 - a999) * 2,
   ];
   Array.from(y.data).forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-15, `element ${i}: ${v} vs ${want[i]}`));
   // one timestep for the whole batch broadcasts; a tensor of timesteps works too
@@ -137,11 +150,26 @@ test("addNoise: sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with one timestep per bat
 
 test("addNoise / getVelocity check shapes and timesteps", () => {
   const s = new DDPMScheduler();
-  const x = tensor([[1, 2], [3, 4]]);
-  assert.throws(() => s.addNoise(x, tensor([1, 2]), [1, 2]), (e: Error) => e instanceof ShapeError);
-  assert.throws(() => s.addNoise(x, x, [1, 2, 3]), (e: Error) => e instanceof ShapeError);
-  assert.throws(() => s.addNoise(x, x, [1, 1000]), (e: Error) => e instanceof ConfigError && /1000/.test(e.message));
-  assert.throws(() => s.getVelocity(x, x, [0.5, 1]), (e: Error) => e instanceof ConfigError);
+  const x = tensor([
+    [1, 2],
+    [3, 4],
+  ]);
+  assert.throws(
+    () => s.addNoise(x, tensor([1, 2]), [1, 2]),
+    (e: Error) => e instanceof ShapeError,
+  );
+  assert.throws(
+    () => s.addNoise(x, x, [1, 2, 3]),
+    (e: Error) => e instanceof ShapeError,
+  );
+  assert.throws(
+    () => s.addNoise(x, x, [1, 1000]),
+    (e: Error) => e instanceof ConfigError && /1000/.test(e.message),
+  );
+  assert.throws(
+    () => s.getVelocity(x, x, [0.5, 1]),
+    (e: Error) => e instanceof ConfigError,
+  );
 });
 
 test("getVelocity: v = sqrt(abar) eps - sqrt(1 - abar) x0", () => {
@@ -149,7 +177,8 @@ test("getVelocity: v = sqrt(abar) eps - sqrt(1 - abar) x0", () => {
   const x0 = tensor([0.3, -0.7], [2, 1], { dtype: "float64" });
   const eps = tensor([1.1, 0.2], [2, 1], { dtype: "float64" });
   const v = s.getVelocity(x0, eps, [500, 20]).data;
-  const a = s.alphasCumprod[500], b = s.alphasCumprod[20];
+  const a = s.alphasCumprod[500],
+    b = s.alphasCumprod[20];
   assert.ok(Math.abs(v[0] - (Math.sqrt(a) * 1.1 - Math.sqrt(1 - a) * 0.3)) < 1e-15);
   assert.ok(Math.abs(v[1] - (Math.sqrt(b) * 0.2 - Math.sqrt(1 - b) * -0.7)) < 1e-15);
 });
@@ -169,11 +198,21 @@ test("config errors: unknown key, unsupported values, wrong types each name the 
   ];
   for (const [cfg, re] of bad) {
     for (const ctor of [DDIMScheduler.fromConfig, DDPMScheduler.fromConfig]) {
-      assert.throws(() => ctor(cfg), (e: Error) => e instanceof ConfigError && re.test(e.message), JSON.stringify(cfg));
+      assert.throws(
+        () => ctor(cfg),
+        (e: Error) => e instanceof ConfigError && re.test(e.message),
+        JSON.stringify(cfg),
+      );
     }
   }
-  assert.throws(() => DDPMScheduler.fromConfig({ variance_type: "learned_range" }), (e: Error) => e instanceof ConfigError && /variance_type/.test(e.message));
-  assert.throws(() => DDIMScheduler.fromConfig({ set_alpha_to_one: 1 }), (e: Error) => e instanceof ConfigError && /set_alpha_to_one/.test(e.message));
+  assert.throws(
+    () => DDPMScheduler.fromConfig({ variance_type: "learned_range" }),
+    (e: Error) => e instanceof ConfigError && /variance_type/.test(e.message),
+  );
+  assert.throws(
+    () => DDIMScheduler.fromConfig({ set_alpha_to_one: 1 }),
+    (e: Error) => e instanceof ConfigError && /set_alpha_to_one/.test(e.message),
+  );
   // DDIM has no variance_type of its own, DDPM no set_alpha_to_one: each ignores the other's key
   assert.not.throws(() => DDPMScheduler.fromConfig(SD1_SCHEDULER_CONFIG));
   assert.not.throws(() => DDIMScheduler.fromConfig({ variance_type: "fixed_small" }));
@@ -182,11 +221,22 @@ test("config errors: unknown key, unsupported values, wrong types each name the 
 test("fromPretrained reads SD-1.x's scheduler_config.json (a PNDMScheduler config) for both schedulers", () => {
   const folder = path.join(dir, "sd", "scheduler");
   fs.mkdirSync(folder, { recursive: true });
-  fs.writeFileSync(path.join(folder, "scheduler_config.json"), JSON.stringify({
-    _class_name: "PNDMScheduler", _diffusers_version: "0.6.0", beta_end: 0.012, beta_schedule: "scaled_linear",
-    beta_start: 0.00085, num_train_timesteps: 1000, set_alpha_to_one: false, skip_prk_steps: true,
-    steps_offset: 1, trained_betas: null, clip_sample: false,
-  }));
+  fs.writeFileSync(
+    path.join(folder, "scheduler_config.json"),
+    JSON.stringify({
+      _class_name: "PNDMScheduler",
+      _diffusers_version: "0.6.0",
+      beta_end: 0.012,
+      beta_schedule: "scaled_linear",
+      beta_start: 0.00085,
+      num_train_timesteps: 1000,
+      set_alpha_to_one: false,
+      skip_prk_steps: true,
+      steps_offset: 1,
+      trained_betas: null,
+      clip_sample: false,
+    }),
+  );
   const ddim = DDIMScheduler.fromPretrained(path.join(dir, "sd"), { subfolder: "scheduler" });
   const ref = DDIMScheduler.fromConfig(SD1_SCHEDULER_CONFIG);
   assert.equal(Array.from(ddim.alphasCumprod), Array.from(ref.alphasCumprod));
@@ -194,11 +244,18 @@ test("fromPretrained reads SD-1.x's scheduler_config.json (a PNDMScheduler confi
   const ddpm = DDPMScheduler.fromPretrained(folder);
   assert.is(ddpm.config.clip_sample, false);
   assert.is(ddpm.config.steps_offset, 1);
-  assert.throws(() => DDIMScheduler.fromPretrained(path.join(dir, "nowhere")), (e: Error) => e instanceof ConfigError);
+  assert.throws(
+    () => DDIMScheduler.fromPretrained(path.join(dir, "nowhere")),
+    (e: Error) => e instanceof ConfigError,
+  );
 });
 
 test("save writes scheduler_config.json with _class_name; fromPretrained restores the same config", () => {
-  const s = new DDIMScheduler({ ...SD1_SCHEDULER_CONFIG, timestep_spacing: "trailing", prediction_type: "v_prediction" });
+  const s = new DDIMScheduler({
+    ...SD1_SCHEDULER_CONFIG,
+    timestep_spacing: "trailing",
+    prediction_type: "v_prediction",
+  });
   const folder = path.join(dir, "saved");
   s.save(folder);
   const raw = JSON.parse(fs.readFileSync(path.join(folder, "scheduler_config.json"), "utf8"));

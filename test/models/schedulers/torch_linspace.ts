@@ -11,7 +11,9 @@ export interface LinspaceCase {
   float32_le_base64: string;
 }
 
-export const TORCH_LINSPACE = JSON.parse(fs.readFileSync(fileURLToPath(new URL("../../fixtures/torch_linspace/golden.json", import.meta.url)), "utf8")) as {
+export const TORCH_LINSPACE = JSON.parse(
+  fs.readFileSync(fileURLToPath(new URL("../../fixtures/torch_linspace/golden.json", import.meta.url)), "utf8"),
+) as {
   source: string;
   kernels: Record<"avx2" | "avx512" | "default", LinspaceCase[]>;
 };

@@ -21,7 +21,8 @@ test("checkpoint(): same value, and the same gradients bit for bit, for inputs u
     return { z: z.item(), x: bits(x.grad), w: bits(w.grad), v: bits(v.grad) };
   };
   void g;
-  const a = run(false), b = run(true);
+  const a = run(false),
+    b = run(true);
   assert.is(b.z, a.z);
   assert.equal(b.x, a.x, "input gradient");
   assert.equal(b.w, a.w, "parameter gradient");
@@ -39,12 +40,20 @@ function unetGrads(ck: boolean, mode: "kv" | "full") {
   const target = randn([2, 4, 16, 16], { generator: g });
   const loss = mseLoss(unet.forward(x, [3, 700], ehs.mul(1)), target);
   loss.backward();
-  return { loss: loss.item(), ehs: bits(ehs.grad), params: unet.namedParameters().filter(([, p]) => p.requiresGrad).map(([k, p]) => [k, bits(p.grad)] as const) };
+  return {
+    loss: loss.item(),
+    ehs: bits(ehs.grad),
+    params: unet
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([k, p]) => [k, bits(p.grad)] as const),
+  };
 }
 
 for (const mode of ["kv", "full"] as const) {
   test(`tiny UNet, ${mode === "kv" ? "K/V + token" : "full"} training: gradients with checkpointing equal those without, bit for bit`, () => {
-    const a = unetGrads(false, mode), b = unetGrads(true, mode);
+    const a = unetGrads(false, mode),
+      b = unetGrads(true, mode);
     assert.is(b.loss, a.loss);
     assert.ok(a.params.length > 0 && a.params.every(([, g]) => g.length > 0));
     assert.equal(b.ehs, a.ehs, "gradient of the text states (the token row's path)");
@@ -53,7 +62,9 @@ for (const mode of ["kv", "full"] as const) {
 }
 
 test("enableGradientCheckpointing switches every block, and a forward without grad does not record", () => {
-  const unet = withInitGenerator(new Generator(0), () => UNet2DConditionModel.fromConfig(TINY_UNET_CONFIG)).enableGradientCheckpointing();
+  const unet = withInitGenerator(new Generator(0), () =>
+    UNet2DConditionModel.fromConfig(TINY_UNET_CONFIG),
+  ).enableGradientCheckpointing();
   assert.ok(unet.isGradientCheckpointing);
   for (const b of [...unet.down_blocks, unet.mid_block, ...unet.up_blocks]) assert.ok(b._gradientCheckpointing);
   unet.requiresGrad_(false);

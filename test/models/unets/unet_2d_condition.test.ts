@@ -5,23 +5,37 @@ import * as assert from "uvu/assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigError, Generator, noGrad, randn, ShapeError, StateDictError, sum, tensor } from "../../../engine/index.ts";
+import {
+  ConfigError,
+  Generator,
+  noGrad,
+  randn,
+  ShapeError,
+  StateDictError,
+  sum,
+  tensor,
+} from "../../../engine/index.ts";
 import type { Tensor } from "../../../engine/index.ts";
 import { withInitGenerator, withShapeOnly } from "../../../models/nn/index.ts";
 import { getTimestepEmbedding, Timesteps } from "../../../models/embeddings.ts";
 import { SD15_UNET_CONFIG, TINY_UNET_CONFIG, UNet2DConditionModel } from "../../../models/unets/unet_2d_condition.ts";
 import { assertClose, closeness } from "../../helpers.ts";
 
-const REF = JSON.parse(fs.readFileSync("/work/shared/data/sd15-state-dict-keys.json", "utf8")).unet as { config: Record<string, unknown>; keys: [string, number[]][] };
+const REF = JSON.parse(fs.readFileSync("/work/shared/data/sd15-state-dict-keys.json", "utf8")).unet as {
+  config: Record<string, unknown>;
+  keys: [string, number[]][];
+};
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "unet-test-"));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const tiny = (seed = 0) => withInitGenerator(new Generator(seed), () => UNet2DConditionModel.fromConfig(TINY_UNET_CONFIG));
+const tiny = (seed = 0) =>
+  withInitGenerator(new Generator(seed), () => UNet2DConditionModel.fromConfig(TINY_UNET_CONFIG));
 const inputs = (b: number, hw: number, seed: number, dtype: "float32" | "float64" = "float32") => {
   const g = new Generator(seed);
   return { x: randn([b, 4, hw, hw], { generator: g, dtype }), ctx: randn([b, 5, 32], { generator: g, dtype }) };
 };
-const same = (a: Tensor, b: Tensor) => a.shape.join() === b.shape.join() && a.data.every((v, i) => Object.is(v, b.data[i]));
+const same = (a: Tensor, b: Tensor) =>
+  a.shape.join() === b.shape.join() && a.data.every((v, i) => Object.is(v, b.data[i]));
 
 test("SD-1.x config builds shape-only with exactly the 686 reference keys, shapes and 859,520,964 parameters", () => {
   const before = process.memoryUsage().arrayBuffers;
@@ -34,7 +48,10 @@ test("SD-1.x config builds shape-only with exactly the 686 reference keys, shape
   assert.is(m.numParameters(), 859_520_964);
   // the exported constant is the same model
   const c = withShapeOnly(() => UNet2DConditionModel.fromConfig(SD15_UNET_CONFIG));
-  assert.equal(c.namedParameters().map(([k, t]) => `${k}:${t.shape}`), got.map(([k, s]) => `${k}:${s}`));
+  assert.equal(
+    c.namedParameters().map(([k, t]) => `${k}:${t.shape}`),
+    got.map(([k, s]) => `${k}:${s}`),
+  );
 });
 
 test("crossAttentionLayers lists the 16 attn2 modules of SD-1.x, keys in state-dict order", () => {
@@ -60,8 +77,18 @@ test("tiny config: forward gives (B, 4, H, W) for a number, an array and a tenso
   const y = noGrad(() => m.forward(x, 10, ctx));
   assert.equal([...y.shape], [2, 4, 8, 8]);
   assert.ok(y.data.every(Number.isFinite));
-  assert.ok(same(y, noGrad(() => m.forward(x, [10, 10], ctx))));
-  assert.ok(same(y, noGrad(() => m.forward(x, tensor([10]), ctx))));
+  assert.ok(
+    same(
+      y,
+      noGrad(() => m.forward(x, [10, 10], ctx)),
+    ),
+  );
+  assert.ok(
+    same(
+      y,
+      noGrad(() => m.forward(x, tensor([10]), ctx)),
+    ),
+  );
   const y2 = noGrad(() => m.forward(x, [10, 500], ctx));
   assert.ok(same(y2.slice(0, 0, 1), y.slice(0, 0, 1)), "sample 0 keeps timestep 10");
   assert.not.ok(same(y2.slice(0, 1, 2), y.slice(0, 1, 2)), "sample 1 sees timestep 500");
@@ -76,7 +103,9 @@ test("tiny config: sizes that do not divide by 2 resize the up path to the skip 
 
 test("center_input_sample feeds 2x - 1", () => {
   const a = tiny(3);
-  const b = withInitGenerator(new Generator(3), () => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, center_input_sample: true }));
+  const b = withInitGenerator(new Generator(3), () =>
+    UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, center_input_sample: true }),
+  );
   const { x, ctx } = inputs(1, 8, 4);
   const ya = noGrad(() => a.forward(x.mul(2).sub(1), 7, ctx));
   const yb = noGrad(() => b.forward(x, 7, ctx));
@@ -107,13 +136,24 @@ test("save -> fromPretrained round trip gives bit-identical outputs", () => {
   const r = UNet2DConditionModel.fromPretrained(folder);
   assert.equal(r.config, m.config);
   const { x, ctx } = inputs(1, 8, 8);
-  assert.ok(same(noGrad(() => m.forward(x, 42, ctx)), noGrad(() => r.forward(x, 42, ctx))));
+  assert.ok(
+    same(
+      noGrad(() => m.forward(x, 42, ctx)),
+      noGrad(() => r.forward(x, 42, ctx)),
+    ),
+  );
   for (const [k, p] of r.namedParameters()) assert.ok(p.requiresGrad, k);
   // an F16 copy loads as float32 and stays close
   const half = path.join(dir, "tiny-f16");
   m.save(half, { dtype: "F16" });
   const h = UNet2DConditionModel.fromPretrained(half);
-  assertClose(noGrad(() => h.forward(x, 42, ctx)).data, noGrad(() => m.forward(x, 42, ctx)).data, 2e-2, 2e-2, "f16 round trip");
+  assertClose(
+    noGrad(() => h.forward(x, 42, ctx)).data,
+    noGrad(() => m.forward(x, 42, ctx)).data,
+    2e-2,
+    2e-2,
+    "f16 round trip",
+  );
 });
 
 test("fromPretrained names mis-shaped keys and rejects bad config values", () => {
@@ -123,9 +163,16 @@ test("fromPretrained names mis-shaped keys and rejects bad config values", () =>
   const cfgPath = path.join(folder, "config.json");
   const cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
   fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, cross_attention_dim: 16 }));
-  assert.throws(() => UNet2DConditionModel.fromPretrained(folder), (e: Error) => e instanceof StateDictError && /attn2\.to_k\.weight expected \[32,16\], got \[32,32\]/.test(e.message));
+  assert.throws(
+    () => UNet2DConditionModel.fromPretrained(folder),
+    (e: Error) =>
+      e instanceof StateDictError && /attn2\.to_k\.weight expected \[32,16\], got \[32,32\]/.test(e.message),
+  );
   fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, class_embed_type: "timestep" }));
-  assert.throws(() => UNet2DConditionModel.fromPretrained(folder), (e: Error) => e instanceof ConfigError && /class_embed_type/.test(e.message));
+  assert.throws(
+    () => UNet2DConditionModel.fromPretrained(folder),
+    (e: Error) => e instanceof ConfigError && /class_embed_type/.test(e.message),
+  );
 });
 
 test("stateDict key list of the tiny config (snapshot: renames must fail here)", () => {
@@ -153,8 +200,13 @@ test("timestep features: flip_sin_to_cos, freq shift 0 and 1, against hand-compu
   const mod = new Timesteps(8, true, 0).forward([10], "float64");
   assert.equal(Array.from(mod.data), Array.from(flip.data), "Timesteps module");
   // float32 rounds like torch's float32 pipeline: close to the float64 values
-  assertClose(getTimestepEmbedding([999], 320, { flipSinToCos: true, downscaleFreqShift: 0 }).data,
-    getTimestepEmbedding([999], 320, { flipSinToCos: true, downscaleFreqShift: 0, dtype: "float64" }).data, 2e-4, 0, "float32");
+  assertClose(
+    getTimestepEmbedding([999], 320, { flipSinToCos: true, downscaleFreqShift: 0 }).data,
+    getTimestepEmbedding([999], 320, { flipSinToCos: true, downscaleFreqShift: 0, dtype: "float64" }).data,
+    2e-4,
+    0,
+    "float32",
+  );
 });
 
 test("float64 gradient of the tiny UNet output w.r.t. an attn2.to_k weight matches central differences", () => {
@@ -185,17 +237,27 @@ test("float64 gradient of the tiny UNet output w.r.t. an attn2.to_k weight match
 test("wrong input shapes are ShapeErrors naming the shapes", () => {
   const m = tiny();
   const g = new Generator(0);
-  assert.throws(() => m.forward(randn([1, 3, 8, 8], { generator: g }), 1, randn([1, 5, 32], { generator: g })),
-    (e: Error) => e instanceof ShapeError && e.message.includes("(B, 4, H, W)") && e.message.includes("[1,3,8,8]"));
-  assert.throws(() => m.forward(randn([1, 4, 8, 8], { generator: g }), 1, randn([1, 5, 16], { generator: g })),
-    (e: Error) => e instanceof ShapeError && e.message.includes("[1,5,16]"));
-  assert.throws(() => m.forward(randn([2, 4, 8, 8], { generator: g }), [1, 2, 3], randn([2, 5, 32], { generator: g })),
-    (e: Error) => e instanceof ShapeError && /timestep/.test(e.message));
+  assert.throws(
+    () => m.forward(randn([1, 3, 8, 8], { generator: g }), 1, randn([1, 5, 32], { generator: g })),
+    (e: Error) => e instanceof ShapeError && e.message.includes("(B, 4, H, W)") && e.message.includes("[1,3,8,8]"),
+  );
+  assert.throws(
+    () => m.forward(randn([1, 4, 8, 8], { generator: g }), 1, randn([1, 5, 16], { generator: g })),
+    (e: Error) => e instanceof ShapeError && e.message.includes("[1,5,16]"),
+  );
+  assert.throws(
+    () => m.forward(randn([2, 4, 8, 8], { generator: g }), [1, 2, 3], randn([2, 5, 32], { generator: g })),
+    (e: Error) => e instanceof ShapeError && /timestep/.test(e.message),
+  );
 });
 
 test("unsupported config values are ConfigErrors naming the key", () => {
   const bad = (over: Record<string, unknown>, re: RegExp) =>
-    assert.throws(() => withShapeOnly(() => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, ...over })), (e: Error) => e instanceof ConfigError && re.test(e.message), JSON.stringify(over));
+    assert.throws(
+      () => withShapeOnly(() => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, ...over })),
+      (e: Error) => e instanceof ConfigError && re.test(e.message),
+      JSON.stringify(over),
+    );
   bad({ down_block_types: ["CrossAttnDownBlock2D", "AttnDownBlock2D"] }, /down_block_types.*AttnDownBlock2D/);
   bad({ up_block_types: ["UpBlock2D", "SimpleCrossAttnUpBlock2D"] }, /up_block_types.*SimpleCrossAttnUpBlock2D/);
   bad({ class_embed_type: "timestep" }, /"class_embed_type"/);
@@ -211,16 +273,32 @@ test("unsupported config values are ConfigErrors naming the key", () => {
   bad({ act_fn: "gelu" }, /"act_fn"/);
   bad({ not_a_key: 1 }, /unknown config key "not_a_key"/);
   // keys diffusers writes that do not change this path are accepted
-  withShapeOnly(() => UNet2DConditionModel.fromConfig({ ...TINY_UNET_CONFIG, resnet_skip_time_act: false, addition_embed_type_num_heads: 64 }));
+  withShapeOnly(() =>
+    UNet2DConditionModel.fromConfig({
+      ...TINY_UNET_CONFIG,
+      resnet_skip_time_act: false,
+      addition_embed_type_num_heads: 64,
+    }),
+  );
 });
 
 test("use_linear_projection builds Linear proj_in/proj_out and per-block head counts", () => {
-  const m = withShapeOnly(() => UNet2DConditionModel.fromConfig({ ...SD15_UNET_CONFIG, use_linear_projection: true, attention_head_dim: [5, 10, 20, 20], cross_attention_dim: 1024 }));
+  const m = withShapeOnly(() =>
+    UNet2DConditionModel.fromConfig({
+      ...SD15_UNET_CONFIG,
+      use_linear_projection: true,
+      attention_head_dim: [5, 10, 20, 20],
+      cross_attention_dim: 1024,
+    }),
+  );
   const sd = m.stateDict();
   assert.equal([...sd.get("down_blocks.0.attentions.0.proj_in.weight")!.shape], [320, 320]);
   assert.equal([...sd.get("up_blocks.3.attentions.0.proj_out.weight")!.shape], [320, 320]);
   const layers = m.crossAttentionLayers();
-  assert.equal(layers.map(([, a]) => a.heads), [5, 5, 10, 10, 20, 20, 20, 20, 20, 10, 10, 10, 5, 5, 5, 20]);
+  assert.equal(
+    layers.map(([, a]) => a.heads),
+    [5, 5, 10, 10, 20, 20, 20, 20, 20, 10, 10, 10, 5, 5, 5, 20],
+  );
   assert.is(layers[0][1].dimHead, 64);
 });
 

@@ -60,7 +60,13 @@ export class WasmArena {
   constructor(opts: ArenaOptions = {}) {
     const initial = opts.initialPages ?? 256;
     const maximum = opts.maximumPages ?? 65536;
-    if (!Number.isInteger(initial) || !Number.isInteger(maximum) || initial < 1 || maximum < initial || maximum > 65536) {
+    if (
+      !Number.isInteger(initial) ||
+      !Number.isInteger(maximum) ||
+      initial < 1 ||
+      maximum < initial ||
+      maximum > 65536
+    ) {
       throw new RangeError(`WasmArena: need 1 <= initialPages <= maximumPages <= 65536, got ${initial}, ${maximum}`);
     }
     const api = requireWasm();
@@ -144,7 +150,8 @@ export class WasmArena {
     const rs = this.ranges;
     let i = 0;
     while (i < rs.length && rs[i]!.ptr < ptr) i++;
-    let start = ptr, end = ptr + size;
+    let start = ptr,
+      end = ptr + size;
     if (i > 0 && rs[i - 1]!.ptr + rs[i - 1]!.size === start) {
       start = rs[i - 1]!.ptr;
       rs.splice(--i, 1);
@@ -165,7 +172,9 @@ export class WasmArena {
   /** A fresh Float32Array over `n` floats at byte offset `ptr` (valid until the memory grows). */
   f32view(ptr: number, n: number): Float32Array {
     if (ptr % 4 !== 0 || ptr < 0 || n < 0 || ptr + n * 4 > this.byteLength) {
-      throw new RangeError(`WasmArena.f32view: range [${ptr}, ${ptr + n * 4}) outside memory of ${this.byteLength} bytes`);
+      throw new RangeError(
+        `WasmArena.f32view: range [${ptr}, ${ptr + n * 4}) outside memory of ${this.byteLength} bytes`,
+      );
     }
     return new Float32Array(this.memory.buffer, ptr, n);
   }

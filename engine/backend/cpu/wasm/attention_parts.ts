@@ -18,15 +18,40 @@ export const CMD_ATTN_BWD = 3;
  * Causal hides key j > i + (Lk - Lq). A row with every key masked gives zeros (lse = -Infinity).
  */
 export function attnForward(ctx: PartContext, a: ArrayLike<number>): void {
-  const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
-  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15], sP0 = a[16], CQ = a[17], xP = a[18], keep = a[19], H = a[20];
-  const off = Lk - Lq, ldq = H * d, ldv = H * dv;
-  const h = ctx.heap(), row = ctx.row;
+  const b0 = a[0],
+    b1 = a[1],
+    Lq = a[2],
+    Lk = a[3],
+    d = a[4],
+    dv = a[5],
+    scale = a[6],
+    causal = a[7];
+  const qP = a[8],
+    kP = a[9],
+    vP = a[10],
+    mP = a[11],
+    mSB = a[12],
+    mSQ = a[13],
+    oP = a[14],
+    lseP = a[15],
+    sP0 = a[16],
+    CQ = a[17],
+    xP = a[18],
+    keep = a[19],
+    H = a[20];
+  const off = Lk - Lq,
+    ldq = H * d,
+    ldv = H * dv;
+  const h = ctx.heap(),
+    row = ctx.row;
   for (let b = ctx.next(); b < b1; b = ctx.next()) {
     // item b is head b % H of sequence b / H; rows of q, k (ld H d) and v, o (ld H dv) hold every head
-    const bb = Math.floor(b / H), hh = b % H;
-    const q = qP + (bb * Lq * ldq + hh * d) * 4, k = kP + (bb * Lk * ldq + hh * d) * 4;
-    const v = vP + (bb * Lk * ldv + hh * dv) * 4, o = oP + (bb * Lq * ldv + hh * dv) * 4;
+    const bb = Math.floor(b / H),
+      hh = b % H;
+    const q = qP + (bb * Lq * ldq + hh * d) * 4,
+      k = kP + (bb * Lk * ldq + hh * d) * 4;
+    const v = vP + (bb * Lk * ldv + hh * dv) * 4,
+      o = oP + (bb * Lq * ldv + hh * dv) * 4;
     for (let i0 = 0; i0 < Lq; i0 += CQ) {
       const cq = Math.min(CQ, Lq - i0);
       const n = causal ? Math.max(0, Math.min(Lk, i0 + cq + off)) : Lk;
@@ -41,26 +66,30 @@ export function attnForward(ctx: PartContext, a: ArrayLike<number>): void {
         // every row sees all n keys: one call per chunk
         if (mP) row.rowsAdd(sP, cq, Lk * 4, n, mP + (b * mSB + i0 * mSQ) * 4, mSQ * 4);
         row.rowsSoftmax(sP, cq, Lk * 4, n, xP, xP + CQ * 4);
-        const mx = xP / 4, sm = xP / 4 + CQ, l = lseP / 4 + b * Lq + i0;
+        const mx = xP / 4,
+          sm = xP / 4 + CQ,
+          l = lseP / 4 + b * Lq + i0;
         for (let r = 0; r < cq; r++) h[l + r] = h[sm + r] === 0 ? -Infinity : h[mx + r] + Math.log(h[sm + r]);
-      } else for (let r = 0; r < cq; r++) {
-        const i = i0 + r, s = sP / 4 + r * Lk;
-        const lim = Math.max(0, Math.min(n, i + off + 1));
-        if (mP) {
-          const m = mP / 4 + b * mSB + i * mSQ;
-          for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+      } else
+        for (let r = 0; r < cq; r++) {
+          const i = i0 + r,
+            s = sP / 4 + r * Lk;
+          const lim = Math.max(0, Math.min(n, i + off + 1));
+          if (mP) {
+            const m = mP / 4 + b * mSB + i * mSQ;
+            for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+          }
+          const mx = row.rowMax(s * 4, lim);
+          if (mx === -Infinity) {
+            h.fill(0, s, s + n);
+            h[lseP / 4 + b * Lq + i] = -Infinity;
+            continue;
+          }
+          const sum = row.rowExp(s * 4, lim, mx);
+          row.rowScale(s * 4, lim, 1 / sum);
+          h.fill(0, s + lim, s + n);
+          h[lseP / 4 + b * Lq + i] = mx + Math.log(sum);
         }
-        const mx = row.rowMax(s * 4, lim);
-        if (mx === -Infinity) {
-          h.fill(0, s, s + n);
-          h[lseP / 4 + b * Lq + i] = -Infinity;
-          continue;
-        }
-        const sum = row.rowExp(s * 4, lim, mx);
-        row.rowScale(s * 4, lim, 1 / sum);
-        h.fill(0, s + lim, s + n);
-        h[lseP / 4 + b * Lq + i] = mx + Math.log(sum);
-      }
       ctx.gemm(0, 0, cq, dv, n, 1, sP, Lk, 0, v, ldv, 0, 0, o + i0 * ldv * 4, ldv, 0, 1);
     }
   }
@@ -75,17 +104,53 @@ export function attnForward(ctx: PartContext, a: ArrayLike<number>): void {
  * must arrive zeroed.
  */
 export function attnBackward(ctx: PartContext, a: ArrayLike<number>): void {
-  const b0 = a[0], b1 = a[1], Lq = a[2], Lk = a[3], d = a[4], dv = a[5], scale = a[6], causal = a[7];
-  const qP = a[8], kP = a[9], vP = a[10], mP = a[11], mSB = a[12], mSQ = a[13], oP = a[14], lseP = a[15];
-  const doP = a[16], dqP = a[17], dkP = a[18], dvP = a[19], sP0 = a[20], pP = a[21], DP = a[22], CQ = a[23], kept = a[24], H = a[25];
-  const off = Lk - Lq, ldq = H * d, ldv = H * dv;
-  const h = ctx.heap(), row = ctx.row;
+  const b0 = a[0],
+    b1 = a[1],
+    Lq = a[2],
+    Lk = a[3],
+    d = a[4],
+    dv = a[5],
+    scale = a[6],
+    causal = a[7];
+  const qP = a[8],
+    kP = a[9],
+    vP = a[10],
+    mP = a[11],
+    mSB = a[12],
+    mSQ = a[13],
+    oP = a[14],
+    lseP = a[15];
+  const doP = a[16],
+    dqP = a[17],
+    dkP = a[18],
+    dvP = a[19],
+    sP0 = a[20],
+    pP = a[21],
+    DP = a[22],
+    CQ = a[23],
+    kept = a[24],
+    H = a[25];
+  const off = Lk - Lq,
+    ldq = H * d,
+    ldv = H * dv;
+  const h = ctx.heap(),
+    row = ctx.row;
   // dK and dV arrive zeroed and are accumulated into
   for (let b = ctx.next(); b < b1; b = ctx.next()) {
-    const bb = Math.floor(b / H), hh = b % H;
-    const qo = (bb * Lq * ldq + hh * d) * 4, ko = (bb * Lk * ldq + hh * d) * 4, vo = (bb * Lk * ldv + hh * dv) * 4, oo0 = (bb * Lq * ldv + hh * dv) * 4;
-    const q = qP + qo, k = kP + ko, v = vP + vo, o = oP + oo0;
-    const gO = doP + oo0, gQ = dqP + qo, gK = dkP + ko, gV = dvP + vo;
+    const bb = Math.floor(b / H),
+      hh = b % H;
+    const qo = (bb * Lq * ldq + hh * d) * 4,
+      ko = (bb * Lk * ldq + hh * d) * 4,
+      vo = (bb * Lk * ldv + hh * dv) * 4,
+      oo0 = (bb * Lq * ldv + hh * dv) * 4;
+    const q = qP + qo,
+      k = kP + ko,
+      v = vP + vo,
+      o = oP + oo0;
+    const gO = doP + oo0,
+      gQ = dqP + qo,
+      gK = dkP + ko,
+      gV = dvP + vo;
     for (let i0 = 0; i0 < Lq; i0 += CQ) {
       const cq = Math.min(CQ, Lq - i0);
       const n = causal ? Math.max(0, Math.min(Lk, i0 + cq + off)) : Lk;
@@ -102,21 +167,24 @@ export function attnBackward(ctx: PartContext, a: ArrayLike<number>): void {
         if (mP) row.rowsAdd(sP, cq, Lk * 4, n, mP + (b * mSB + i0 * mSQ) * 4, mSQ * 4);
         row.rowsExpSub(sP, cq, Lk * 4, n, lseP + (b * Lq + i0) * 4);
         row.rowsDot(gO + i0 * ldv * 4, o + i0 * ldv * 4, cq, dv, ldv * 4, DP);
-      } else for (let r = 0; r < cq; r++) {
-        const i = i0 + r, s = sP / 4 + r * Lk;
-        const lse = h[lseP / 4 + b * Lq + i];
-        const lim = lse === -Infinity ? 0 : causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
-        if (mP) {
-          const m = mP / 4 + b * mSB + i * mSQ;
-          for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+      } else
+        for (let r = 0; r < cq; r++) {
+          const i = i0 + r,
+            s = sP / 4 + r * Lk;
+          const lse = h[lseP / 4 + b * Lq + i];
+          const lim = lse === -Infinity ? 0 : causal ? Math.max(0, Math.min(n, i + off + 1)) : n;
+          if (mP) {
+            const m = mP / 4 + b * mSB + i * mSQ;
+            for (let j = 0; j < lim; j++) h[s + j] += h[m + j];
+          }
+          row.rowExp(s * 4, lim, lse);
+          h.fill(0, s + lim, s + n);
+          let dsum = 0;
+          const go = gO / 4 + i * ldv,
+            oo = o / 4 + i * ldv;
+          for (let c = 0; c < dv; c++) dsum += h[go + c] * h[oo + c];
+          h[DP / 4 + r] = dsum;
         }
-        row.rowExp(s * 4, lim, lse);
-        h.fill(0, s + lim, s + n);
-        let dsum = 0;
-        const go = gO / 4 + i * ldv, oo = o / 4 + i * ldv;
-        for (let c = 0; c < dv; c++) dsum += h[go + c] * h[oo + c];
-        h[DP / 4 + r] = dsum;
-      }
       // dV += P^T dO
       ctx.gemm(1, 0, n, dv, cq, 1, sP, Lk, 0, gO + i0 * ldv * 4, ldv, 0, 1, gV, ldv, 0, 1);
       // dP = dO V^T

@@ -21,8 +21,18 @@ function checkOperand(name: string, ptr: number, rows: number, cols: number, ld:
 
 /** Checks the sizes and operands of one GEMM on a memory of `bytes` bytes. */
 export function validate(
-  transA: boolean, transB: boolean, M: number, N: number, K: number,
-  aPtr: number, lda: number, bPtr: number, ldb: number, cPtr: number, ldc: number, bytes: number,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  aPtr: number,
+  lda: number,
+  bPtr: number,
+  ldb: number,
+  cPtr: number,
+  ldc: number,
+  bytes: number,
 ): void {
   checkDim("M", M);
   checkDim("N", N);
@@ -34,8 +44,14 @@ export function validate(
 
 /** Checks a batch count and the element strides between batch items. */
 export function checkBatch(batch: number, sa: number, sb: number, sc: number): void {
-  if (!Number.isInteger(batch) || batch < 0) throw new ShapeError(`sgemmBatched: batch must be a non-negative integer, got ${batch}`);
-  for (const [n, s] of [["strideA", sa], ["strideB", sb], ["strideC", sc]] as const) {
-    if (!Number.isInteger(s) || s < 0) throw new ShapeError(`sgemmBatched: ${n} must be a non-negative integer, got ${s}`);
+  if (!Number.isInteger(batch) || batch < 0)
+    throw new ShapeError(`sgemmBatched: batch must be a non-negative integer, got ${batch}`);
+  for (const [n, s] of [
+    ["strideA", sa],
+    ["strideB", sb],
+    ["strideC", sc],
+  ] as const) {
+    if (!Number.isInteger(s) || s < 0)
+      throw new ShapeError(`sgemmBatched: ${n} must be a non-negative integer, got ${s}`);
   }
 }

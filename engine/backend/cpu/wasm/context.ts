@@ -21,9 +21,23 @@ export interface PartContext {
    * batch strides (sA, sB, sC) in elements; tA, tB = 1 transpose.
    */
   gemm(
-    tA: number, tB: number, M: number, N: number, K: number, alpha: number,
-    a: number, lda: number, sA: number, b: number, ldb: number, sB: number,
-    acc0: number, c: number, ldc: number, sC: number, batch: number,
+    tA: number,
+    tB: number,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    a: number,
+    lda: number,
+    sA: number,
+    b: number,
+    ldb: number,
+    sB: number,
+    acc0: number,
+    c: number,
+    ldc: number,
+    sC: number,
+    batch: number,
   ): void;
 }
 
@@ -42,13 +56,44 @@ export interface ContextSource {
 
 /** A context over one thread's module instances and packing buffers. */
 export function makeContext(s: ContextSource): PartContext {
-  const { gemmModule: ex, consts: { mr, nr, mc, kc, nc }, bufs: { packA, packB, scratch } } = s;
+  const {
+    gemmModule: ex,
+    consts: { mr, nr, mc, kc, nc },
+    bufs: { packA, packB, scratch },
+  } = s;
   return {
     row: s.row,
     heap: s.heap,
     next: s.next,
     gemm: (tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch) =>
-      gemmDriver(ex, mr, nr, mc, kc, nc, packA, packB, scratch, tA, tB, M, N, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, batch),
+      gemmDriver(
+        ex,
+        mr,
+        nr,
+        mc,
+        kc,
+        nc,
+        packA,
+        packB,
+        scratch,
+        tA,
+        tB,
+        M,
+        N,
+        K,
+        alpha,
+        a,
+        lda,
+        sA,
+        b,
+        ldb,
+        sB,
+        acc0,
+        c,
+        ldc,
+        sC,
+        batch,
+      ),
   };
 }
 
@@ -56,7 +101,10 @@ export function makeContext(s: ContextSource): PartContext {
 export function partContext(rt: WasmRuntime, pool: WorkerPool | null): PartContext {
   let units = 0;
   return makeContext({
-    gemmModule: rt.exports, row: rt.rows, consts: rt.consts, bufs: rt.localBuffers(),
+    gemmModule: rt.exports,
+    row: rt.rows,
+    consts: rt.consts,
+    bufs: rt.localBuffers(),
     heap: () => rt.arena.heapF32(),
     next: pool ? () => pool.next() : () => units++,
   });

@@ -29,19 +29,46 @@ const bal = (n: number, max: number, mult: number): number => up(Math.ceil(n / M
  * K's blocking, so splitting M, N or the batch across threads is bit-exact.
  */
 export function gemmDriver(
-  ex: SgemmExports, mr: number, nr: number, MCmax: number, KCmax: number, NCmax: number,
-  packA: number, packB: number, scratch: number,
-  transA: boolean | number, transB: boolean | number, M: number, N: number, K: number, alpha: number,
-  aPtr: number, lda: number, sA: number, bPtr: number, ldb: number, sB: number,
-  acc0: number, cPtr: number, ldc: number, sC: number, batch: number,
+  ex: SgemmExports,
+  mr: number,
+  nr: number,
+  MCmax: number,
+  KCmax: number,
+  NCmax: number,
+  packA: number,
+  packB: number,
+  scratch: number,
+  transA: boolean | number,
+  transB: boolean | number,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  aPtr: number,
+  lda: number,
+  sA: number,
+  bPtr: number,
+  ldb: number,
+  sB: number,
+  acc0: number,
+  cPtr: number,
+  ldc: number,
+  sC: number,
+  batch: number,
 ): void {
   if (M === 0 || N === 0 || K === 0) return;
-  const MC = bal(M, MCmax, mr), KC = bal(K, KCmax, 1), NC = bal(N, NCmax, nr);
-  const aIs = transA ? 4 : lda * 4, aKs = transA ? lda * 4 : 4;
-  const bJs = transB ? ldb * 4 : 4, bKs = transB ? 4 : ldb * 4;
+  const MC = bal(M, MCmax, mr),
+    KC = bal(K, KCmax, 1),
+    NC = bal(N, NCmax, nr);
+  const aIs = transA ? 4 : lda * 4,
+    aKs = transA ? lda * 4 : 4;
+  const bJs = transB ? ldb * 4 : 4,
+    bKs = transB ? 4 : ldb * 4;
   const ldcB = ldc * 4;
   for (let t = 0; t < batch; t++) {
-    const a0 = aPtr + t * sA * 4, b0 = bPtr + t * sB * 4, c0 = cPtr + t * sC * 4;
+    const a0 = aPtr + t * sA * 4,
+      b0 = bPtr + t * sB * 4,
+      c0 = cPtr + t * sC * 4;
     for (let jc = 0; jc < N; jc += NC) {
       const nc = Math.min(NC, N - jc);
       for (let pc = 0; pc < K; pc += KC) {

@@ -17,7 +17,23 @@ export interface F64Exports {
    * n Adam steps in place, as the plain kernel: w = f32(w c); g' = g + wd w when l2 = 1; m = f32(b1 m + ob1 g');
    * v = f32(b2 v + ob2 g' g'); w = f32(w - step m / (sqrt(v) / sq + eps)).
    */
-  adamF32(w: number, g: number, m: number, v: number, n: number, c: number, l2: number, wd: number, b1: number, ob1: number, b2: number, ob2: number, step: number, sq: number, eps: number): void;
+  adamF32(
+    w: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    c: number,
+    l2: number,
+    wd: number,
+    b1: number,
+    ob1: number,
+    b2: number,
+    ob2: number,
+    step: number,
+    sq: number,
+    eps: number,
+  ): void;
 }
 
 /** Pushes the f64x2 of lanes 0-1 (hi = false) or 2-3 (hi = true) of the f32x4 in local v. */
@@ -33,7 +49,8 @@ function narrow(f: Func, lo: number, hi: number, dst: number): void {
 }
 
 /** Pushes base + i * size (i32 locals; size a power of two). */
-const addr = (f: Func, base: number, i: number, size: number): Func => f.get(base).get(i).i32(Math.log2(size)).i32Shl().i32Add();
+const addr = (f: Func, base: number, i: number, size: number): Func =>
+  f.get(base).get(i).i32(Math.log2(size)).i32Shl().i32Add();
 
 /** `while (i < end) { body(); i += step }` over i32 locals (end a local). */
 function loopTo(f: Func, i: number, end: number, step: number, body: () => void): void {
@@ -47,8 +64,14 @@ function loopTo(f: Func, i: number, end: number, step: number, body: () => void)
 export function sumRows4(): Func {
   const f = new Func("sumRows4", [I32, I32, I32, I32]);
   const [X, ROWS, N, OUT] = [0, 1, 2, 3];
-  const r = f.local(I32), p = f.local(I32), j = f.local(I32), end = f.local(I32);
-  const s01 = f.local(V128), s23 = f.local(V128), v = f.local(V128), s0 = f.local(F64);
+  const r = f.local(I32),
+    p = f.local(I32),
+    j = f.local(I32),
+    end = f.local(I32);
+  const s01 = f.local(V128),
+    s23 = f.local(V128),
+    v = f.local(V128),
+    s0 = f.local(F64);
   f.get(N).i32(-4).i32And().set(end);
   f.i32(0).set(r);
   loopTo(f, r, ROWS, 1, () => {
@@ -81,7 +104,12 @@ export function sumRows4(): Func {
 export function sumCols(): Func {
   const f = new Func("sumCols", [I32, I32, I32, I32, I32]);
   const [X, LEN, INNER, ACC, OUT] = [0, 1, 2, 3, 4];
-  const i = f.local(I32), j = f.local(I32), end = f.local(I32), row = f.local(I32), v = f.local(V128), a = f.local(I32);
+  const i = f.local(I32),
+    j = f.local(I32),
+    end = f.local(I32),
+    row = f.local(I32),
+    v = f.local(V128),
+    a = f.local(I32);
   f.get(INNER).i32(-4).i32And().set(end);
   // acc = +0
   f.i32(0).set(i);
@@ -114,16 +142,35 @@ export function sumCols(): Func {
 
 export function adamF32(): Func {
   const f = new Func("adamF32", [I32, I32, I32, I32, I32, F64, I32, F64, F64, F64, F64, F64, F64, F64, F64]);
-  const [W, G, M, V, N, C, L2, WD, B1, OB1, B2, OB2, STEP, SQ, EPS] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+  const [W, G, M, V, N, C, L2, WD, B1, OB1, B2, OB2, STEP, SQ, EPS] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+  ];
   const k = [C, WD, B1, OB1, B2, OB2, STEP, SQ, EPS].map((p) => {
     const l = f.local(V128);
     f.get(p).f64x2Splat().set(l);
     return l;
   });
-  const [c, wd, b1, ob1, b2, ob2, step, sq, eps] = k as [number, number, number, number, number, number, number, number, number];
-  const end = f.local(I32), off = f.local(I32);
-  const wv = f.local(V128), gv = f.local(V128), mv = f.local(V128), vv = f.local(V128);
-  const wh = [f.local(V128), f.local(V128)], mh = [f.local(V128), f.local(V128)], vh = [f.local(V128), f.local(V128)], gh = f.local(V128);
+  const [c, wd, b1, ob1, b2, ob2, step, sq, eps] = k as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const end = f.local(I32),
+    off = f.local(I32);
+  const wv = f.local(V128),
+    gv = f.local(V128),
+    mv = f.local(V128),
+    vv = f.local(V128);
+  const wh = [f.local(V128), f.local(V128)],
+    mh = [f.local(V128), f.local(V128)],
+    vh = [f.local(V128), f.local(V128)],
+    gh = f.local(V128);
   /** One element (wide = false: lane 0 of splatted loads) or four. */
   const body = (wide: boolean): void => {
     const ld = (base: number, dst: number): void => {
@@ -146,12 +193,42 @@ export function adamF32(): Func {
       f.end();
       // m = f32(b1 m + (1 - b1) g)
       f.get(b1);
-      widen(f, mv, hi).f64x2Mul().get(ob1).get(gh).f64x2Mul().f64x2Add().f32x4DemoteF64x2Zero().f64x2PromoteLowF32x4().set(mh[h]!);
+      widen(f, mv, hi)
+        .f64x2Mul()
+        .get(ob1)
+        .get(gh)
+        .f64x2Mul()
+        .f64x2Add()
+        .f32x4DemoteF64x2Zero()
+        .f64x2PromoteLowF32x4()
+        .set(mh[h]!);
       // v = f32(b2 v + ((1 - b2) g) g)
       f.get(b2);
-      widen(f, vv, hi).f64x2Mul().get(ob2).get(gh).f64x2Mul().get(gh).f64x2Mul().f64x2Add().f32x4DemoteF64x2Zero().f64x2PromoteLowF32x4().set(vh[h]!);
+      widen(f, vv, hi)
+        .f64x2Mul()
+        .get(ob2)
+        .get(gh)
+        .f64x2Mul()
+        .get(gh)
+        .f64x2Mul()
+        .f64x2Add()
+        .f32x4DemoteF64x2Zero()
+        .f64x2PromoteLowF32x4()
+        .set(vh[h]!);
       // w -= (step m) / (sqrt(v) / sq + eps)
-      f.get(wh[h]!).get(step).get(mh[h]!).f64x2Mul().get(vh[h]!).f64x2Sqrt().get(sq).f64x2Div().get(eps).f64x2Add().f64x2Div().f64x2Sub().set(wh[h]!);
+      f.get(wh[h]!)
+        .get(step)
+        .get(mh[h]!)
+        .f64x2Mul()
+        .get(vh[h]!)
+        .f64x2Sqrt()
+        .get(sq)
+        .f64x2Div()
+        .get(eps)
+        .f64x2Add()
+        .f64x2Div()
+        .f64x2Sub()
+        .set(wh[h]!);
       if (!wide) break;
     }
     const st = (base: number, pair: number[]): void => {

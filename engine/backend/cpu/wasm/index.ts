@@ -5,9 +5,21 @@ export { WasmArena, sizeClass, type ArenaOptions } from "./arena.ts";
 export type { MicroKernelConfig } from "./kernels.ts";
 export { sgemmTS } from "./reference.ts";
 export {
-  bestVariant, defaultArena, matmulF32, matmulF32Batched, relaxedSimdAvailable, sgemm, sgemmBatched,
-  sgemmKernel, simdAvailable, PARALLEL_MIN_WORK,
-  type BatchedMatmulOptions, type BlockSizes, type SgemmKernel, type SgemmKernelOptions, type SgemmVariant,
+  bestVariant,
+  defaultArena,
+  matmulF32,
+  matmulF32Batched,
+  relaxedSimdAvailable,
+  sgemm,
+  sgemmBatched,
+  sgemmKernel,
+  simdAvailable,
+  PARALLEL_MIN_WORK,
+  type BatchedMatmulOptions,
+  type BlockSizes,
+  type SgemmKernel,
+  type SgemmKernelOptions,
+  type SgemmVariant,
 } from "./sgemm.ts";
 export { WasmRuntime, type BlockSpec } from "./runtime.ts";
 export { closeThreads, getNumThreads, setNumThreads, WorkerPool, type Job } from "./pool.ts";

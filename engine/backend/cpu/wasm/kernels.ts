@@ -19,7 +19,18 @@ export interface MicroKernelConfig {
 /** Exports of the generated module; pointers and strides are in bytes. */
 export interface SgemmExports {
   /** C[mc x nc] (+)= alpha * Apacked * Bpacked over one packed block; acc=0 overwrites C. */
-  macro(mc: number, nc: number, kc: number, ap: number, bp: number, c: number, ldc: number, alpha: number, acc: number, scratch: number): void;
+  macro(
+    mc: number,
+    nc: number,
+    kc: number,
+    ap: number,
+    bp: number,
+    c: number,
+    ldc: number,
+    alpha: number,
+    acc: number,
+    scratch: number,
+  ): void;
   /** Packs n rows of op(A) (k-stride ks, row stride is) into MR-row panels, zero-padded. */
   packA(src: number, ks: number, is: number, kc: number, n: number, dst: number): void;
   /** Packs n columns of op(B) (k-stride ks, column stride is) into NR-column panels, zero-padded. */
@@ -31,15 +42,29 @@ export interface SgemmExports {
 /** Emits `dst[0..w) = src[0..w)` for a compile-time width using v128 then f32 moves. */
 function copyRow(f: Func, dst: number, src: number, w: number): void {
   let o = 0;
-  for (; o + 4 <= w; o += 4) f.get(dst).get(src).v128Load(o * 4).v128Store(o * 4);
-  for (; o < w; o++) f.get(dst).get(src).f32Load(o * 4).f32Store(o * 4);
+  for (; o + 4 <= w; o += 4)
+    f.get(dst)
+      .get(src)
+      .v128Load(o * 4)
+      .v128Store(o * 4);
+  for (; o < w; o++)
+    f.get(dst)
+      .get(src)
+      .f32Load(o * 4)
+      .f32Store(o * 4);
 }
 
 /** Emits `dst[0..w) = 0` for a compile-time width. */
 function zeroRow(f: Func, dst: number, w: number): void {
   let o = 0;
-  for (; o + 4 <= w; o += 4) f.get(dst).v128Zero().v128Store(o * 4);
-  for (; o < w; o++) f.get(dst).f32(0).f32Store(o * 4);
+  for (; o + 4 <= w; o += 4)
+    f.get(dst)
+      .v128Zero()
+      .v128Store(o * 4);
+  for (; o < w; o++)
+    f.get(dst)
+      .f32(0)
+      .f32Store(o * 4);
 }
 
 /** Emits `x += c` for an i32 local (c a constant) or `x += local` (when `isLocal`). */
@@ -63,9 +88,14 @@ function microKernel(cfg: MicroKernelConfig): Func {
   const n = f.local(I32);
 
   const step = (u: number): void => {
-    for (let v = 0; v < nv; v++) f.get(B).v128Load((u * nr + v * 4) * 4).set(bv[v]!);
+    for (let v = 0; v < nv; v++)
+      f.get(B)
+        .v128Load((u * nr + v * 4) * 4)
+        .set(bv[v]!);
     for (let i = 0; i < mr; i++) {
-      f.get(A).v128Load32Splat((u * mr + i) * 4).set(av);
+      f.get(A)
+        .v128Load32Splat((u * mr + i) * 4)
+        .set(av);
       for (let v = 0; v < nv; v++) {
         if (fma) f.get(av).get(bv[v]!).get(acc[i]![v]!).f32x4RelaxedMadd().set(acc[i]![v]!);
         else f.get(acc[i]![v]!).get(av).get(bv[v]!).f32x4Mul().f32x4Add().set(acc[i]![v]!);
@@ -76,7 +106,12 @@ function microKernel(cfg: MicroKernelConfig): Func {
   const end = f.local(I32);
   const kLoop = (u: number): void => {
     f.get(n).if_();
-    f.get(A).get(n).i32(u * mr * 4).i32Mul().i32Add().set(end);
+    f.get(A)
+      .get(n)
+      .i32(u * mr * 4)
+      .i32Mul()
+      .i32Add()
+      .set(end);
     f.loop();
     for (let s = 0; s < u; s++) step(s);
     addTo(f, A, u * mr * 4);
@@ -88,7 +123,10 @@ function microKernel(cfg: MicroKernelConfig): Func {
   if (unroll > 1) {
     f.get(KC).i32(log2u).i32ShrU().set(n);
     kLoop(unroll);
-    f.get(KC).i32(unroll - 1).i32And().set(n);
+    f.get(KC)
+      .i32(unroll - 1)
+      .i32And()
+      .set(n);
   } else {
     f.get(KC).set(n);
   }
@@ -100,13 +138,25 @@ function microKernel(cfg: MicroKernelConfig): Func {
   f.get(ACC).if_();
   for (let i = 0; i < mr; i++) {
     for (let v = 0; v < nv; v++) {
-      f.get(C).get(C).v128Load(v * 16).get(acc[i]![v]!).get(alpha).f32x4Mul().f32x4Add().v128Store(v * 16);
+      f.get(C)
+        .get(C)
+        .v128Load(v * 16)
+        .get(acc[i]![v]!)
+        .get(alpha)
+        .f32x4Mul()
+        .f32x4Add()
+        .v128Store(v * 16);
     }
     if (i + 1 < mr) addTo(f, C, LDC, true);
   }
   f.else_();
   for (let i = 0; i < mr; i++) {
-    for (let v = 0; v < nv; v++) f.get(C).get(acc[i]![v]!).get(alpha).f32x4Mul().v128Store(v * 16);
+    for (let v = 0; v < nv; v++)
+      f.get(C)
+        .get(acc[i]![v]!)
+        .get(alpha)
+        .f32x4Mul()
+        .v128Store(v * 16);
     if (i + 1 < mr) addTo(f, C, LDC, true);
   }
   f.end();
@@ -151,8 +201,14 @@ function macroKernel(mr: number, nr: number, microIdx: number, edgeIdx: number):
   const aStride = f.local(I32);
   const bStride = f.local(I32);
   const cStride = f.local(I32);
-  f.get(KC).i32(mr * 4).i32Mul().set(aStride);
-  f.get(KC).i32(nr * 4).i32Mul().set(bStride);
+  f.get(KC)
+    .i32(mr * 4)
+    .i32Mul()
+    .set(aStride);
+  f.get(KC)
+    .i32(nr * 4)
+    .i32Mul()
+    .set(bStride);
   f.get(LDC).i32(mr).i32Mul().set(cStride);
   f.block().loop();
   f.get(jr).get(NC).i32GeS().brIf(1);
@@ -167,7 +223,14 @@ function macroKernel(mr: number, nr: number, microIdx: number, edgeIdx: number):
   f.get(m).i32(mr).i32Eq().get(n).i32(nr).i32Eq().i32And().if_();
   f.get(ap).get(BP).get(KC).get(cp).get(LDC).get(ALPHA).get(ACC).call(microIdx);
   f.else_();
-  f.get(ap).get(BP).get(KC).get(SCRATCH).i32(nr * 4).f32(1).i32(0).call(microIdx);
+  f.get(ap)
+    .get(BP)
+    .get(KC)
+    .get(SCRATCH)
+    .i32(nr * 4)
+    .f32(1)
+    .i32(0)
+    .call(microIdx);
   f.get(SCRATCH).get(cp).get(LDC).get(m).get(n).get(ALPHA).get(ACC).call(edgeIdx);
   f.end();
   addTo(f, ap, aStride, true);
@@ -204,7 +267,12 @@ function packer(name: string, w: number): Func {
     f.block().loop();
     f.get(k).i32Eqz().brIf(1);
     for (let g = 0; g < w / 4; g++) {
-      f.get(s).get(IS).i32(4 * g).i32Mul().i32Add().set(q);
+      f.get(s)
+        .get(IS)
+        .i32(4 * g)
+        .i32Mul()
+        .i32Add()
+        .set(q);
       for (let l = 0; l < 4; l++) {
         f.get(q).v128Load().set(r[l]!);
         if (l < 3) addTo(f, q, IS, true);
@@ -213,10 +281,26 @@ function packer(name: string, w: number): Func {
       f.get(r[2]!).get(r[3]!).f32x4Shuffle([0, 4, 1, 5]).set(t[1]!);
       f.get(r[0]!).get(r[1]!).f32x4Shuffle([2, 6, 3, 7]).set(t[2]!);
       f.get(r[2]!).get(r[3]!).f32x4Shuffle([2, 6, 3, 7]).set(t[3]!);
-      f.get(DST).get(t[0]!).get(t[1]!).f32x4Shuffle([0, 1, 4, 5]).v128Store((0 * w + 4 * g) * 4);
-      f.get(DST).get(t[0]!).get(t[1]!).f32x4Shuffle([2, 3, 6, 7]).v128Store((1 * w + 4 * g) * 4);
-      f.get(DST).get(t[2]!).get(t[3]!).f32x4Shuffle([0, 1, 4, 5]).v128Store((2 * w + 4 * g) * 4);
-      f.get(DST).get(t[2]!).get(t[3]!).f32x4Shuffle([2, 3, 6, 7]).v128Store((3 * w + 4 * g) * 4);
+      f.get(DST)
+        .get(t[0]!)
+        .get(t[1]!)
+        .f32x4Shuffle([0, 1, 4, 5])
+        .v128Store((0 * w + 4 * g) * 4);
+      f.get(DST)
+        .get(t[0]!)
+        .get(t[1]!)
+        .f32x4Shuffle([2, 3, 6, 7])
+        .v128Store((1 * w + 4 * g) * 4);
+      f.get(DST)
+        .get(t[2]!)
+        .get(t[3]!)
+        .f32x4Shuffle([0, 1, 4, 5])
+        .v128Store((2 * w + 4 * g) * 4);
+      f.get(DST)
+        .get(t[2]!)
+        .get(t[3]!)
+        .f32x4Shuffle([2, 3, 6, 7])
+        .v128Store((3 * w + 4 * g) * 4);
     }
     addTo(f, DST, 4 * w * 4);
     addTo(f, s, 16);
@@ -245,7 +329,10 @@ function packer(name: string, w: number): Func {
       // strided lanes, unrolled
       f.get(s).set(q);
       for (let l = 0; l < w; l++) {
-        f.get(DST).get(q).f32Load().f32Store(l * 4);
+        f.get(DST)
+          .get(q)
+          .f32Load()
+          .f32Store(l * 4);
         if (l + 1 < w) addTo(f, q, IS, true);
       }
     };

@@ -4,8 +4,22 @@
 import { attnBackward, attnForward, CMD_ATTN_BWD, CMD_ATTN_FWD } from "./attention_parts.ts";
 import type { PartKernel } from "./context.ts";
 import {
-  CMD_CONV_BWD_INPUT, CMD_CONV_BWD_INPUT_BATCHED, CMD_CONV_BWD_WEIGHT, CMD_CONV_BWD_WEIGHT_BATCHED, CMD_CONV_FWD, CMD_CONV_FWD_BATCHED, CMD_CONV_WINOGRAD, CMD_CONV_WINOGRAD_WGRAD,
-  convBackwardInput, convBackwardInputBatched, convBackwardWeight, convBackwardWeightBatched, convForward, convForwardBatched, convWinograd, convWinogradWeightGrad,
+  CMD_CONV_BWD_INPUT,
+  CMD_CONV_BWD_INPUT_BATCHED,
+  CMD_CONV_BWD_WEIGHT,
+  CMD_CONV_BWD_WEIGHT_BATCHED,
+  CMD_CONV_FWD,
+  CMD_CONV_FWD_BATCHED,
+  CMD_CONV_WINOGRAD,
+  CMD_CONV_WINOGRAD_WGRAD,
+  convBackwardInput,
+  convBackwardInputBatched,
+  convBackwardWeight,
+  convBackwardWeightBatched,
+  convForward,
+  convForwardBatched,
+  convWinograd,
+  convWinogradWeightGrad,
 } from "./conv_parts.ts";
 
 /**

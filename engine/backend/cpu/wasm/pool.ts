@@ -6,8 +6,21 @@
 import type { WasmMemory } from "./api.ts";
 import type { DriverConsts, ThreadBuffers } from "./driver.ts";
 import {
-  ARG0, CMD, DONE, ERR, EXIT, FAILED, MAX_ARGS, READY, SEQ, SLOT_BYTES, STARTING, STATE,
-  controlBytes, counterOffset, type WorkerInit,
+  ARG0,
+  CMD,
+  DONE,
+  ERR,
+  EXIT,
+  FAILED,
+  MAX_ARGS,
+  READY,
+  SEQ,
+  SLOT_BYTES,
+  STARTING,
+  STATE,
+  controlBytes,
+  counterOffset,
+  type WorkerInit,
 } from "./protocol.ts";
 import { envVar, hardwareThreads, siblingModule, spawnThread, type Thread } from "./thread.ts";
 
@@ -98,8 +111,14 @@ export class WorkerPool {
     this.started = performance.now();
     spec.bufs.forEach((bufs, slot) => {
       const init: WorkerInit = {
-        memory: spec.memory, gemmModule: spec.gemmModule, rowModule: spec.rowModule,
-        ctrl: this.ctrl, slot, slots, bufs, consts: spec.consts,
+        memory: spec.memory,
+        gemmModule: spec.gemmModule,
+        rowModule: spec.rowModule,
+        ctrl: this.ctrl,
+        slot,
+        slots,
+        bufs,
+        consts: spec.consts,
       };
       const status = new Int32Array(this.ctrl, slot * SLOT_BYTES + STATE * 4, 1);
       this.threads.push(spawnThread(workerEntry, init, status, `cdiff-cpu-${slot + 1}`));
@@ -116,7 +135,8 @@ export class WorkerPool {
   /** Workers that have started and serve jobs. */
   get running(): number {
     let n = 0;
-    for (let w = 0; w < this.threads.length; w++) if (Atomics.load(this.ints, (w * SLOT_BYTES) / 4 + STATE) === READY) n++;
+    for (let w = 0; w < this.threads.length; w++)
+      if (Atomics.load(this.ints, (w * SLOT_BYTES) / 4 + STATE) === READY) n++;
     return n;
   }
 
@@ -131,12 +151,14 @@ export class WorkerPool {
 
   /** Runs jobs[i] on worker i and `local` on this thread; returns when all are done. */
   run(jobs: readonly Job[], local: () => void): void {
-    if (jobs.length > this.threads.length) throw new RangeError(`WorkerPool.run: ${jobs.length} jobs for ${this.threads.length} workers`);
+    if (jobs.length > this.threads.length)
+      throw new RangeError(`WorkerPool.run: ${jobs.length} jobs for ${this.threads.length} workers`);
     const I = this.ints;
     Atomics.store(this.counter, 0, 0);
     jobs.forEach((job, w) => {
       const base = (w * SLOT_BYTES) / 4;
-      if (job.args.length > MAX_ARGS) throw new RangeError(`WorkerPool.run: at most ${MAX_ARGS} arguments, got ${job.args.length}`);
+      if (job.args.length > MAX_ARGS)
+        throw new RangeError(`WorkerPool.run: at most ${MAX_ARGS} arguments, got ${job.args.length}`);
       this.args.set(job.args, (w * SLOT_BYTES) / 8 + ARG0);
       I[base + CMD] = job.cmd;
       const seq = (this.seqs[w] = (this.seqs[w]! + 1) | 0);
@@ -162,7 +184,9 @@ export class WorkerPool {
 
   /** Blocks until worker w has finished its job; false if the worker failed to start (never ran it). */
   private await(w: number): boolean {
-    const I = this.ints, base = (w * SLOT_BYTES) / 4, seq = this.seqs[w]!;
+    const I = this.ints,
+      base = (w * SLOT_BYTES) / 4,
+      seq = this.seqs[w]!;
     for (;;) {
       const d = Atomics.load(I, base + DONE);
       if (d === seq) return true;
@@ -174,7 +198,9 @@ export class WorkerPool {
       const late = state === STARTING && performance.now() - this.started > STARTUP_TIMEOUT_MS;
       // give up on a worker that has not claimed its slot; one that claims it meanwhile is waited for
       if (state === FAILED || (late && Atomics.compareExchange(I, base + STATE, STARTING, FAILED) === STARTING)) {
-        this.markBroken(`worker ${w + 1} ${state === FAILED ? "failed to start" : `did not start within ${STARTUP_TIMEOUT_MS / 1000} s`}`);
+        this.markBroken(
+          `worker ${w + 1} ${state === FAILED ? "failed to start" : `did not start within ${STARTUP_TIMEOUT_MS / 1000} s`}`,
+        );
         return false;
       }
       Atomics.wait(I, base + DONE, d, 20);

@@ -8,14 +8,20 @@ import type { WasmMemory } from "./api.ts";
 import type { DriverConsts, ThreadBuffers } from "./driver.ts";
 
 export const SLOT_BYTES = 512;
-export const SEQ = 0, DONE = 1, CMD = 2, ERR = 3, STATE = 4;
+export const SEQ = 0,
+  DONE = 1,
+  CMD = 2,
+  ERR = 3,
+  STATE = 4;
 /** float64 index of the first argument within a slot */
 export const ARG0 = 8;
 export const MAX_ARGS = SLOT_BYTES / 8 - ARG0;
 /** The command that stops a worker. */
 export const EXIT = -1;
 /** STATE: the worker has not claimed its slot yet / serves jobs / failed or was given up on. */
-export const STARTING = 0, READY = 1, FAILED = -1;
+export const STARTING = 0,
+  READY = 1,
+  FAILED = -1;
 
 /** Bytes of a control block for `slots` workers (the counter included). */
 export function controlBytes(slots: number): number {

@@ -5,7 +5,14 @@
 import { F32, F64, Func, I32, V128, buildModule, type MemoryImport } from "./emitter.ts";
 import { col2imFunc, col2imS1Func, im2colFunc, im2colS1Func, type Im2colExports } from "./im2col.ts";
 import { adamF32, sumCols, sumRows4, type F64Exports } from "./f64ops.ts";
-import { winoGradTilesFunc, winoInputFunc, winoKernelGradFunc, winoOutputFunc, winoWeightsFunc, type WinogradExports } from "./winograd.ts";
+import {
+  winoGradTilesFunc,
+  winoInputFunc,
+  winoKernelGradFunc,
+  winoOutputFunc,
+  winoWeightsFunc,
+  type WinogradExports,
+} from "./winograd.ts";
 
 /** Exports of the row module; pointers are byte offsets, n counts floats. */
 export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
@@ -17,7 +24,17 @@ export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
    * Layer norm of `rows` contiguous rows of d floats: dst = (x - mean) rstd w + b (w, b: d floats),
    * mean and rstd per row stored as float64 at meanOut / rstdOut; sums as {@link sumF32}.
    */
-  rowsLayerNorm(x: number, dst: number, rows: number, d: number, w: number, b: number, eps: number, meanOut: number, rstdOut: number): void;
+  rowsLayerNorm(
+    x: number,
+    dst: number,
+    rows: number,
+    d: number,
+    w: number,
+    b: number,
+    eps: number,
+    meanOut: number,
+    rstdOut: number,
+  ): void;
   /** dst[j] = p[j] * a + b, then silu when act = 1 (dst may equal p). */
   affineAct(p: number, dst: number, n: number, a: number, b: number, act: number): void;
   /** dst[j] = exp(src[j]), sigmoid(src[j]), src[j] sigmoid(src[j]) (dst may equal src). */
@@ -64,10 +81,50 @@ export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
    * a + r * aStride bytes, element j at + j * 4 when ia = 1, or the row's one float when ia = 0 (b
    * likewise; not both 0). Float32 arithmetic, so the same results as JavaScript's rounded doubles.
    */
-  binAdd(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
-  binSub(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
-  binMul(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
-  binDiv(a: number, aStride: number, ia: number, b: number, bStride: number, ib: number, out: number, rows: number, n: number): void;
+  binAdd(
+    a: number,
+    aStride: number,
+    ia: number,
+    b: number,
+    bStride: number,
+    ib: number,
+    out: number,
+    rows: number,
+    n: number,
+  ): void;
+  binSub(
+    a: number,
+    aStride: number,
+    ia: number,
+    b: number,
+    bStride: number,
+    ib: number,
+    out: number,
+    rows: number,
+    n: number,
+  ): void;
+  binMul(
+    a: number,
+    aStride: number,
+    ia: number,
+    b: number,
+    bStride: number,
+    ib: number,
+    out: number,
+    rows: number,
+    n: number,
+  ): void;
+  binDiv(
+    a: number,
+    aStride: number,
+    ia: number,
+    b: number,
+    bStride: number,
+    ib: number,
+    out: number,
+    rows: number,
+    n: number,
+  ): void;
   /** sum of g[j] (x[j] - mu), accumulated as {@link sumF32}. */
   dotDev(g: number, x: number, n: number, mu: number): number;
   /**
@@ -75,19 +132,55 @@ export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
    * per-channel sums dbAcc += sum gy, dwAcc += rstd sum gy (x - mean) (c entries each); w = 0 for no
    * weight; mean and rstd float64 per group. Sums as {@link sumF32}, dx in float32 arithmetic.
    */
-  groupNormBwd(x: number, gy: number, dx: number, ng: number, groups: number, cg: number, s: number, w: number, mean: number, rstd: number, dwAcc: number, dbAcc: number): void;
+  groupNormBwd(
+    x: number,
+    gy: number,
+    dx: number,
+    ng: number,
+    groups: number,
+    cg: number,
+    s: number,
+    w: number,
+    mean: number,
+    rstd: number,
+    dwAcc: number,
+    dbAcc: number,
+  ): void;
   /**
    * Layer norm backward over rows of d floats: dx, and when dwAcc is not 0 the float64 per-column
    * sums dbAcc += gy, dwAcc += gy xhat; w = 0 for no weight; mean and rstd float64 per row.
    */
-  layerNormBwd(x: number, gy: number, dx: number, rows: number, d: number, w: number, mean: number, rstd: number, dwAcc: number, dbAcc: number): void;
+  layerNormBwd(
+    x: number,
+    gy: number,
+    dx: number,
+    rows: number,
+    d: number,
+    w: number,
+    mean: number,
+    rstd: number,
+    dwAcc: number,
+    dbAcc: number,
+  ): void;
   /**
    * Group norm forward in place over ng groups of cg channels of s floats (then silu when silu = 1),
    * as the per-group calls of sumF32, sumSqDev and affineAct: mean = sum / len, rstd = 1 / sqrt(sumSqDev
    * / len + eps), per channel a = rstd w, b = bias - mean a (float64, rounded to float32); w, b = 0 for
    * none; mean and rstd stored as float64 per group.
    */
-  groupNormFwd(x: number, ng: number, groups: number, cg: number, s: number, w: number, b: number, eps: number, silu: number, mean: number, rstd: number): void;
+  groupNormFwd(
+    x: number,
+    ng: number,
+    groups: number,
+    cg: number,
+    s: number,
+    w: number,
+    b: number,
+    eps: number,
+    silu: number,
+    mean: number,
+    rstd: number,
+  ): void;
   /** dst[r][j] = src[r][j] for `rows` rows of n floats, rows srcStride and dstStride bytes apart. */
   copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, n: number): void;
 }
@@ -97,7 +190,8 @@ export interface RowExports extends Im2colExports, F64Exports, WinogradExports {
  * local holding the byte offset i * 4; `body(wide)` emits the step for 4 lanes or for 1.
  */
 function rows(f: Func, n: number, body: (off: number, wide: boolean) => void): void {
-  const off = f.local(I32), end = f.local(I32);
+  const off = f.local(I32),
+    end = f.local(I32);
   f.i32(0).set(off); // the loop may sit inside another one
   f.get(n).i32(-4).i32And().i32(2).i32Shl().set(end);
   f.block().loop();
@@ -140,21 +234,57 @@ function rowMax(): Func {
     f.get(m);
     load(f, P, off, wide).f32x4Max().set(m);
   });
-  f.get(m).f32x4ExtractLane(0).get(m).f32x4ExtractLane(1).f32Max().get(m).f32x4ExtractLane(2).get(m).f32x4ExtractLane(3).f32Max().f32Max();
+  f.get(m)
+    .f32x4ExtractLane(0)
+    .get(m)
+    .f32x4ExtractLane(1)
+    .f32Max()
+    .get(m)
+    .f32x4ExtractLane(2)
+    .get(m)
+    .f32x4ExtractLane(3)
+    .f32Max()
+    .f32Max();
   return f;
 }
 
 /** Locals holding the constants of {@link expInto}. */
 interface ExpConsts {
-  lo: number; hi: number; log2e: number; ln2hi: number; ln2lo: number; k: number[]; bias: number; magic: number; kk: number; r: number; t: number;
+  lo: number;
+  hi: number;
+  log2e: number;
+  ln2hi: number;
+  ln2lo: number;
+  k: number[];
+  bias: number;
+  magic: number;
+  kk: number;
+  r: number;
+  t: number;
 }
 
 function expConsts(f: Func): ExpConsts {
-  const lo = splat(f, -87.3), hi = splat(f, 88.7), log2e = splat(f, Math.LOG2E), ln2hi = splat(f, 0.693359375), ln2lo = splat(f, -2.12194440e-4);
+  const lo = splat(f, -87.3),
+    hi = splat(f, 88.7),
+    log2e = splat(f, Math.LOG2E),
+    ln2hi = splat(f, 0.693359375),
+    ln2lo = splat(f, -2.1219444e-4);
   const k = [1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720].map((x) => splat(f, x));
   const bias = f.local(V128);
   f.i32(127).i32x4Splat().set(bias);
-  return { lo, hi, log2e, ln2hi, ln2lo, k, bias, magic: splat(f, 12582912), kk: f.local(V128), r: f.local(V128), t: f.local(V128) };
+  return {
+    lo,
+    hi,
+    log2e,
+    ln2hi,
+    ln2lo,
+    k,
+    bias,
+    magic: splat(f, 12582912),
+    kk: f.local(V128),
+    r: f.local(V128),
+    t: f.local(V128),
+  };
 }
 
 /**
@@ -183,7 +313,9 @@ function rowExp(): Func {
   const c = f.local(V128);
   f.get(C).f32x4Splat().set(c);
   const ec = expConsts(f);
-  const x = f.local(V128), acc = splat(f, 0), accTail = splat(f, 0);
+  const x = f.local(V128),
+    acc = splat(f, 0),
+    accTail = splat(f, 0);
   rows(f, N, (off, wide) => {
     load(f, P, off, wide).get(c).f32x4Sub().set(x);
     expInto(f, x, x, ec);
@@ -191,7 +323,17 @@ function rowExp(): Func {
     if (wide) f.get(acc).get(x).f32x4Add().set(acc);
     else f.get(accTail).get(x).f32x4Add().set(accTail);
   });
-  f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add().get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+  f.get(acc)
+    .f32x4ExtractLane(0)
+    .get(acc)
+    .f32x4ExtractLane(1)
+    .f32Add()
+    .get(acc)
+    .f32x4ExtractLane(2)
+    .get(acc)
+    .f32x4ExtractLane(3)
+    .f32Add()
+    .f32Add();
   f.get(accTail).f32x4ExtractLane(0).f32Add();
   return f;
 }
@@ -200,8 +342,11 @@ function rowExp(): Func {
 function vUnary(name: string, op: "exp" | "sigmoid" | "silu"): Func {
   const f = new Func(name, [I32, I32, I32]);
   const [S, D, N] = [0, 1, 2];
-  const ec = expConsts(f), one = splat(f, 1);
-  const x = f.local(V128), e = f.local(V128), y = f.local(V128);
+  const ec = expConsts(f),
+    one = splat(f, 1);
+  const x = f.local(V128),
+    e = f.local(V128),
+    y = f.local(V128);
   rows(f, N, (off, wide) => {
     load(f, S, off, wide).set(x);
     if (op === "exp") {
@@ -211,7 +356,12 @@ function vUnary(name: string, op: "exp" | "sigmoid" | "silu"): Func {
       f.get(x).f32x4Neg().set(e);
       expInto(f, e, e, ec);
       // sigmoid = 1 / (1 + exp(-x)), silu = x / (1 + exp(-x))
-      f.get(op === "silu" ? x : one).get(one).get(e).f32x4Add().f32x4Div().set(y);
+      f.get(op === "silu" ? x : one)
+        .get(one)
+        .get(e)
+        .f32x4Add()
+        .f32x4Div()
+        .set(y);
     }
     store(f, D, off, y, wide);
   });
@@ -220,15 +370,24 @@ function vUnary(name: string, op: "exp" | "sigmoid" | "silu"): Func {
 
 /** Locals of {@link erfInto}: the Abramowitz-Stegun 7.1.26 constants and a sign mask. */
 interface ErfConsts {
-  p: number; a: number[]; one: number; sign: number; t: number; ax: number;
+  p: number;
+  a: number[];
+  one: number;
+  sign: number;
+  t: number;
+  ax: number;
 }
 
 function erfConsts(f: Func): ErfConsts {
   const sign = f.local(V128);
   f.i32(-2147483648).i32x4Splat().set(sign);
   return {
-    p: splat(f, 0.3275911), a: [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429].map((v) => splat(f, v)),
-    one: splat(f, 1), sign, t: f.local(V128), ax: f.local(V128),
+    p: splat(f, 0.3275911),
+    a: [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429].map((v) => splat(f, v)),
+    one: splat(f, 1),
+    sign,
+    t: f.local(V128),
+    ax: f.local(V128),
   };
 }
 
@@ -253,8 +412,14 @@ function erfInto(f: Func, x: number, out: number, c: ErfConsts, ec: ExpConsts, e
 function vGelu(): Func {
   const f = new Func("vGelu", [I32, I32, I32]);
   const [S, D, N] = [0, 1, 2];
-  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2);
-  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128);
+  const ec = expConsts(f),
+    c = erfConsts(f),
+    half = splat(f, 0.5),
+    rs2 = splat(f, Math.SQRT1_2);
+  const x = f.local(V128),
+    z = f.local(V128),
+    e = f.local(V128),
+    y = f.local(V128);
   rows(f, N, (off, wide) => {
     load(f, S, off, wide).set(x);
     f.get(x).get(rs2).f32x4Mul().set(z);
@@ -269,8 +434,16 @@ function vGelu(): Func {
 function vGeluGrad(): Func {
   const f = new Func("vGeluGrad", [I32, I32, I32, I32]);
   const [G, X, D, N] = [0, 1, 2, 3];
-  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2), invSqrt2Pi = splat(f, 0.3989422804014327);
-  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128), q = f.local(V128);
+  const ec = expConsts(f),
+    c = erfConsts(f),
+    half = splat(f, 0.5),
+    rs2 = splat(f, Math.SQRT1_2),
+    invSqrt2Pi = splat(f, 0.3989422804014327);
+  const x = f.local(V128),
+    z = f.local(V128),
+    e = f.local(V128),
+    y = f.local(V128),
+    q = f.local(V128);
   rows(f, N, (off, wide) => {
     load(f, X, off, wide).set(x);
     f.get(x).get(rs2).f32x4Mul().set(z);
@@ -294,9 +467,23 @@ function vGeluGrad(): Func {
 function rowsGeglu(grad: boolean): Func {
   const f = new Func(grad ? "rowsGegluGrad" : "rowsGeglu", grad ? [I32, I32, I32, I32, I32] : [I32, I32, I32, I32]);
   const [H, G, O, ROWS, D] = grad ? [0, 1, 2, 3, 4] : [0, -1, 1, 2, 3];
-  const ec = expConsts(f), c = erfConsts(f), half = splat(f, 0.5), rs2 = splat(f, Math.SQRT1_2), invSqrt2Pi = splat(f, 0.3989422804014327);
-  const x = f.local(V128), z = f.local(V128), e = f.local(V128), y = f.local(V128), q = f.local(V128), a = f.local(V128), gv = f.local(V128);
-  const hRow = f.local(I32), gRow = f.local(I32), oRow = f.local(I32), gate = f.local(I32), oGate = f.local(I32);
+  const ec = expConsts(f),
+    c = erfConsts(f),
+    half = splat(f, 0.5),
+    rs2 = splat(f, Math.SQRT1_2),
+    invSqrt2Pi = splat(f, 0.3989422804014327);
+  const x = f.local(V128),
+    z = f.local(V128),
+    e = f.local(V128),
+    y = f.local(V128),
+    q = f.local(V128),
+    a = f.local(V128),
+    gv = f.local(V128);
+  const hRow = f.local(I32),
+    gRow = f.local(I32),
+    oRow = f.local(I32),
+    gate = f.local(I32),
+    oGate = f.local(I32);
   forRows(f, ROWS, (r) => {
     // byte offsets of this row: h and dh rows are 2d floats, out and g rows d floats
     f.get(H).get(r).get(D).i32Mul().i32(3).i32Shl().i32Add().set(hRow);
@@ -337,8 +524,12 @@ function rowsGeglu(grad: boolean): Func {
 function vSiluGrad(): Func {
   const f = new Func("vSiluGrad", [I32, I32, I32, I32]);
   const [G, X, D, N] = [0, 1, 2, 3];
-  const ec = expConsts(f), one = splat(f, 1);
-  const x = f.local(V128), e = f.local(V128), s = f.local(V128), y = f.local(V128);
+  const ec = expConsts(f),
+    one = splat(f, 1);
+  const x = f.local(V128),
+    e = f.local(V128),
+    s = f.local(V128),
+    y = f.local(V128);
   rows(f, N, (off, wide) => {
     load(f, X, off, wide).set(x);
     f.get(x).f32x4Neg().set(e);
@@ -355,7 +546,8 @@ function vSiluGrad(): Func {
 function rowScale(): Func {
   const f = new Func("rowScale", [I32, I32, F32]);
   const [P, N, C] = [0, 1, 2];
-  const c = f.local(V128), x = f.local(V128);
+  const c = f.local(V128),
+    x = f.local(V128);
   f.get(C).f32x4Splat().set(c);
   rows(f, N, (off, wide) => {
     load(f, P, off, wide).get(c).f32x4Mul().set(x);
@@ -367,7 +559,9 @@ function rowScale(): Func {
 function rowDs(): Func {
   const f = new Func("rowDs", [I32, I32, I32, F32, F32]);
   const [S, P, N, D, C] = [0, 1, 2, 3, 4];
-  const d = f.local(V128), c = f.local(V128), x = f.local(V128);
+  const d = f.local(V128),
+    c = f.local(V128),
+    x = f.local(V128);
   f.get(D).f32x4Splat().set(d);
   f.get(C).f32x4Splat().set(c);
   rows(f, N, (off, wide) => {
@@ -390,13 +584,24 @@ function rowFill(): Func {
 function rowDot(): Func {
   const f = new Func("rowDot", [I32, I32, I32], [F32]);
   const [A, B, N] = [0, 1, 2];
-  const acc = splat(f, 0), accTail = splat(f, 0);
+  const acc = splat(f, 0),
+    accTail = splat(f, 0);
   rows(f, N, (off, wide) => {
     const a = wide ? acc : accTail;
     load(f, A, off, wide);
     load(f, B, off, wide).f32x4Mul().get(a).f32x4Add().set(a);
   });
-  f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add().get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+  f.get(acc)
+    .f32x4ExtractLane(0)
+    .get(acc)
+    .f32x4ExtractLane(1)
+    .f32Add()
+    .get(acc)
+    .f32x4ExtractLane(2)
+    .get(acc)
+    .f32x4ExtractLane(3)
+    .f32Add()
+    .f32Add();
   f.get(accTail).f32x4ExtractLane(0).f32Add();
   return f;
 }
@@ -420,7 +625,12 @@ function rowAdd(): Func {
 function blockedSum(name: string, params: number[], term: (f: Func, x: number) => void): Func {
   const f = new Func(name, params as never, [F64]);
   const [P, N] = [0, 1];
-  const total = f.local(F64), acc = f.local(V128), x = f.local(V128), j = f.local(I32), end = f.local(I32), blockEnd = f.local(I32);
+  const total = f.local(F64),
+    acc = f.local(V128),
+    x = f.local(V128),
+    j = f.local(I32),
+    end = f.local(I32),
+    blockEnd = f.local(I32);
   // vector part: j over floats, in blocks of 64
   f.get(N).i32(-4).i32And().set(end);
   f.block().loop();
@@ -464,10 +674,14 @@ function sumSqDev(): Func {
 function affineAct(): Func {
   const f = new Func("affineAct", [I32, I32, I32, F32, F32, I32]);
   const [P, D, N, A, B, ACT] = [0, 1, 2, 3, 4, 5];
-  const a = f.local(V128), b = f.local(V128), x = f.local(V128), e = f.local(V128);
+  const a = f.local(V128),
+    b = f.local(V128),
+    x = f.local(V128),
+    e = f.local(V128);
   f.get(A).f32x4Splat().set(a);
   f.get(B).f32x4Splat().set(b);
-  const ec = expConsts(f), one = splat(f, 1);
+  const ec = expConsts(f),
+    one = splat(f, 1);
   rows(f, N, (off, wide) => {
     load(f, P, off, wide).get(a).f32x4Mul().get(b).f32x4Add().set(x);
     f.get(ACT).if_();
@@ -483,7 +697,9 @@ function affineAct(): Func {
 function rowNormAffine(): Func {
   const f = new Func("rowNormAffine", [I32, I32, I32, F32, F32, I32, I32]);
   const [P, D, N, MU, RS, W, B] = [0, 1, 2, 3, 4, 5, 6];
-  const mu = f.local(V128), rs = f.local(V128), x = f.local(V128);
+  const mu = f.local(V128),
+    rs = f.local(V128),
+    x = f.local(V128);
   f.get(MU).f32x4Splat().set(mu);
   f.get(RS).f32x4Splat().set(rs);
   rows(f, N, (off, wide) => {
@@ -498,23 +714,64 @@ function rowNormAffine(): Func {
 function rowsLayerNorm(): Func {
   const f = new Func("rowsLayerNorm", [I32, I32, I32, I32, I32, I32, F32, I32, I32]);
   const [X, D, ROWS, N, W, B, EPS, MEAN, RSTD] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const p = f.local(I32), mu = f.local(F64), rs = f.local(F64), dn = f.local(F64);
+  const p = f.local(I32),
+    mu = f.local(F64),
+    rs = f.local(F64),
+    dn = f.local(F64);
   f.get(N).f64ConvertI32S().set(dn);
   forRows(f, ROWS, (r) => {
     f.get(X).get(r).get(N).i32Mul().i32(2).i32Shl().i32Add().set(p);
     f.get(p).get(N).call(SUM_F32).get(dn).f64Div().set(mu);
     // rstd = 1 / sqrt(sum (x - mean)^2 / d + eps)
-    f.f64(1).get(p).get(N).get(mu).f32DemoteF64().call(SUM_SQ_DEV).get(dn).f64Div().get(EPS).f64PromoteF32().f64Add().f64Sqrt().f64Div().set(rs);
+    f.f64(1)
+      .get(p)
+      .get(N)
+      .get(mu)
+      .f32DemoteF64()
+      .call(SUM_SQ_DEV)
+      .get(dn)
+      .f64Div()
+      .get(EPS)
+      .f64PromoteF32()
+      .f64Add()
+      .f64Sqrt()
+      .f64Div()
+      .set(rs);
     f.get(MEAN).get(r).i32(3).i32Shl().i32Add().get(mu).f64Store();
     f.get(RSTD).get(r).i32(3).i32Shl().i32Add().get(rs).f64Store();
-    f.get(p).get(D).get(r).get(N).i32Mul().i32(2).i32Shl().i32Add().get(N).get(mu).f32DemoteF64().get(rs).f32DemoteF64().get(W).get(B).call(ROW_NORM_AFFINE);
+    f.get(p)
+      .get(D)
+      .get(r)
+      .get(N)
+      .i32Mul()
+      .i32(2)
+      .i32Shl()
+      .i32Add()
+      .get(N)
+      .get(mu)
+      .f32DemoteF64()
+      .get(rs)
+      .f32DemoteF64()
+      .get(W)
+      .get(B)
+      .call(ROW_NORM_AFFINE);
   });
   return f;
 }
 
 // function indices in the module (array position in rowModuleBytes)
-const ROW_MAX = 0, ROW_EXP = 1, ROW_SCALE = 2, ROW_DS = 3, ROW_FILL = 4, ROW_DOT = 5, ROW_ADD = 6;
-const SUM_F32 = 18, SUM_SQ_DEV = 19, ROW_NORM_AFFINE = 21, DOT_DEV = 37, AFFINE_ACT = 20;
+const ROW_MAX = 0,
+  ROW_EXP = 1,
+  ROW_SCALE = 2,
+  ROW_DS = 3,
+  ROW_FILL = 4,
+  ROW_DOT = 5,
+  ROW_ADD = 6;
+const SUM_F32 = 18,
+  SUM_SQ_DEV = 19,
+  ROW_NORM_AFFINE = 21,
+  DOT_DEV = 37,
+  AFFINE_ACT = 20;
 
 /** `for (r = 0; r < rows; r++) body(r)` with local `r`. */
 function forRows(f: Func, rowsArg: number, body: (r: number) => void): void {
@@ -539,7 +796,9 @@ function at(f: Func, base: number, r: number): Func {
 function rowsSoftmax(): Func {
   const f = new Func("rowsSoftmax", [I32, I32, I32, I32, I32, I32]);
   const [P, ROWS, STRIDE, N, MX, SM] = [0, 1, 2, 3, 4, 5];
-  const p = f.local(I32), m = f.local(F32), sum = f.local(F32);
+  const p = f.local(I32),
+    m = f.local(F32),
+    sum = f.local(F32);
   forRows(f, ROWS, (r) => {
     rowPtr(f, P, r, STRIDE).set(p);
     f.get(p).get(N).call(ROW_MAX).set(m);
@@ -560,7 +819,8 @@ function rowsSoftmax(): Func {
 function rowsExpSub(): Func {
   const f = new Func("rowsExpSub", [I32, I32, I32, I32, I32]);
   const [P, ROWS, STRIDE, N, C] = [0, 1, 2, 3, 4];
-  const p = f.local(I32), c = f.local(F32);
+  const p = f.local(I32),
+    c = f.local(F32);
   forRows(f, ROWS, (r) => {
     rowPtr(f, P, r, STRIDE).set(p);
     at(f, C, r).f32Load().set(c);
@@ -617,7 +877,12 @@ function rowsAdd(): Func {
 function binRows(name: string, op: (f: Func) => Func): Func {
   const f = new Func(name, [I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [A, AS, IA, B, BS, IB, OUT, ROWS, N] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const pa = f.local(I32), pb = f.local(I32), po = f.local(I32), va = f.local(V128), vb = f.local(V128), y = f.local(V128);
+  const pa = f.local(I32),
+    pb = f.local(I32),
+    po = f.local(I32),
+    va = f.local(V128),
+    vb = f.local(V128),
+    y = f.local(V128);
   forRows(f, ROWS, (r) => {
     rowPtr(f, A, r, AS).set(pa);
     rowPtr(f, B, r, BS).set(pb);
@@ -649,7 +914,9 @@ function binRows(name: string, op: (f: Func) => Func): Func {
 function copyRows(): Func {
   const f = new Func("copyRows", [I32, I32, I32, I32, I32, I32]);
   const [S, SS, D, DS, ROWS, N] = [0, 1, 2, 3, 4, 5];
-  const ps = f.local(I32), pd = f.local(I32), v = f.local(V128);
+  const ps = f.local(I32),
+    pd = f.local(I32),
+    v = f.local(V128);
   forRows(f, ROWS, (r) => {
     rowPtr(f, S, r, SS).set(ps);
     rowPtr(f, D, r, DS).set(pd);
@@ -665,7 +932,13 @@ function copyRows(): Func {
 function dotDev(): Func {
   const f = new Func("dotDev", [I32, I32, I32, F32], [F64]);
   const [G, X, N, MU] = [0, 1, 2, 3];
-  const total = f.local(F64), acc = f.local(V128), mu = f.local(V128), j = f.local(I32), end = f.local(I32), blockEnd = f.local(I32), o = f.local(I32);
+  const total = f.local(F64),
+    acc = f.local(V128),
+    mu = f.local(V128),
+    j = f.local(I32),
+    end = f.local(I32),
+    blockEnd = f.local(I32),
+    o = f.local(I32);
   f.get(MU).f32x4Splat().set(mu);
   f.get(N).i32(-4).i32And().set(end);
   f.block().loop();
@@ -676,7 +949,20 @@ function dotDev(): Func {
   f.block().loop();
   f.get(j).get(blockEnd).i32GeS().brIf(1);
   f.get(j).i32(2).i32Shl().set(o);
-  f.get(acc).get(G).get(o).i32Add().v128Load().get(X).get(o).i32Add().v128Load().get(mu).f32x4Sub().f32x4Mul().f32x4Add().set(acc);
+  f.get(acc)
+    .get(G)
+    .get(o)
+    .i32Add()
+    .v128Load()
+    .get(X)
+    .get(o)
+    .i32Add()
+    .v128Load()
+    .get(mu)
+    .f32x4Sub()
+    .f32x4Mul()
+    .f32x4Add()
+    .set(acc);
   f.get(j).i32(4).i32Add().set(j);
   f.br(0).end().end();
   for (let l = 0; l < 4; l++) f.get(total).get(acc).f32x4ExtractLane(l).f64PromoteF32().f64Add().set(total);
@@ -684,7 +970,21 @@ function dotDev(): Func {
   f.block().loop();
   f.get(j).get(N).i32GeS().brIf(1);
   f.get(j).i32(2).i32Shl().set(o);
-  f.get(total).get(G).get(o).i32Add().f32Load().get(X).get(o).i32Add().f32Load().get(MU).f32Sub().f32Mul().f64PromoteF32().f64Add().set(total);
+  f.get(total)
+    .get(G)
+    .get(o)
+    .i32Add()
+    .f32Load()
+    .get(X)
+    .get(o)
+    .i32Add()
+    .f32Load()
+    .get(MU)
+    .f32Sub()
+    .f32Mul()
+    .f64PromoteF32()
+    .f64Add()
+    .set(total);
   f.get(j).i32(1).i32Add().set(j);
   f.br(0).end().end();
   f.get(total);
@@ -694,9 +994,28 @@ function dotDev(): Func {
 function groupNormBwd(): Func {
   const f = new Func("groupNormBwd", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [X, GY, DX, NG, GROUPS, CG, S, W, MEAN, RSTD, DWACC, DBACC] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  const ch = f.local(I32), o = f.local(I32), q = f.local(I32), c = f.local(I32), cb = f.local(I32);
-  const mu = f.local(F64), r = f.local(F64), muF = f.local(F32), wv = f.local(F64), a = f.local(F64), b = f.local(F64), sg = f.local(F64), sgx = f.local(F64), len = f.local(F64);
-  const A = f.local(V128), B = f.local(V128), C = f.local(V128), M = f.local(V128), y = f.local(V128), px = f.local(I32), pg = f.local(I32), pd = f.local(I32);
+  const ch = f.local(I32),
+    o = f.local(I32),
+    q = f.local(I32),
+    c = f.local(I32),
+    cb = f.local(I32);
+  const mu = f.local(F64),
+    r = f.local(F64),
+    muF = f.local(F32),
+    wv = f.local(F64),
+    a = f.local(F64),
+    b = f.local(F64),
+    sg = f.local(F64),
+    sgx = f.local(F64),
+    len = f.local(F64);
+  const A = f.local(V128),
+    B = f.local(V128),
+    C = f.local(V128),
+    M = f.local(V128),
+    y = f.local(V128),
+    px = f.local(I32),
+    pg = f.local(I32),
+    pd = f.local(I32);
   f.get(CG).get(S).i32Mul().f64ConvertI32S().set(len);
   const weightOf = (): void => {
     // wv = w ? w[c] : 1
@@ -756,14 +1075,35 @@ function groupNormBwd(): Func {
 function groupNormFwd(): Func {
   const f = new Func("groupNormFwd", [I32, I32, I32, I32, I32, I32, I32, F64, I32, I32, I32]);
   const [X, NG, GROUPS, CG, S, W, B, EPS, SILU, MEAN, RSTD] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  const o = f.local(I32), n = f.local(I32), ch = f.local(I32), c = f.local(I32), cb = f.local(I32), q = f.local(I32);
-  const len = f.local(F64), mu = f.local(F64), rs = f.local(F64), a = f.local(F64), bb = f.local(F64);
+  const o = f.local(I32),
+    n = f.local(I32),
+    ch = f.local(I32),
+    c = f.local(I32),
+    cb = f.local(I32),
+    q = f.local(I32);
+  const len = f.local(F64),
+    mu = f.local(F64),
+    rs = f.local(F64),
+    a = f.local(F64),
+    bb = f.local(F64);
   f.get(CG).get(S).i32Mul().set(n);
   f.get(n).f64ConvertI32S().set(len);
   forRows(f, NG, (ng) => {
     f.get(X).get(ng).get(n).i32Mul().i32(2).i32Shl().i32Add().set(o);
     f.get(o).get(n).call(SUM_F32).get(len).f64Div().set(mu);
-    f.f64(1).get(o).get(n).get(mu).f32DemoteF64().call(SUM_SQ_DEV).get(len).f64Div().get(EPS).f64Add().f64Sqrt().f64Div().set(rs);
+    f.f64(1)
+      .get(o)
+      .get(n)
+      .get(mu)
+      .f32DemoteF64()
+      .call(SUM_SQ_DEV)
+      .get(len)
+      .f64Div()
+      .get(EPS)
+      .f64Add()
+      .f64Sqrt()
+      .f64Div()
+      .set(rs);
     f.get(MEAN).get(ng).i32(3).i32Shl().i32Add().get(mu).f64Store();
     f.get(RSTD).get(ng).i32(3).i32Shl().i32Add().get(rs).f64Store();
     f.get(ng).get(ng).get(GROUPS).i32DivS().get(GROUPS).i32Mul().i32Sub().get(CG).i32Mul().set(cb);
@@ -792,11 +1132,41 @@ function groupNormFwd(): Func {
 function layerNormBwd(): Func {
   const f = new Func("layerNormBwd", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [X, GY, DX, ROWS, D, W, MEAN, RSTD, DWACC, DBACC] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const px = f.local(I32), pg = f.local(I32), pd = f.local(I32), pa = f.local(I32), t = f.local(I32);
-  const mu = f.local(V128), rs = f.local(V128), xh = f.local(V128), gw = f.local(V128), g = f.local(V128), sg = f.local(V128), sgx = f.local(V128), sgT = f.local(V128), sgxT = f.local(V128);
-  const mg = f.local(V128), mgx = f.local(V128), y = f.local(V128), dn = f.local(F32);
+  const px = f.local(I32),
+    pg = f.local(I32),
+    pd = f.local(I32),
+    pa = f.local(I32),
+    t = f.local(I32);
+  const mu = f.local(V128),
+    rs = f.local(V128),
+    xh = f.local(V128),
+    gw = f.local(V128),
+    g = f.local(V128),
+    sg = f.local(V128),
+    sgx = f.local(V128),
+    sgT = f.local(V128),
+    sgxT = f.local(V128);
+  const mg = f.local(V128),
+    mgx = f.local(V128),
+    y = f.local(V128),
+    dn = f.local(F32);
   f.get(D).f64ConvertI32S().f32DemoteF64().set(dn);
-  const hsum = (v: number, tail: number): Func => f.get(v).f32x4ExtractLane(0).get(v).f32x4ExtractLane(1).f32Add().get(v).f32x4ExtractLane(2).get(v).f32x4ExtractLane(3).f32Add().f32Add().get(tail).f32x4ExtractLane(0).f32Add();
+  const hsum = (v: number, tail: number): Func =>
+    f
+      .get(v)
+      .f32x4ExtractLane(0)
+      .get(v)
+      .f32x4ExtractLane(1)
+      .f32Add()
+      .get(v)
+      .f32x4ExtractLane(2)
+      .get(v)
+      .f32x4ExtractLane(3)
+      .f32Add()
+      .f32Add()
+      .get(tail)
+      .f32x4ExtractLane(0)
+      .f32Add();
   /** xh = (x - mu) rs, g, gw = g w (or g) at off. */
   const terms = (off: number, wide: boolean): void => {
     load(f, px, off, wide).get(mu).f32x4Sub().get(rs).f32x4Mul().set(xh);
@@ -820,17 +1190,36 @@ function layerNormBwd(): Func {
     f.v128Zero().set(sgxT);
     rows(f, D, (off, wide) => {
       terms(off, wide);
-      f.get(wide ? sg : sgT).get(gw).f32x4Add().set(wide ? sg : sgT);
-      f.get(wide ? sgx : sgxT).get(gw).get(xh).f32x4Mul().f32x4Add().set(wide ? sgx : sgxT);
+      f.get(wide ? sg : sgT)
+        .get(gw)
+        .f32x4Add()
+        .set(wide ? sg : sgT);
+      f.get(wide ? sgx : sgxT)
+        .get(gw)
+        .get(xh)
+        .f32x4Mul()
+        .f32x4Add()
+        .set(wide ? sgx : sgxT);
       // per-column float64 sums of g and g xhat (two f64x2 per 4 floats, one lane for the tail)
       f.get(DWACC).if_();
-      for (const [acc, v] of [[DBACC, g], [DWACC, -1]] as const) {
+      for (const [acc, v] of [
+        [DBACC, g],
+        [DWACC, -1],
+      ] as const) {
         if (v === -1) f.get(g).get(xh).f32x4Mul().set(y);
         const src = v === -1 ? y : g;
         f.get(acc).get(off).i32(1).i32Shl().i32Add().set(pa);
         if (wide) {
           f.get(pa).get(pa).v128Load().get(src).f64x2PromoteLowF32x4().f64x2Add().v128Store();
-          f.get(pa).get(pa).v128Load(16).get(src).get(src).f32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().v128Store(16);
+          f.get(pa)
+            .get(pa)
+            .v128Load(16)
+            .get(src)
+            .get(src)
+            .f32x4Shuffle([2, 3, 2, 3])
+            .f64x2PromoteLowF32x4()
+            .f64x2Add()
+            .v128Store(16);
         } else f.get(pa).get(pa).f64Load().get(src).f32x4ExtractLane(0).f64PromoteF32().f64Add().f64Store();
       }
       f.end();
@@ -848,12 +1237,69 @@ function layerNormBwd(): Func {
 
 /** Module bytes of the row kernels, importing `env.memory` as described. */
 export function rowModuleBytes(memory: Omit<MemoryImport, "module" | "name">): Uint8Array {
-  const fns = [rowMax(), rowExp(), rowScale(), rowDs(), rowFill(), rowDot(), rowAdd(), rowsSoftmax(), rowsExpSub(), rowsDs(), rowsDot(), rowsAdd(), im2colFunc(), col2imFunc(),
-    vUnary("vExp", "exp"), vUnary("vSigmoid", "sigmoid"), vUnary("vSilu", "silu"), vSiluGrad(), sumF32(), sumSqDev(), affineAct(), rowNormAffine(), rowsLayerNorm(), vGelu(), vGeluGrad(), rowsGeglu(false), rowsGeglu(true),
-    binRows("binAdd", (f) => f.f32x4Add()), binRows("binSub", (f) => f.f32x4Sub()), binRows("binMul", (f) => f.f32x4Mul()), binRows("binDiv", (f) => f.f32x4Div()), copyRows(), im2colS1Func(), col2imS1Func(),
-    sumRows4(), sumCols(), adamF32(), dotDev(), groupNormBwd(), layerNormBwd(), groupNormFwd(),
-    winoWeightsFunc(), winoInputFunc(), winoOutputFunc(), winoGradTilesFunc(), winoKernelGradFunc()];
-  const idx: [number, string][] = [[ROW_MAX, "rowMax"], [ROW_EXP, "rowExp"], [ROW_SCALE, "rowScale"], [ROW_DS, "rowDs"], [ROW_FILL, "rowFill"], [ROW_DOT, "rowDot"], [ROW_ADD, "rowAdd"], [SUM_F32, "sumF32"], [SUM_SQ_DEV, "sumSqDev"], [ROW_NORM_AFFINE, "rowNormAffine"], [DOT_DEV, "dotDev"], [AFFINE_ACT, "affineAct"]];
-  for (const [i, name] of idx) if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
+  const fns = [
+    rowMax(),
+    rowExp(),
+    rowScale(),
+    rowDs(),
+    rowFill(),
+    rowDot(),
+    rowAdd(),
+    rowsSoftmax(),
+    rowsExpSub(),
+    rowsDs(),
+    rowsDot(),
+    rowsAdd(),
+    im2colFunc(),
+    col2imFunc(),
+    vUnary("vExp", "exp"),
+    vUnary("vSigmoid", "sigmoid"),
+    vUnary("vSilu", "silu"),
+    vSiluGrad(),
+    sumF32(),
+    sumSqDev(),
+    affineAct(),
+    rowNormAffine(),
+    rowsLayerNorm(),
+    vGelu(),
+    vGeluGrad(),
+    rowsGeglu(false),
+    rowsGeglu(true),
+    binRows("binAdd", (f) => f.f32x4Add()),
+    binRows("binSub", (f) => f.f32x4Sub()),
+    binRows("binMul", (f) => f.f32x4Mul()),
+    binRows("binDiv", (f) => f.f32x4Div()),
+    copyRows(),
+    im2colS1Func(),
+    col2imS1Func(),
+    sumRows4(),
+    sumCols(),
+    adamF32(),
+    dotDev(),
+    groupNormBwd(),
+    layerNormBwd(),
+    groupNormFwd(),
+    winoWeightsFunc(),
+    winoInputFunc(),
+    winoOutputFunc(),
+    winoGradTilesFunc(),
+    winoKernelGradFunc(),
+  ];
+  const idx: [number, string][] = [
+    [ROW_MAX, "rowMax"],
+    [ROW_EXP, "rowExp"],
+    [ROW_SCALE, "rowScale"],
+    [ROW_DS, "rowDs"],
+    [ROW_FILL, "rowFill"],
+    [ROW_DOT, "rowDot"],
+    [ROW_ADD, "rowAdd"],
+    [SUM_F32, "sumF32"],
+    [SUM_SQ_DEV, "sumSqDev"],
+    [ROW_NORM_AFFINE, "rowNormAffine"],
+    [DOT_DEV, "dotDev"],
+    [AFFINE_ACT, "affineAct"],
+  ];
+  for (const [i, name] of idx)
+    if (fns[i]?.name !== name) throw new Error(`rowops: function ${i} is ${fns[i]?.name}, expected ${name}`);
   return buildModule({ module: "env", name: "memory", ...memory }, fns);
 }

@@ -70,7 +70,11 @@ export class WasmRuntime implements SgemmKernel {
   /** Packing buffers of the largest block sizes for one thread. */
   private threadBuffers(): ThreadBuffers {
     const { mc, kc, nc } = this.blocks;
-    return { packA: this.arena.alloc(mc * kc), packB: this.arena.alloc(kc * nc), scratch: this.arena.alloc(this.mr * this.nr) };
+    return {
+      packA: this.arena.alloc(mc * kc),
+      packB: this.arena.alloc(kc * nc),
+      scratch: this.arena.alloc(this.mr * this.nr),
+    };
   }
 
   /**
@@ -89,8 +93,11 @@ export class WasmRuntime implements SgemmKernel {
     this.closePool();
     this.poolBuffers = Array.from({ length: threads - 1 }, () => this.threadBuffers());
     const pool: WorkerPool = new WorkerPool({
-      memory: this.arena.memory, gemmModule: this.gemmModule, rowModule: this.rowModule,
-      consts: this.consts, bufs: this.poolBuffers,
+      memory: this.arena.memory,
+      gemmModule: this.gemmModule,
+      rowModule: this.rowModule,
+      consts: this.consts,
+      bufs: this.poolBuffers,
       // a job whose worker never started runs here, drawing units from the pool's counter
       fallback: (job) => partKernel(job.cmd)(partContext(this, pool), job.args),
     });
@@ -115,7 +122,11 @@ export class WasmRuntime implements SgemmKernel {
     const ctx = partContext(this, pool);
     const fn = partKernel(cmd);
     if (!pool) fn(ctx, parts[0]!);
-    else pool.run(parts.slice(1).map((args) => ({ cmd, args })), () => fn(ctx, parts[0]!));
+    else
+      pool.run(
+        parts.slice(1).map((args) => ({ cmd, args })),
+        () => fn(ctx, parts[0]!),
+      );
   }
 
   /**
@@ -183,31 +194,83 @@ export class WasmRuntime implements SgemmKernel {
   }
 
   sgemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    bPtr: number,
+    ldb: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
   ): void {
     validate(transA, transB, M, N, K, aPtr, lda, bPtr, ldb, cPtr, ldc, this.arena.byteLength);
     this.run(transA, transB, M, N, K, alpha, aPtr, lda, 0, bPtr, ldb, 0, beta, cPtr, ldc, 0);
   }
 
   sgemmBatched(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, strideA: number, bPtr: number, ldb: number, strideB: number,
-    beta: number, cPtr: number, ldc: number, strideC: number, batch: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    strideA: number,
+    bPtr: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
+    strideC: number,
+    batch: number,
   ): void {
     checkBatch(batch, strideA, strideB, strideC);
     if (batch === 0) return;
     const last = batch - 1;
     const bytes = this.arena.byteLength;
     validate(transA, transB, M, N, K, aPtr, lda, bPtr, ldb, cPtr, ldc, bytes);
-    validate(transA, transB, M, N, K, aPtr + last * strideA * 4, lda, bPtr + last * strideB * 4, ldb, cPtr + last * strideC * 4, ldc, bytes);
+    validate(
+      transA,
+      transB,
+      M,
+      N,
+      K,
+      aPtr + last * strideA * 4,
+      lda,
+      bPtr + last * strideB * 4,
+      ldb,
+      cPtr + last * strideC * 4,
+      ldc,
+      bytes,
+    );
     this.run(transA, transB, M, N, K, alpha, aPtr, lda, strideA, bPtr, ldb, strideB, beta, cPtr, ldc, strideC, batch);
   }
 
   private run(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, sA: number, bPtr: number, ldb: number, sB: number,
-    beta: number, cPtr: number, ldc: number, sC: number, batch = 1,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    sA: number,
+    bPtr: number,
+    ldb: number,
+    sB: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
+    sC: number,
+    batch = 1,
   ): void {
     if (M === 0 || N === 0 || batch === 0) return;
     const ex = this.ex;
@@ -223,7 +286,34 @@ export class WasmRuntime implements SgemmKernel {
     const { mc, kc, nc } = this.blocks;
     const local = this.localBuffers();
     const drive = (m: number, n: number, a: number, b: number, c: number, bt: number): void =>
-      gemmDriver(ex, mr, nr, mc, kc, nc, local.packA, local.packB, local.scratch, transA, transB, m, n, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, bt);
+      gemmDriver(
+        ex,
+        mr,
+        nr,
+        mc,
+        kc,
+        nc,
+        local.packA,
+        local.packB,
+        local.scratch,
+        transA,
+        transB,
+        m,
+        n,
+        K,
+        alpha,
+        a,
+        lda,
+        sA,
+        b,
+        ldb,
+        sB,
+        acc0,
+        c,
+        ldc,
+        sC,
+        bt,
+      );
     const work = M * N * K * batch;
     const threads = Math.min(getNumThreads(), Math.floor(work / PARALLEL_MIN_WORK));
     const pool = threads > 1 ? this.workerPool(threads) : null;
@@ -232,29 +322,37 @@ export class WasmRuntime implements SgemmKernel {
       return;
     }
     const job = (m: number, n: number, a: number, b: number, c: number, bt: number): Job => ({
-      cmd: CMD_GEMM, args: [+transA, +transB, m, n, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, bt],
+      cmd: CMD_GEMM,
+      args: [+transA, +transB, m, n, K, alpha, a, lda, sA, b, ldb, sB, acc0, c, ldc, sC, bt],
     });
     // op(A)[i, k] and op(B)[k, j] byte strides along i and j
-    const aIs = transA ? 4 : lda * 4, bJs = transB ? ldb * 4 : 4;
+    const aIs = transA ? 4 : lda * 4,
+      bJs = transB ? ldb * 4 : 4;
     if (batch >= threads) {
       // whole batch items per thread
       const per = Math.ceil(batch / threads);
       const jobs: Job[] = [];
-      for (let t0 = per; t0 < batch; t0 += per) jobs.push(job(M, N, aPtr + t0 * sA * 4, bPtr + t0 * sB * 4, cPtr + t0 * sC * 4, Math.min(per, batch - t0)));
+      for (let t0 = per; t0 < batch; t0 += per)
+        jobs.push(job(M, N, aPtr + t0 * sA * 4, bPtr + t0 * sB * 4, cPtr + t0 * sC * 4, Math.min(per, batch - t0)));
       pool.run(jobs, () => drive(M, N, aPtr, bPtr, cPtr, per));
       return;
     }
     // split the larger of M and N into `threads` parts of whole micro-tiles, for every batch item at once
     const byN = N >= M;
-    const len = byN ? N : M, mult = byN ? nr : mr;
+    const len = byN ? N : M,
+      mult = byN ? nr : mr;
     const part = roundUp(Math.ceil(len / threads), mult);
     const jobs: Job[] = [];
     for (let s = part; s < len; s += part) {
       const w = Math.min(part, len - s);
-      jobs.push(byN
-        ? job(M, w, aPtr, bPtr + s * bJs, cPtr + s * 4, batch)
-        : job(w, N, aPtr + s * aIs, bPtr, cPtr + s * ldc * 4, batch));
+      jobs.push(
+        byN
+          ? job(M, w, aPtr, bPtr + s * bJs, cPtr + s * 4, batch)
+          : job(w, N, aPtr + s * aIs, bPtr, cPtr + s * ldc * 4, batch),
+      );
     }
-    pool.run(jobs, () => (byN ? drive(M, Math.min(part, N), aPtr, bPtr, cPtr, batch) : drive(Math.min(part, M), N, aPtr, bPtr, cPtr, batch)));
+    pool.run(jobs, () =>
+      byN ? drive(M, Math.min(part, N), aPtr, bPtr, cPtr, batch) : drive(Math.min(part, M), N, aPtr, bPtr, cPtr, batch),
+    );
   }
 }

@@ -40,14 +40,39 @@ export interface SgemmKernel {
    * when an operand runs past the memory.
    */
   sgemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    bPtr: number,
+    ldb: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
   ): void;
   /** `batch` GEMMs with element strides between consecutive A, B, C (a stride of 0 broadcasts). */
   sgemmBatched(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, strideA: number, bPtr: number, ldb: number, strideB: number,
-    beta: number, cPtr: number, ldc: number, strideC: number, batch: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    strideA: number,
+    bPtr: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
+    strideC: number,
+    batch: number,
   ): void;
 }
 
@@ -84,8 +109,19 @@ class TsSgemm implements SgemmKernel {
   constructor(readonly arena: WasmArena) {}
 
   sgemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    bPtr: number,
+    ldb: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
   ): void {
     validate(transA, transB, M, N, K, aPtr, lda, bPtr, ldb, cPtr, ldc, this.arena.byteLength);
     const h = this.arena.heapF32();
@@ -93,13 +129,41 @@ class TsSgemm implements SgemmKernel {
   }
 
   sgemmBatched(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    aPtr: number, lda: number, strideA: number, bPtr: number, ldb: number, strideB: number,
-    beta: number, cPtr: number, ldc: number, strideC: number, batch: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    aPtr: number,
+    lda: number,
+    strideA: number,
+    bPtr: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    cPtr: number,
+    ldc: number,
+    strideC: number,
+    batch: number,
   ): void {
     checkBatch(batch, strideA, strideB, strideC);
     for (let t = 0; t < batch; t++) {
-      this.sgemm(transA, transB, M, N, K, alpha, aPtr + t * strideA * 4, lda, bPtr + t * strideB * 4, ldb, beta, cPtr + t * strideC * 4, ldc);
+      this.sgemm(
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        alpha,
+        aPtr + t * strideA * 4,
+        lda,
+        bPtr + t * strideB * 4,
+        ldb,
+        beta,
+        cPtr + t * strideC * 4,
+        ldc,
+      );
     }
   }
 }
@@ -134,19 +198,62 @@ export function sgemmKernel(variant: SgemmVariant = bestVariant(), opts: SgemmKe
  * fastest available kernel. See {@link SgemmKernel.sgemm}.
  */
 export function sgemm(
-  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  aPtr: number, lda: number, bPtr: number, ldb: number, beta: number, cPtr: number, ldc: number,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  aPtr: number,
+  lda: number,
+  bPtr: number,
+  ldb: number,
+  beta: number,
+  cPtr: number,
+  ldc: number,
 ): void {
   sgemmKernel().sgemm(transA, transB, M, N, K, alpha, aPtr, lda, bPtr, ldb, beta, cPtr, ldc);
 }
 
 /** Strided batched {@link sgemm} on {@link defaultArena}; strides in elements, 0 broadcasts. */
 export function sgemmBatched(
-  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  aPtr: number, lda: number, strideA: number, bPtr: number, ldb: number, strideB: number,
-  beta: number, cPtr: number, ldc: number, strideC: number, batch: number,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  aPtr: number,
+  lda: number,
+  strideA: number,
+  bPtr: number,
+  ldb: number,
+  strideB: number,
+  beta: number,
+  cPtr: number,
+  ldc: number,
+  strideC: number,
+  batch: number,
 ): void {
-  sgemmKernel().sgemmBatched(transA, transB, M, N, K, alpha, aPtr, lda, strideA, bPtr, ldb, strideB, beta, cPtr, ldc, strideC, batch);
+  sgemmKernel().sgemmBatched(
+    transA,
+    transB,
+    M,
+    N,
+    K,
+    alpha,
+    aPtr,
+    lda,
+    strideA,
+    bPtr,
+    ldb,
+    strideB,
+    beta,
+    cPtr,
+    ldc,
+    strideC,
+    batch,
+  );
 }
 
 /** Options of {@link matmulF32Batched}: element strides between batch items (0 broadcasts). */
@@ -176,8 +283,15 @@ function stage(arena: WasmArena, floats: number): number {
  * (allocated when omitted).
  */
 export function matmulF32(
-  a: Float32Array, b: Float32Array, M: number, N: number, K: number,
-  transA = false, transB = false, out?: Float32Array, variant: SgemmVariant = bestVariant(),
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  transA = false,
+  transB = false,
+  out?: Float32Array,
+  variant: SgemmVariant = bestVariant(),
 ): Float32Array {
   return matmulF32Batched(a, b, 1, M, N, K, transA, transB, out, { variant });
 }
@@ -187,13 +301,28 @@ export function matmulF32(
  * (defaults: dense M*K, K*N, M*N; a stride of 0 broadcasts that operand).
  */
 export function matmulF32Batched(
-  a: Float32Array, b: Float32Array, batch: number, M: number, N: number, K: number,
-  transA = false, transB = false, out?: Float32Array, opts: BatchedMatmulOptions = {},
+  a: Float32Array,
+  b: Float32Array,
+  batch: number,
+  M: number,
+  N: number,
+  K: number,
+  transA = false,
+  transB = false,
+  out?: Float32Array,
+  opts: BatchedMatmulOptions = {},
 ): Float32Array {
-  for (const [n, v] of [["M", M], ["N", N], ["K", K], ["batch", batch]] as const) {
+  for (const [n, v] of [
+    ["M", M],
+    ["N", N],
+    ["K", K],
+    ["batch", batch],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new ShapeError(`matmulF32: ${n} must be a non-negative integer, got ${v}`);
   }
-  const sa = opts.strideA ?? M * K, sb = opts.strideB ?? K * N, sc = opts.strideC ?? M * N;
+  const sa = opts.strideA ?? M * K,
+    sb = opts.strideB ?? K * N,
+    sc = opts.strideC ?? M * N;
   checkBatch(batch, sa, sb, sc);
   const needA = batch === 0 ? 0 : (batch - 1) * sa + M * K;
   const needB = batch === 0 ? 0 : (batch - 1) * sb + K * N;
@@ -204,21 +333,60 @@ export function matmulF32Batched(
   const c = out ?? take(Float32Array, needC, sc === M * N);
   if (c.length < needC) throw new ShapeError(`matmulF32: out needs ${needC} elements, got ${c.length}`);
   if (batch === 0 || M === 0 || N === 0) return c;
-  const lda = transA ? M : K, ldb = transB ? K : N;
+  const lda = transA ? M : K,
+    ldb = transB ? K : N;
   if ((opts.variant ?? bestVariant()) === "ts") {
-    for (let t = 0; t < batch; t++) sgemmTS(transA, transB, M, N, K, 1, a, t * sa, Math.max(1, lda), b, t * sb, Math.max(1, ldb), 0, c, t * sc, Math.max(1, N));
+    for (let t = 0; t < batch; t++)
+      sgemmTS(
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        1,
+        a,
+        t * sa,
+        Math.max(1, lda),
+        b,
+        t * sb,
+        Math.max(1, ldb),
+        0,
+        c,
+        t * sc,
+        Math.max(1, N),
+      );
     return c;
   }
   const kern = sgemmKernel(opts.variant ?? bestVariant());
   const arena = kern.arena;
   const base = stage(arena, needA + needB + needC);
-  const pa = base, pb = base + needA * 4, pc = pb + needB * 4;
+  const pa = base,
+    pb = base + needA * 4,
+    pc = pb + needB * 4;
   const h = arena.heapF32();
   h.set(a.subarray(0, needA), pa / 4);
   h.set(b.subarray(0, needB), pb / 4);
   // gaps between output items keep their contents
   if (sc > M * N && batch > 1) h.set(c.subarray(0, needC), pc / 4);
-  kern.sgemmBatched(transA, transB, M, N, K, 1, pa, Math.max(1, lda), sa, pb, Math.max(1, ldb), sb, 0, pc, Math.max(1, N), sc, batch);
+  kern.sgemmBatched(
+    transA,
+    transB,
+    M,
+    N,
+    K,
+    1,
+    pa,
+    Math.max(1, lda),
+    sa,
+    pb,
+    Math.max(1, ldb),
+    sb,
+    0,
+    pc,
+    Math.max(1, N),
+    sc,
+    batch,
+  );
   c.set(arena.heapF32().subarray(pc / 4, pc / 4 + needC));
   return c;
 }

@@ -32,7 +32,8 @@ export const webWorkers = typeof host.Worker === "function";
 
 function nodeBuiltin<T>(id: string): T {
   const m = host.process?.getBuiltinModule?.(id);
-  if (!m) throw new Error(`worker threads need ${id} through process.getBuiltinModule (Node >= 20.16) or a global Worker`);
+  if (!m)
+    throw new Error(`worker threads need ${id} through process.getBuiltinModule (Node >= 20.16) or a global Worker`);
   return m as T;
 }
 

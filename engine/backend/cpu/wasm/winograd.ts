@@ -24,14 +24,48 @@ export interface WinogradExports {
    * (A plane stride that is not a multiple of 4 KiB keeps the 16 streams of stores out of one cache
    * set.) With w = 4, ty0 and ty1 are even.
    */
-  winoInput(x: number, c: number, h: number, w: number, V: number, ldv: number, t0: number, pad: number, plane: number, ty0: number, ty1: number): void;
+  winoInput(
+    x: number,
+    c: number,
+    h: number,
+    w: number,
+    V: number,
+    ldv: number,
+    t0: number,
+    pad: number,
+    plane: number,
+    ty0: number,
+    ty1: number,
+  ): void;
   /** The outputs out[oo][2ty + r][2tx + s] of tile rows [ty0, ty1) from M + xi * plane + (oo * ldm + t0 + (ty - ty0) * w/2 + tx) floats. */
-  winoOutput(M: number, o: number, ldm: number, t0: number, h: number, w: number, out: number, plane: number, ty0: number, ty1: number): void;
+  winoOutput(
+    M: number,
+    o: number,
+    ldm: number,
+    t0: number,
+    h: number,
+    w: number,
+    out: number,
+    plane: number,
+    ty0: number,
+    ty1: number,
+  ): void;
   /**
    * For the weight gradient: the 2x2 output-gradient tiles in tile rows [ty0, ty1) of one image gy
    * (o channels of h x w) as A gy A^T into G + xi * plane + (oo * ldg + t0 + (ty - ty0) * w/2 + tx) floats.
    */
-  winoGradTiles(gy: number, o: number, h: number, w: number, G: number, ldg: number, t0: number, plane: number, ty0: number, ty1: number): void;
+  winoGradTiles(
+    gy: number,
+    o: number,
+    h: number,
+    w: number,
+    G: number,
+    ldg: number,
+    t0: number,
+    plane: number,
+    ty0: number,
+    ty1: number,
+  ): void;
   /** gw[a][b][ky][kx] = (G^T dU G)[ky][kx] of the 4x4 dU[xi] at dU + xi * plane + (a * B + b) floats, a < A, b < B. */
   winoKernelGrad(dU: number, A: number, B: number, gw: number, plane: number): void;
 }
@@ -57,12 +91,27 @@ function count(f: Func, v: number, n: number, body: () => void): void {
 }
 
 /** Arithmetic on the two values on top of the stack, f32 or f32x4 (the transforms are the same per lane). */
-interface Ar { add(): void; sub(): void; half(): void; local(): number }
-const scalarAr = (f: Func): Ar => ({ add: () => void f.f32Add(), sub: () => void f.f32Sub(), half: () => void f.f32(0.5).f32Mul(), local: () => f.local(F32) });
+interface Ar {
+  add(): void;
+  sub(): void;
+  half(): void;
+  local(): number;
+}
+const scalarAr = (f: Func): Ar => ({
+  add: () => void f.f32Add(),
+  sub: () => void f.f32Sub(),
+  half: () => void f.f32(0.5).f32Mul(),
+  local: () => f.local(F32),
+});
 const vectorAr = (f: Func): Ar => {
   const h = f.local(V128);
   f.f32(0.5).f32x4Splat().set(h);
-  return { add: () => void f.f32x4Add(), sub: () => void f.f32x4Sub(), half: () => void f.get(h).f32x4Mul(), local: () => f.local(V128) };
+  return {
+    add: () => void f.f32x4Add(),
+    sub: () => void f.f32x4Sub(),
+    half: () => void f.get(h).f32x4Mul(),
+    local: () => f.local(V128),
+  };
 };
 
 /** G g G^T of the 3x3 g (9 locals, row-major) as 16 locals, row-major: ((a +- b) + c) / 2 in that order. */
@@ -98,8 +147,15 @@ function kernelTransform(f: Func, ar: Ar, g: number[]): number[] {
 export function winoWeightsFunc(): Func {
   const f = new Func("winoWeights", [I32, I32, I32, I32, I32, I32, I32]);
   const [W, A, B, SA, SB, ROT, U] = [0, 1, 2, 3, 4, 5, 6];
-  const a = f.local(I32), b = f.local(I32), b4 = f.local(I32), base = f.local(I32), plane = f.local(I32), dst = f.local(I32), step = f.local(I32);
-  const sc = scalarAr(f), ve = vectorAr(f);
+  const a = f.local(I32),
+    b = f.local(I32),
+    b4 = f.local(I32),
+    base = f.local(I32),
+    plane = f.local(I32),
+    dst = f.local(I32),
+    step = f.local(I32);
+  const sc = scalarAr(f),
+    ve = vectorAr(f);
   // bytes between consecutive xi planes of U, and between kernels b and b + 1
   f.get(A).get(B).i32Mul().i32(2).i32Shl().set(plane);
   f.get(SB).i32(2).i32Shl().set(step);
@@ -110,7 +166,12 @@ export function winoWeightsFunc(): Func {
     const g = Array.from({ length: 9 }, () => ar.local());
     for (let k = 0; k < 9; k++) {
       // pushes the byte offset of tap k (turned when rot = 1)
-      const off = (): void => void f.i32((8 - k) * 4).i32(k * 4).get(ROT).select();
+      const off = (): void =>
+        void f
+          .i32((8 - k) * 4)
+          .i32(k * 4)
+          .get(ROT)
+          .select();
       f.get(base);
       off();
       f.i32Add();
@@ -136,11 +197,17 @@ export function winoWeightsFunc(): Func {
     // four kernels at a time, then one at a time
     for (const vector of [true, false]) {
       f.block().loop();
-      f.get(b).get(vector ? b4 : B).i32GeS().brIf(1);
+      f.get(b)
+        .get(vector ? b4 : B)
+        .i32GeS()
+        .brIf(1);
       f.get(W).get(a).get(SA).i32Mul().get(b).get(SB).i32Mul().i32Add().i32(2).i32Shl().i32Add().set(base);
       f.get(U).get(a).get(B).i32Mul().get(b).i32Add().i32(2).i32Shl().i32Add().set(dst);
       one(vector);
-      f.get(b).i32(vector ? 4 : 1).i32Add().set(b);
+      f.get(b)
+        .i32(vector ? 4 : 1)
+        .i32Add()
+        .set(b);
       f.br(0).end().end();
     }
   });
@@ -155,15 +222,33 @@ function inputTiles4(f: Func, d: number[], u: number[], dst: number, plane: numb
   for (let s = 0; s < 4; s++) {
     const [d0, d1, d2, d3] = [d[s]!, d[4 + s]!, d[8 + s]!, d[12 + s]!];
     f.get(d0).get(d2).f32x4Sub().set(u[s]!);
-    f.get(d1).get(d2).f32x4Add().set(u[4 + s]!);
-    f.get(d2).get(d1).f32x4Sub().set(u[8 + s]!);
-    f.get(d1).get(d3).f32x4Sub().set(u[12 + s]!);
+    f.get(d1)
+      .get(d2)
+      .f32x4Add()
+      .set(u[4 + s]!);
+    f.get(d2)
+      .get(d1)
+      .f32x4Sub()
+      .set(u[8 + s]!);
+    f.get(d1)
+      .get(d3)
+      .f32x4Sub()
+      .set(u[12 + s]!);
   }
   for (let i = 0; i < 4; i++) {
     const [x0, x1, x2, x3] = [u[4 * i]!, u[4 * i + 1]!, u[4 * i + 2]!, u[4 * i + 3]!];
-    const cols: [number, number, boolean][] = [[x0, x2, false], [x1, x2, true], [x2, x1, false], [x1, x3, false]];
+    const cols: [number, number, boolean][] = [
+      [x0, x2, false],
+      [x1, x2, true],
+      [x2, x1, false],
+      [x1, x3, false],
+    ];
     cols.forEach(([p, q, add], j) => {
-      f.get(dst).i32(4 * i + j).get(plane).i32Mul().i32Add();
+      f.get(dst)
+        .i32(4 * i + j)
+        .get(plane)
+        .i32Mul()
+        .i32Add();
       f.get(p).get(q);
       if (add) f.f32x4Add();
       else f.f32x4Sub();
@@ -175,11 +260,31 @@ function inputTiles4(f: Func, d: number[], u: number[], dst: number, plane: numb
 export function winoInputFunc(): Func {
   const f = new Func("winoInput", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [X, C, H, W, V, LDV, T0, PAD, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  const ci = f.local(I32), iy = f.local(I32), ix = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32);
-  const wp = f.local(I32), padBytes = f.local(I32), rowB = f.local(I32), chan = f.local(I32), p = f.local(I32), dst = f.local(I32), plane = f.local(I32), mode = f.local(I32);
-  const r = [0, 1, 2, 3].map(() => f.local(V128)), u = [0, 1, 2, 3].map(() => f.local(V128)), sign = f.local(V128), q = f.local(V128);
-  const d = Array.from({ length: 16 }, () => f.local(V128)), uu = Array.from({ length: 16 }, () => f.local(V128));
-  const L = [0, 1, 2, 3].map(() => f.local(V128)), w4 = f.local(I32), iy0 = f.local(I32), iy1 = f.local(I32);
+  const ci = f.local(I32),
+    iy = f.local(I32),
+    ix = f.local(I32),
+    ty = f.local(I32),
+    tx = f.local(I32),
+    th = f.local(I32),
+    tw = f.local(I32);
+  const wp = f.local(I32),
+    padBytes = f.local(I32),
+    rowB = f.local(I32),
+    chan = f.local(I32),
+    p = f.local(I32),
+    dst = f.local(I32),
+    plane = f.local(I32),
+    mode = f.local(I32);
+  const r = [0, 1, 2, 3].map(() => f.local(V128)),
+    u = [0, 1, 2, 3].map(() => f.local(V128)),
+    sign = f.local(V128),
+    q = f.local(V128);
+  const d = Array.from({ length: 16 }, () => f.local(V128)),
+    uu = Array.from({ length: 16 }, () => f.local(V128));
+  const L = [0, 1, 2, 3].map(() => f.local(V128)),
+    w4 = f.local(I32),
+    iy0 = f.local(I32),
+    iy1 = f.local(I32);
   f.get(W).i32(-4).i32And().set(w4);
   // the image rows the tile rows read: [2 ty0 - 1, 2 ty1 + 1) within [0, h)
   f.get(TY0).i32(1).i32Shl().i32(1).i32Sub().set(iy0);
@@ -246,15 +351,40 @@ export function winoInputFunc(): Func {
       f.block().loop();
       f.get(tx).get(tw).i32GeS().brIf(1);
       for (let rr = 0; rr < 4; rr++) {
-        f.get(PAD).get(ty).i32(1).i32Shl().i32(rr).i32Add().get(rowB).i32Mul().i32Add().get(tx).i32(3).i32Shl().i32Add().set(p);
+        f.get(PAD)
+          .get(ty)
+          .i32(1)
+          .i32Shl()
+          .i32(rr)
+          .i32Add()
+          .get(rowB)
+          .i32Mul()
+          .i32Add()
+          .get(tx)
+          .i32(3)
+          .i32Shl()
+          .i32Add()
+          .set(p);
         f.get(p).v128Load(0).set(L[0]!);
         f.get(p).v128Load(16).set(L[1]!);
         f.get(p).v128Load(8).set(L[2]!);
         f.get(p).v128Load(24).set(L[3]!);
-        f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr]!);
-        f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 1]!);
-        f.get(L[2]!).get(L[3]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr + 2]!);
-        f.get(L[2]!).get(L[3]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 3]!);
+        f.get(L[0]!)
+          .get(L[1]!)
+          .f32x4Shuffle([0, 2, 4, 6])
+          .set(d[4 * rr]!);
+        f.get(L[0]!)
+          .get(L[1]!)
+          .f32x4Shuffle([1, 3, 5, 7])
+          .set(d[4 * rr + 1]!);
+        f.get(L[2]!)
+          .get(L[3]!)
+          .f32x4Shuffle([0, 2, 4, 6])
+          .set(d[4 * rr + 2]!);
+        f.get(L[2]!)
+          .get(L[3]!)
+          .f32x4Shuffle([1, 3, 5, 7])
+          .set(d[4 * rr + 3]!);
       }
       dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
       inputTiles4(f, d, uu, dst, plane);
@@ -274,10 +404,22 @@ export function winoInputFunc(): Func {
       f.get(p).get(rowB).i32(1).i32Shl().i32Add().set(p);
       f.get(p).v128Load(0).set(L[1]!);
       f.get(p).v128Load(8).set(L[3]!);
-      f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr]!);
-      f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 1]!);
-      f.get(L[2]!).get(L[3]!).f32x4Shuffle([0, 2, 4, 6]).set(d[4 * rr + 2]!);
-      f.get(L[2]!).get(L[3]!).f32x4Shuffle([1, 3, 5, 7]).set(d[4 * rr + 3]!);
+      f.get(L[0]!)
+        .get(L[1]!)
+        .f32x4Shuffle([0, 2, 4, 6])
+        .set(d[4 * rr]!);
+      f.get(L[0]!)
+        .get(L[1]!)
+        .f32x4Shuffle([1, 3, 5, 7])
+        .set(d[4 * rr + 1]!);
+      f.get(L[2]!)
+        .get(L[3]!)
+        .f32x4Shuffle([0, 2, 4, 6])
+        .set(d[4 * rr + 2]!);
+      f.get(L[2]!)
+        .get(L[3]!)
+        .f32x4Shuffle([1, 3, 5, 7])
+        .set(d[4 * rr + 3]!);
     }
     dstFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
     inputTiles4(f, d, uu, dst, plane);
@@ -318,9 +460,21 @@ export function winoInputFunc(): Func {
 export function winoOutputFunc(): Func {
   const f = new Func("winoOutput", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [M, O, LDM, T0, H, W, OUT, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const oo = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32), src = f.local(I32), dst = f.local(I32), plane = f.local(I32), rowB = f.local(I32), mode = f.local(I32);
-  const m = Array.from({ length: 16 }, () => f.local(F32)), s = Array.from({ length: 8 }, () => f.local(F32));
-  const mv = Array.from({ length: 16 }, () => f.local(V128)), sv = Array.from({ length: 8 }, () => f.local(V128)), y = Array.from({ length: 4 }, () => f.local(V128));
+  const oo = f.local(I32),
+    ty = f.local(I32),
+    tx = f.local(I32),
+    th = f.local(I32),
+    tw = f.local(I32),
+    src = f.local(I32),
+    dst = f.local(I32),
+    plane = f.local(I32),
+    rowB = f.local(I32),
+    mode = f.local(I32);
+  const m = Array.from({ length: 16 }, () => f.local(F32)),
+    s = Array.from({ length: 8 }, () => f.local(F32));
+  const mv = Array.from({ length: 16 }, () => f.local(V128)),
+    sv = Array.from({ length: 8 }, () => f.local(V128)),
+    y = Array.from({ length: 4 }, () => f.local(V128));
   f.get(H).i32(1).i32ShrU().set(th);
   f.get(W).i32(1).i32ShrU().set(tw);
   f.get(PLANE).i32(2).i32Shl().set(plane);
@@ -338,18 +492,42 @@ export function winoOutputFunc(): Func {
   const outputTiles4 = (): void => {
     for (let k = 0; k < 16; k++) f.get(src).i32(k).get(plane).i32Mul().i32Add().v128Load().set(mv[k]!);
     for (let j = 0; j < 4; j++) {
-      f.get(mv[j]!).get(mv[4 + j]!).f32x4Add().get(mv[8 + j]!).f32x4Add().set(sv[j]!);
-      f.get(mv[4 + j]!).get(mv[8 + j]!).f32x4Sub().get(mv[12 + j]!).f32x4Sub().set(sv[4 + j]!);
+      f.get(mv[j]!)
+        .get(mv[4 + j]!)
+        .f32x4Add()
+        .get(mv[8 + j]!)
+        .f32x4Add()
+        .set(sv[j]!);
+      f.get(mv[4 + j]!)
+        .get(mv[8 + j]!)
+        .f32x4Sub()
+        .get(mv[12 + j]!)
+        .f32x4Sub()
+        .set(sv[4 + j]!);
     }
     for (let rr = 0; rr < 2; rr++) {
       const [a0, a1, a2, a3] = [sv[4 * rr]!, sv[4 * rr + 1]!, sv[4 * rr + 2]!, sv[4 * rr + 3]!];
-      f.get(a0).get(a1).f32x4Add().get(a2).f32x4Add().set(y[2 * rr]!);
-      f.get(a1).get(a2).f32x4Sub().get(a3).f32x4Sub().set(y[2 * rr + 1]!);
+      f.get(a0)
+        .get(a1)
+        .f32x4Add()
+        .get(a2)
+        .f32x4Add()
+        .set(y[2 * rr]!);
+      f.get(a1)
+        .get(a2)
+        .f32x4Sub()
+        .get(a3)
+        .f32x4Sub()
+        .set(y[2 * rr + 1]!);
     }
   };
   /** Stores (ya, yb) interleaved: lanes 0, 1 (lo) or 2, 3 (hi) at `at` bytes past dst. */
   const pair = (ya: number, yb: number, hi: boolean, at: number): void => {
-    f.get(dst).get(ya).get(yb).f32x4Shuffle(hi ? [2, 6, 3, 7] : [0, 4, 1, 5]).v128Store(at);
+    f.get(dst)
+      .get(ya)
+      .get(yb)
+      .f32x4Shuffle(hi ? [2, 6, 3, 7] : [0, 4, 1, 5])
+      .v128Store(at);
   };
   count(f, oo, O, () => {
     f.get(mode).i32(1).i32Eq().if_();
@@ -360,7 +538,24 @@ export function winoOutputFunc(): Func {
       srcFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
       outputTiles4();
       // out rows 2ty and 2ty + 1 from column 2tx: [y00_0 y01_0 y00_1 y01_1 | y00_2 y01_2 y00_3 y01_3]
-      f.get(OUT).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(dst);
+      f.get(OUT)
+        .get(oo)
+        .get(H)
+        .i32Mul()
+        .get(ty)
+        .i32(1)
+        .i32Shl()
+        .i32Add()
+        .get(W)
+        .i32Mul()
+        .get(tx)
+        .i32(1)
+        .i32Shl()
+        .i32Add()
+        .i32(2)
+        .i32Shl()
+        .i32Add()
+        .set(dst);
       pair(y[0]!, y[1]!, false, 0);
       pair(y[0]!, y[1]!, true, 16);
       f.get(dst).get(rowB).i32Add().set(dst);
@@ -377,7 +572,20 @@ export function winoOutputFunc(): Func {
     srcFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
     outputTiles4();
     // w = 4: rows 2ty .. 2ty + 3 are whole rows; tiles (ty, 0..1) in lanes 0, 1, (ty + 1, 0..1) in 2, 3
-    f.get(OUT).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(4).i32Mul().i32(2).i32Shl().i32Add().set(dst);
+    f.get(OUT)
+      .get(oo)
+      .get(H)
+      .i32Mul()
+      .get(ty)
+      .i32(1)
+      .i32Shl()
+      .i32Add()
+      .i32(4)
+      .i32Mul()
+      .i32(2)
+      .i32Shl()
+      .i32Add()
+      .set(dst);
     pair(y[0]!, y[1]!, false, 0);
     pair(y[2]!, y[3]!, false, 16);
     pair(y[0]!, y[1]!, true, 32);
@@ -394,11 +602,38 @@ export function winoOutputFunc(): Func {
         }
         // rows: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of 4)
         for (let j = 0; j < 4; j++) {
-          f.get(m[j]!).get(m[4 + j]!).f32Add().get(m[8 + j]!).f32Add().set(s[j]!);
-          f.get(m[4 + j]!).get(m[8 + j]!).f32Sub().get(m[12 + j]!).f32Sub().set(s[4 + j]!);
+          f.get(m[j]!)
+            .get(m[4 + j]!)
+            .f32Add()
+            .get(m[8 + j]!)
+            .f32Add()
+            .set(s[j]!);
+          f.get(m[4 + j]!)
+            .get(m[8 + j]!)
+            .f32Sub()
+            .get(m[12 + j]!)
+            .f32Sub()
+            .set(s[4 + j]!);
         }
         // dst = out + ((oo h + 2ty) w + 2tx) * 4
-        f.get(OUT).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(dst);
+        f.get(OUT)
+          .get(oo)
+          .get(H)
+          .i32Mul()
+          .get(ty)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .get(W)
+          .i32Mul()
+          .get(tx)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .i32(2)
+          .i32Shl()
+          .i32Add()
+          .set(dst);
         for (let rr = 0; rr < 2; rr++) {
           const [a0, a1, a2, a3] = [s[4 * rr]!, s[4 * rr + 1]!, s[4 * rr + 2]!, s[4 * rr + 3]!];
           f.get(dst).get(a0).get(a1).f32Add().get(a2).f32Add().f32Store();
@@ -415,7 +650,8 @@ export function winoOutputFunc(): Func {
 
 /** The 16 values A g A^T of the 2x2 tiles g[r][s] (4 locals, vector or scalar), row-major. */
 function gradTileTransform(f: Func, vector: boolean, g: number[], out: number[]): void {
-  const add = (): void => void (vector ? f.f32x4Add() : f.f32Add()), sub = (): void => void (vector ? f.f32x4Sub() : f.f32Sub());
+  const add = (): void => void (vector ? f.f32x4Add() : f.f32Add()),
+    sub = (): void => void (vector ? f.f32x4Sub() : f.f32Sub());
   const neg = (): void => void (vector ? f.f32x4Neg() : f.f32Neg());
   // rows of A g: [g0], [g0 + g1], [g0 - g1], [-g1] (rows of 2), then each row [x, y] -> [x, x + y, x - y, -y]
   const rowVal = (i: number, s: number): void => {
@@ -430,7 +666,8 @@ function gradTileTransform(f: Func, vector: boolean, g: number[], out: number[])
       else sub();
     }
   };
-  const x = f.local(vector ? V128 : F32), y = f.local(vector ? V128 : F32);
+  const x = f.local(vector ? V128 : F32),
+    y = f.local(vector ? V128 : F32);
   for (let i = 0; i < 4; i++) {
     rowVal(i, 0);
     f.set(x);
@@ -452,9 +689,21 @@ function gradTileTransform(f: Func, vector: boolean, g: number[], out: number[])
 export function winoGradTilesFunc(): Func {
   const f = new Func("winoGradTiles", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
   const [GY, O, H, W, G, LDG, T0, PLANE, TY0, TY1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const oo = f.local(I32), ty = f.local(I32), tx = f.local(I32), th = f.local(I32), tw = f.local(I32), p = f.local(I32), dst = f.local(I32), plane = f.local(I32), rowB = f.local(I32), mode = f.local(I32);
-  const gv = Array.from({ length: 4 }, () => f.local(V128)), ov = Array.from({ length: 16 }, () => f.local(V128)), L = [0, 1].map(() => f.local(V128));
-  const gs = Array.from({ length: 4 }, () => f.local(F32)), os = Array.from({ length: 16 }, () => f.local(F32));
+  const oo = f.local(I32),
+    ty = f.local(I32),
+    tx = f.local(I32),
+    th = f.local(I32),
+    tw = f.local(I32),
+    p = f.local(I32),
+    dst = f.local(I32),
+    plane = f.local(I32),
+    rowB = f.local(I32),
+    mode = f.local(I32);
+  const gv = Array.from({ length: 4 }, () => f.local(V128)),
+    ov = Array.from({ length: 16 }, () => f.local(V128)),
+    L = [0, 1].map(() => f.local(V128));
+  const gs = Array.from({ length: 4 }, () => f.local(F32)),
+    os = Array.from({ length: 16 }, () => f.local(F32));
   f.get(H).i32(1).i32ShrU().set(th);
   f.get(W).i32(1).i32ShrU().set(tw);
   f.get(PLANE).i32(2).i32Shl().set(plane);
@@ -482,11 +731,36 @@ export function winoGradTilesFunc(): Func {
       f.block().loop();
       f.get(tx).get(tw).i32GeS().brIf(1);
       for (let r = 0; r < 2; r++) {
-        f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(r).i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(p);
+        f.get(GY)
+          .get(oo)
+          .get(H)
+          .i32Mul()
+          .get(ty)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .i32(r)
+          .i32Add()
+          .get(W)
+          .i32Mul()
+          .get(tx)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .i32(2)
+          .i32Shl()
+          .i32Add()
+          .set(p);
         f.get(p).v128Load(0).set(L[0]!);
         f.get(p).v128Load(16).set(L[1]!);
-        f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(gv[2 * r]!);
-        f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
+        f.get(L[0]!)
+          .get(L[1]!)
+          .f32x4Shuffle([0, 2, 4, 6])
+          .set(gv[2 * r]!);
+        f.get(L[0]!)
+          .get(L[1]!)
+          .f32x4Shuffle([1, 3, 5, 7])
+          .set(gv[2 * r + 1]!);
       }
       gradTileTransform(f, true, gv, ov);
       dstFor(() => f.get(ty).get(TY0).i32Sub().get(tw).i32Mul().get(tx).i32Add());
@@ -501,11 +775,32 @@ export function winoGradTilesFunc(): Func {
     f.block().loop();
     f.get(ty).get(TY1).i32GeS().brIf(1);
     for (let r = 0; r < 2; r++) {
-      f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(r).i32Add().i32(4).i32Mul().i32(2).i32Shl().i32Add().set(p);
+      f.get(GY)
+        .get(oo)
+        .get(H)
+        .i32Mul()
+        .get(ty)
+        .i32(1)
+        .i32Shl()
+        .i32Add()
+        .i32(r)
+        .i32Add()
+        .i32(4)
+        .i32Mul()
+        .i32(2)
+        .i32Shl()
+        .i32Add()
+        .set(p);
       f.get(p).v128Load(0).set(L[0]!);
       f.get(p).v128Load(32).set(L[1]!);
-      f.get(L[0]!).get(L[1]!).f32x4Shuffle([0, 2, 4, 6]).set(gv[2 * r]!);
-      f.get(L[0]!).get(L[1]!).f32x4Shuffle([1, 3, 5, 7]).set(gv[2 * r + 1]!);
+      f.get(L[0]!)
+        .get(L[1]!)
+        .f32x4Shuffle([0, 2, 4, 6])
+        .set(gv[2 * r]!);
+      f.get(L[0]!)
+        .get(L[1]!)
+        .f32x4Shuffle([1, 3, 5, 7])
+        .set(gv[2 * r + 1]!);
     }
     gradTileTransform(f, true, gv, ov);
     dstFor(() => f.get(ty).get(TY0).i32Sub().i32(1).i32Shl());
@@ -515,7 +810,24 @@ export function winoGradTilesFunc(): Func {
     f.else_();
     range(f, ty, TY0, TY1, () => {
       count(f, tx, tw, () => {
-        f.get(GY).get(oo).get(H).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(W).i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(2).i32Shl().i32Add().set(p);
+        f.get(GY)
+          .get(oo)
+          .get(H)
+          .i32Mul()
+          .get(ty)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .get(W)
+          .i32Mul()
+          .get(tx)
+          .i32(1)
+          .i32Shl()
+          .i32Add()
+          .i32(2)
+          .i32Shl()
+          .i32Add()
+          .set(p);
         f.get(p).f32Load(0).set(gs[0]!);
         f.get(p).f32Load(4).set(gs[1]!);
         f.get(p).get(rowB).i32Add().set(p);
@@ -535,15 +847,24 @@ export function winoGradTilesFunc(): Func {
 export function winoKernelGradFunc(): Func {
   const f = new Func("winoKernelGrad", [I32, I32, I32, I32, I32]);
   const [DU, A, B, GW, PLANE] = [0, 1, 2, 3, 4];
-  const a = f.local(I32), b = f.local(I32), b4 = f.local(I32), src = f.local(I32), dst = f.local(I32), plane = f.local(I32);
-  const ve = vectorAr(f), sc = scalarAr(f);
+  const a = f.local(I32),
+    b = f.local(I32),
+    b4 = f.local(I32),
+    src = f.local(I32),
+    dst = f.local(I32),
+    plane = f.local(I32);
+  const ve = vectorAr(f),
+    sc = scalarAr(f);
   f.get(PLANE).i32(2).i32Shl().set(plane);
   f.get(B).i32(-4).i32And().set(b4);
   /** (G^T m G) of the 4x4 m (16 locals): [m0 + (m1 + m2) / 2, (m1 - m2) / 2, (m1 + m2) / 2 + m3] on rows, then columns. */
   const transform = (ar: Ar, m: number[]): number[] => {
     const p3 = (v: number[]): number[] => {
       const [m0, m1, m2, m3] = v as [number, number, number, number];
-      const s = ar.local(), d = ar.local(), r0 = ar.local(), r2 = ar.local();
+      const s = ar.local(),
+        d = ar.local(),
+        r0 = ar.local(),
+        r2 = ar.local();
       f.get(m1).get(m2);
       ar.add();
       ar.half();
@@ -569,7 +890,10 @@ export function winoKernelGradFunc(): Func {
     f.i32(0).set(b);
     for (const vector of [true, false]) {
       f.block().loop();
-      f.get(b).get(vector ? b4 : B).i32GeS().brIf(1);
+      f.get(b)
+        .get(vector ? b4 : B)
+        .i32GeS()
+        .brIf(1);
       f.get(DU).get(a).get(B).i32Mul().get(b).i32Add().i32(2).i32Shl().i32Add().set(src);
       f.get(GW).get(a).get(B).i32Mul().get(b).i32Add().i32(9).i32Mul().i32(2).i32Shl().i32Add().set(dst);
       const ar = vector ? ve : sc;
@@ -588,7 +912,10 @@ export function winoKernelGradFunc(): Func {
           f.f32Store((9 * l + k) * 4);
         }
       }
-      f.get(b).i32(vector ? 4 : 1).i32Add().set(b);
+      f.get(b)
+        .i32(vector ? 4 : 1)
+        .i32Add()
+        .set(b);
       f.br(0).end().end();
     }
   });
