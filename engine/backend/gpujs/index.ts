@@ -3,25 +3,24 @@
 // yet written for the GPU run as clearly marked host fallbacks (download, the plain cpu kernel,
 // upload on next GPU use); float64 storage has no GPU path and always takes the host kernels.
 // See GPU_NATIVE / HOST_FALLBACK below and docs/architecture.md.
-import type { FloatDType, TypedArray } from "../../dtype.ts";
+import type { FloatDType } from "../../dtype.ts";
 import { isHalf } from "../../dtype.ts";
 import { roundToHalf } from "../../half.ts";
-import type { Shape } from "../../shape.ts";
-import type { AdamHyper, Backend, MatmulParams, ScratchScope } from "../backend.ts";
-import { binary, broadcastStrides, geglu, gegluBackward, unary, where } from "../cpu/elementwise.ts";
-import { concat, expand, gather, indexAdd, pad, permute, slice } from "../cpu/movement.ts";
+import type { Backend, MatmulParams, ScratchScope } from "../backend.ts";
+import { binary, geglu, gegluBackward, unary, where } from "../cpu/elementwise.ts";
 import { reduce, softmax } from "../cpu/reduce.ts";
 import { gemm, matmul, transpose2d } from "../cpu/matmul.ts";
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, geometry, poolSum, upsampleNearest } from "../cpu/conv.ts";
-import { plainAttentionBackward, plainAttentionForward } from "../cpu/attention.ts";
-import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward } from "../cpu/norm.ts";
-import { adamUpdate } from "../cpu/optim.ts";
 import { coordLines, Device, f, GpuStorage, MAX_GPU_ELEMENTS, offsetExpr, stridesOf } from "./device.ts";
 import type { DeviceStats } from "./device.ts";
 import { GpujsUnavailableError, openGpujs } from "./env.ts";
 import type { GpujsProbe } from "./env.ts";
-import { BIN, broadcastReads, flatView, itemOff, programs, UN } from "./programs.ts";
-import type { View } from "./programs.ts";
+import { attentionKernels } from "./attention.ts";
+import { kernelContext } from "./kernel_context.ts";
+import { movementKernels } from "./movement.ts";
+import { normKernels } from "./norms.ts";
+import { adamKernels } from "./optim.ts";
+import { BIN, broadcastReads, flatView, UN } from "./programs.ts";
 
 export { GpuStorage, MAX_GPU_ELEMENTS } from "./device.ts";
 export { GpujsUnavailableError, probeGpujs } from "./env.ts";
@@ -104,40 +103,9 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   if (!probe.ok || !gpu) throw new GpujsUnavailableError(probe.reason ?? "unknown");
   const dev = (device ??= new Device(gpu));
 
-  // ---- host side
-  const hostStorage = (a: TypedArray): S =>
-    new GpuStorage(a instanceof Float64Array ? "float64" : "float32", a.length, null, a);
-  /** a kernel's result made on the host (owned by the open scratch scope, like the GPU kernels' results) */
-  const wrap = (a: TypedArray): S => dev.scratch.adopt(hostStorage(a));
-  const H = (s: S): TypedArray => dev.hostOf(s);
-  const Hn = (s: S | null): TypedArray | null => (s ? dev.hostOf(s) : null);
-  const host = (name: string): void => dev.count("host", name);
-  /** all of `xs` can go to a GPU kernel */
-  const gpuOk = (...xs: (S | null)[]): boolean => xs.every((x) => !x || x.onDevice);
-
-  const run = (name: string, body: string[], n: number, args: [string, S | number][]): S =>
-    dev.run(
-      name,
-      `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`,
-      n,
-      args.map((a) => a[1]),
-    );
-
-  /** `run` over more than MAX_GPU_ELEMENTS outputs, chunk by chunk (operands of n or 1 elements) */
-  const runChunked = (name: string, body: string[], n: number, args: [string, S | number][]): S =>
-    dev.runChunked(
-      name,
-      `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`,
-      n,
-      args.map((a) => a[1]),
-    );
-  /** the output is over one texture's reach and every operand is float32 of n or 1 elements: the chunked kernels take it */
-  const chunkable = (n: number, ...xs: S[]): boolean =>
-    n > MAX_GPU_ELEMENTS && xs.every((x) => x.dtype === "float32" && (x.size === n || x.size === 1));
-
-  const { mm, rowLse, softmaxGpu, rowSum, gatherView, qkView, vView, attnScores, probs, normStats } = programs(run);
-
-  const sizeOf = (s: Shape): number => s.reduce((a, b) => a * b, 1);
+  const c = kernelContext(dev);
+  const { hostStorage, wrap, H, host, gpuOk, run, runChunked, chunkable, sizeOf } = c;
+  const { mm, softmaxGpu, rowSum } = c;
 
   const B: Backend<GpuStorage> = {
     name: "gpujs",
@@ -281,115 +249,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       return softmaxGpu(x, shape, axis, log);
     },
 
-    permute: (x, shape, perm) => {
-      if (!gpuOk(x)) return (host("permute"), wrap(permute(H(x), shape, perm)));
-      const st = stridesOf(shape);
-      return gatherView(
-        "permute",
-        x,
-        perm.map((p) => shape[p]!),
-        perm.map((p) => st[p]!),
-        0,
-      );
-    },
-    expand: (x, shape, outShape) => {
-      const n = sizeOf(outShape);
-      if (!gpuOk(x) || n === 0 || n > MAX_GPU_ELEMENTS) return (host("expand"), wrap(expand(H(x), shape, outShape)));
-      return gatherView("expand", x, [...outShape], broadcastStrides(shape, outShape), 0);
-    },
-    slice: (x, shape, begin, end, step) => {
-      const outShape = begin.map((b, d) => Math.max(0, Math.ceil((end[d]! - b) / step[d]!)));
-      if (!gpuOk(x) || sizeOf(outShape) === 0) return (host("slice"), wrap(slice(H(x), shape, begin, end, step)));
-      const st = stridesOf(shape);
-      const base = begin.reduce((s, b, d) => s + b * st[d]!, 0);
-      return gatherView(
-        "slice",
-        x,
-        outShape,
-        st.map((s, d) => s * step[d]!),
-        base,
-      );
-    },
-    pad: (x, shape, pads, value) => {
-      const outShape = shape.map((d, i) => d + pads[i]![0] + pads[i]![1]);
-      const n = sizeOf(outShape);
-      if (!gpuOk(x) || n > MAX_GPU_ELEMENTS) return (host("pad"), wrap(pad(H(x), shape, pads, value)));
-      const st = stridesOf(shape);
-      const base = -pads.reduce((s, p, d) => s + p[0] * st[d]!, 0);
-      return gatherView(
-        "pad",
-        x,
-        outShape,
-        st,
-        base,
-        { lo: pads.map((p) => p[0]), hi: shape.map((d, i) => d + pads[i]![0]) },
-        value,
-      );
-    },
-    concat: (xs, shapes, axis) => {
-      const outShape = [...shapes[0]!];
-      outShape[axis] = shapes.reduce((s, sh) => s + sh[axis]!, 0);
-      const n = sizeOf(outShape);
-      const parts = xs.map((x, i) => ({ x, shape: shapes[i]! })).filter((p) => sizeOf(p.shape) > 0);
-      if (parts.length === 0 || n > MAX_GPU_ELEMENTS || parts.length > 8 || !gpuOk(...parts.map((p) => p.x)))
-        return (host("concat"), wrap(concat(xs.map(H), shapes, axis)));
-      let outer = 1,
-        inner = 1;
-      for (let d = 0; d < axis; d++) outer *= outShape[d]!;
-      for (let d = axis + 1; d < outShape.length; d++) inner *= outShape[d]!;
-      const body = ["const i = this.thread.x;", ...coordLines("i", [outer, outShape[axis]!, inner], "c")];
-      let pos = 0;
-      parts.forEach((p, k) => {
-        const len = p.shape[axis]!;
-        body.push(`if (c1 < ${f(pos + len)}) { return x${k}[(c0 * ${f(len)} + c1 - ${f(pos)}) * ${f(inner)} + c2]; }`);
-        pos += len;
-      });
-      body.push("return 0.0;");
-      return run(
-        "concat",
-        body,
-        n,
-        parts.map((p, k) => [`x${k}`, p.x] as [string, S]),
-      );
-    },
-    gather: (x, shape, axis, index) => {
-      let outer = 1,
-        inner = 1;
-      for (let d = 0; d < axis; d++) outer *= shape[d]!;
-      for (let d = axis + 1; d < shape.length; d++) inner *= shape[d]!;
-      const n = outer * index.length * inner;
-      if (!gpuOk(x) || n === 0 || n > MAX_GPU_ELEMENTS) return (host("gather"), wrap(gather(H(x), shape, axis, index)));
-      const idx = wrap(Float32Array.from(index));
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [outer, index.length, inner], "c"),
-        `return x[(c0 * ${f(shape[axis]!)} + ix[c1]) * ${f(inner)} + c2];`,
-      ];
-      return run("gather", body, n, [
-        ["x", x],
-        ["ix", idx],
-      ]);
-    },
-    indexAdd: (shape, axis, index, src) => {
-      let outer = 1,
-        inner = 1;
-      for (let d = 0; d < axis; d++) outer *= shape[d]!;
-      for (let d = axis + 1; d < shape.length; d++) inner *= shape[d]!;
-      const n = sizeOf(shape),
-        m = index.length;
-      if (!gpuOk(src) || n === 0 || n > MAX_GPU_ELEMENTS || m === 0 || m > 4096)
-        return (host("indexAdd"), wrap(indexAdd(shape, axis, index, H(src))));
-      const idx = wrap(Float32Array.from(index));
-      const body = ["const i = this.thread.x;", ...coordLines("i", [outer, shape[axis]!, inner], "c"), "let s = 0.0;"];
-      body.push(
-        `for (let j = 0; j < ${m}; j++) { if (ix[j] == c1) { s += x[(c0 * ${f(m)} + j) * ${f(inner)} + c2]; } }`,
-        "return s;",
-      );
-      return run("indexAdd", body, n, [
-        ["x", src],
-        ["ix", idx],
-      ]);
-    },
+    ...movementKernels(c),
 
     matmul: (a, b, p: MatmulParams) => {
       const { batch, m, k, n } = p;
@@ -523,325 +383,9 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       ]);
     },
 
-    attention: (q, k, v, mask, p) => {
-      const { batch, lq, lk, dv } = p;
-      if (
-        !gpuOk(q, k, v, mask) ||
-        batch * lq * lk === 0 ||
-        batch * lq * lk > MAX_GPU_ELEMENTS ||
-        batch * lq * dv === 0
-      ) {
-        host("attention");
-        const r = plainAttentionForward(H(q), H(k), H(v), Hn(mask), p);
-        return { o: wrap(r.o), lse: wrap(r.lse), saved: null };
-      }
-      const { S: sc, lse } = attnScores(q, k, mask, p);
-      const P = probs(sc, lse, p);
-      const o = mm("attention", P, flatView(lq * lk, lk, 1), v, vView(p), batch, lq, lk, dv, p.heads ?? 1);
-      return { o, lse, saved: null };
-    },
-    attentionBackward: (q, k, v, mask, o, lse, gO, p) => {
-      const { batch, lq, lk, d, dv, scale } = p;
-      const Hh = p.heads ?? 1;
-      if (
-        !gpuOk(q, k, v, mask, o, lse, gO) ||
-        batch * lq * lk === 0 ||
-        batch * lq * lk > MAX_GPU_ELEMENTS ||
-        batch * lq * dv === 0
-      ) {
-        host("attentionBackward");
-        const r = plainAttentionBackward(H(q), H(k), H(v), Hn(mask), H(o), H(lse), H(gO), p);
-        return { dq: wrap(r.dq), dk: wrap(r.dk), dv: wrap(r.dv) };
-      }
-      const { S: sc } = attnScores(q, k, mask, p, false);
-      const P = probs(sc, lse, p);
-      const gv = vView(p); // gO and o share v's packed layout with lq rows
-      const go: View = { ...gv, seq: lq * Hh * dv };
-      // dP[item, i, j] = sum_c gO[i, c] v[j, c]
-      const dP = mm("attentionBackward", gO, go, v, { ...gv, row: 1, col: Hh * dv }, batch, lq, dv, lk);
-      // D[item, i] = sum_c gO o
-      const Dl = [
-        "const i0 = this.thread.x;",
-        ...coordLines("i0", [batch, lq], "r"),
-        ...itemOff(go, "r0", "bo"),
-        `const base = bo + r1 * ${f(go.row)};`,
-        "let s = 0.0;",
-      ];
-      Dl.push(`for (let c = 0; c < ${dv}; c++) { s += g[base + c] * o[base + c]; }`, "return s;");
-      const D = run("attentionBackward", Dl, batch * lq, [
-        ["g", gO],
-        ["o", o],
-      ]);
-      const dS = run(
-        "attentionBackward",
-        ["const i = this.thread.x;", `const row = idiv(i, ${f(lk)});`, "return pp[i] * (dp[i] - dd[row]);"],
-        batch * lq * lk,
-        [
-          ["pp", P],
-          ["dp", dP],
-          ["dd", D],
-        ],
-      );
-      const qv = qkView(p, lq, d),
-        kv = qkView(p, lk, d);
-      const scaled = (acc: string): string[] => [`return ${acc} * sc;`];
-      const dq = mm(
-        "attentionBackward",
-        dS,
-        flatView(lq * lk, lk, 1),
-        k,
-        kv,
-        batch,
-        lq,
-        lk,
-        d,
-        Hh,
-        [["sc", scale]],
-        scaled,
-      );
-      const dk = mm(
-        "attentionBackward",
-        dS,
-        flatView(lq * lk, 1, lk),
-        q,
-        qv,
-        batch,
-        lk,
-        lq,
-        d,
-        Hh,
-        [["sc", scale]],
-        scaled,
-      );
-      const dV = mm("attentionBackward", P, flatView(lq * lk, 1, lk), gO, go, batch, lk, lq, dv, Hh);
-      return { dq, dk, dv: dV };
-    },
-
-    groupNorm: (x, w, b, p) => {
-      const { n, c, s, groups } = p;
-      const cg = c / groups,
-        len = cg * s;
-      if (!gpuOk(x, w, b) || n * c * s === 0) {
-        host("groupNorm");
-        const r = groupNormForward(H(x), Hn(w), Hn(b), p);
-        return { y: wrap(r.y), mean: wrap(r.mean), rstd: wrap(r.rstd) };
-      }
-      const { mean, rstd } = normStats("groupNorm", x, n * groups, len, p.eps);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [n, c, s], "c"),
-        `const ng = c0 * ${f(groups)} + idiv(c1, ${f(cg)});`,
-        "let z = (x[i] - mu[ng]) * rs[ng];",
-      ];
-      if (w) body.push("z = z * ww[c1];");
-      if (b) body.push("z = z + bb[c1];");
-      body.push(p.silu ? "return z / (1.0 + exp32(-z));" : "return z;");
-      const args: [string, S][] = [
-        ["x", x],
-        ["mu", mean],
-        ["rs", rstd],
-      ];
-      if (w) args.push(["ww", w]);
-      if (b) args.push(["bb", b]);
-      return { y: run("groupNorm", body, x.size, args), mean, rstd };
-    },
-    groupNormBackward: (x, w, gy, mean, rstd, p, affine) => {
-      const { n, c, s, groups } = p;
-      const cg = c / groups,
-        len = cg * s;
-      if (!gpuOk(x, w, gy, mean, rstd) || n * c * s === 0) {
-        host("groupNormBackward");
-        const r = groupNormBackward(H(x), Hn(w), H(gy), H(mean), H(rstd), p, affine);
-        return { dx: wrap(r.dx), dw: r.dw && wrap(r.dw), db: r.db && wrap(r.db) };
-      }
-      // per (sample, group): mean of g w and of g w xhat
-      const wr = w ? "ww[c1]" : "1.0";
-      const sums = (name: string, term: string): S => {
-        const body = [
-          "const i0 = this.thread.x;",
-          `const ng = i0;`,
-          `const gi = ng - idiv(ng, ${f(groups)}) * ${f(groups)};`,
-          `const base = ng * ${f(len)};`,
-          "const m = mu[ng];",
-          "const r = rs[ng];",
-          "let t = 0.0;",
-        ];
-        body.push(
-          `for (let j = 0; j < ${len}; j++) { const e = base + j; const c1 = gi * ${f(cg)} + idiv(j, ${f(s)}); t += ${term}; }`,
-          `return t / ${f(len)};`,
-        );
-        const args: [string, S][] = [
-          ["x", x],
-          ["gy", gy],
-          ["mu", mean],
-          ["rs", rstd],
-        ];
-        if (w) args.push(["ww", w]);
-        return run(name, body, n * groups, args);
-      };
-      const mg = sums("groupNormBackward", `gy[e] * ${wr}`);
-      const mgx = sums("groupNormBackward", `gy[e] * ${wr} * (x[e] - m) * r`);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [n, c, s], "c"),
-        `const ng = c0 * ${f(groups)} + idiv(c1, ${f(cg)});`,
-        "const r = rs[ng];",
-      ];
-      body.push(`return r * (gy[i] * ${wr} - mg[ng] - (x[i] - mu[ng]) * r * mgx[ng]);`);
-      const args: [string, S][] = [
-        ["x", x],
-        ["gy", gy],
-        ["mu", mean],
-        ["rs", rstd],
-        ["mg", mg],
-        ["mgx", mgx],
-      ];
-      if (w) args.push(["ww", w]);
-      const dx = run("groupNormBackward", body, x.size, args);
-      if (!affine) return { dx, dw: null, db: null };
-      // per channel over samples and positions
-      const chan = (term: string): S => {
-        const b2 = ["const ch = this.thread.x;", `const ng0 = idiv(ch, ${f(cg)});`, "let t = 0.0;"];
-        b2.push(
-          `for (let b = 0; b < ${n}; b++) { const ng = b * ${f(groups)} + ng0; const base = (b * ${f(c)} + ch) * ${f(s)}; const m = mu[ng]; const r = rs[ng];`,
-        );
-        b2.push(`for (let j = 0; j < ${s}; j++) { const e = base + j; t += ${term}; } }`, "return t;");
-        return run("groupNormBackward", b2, c, [
-          ["x", x],
-          ["gy", gy],
-          ["mu", mean],
-          ["rs", rstd],
-        ]);
-      };
-      return { dx, dw: chan("gy[e] * (x[e] - m) * r"), db: chan("gy[e]") };
-    },
-    layerNorm: (x, w, b, p) => {
-      const { rows, d } = p;
-      if (!gpuOk(x, w, b) || rows * d === 0) {
-        host("layerNorm");
-        const r = layerNormForward(H(x), Hn(w), Hn(b), p);
-        return { y: wrap(r.y), mean: wrap(r.mean), rstd: wrap(r.rstd) };
-      }
-      const { mean, rstd } = normStats("layerNorm", x, rows, d, p.eps);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [rows, d], "c"),
-        "let z = (x[i] - mu[c0]) * rs[c0];",
-      ];
-      if (w) body.push("z = z * ww[c1];");
-      if (b) body.push("z = z + bb[c1];");
-      body.push("return z;");
-      const args: [string, S][] = [
-        ["x", x],
-        ["mu", mean],
-        ["rs", rstd],
-      ];
-      if (w) args.push(["ww", w]);
-      if (b) args.push(["bb", b]);
-      return { y: run("layerNorm", body, x.size, args), mean, rstd };
-    },
-    layerNormBackward: (x, w, gy, mean, rstd, p, affine) => {
-      const { rows, d } = p;
-      if (!gpuOk(x, w, gy, mean, rstd) || rows * d === 0) {
-        host("layerNormBackward");
-        const r = layerNormBackward(H(x), Hn(w), H(gy), H(mean), H(rstd), p, affine);
-        return { dx: wrap(r.dx), dw: r.dw && wrap(r.dw), db: r.db && wrap(r.db) };
-      }
-      const wr = w ? "ww[j]" : "1.0";
-      const args: [string, S][] = [
-        ["x", x],
-        ["gy", gy],
-        ["mu", mean],
-        ["rs", rstd],
-      ];
-      if (w) args.push(["ww", w]);
-      const sums = (term: string): S => {
-        const body = [
-          "const row = this.thread.x;",
-          `const base = row * ${f(d)};`,
-          "const m = mu[row];",
-          "const r = rs[row];",
-          "let t = 0.0;",
-        ];
-        body.push(`for (let j = 0; j < ${d}; j++) { const e = base + j; t += ${term}; }`, `return t / ${f(d)};`);
-        return run("layerNormBackward", body, rows, args);
-      };
-      const mg = sums(`gy[e] * ${wr}`);
-      const mgx = sums(`gy[e] * ${wr} * (x[e] - m) * r`);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [rows, d], "c"),
-        "const j = c1;",
-        "const r = rs[c0];",
-      ];
-      body.push(`return r * (gy[i] * ${wr} - mg[c0] - (x[i] - mu[c0]) * r * mgx[c0]);`);
-      const dx = run("layerNormBackward", body, x.size, [...args, ["mg", mg], ["mgx", mgx]]);
-      if (!affine) return { dx, dw: null, db: null };
-      const col = (term: string): S => {
-        const b2 = [
-          "const j = this.thread.x;",
-          "let t = 0.0;",
-          `for (let row = 0; row < ${rows}; row++) { const e = row * ${f(d)} + j; const m = mu[row]; const r = rs[row]; t += ${term}; }`,
-          "return t;",
-        ];
-        return run("layerNormBackward", b2, d, [
-          ["x", x],
-          ["gy", gy],
-          ["mu", mean],
-          ["rs", rstd],
-        ]);
-      };
-      return { dx, dw: col("gy[e] * (x[e] - m) * r"), db: col("gy[e]") };
-    },
-
-    adamUpdate: (pp, g, m, v, size, h: AdamHyper) => {
-      if (!gpuOk(pp, g, m, v) || size === 0) {
-        host("adamUpdate");
-        // the host kernel writes in place: give it copies, since storage never changes once made
-        const cp = (s: S): TypedArray => H(s).slice() as TypedArray;
-        const r = adamUpdate(cp(pp), cp(g), cp(m), cp(v), size, h);
-        return { p: wrap(r.p), m: wrap(r.m), v: wrap(r.v) };
-      }
-      const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, decoupled } = h;
-      const stepSize = lr / (1 - Math.pow(b1, h.t)),
-        sq = Math.sqrt(1 - Math.pow(b2, h.t));
-      const l2 = !decoupled && wd !== 0 ? wd : 0;
-      const decay = decoupled && wd !== 0 ? 1 - lr * wd : 1;
-      const gi = "(g[i] + l2 * p[i])";
-      const args: [string, S | number][] = [
-        ["p", pp],
-        ["g", g],
-        ["m", m],
-        ["v", v],
-        ["l2", l2],
-        ["b1", b1],
-        ["c1", 1 - b1],
-        ["b2", b2],
-        ["c2", 1 - b2],
-      ];
-      const m2 = run("adamUpdate", ["const i = this.thread.x;", `return b1 * m[i] + c1 * ${gi};`], size, args);
-      const v2 = run(
-        "adamUpdate",
-        ["const i = this.thread.x;", `const gg = ${gi};`, "return b2 * v[i] + c2 * gg * gg;"],
-        size,
-        args,
-      );
-      const p2 = run(
-        "adamUpdate",
-        ["const i = this.thread.x;", "return p[i] * dec - (st * mm[i]) / (Math.sqrt(vv[i]) / sq + eps);"],
-        size,
-        [
-          ["p", pp],
-          ["mm", m2],
-          ["vv", v2],
-          ["dec", decay],
-          ["st", stepSize],
-          ["sq", sq],
-          ["eps", eps],
-        ],
-      );
-      return { p: p2, m: m2, v: v2 };
-    },
+    ...attentionKernels(c),
+    ...normKernels(c),
+    ...adamKernels(c),
   };
 
   return B;
