@@ -2,7 +2,7 @@
 // rows, masked loss with prior preservation, AdamW, checkpoints that resume exactly, progress and ETA
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, NumericalError } from "../engine/errors.ts";
+import { ConfigError, NumericalError, StateDictError } from "../engine/errors.ts";
 import { Generator, Tensor, mseLoss, noGrad, randn, tensor, chunk } from "../engine/index.ts";
 import { makeGrid, writePng } from "../data/images.ts";
 import { AdamW, clipGradNorm, gradNorm, lrLambda } from "../optim/index.ts";
@@ -226,13 +226,13 @@ function resume(run: Run): void {
       for (const k of keys) {
         const v = d.unet.get(k),
           p = sd.get(k) as Tensor;
-        if (!v) throw new ConfigError(`${dir} lacks ${k} (was it written by a run with another --freeze-model?)`);
+        if (!v) throw new StateDictError(`${dir} lacks ${k} (was it written by a run with another --freeze-model?)`);
         if (v.shape.join() !== p.shape.join())
-          throw new ConfigError(`${dir}: ${k} is [${v.shape}], the model's [${p.shape}]`);
+          throw new StateDictError(`${dir}: ${k} is [${v.shape}], the model's [${p.shape}]`);
       }
       const saved = tokens.map((t) => d.tokens.get(t));
       if (saved.some((r) => !r || r.length !== rows.shape[1]))
-        throw new ConfigError(`${dir} lacks token rows for ${tokens.join(", ")}`);
+        throw new StateDictError(`${dir} lacks token rows for ${tokens.join(", ")}`);
       const os = readOptimizerState(path.join(dir, "optimizer.safetensors"), opt.stateDict());
       if (os.step !== st.step)
         throw new ConfigError(`${dir}: optimizer step ${os.step} differs from state step ${st.step}`);
