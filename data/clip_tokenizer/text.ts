@@ -32,8 +32,8 @@ export function bytesToUnicode(): Map<number, string> {
 export const BYTE_ENCODER = bytesToUnicode();
 export const BYTE_TO_CHAR: string[] = Array.from({ length: 256 }, (_, b) => BYTE_ENCODER.get(b)!);
 export const CHAR_TO_BYTE = new Map<string, number>(Array.from(BYTE_ENCODER, ([b, c]) => [c, b]));
-export const UTF8 = new TextEncoder();
-export const UTF8_DECODE = new TextDecoder("utf-8", { fatal: false });
+export const UTF8: { encode(input?: string): Uint8Array } = new TextEncoder();
+export const UTF8_DECODE: { decode(input?: Uint8Array): string } = new TextDecoder("utf-8", { fatal: false });
 
 // ---------------------------------------------------------------------------------------------
 // text cleanup

@@ -12,7 +12,7 @@ export const STORAGE_TYPES: Record<string, { dtype: TorchTensor["dtype"]; bytes:
   DoubleStorage: { dtype: "float64", bytes: 8 },
 };
 
-export function decode(b: Buffer, dtype: TorchTensor["dtype"], n: number): Float32Array | Float64Array {
+export function decode(b: Uint8Array, dtype: TorchTensor["dtype"], n: number): Float32Array | Float64Array {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   if (dtype === "float64") {
     const out = new Float64Array(n);
@@ -43,7 +43,7 @@ const ALLOWED = new Set([
 ]);
 
 export function unpickle(
-  buf: Buffer,
+  bytes: Uint8Array,
   file: string,
   storage: (
     key: string,
@@ -53,6 +53,8 @@ export function unpickle(
   budget: { elements: number },
   maxDepth: number,
 ): PyValue {
+  // a Buffer view of the same bytes (no copy) for its little- and big-endian readers
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const stack: Item[] = [];
   const marks: number[] = [];
   const memo = new Map<number, Item>();

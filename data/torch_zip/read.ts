@@ -41,7 +41,12 @@ export function readTorchZip(file: string, opts: TorchZipOptions = {}): PyValue 
       throw new FormatError(`${file}: expected one <archive>/data.pkl in the zip, found ${pkl.length}`);
     const root = pkl[0]!.name.slice(0, -"data.pkl".length);
     const order = entries.get(`${root}byteorder`);
-    if (order && readEntry(fd, order, file).toString("latin1").trim() !== "little")
+    if (
+      order &&
+      Buffer.from(readEntry(fd, order, file))
+        .toString("latin1")
+        .trim() !== "little"
+    )
       throw new FormatError(`${file}: big-endian checkpoints are not read`);
     const storages = new Map<string, { dtype: TorchTensor["dtype"]; values: Float32Array | Float64Array }>();
     const budget = { elements: opts.maxElements ?? 2 ** 31 };

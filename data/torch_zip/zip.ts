@@ -28,7 +28,7 @@ function readAt(fd: number, pos: number, n: number, file: string): Buffer {
   return b;
 }
 
-export function readEntry(fd: number, e: Entry, file: string): Buffer {
+export function readEntry(fd: number, e: Entry, file: string): Uint8Array {
   return readAt(fd, e.offset, e.size, file);
 }
 
