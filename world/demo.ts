@@ -1,9 +1,11 @@
 // The one-command demo: customise the shipped world model on a held-out concept it has never seen
 // (Custom Diffusion, K/V only + a new token) and write before/after grids with simple measurements.
 // Run: npx tsx world/demo.ts [--concept "unicorn face"] [--steps 250] [--out out/demo] [--model world/model]
+//                            [--samples 8] [--backend cpu|gpujs]
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { setDefaultBackend } from "../engine/index.ts";
 import { writeJsonAtomic } from "../data/atomic.ts";
 import { chwToImage, makeGrid, writePng } from "../data/images.ts";
 import type { Image } from "../data/images.ts";
@@ -224,8 +226,12 @@ if (process.argv[1] && /world[\\/]demo\.ts$/.test(process.argv[1])) {
       lr: { type: "string" },
       batch: { type: "string" },
       seed: { type: "string" },
+      samples: { type: "string" },
+      backend: { type: "string" },
     },
   });
+  // CDIFF_BACKEND works too; --backend names the backend every tensor of the run is made on
+  if (v.backend) setDefaultBackend(v.backend);
   runDemo({
     ...DEMO_DEFAULTS,
     ...(v.concept ? { concept: v.concept } : {}),
@@ -236,5 +242,6 @@ if (process.argv[1] && /world[\\/]demo\.ts$/.test(process.argv[1])) {
     ...(v.lr ? { lr: Number(v.lr) } : {}),
     ...(v.batch ? { batch: Number(v.batch) } : {}),
     ...(v.seed ? { seed: Number(v.seed) } : {}),
+    ...(v.samples ? { samples: Number(v.samples) } : {}),
   });
 }
