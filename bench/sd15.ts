@@ -42,6 +42,7 @@ async function child(c: Case, size: number, steps: number): Promise<Result> {
   const { CustomDiffusionAttnProcessor } = await import("../models/custom_diffusion.ts");
   const { isTrained, selectParameters } = await import("../tune/params.ts");
   const { AdamW } = await import("../optim/index.ts");
+  const { fillRandom } = await import("./sd15_folder.ts");
   const { defaultArena } = await import("../engine/backend/cpu/wasm/sgemm.ts");
   const bf16 = c.includes("bf16"),
     ckpt = c.includes("ckpt"),
@@ -50,20 +51,9 @@ async function child(c: Case, size: number, steps: number): Promise<Result> {
   // whole model is ever held (as when loading a checkpoint)
   const unet = withShapeOnly(() => UNet2DConditionModel.fromConfig(SD15_UNET_CONFIG));
   if (bf16) setWeightsDType(unet, "bfloat16", (k) => isTrained(k, "crossattn_kv"));
-  // (values drawn once and tiled from a random offset: drawing 860M normals would take minutes)
-  const g = new Generator(0);
-  const pool = randn([1 << 20], { generator: g }).data;
-  const offsets = new Generator(1);
-  noGrad(() => {
-    for (const [k, p] of unet.namedParameters()) {
-      const fan = p.shape.slice(1).reduce((a, b) => a * b, 1) || 1;
-      const scale = k.endsWith(".weight") && p.ndim > 1 ? 1 / Math.sqrt(fan) : 0.02;
-      const v = new Float32Array(p.size);
-      let at = Math.floor(offsets.uniform() * pool.length);
-      for (let i = 0; i < v.length; i++, at = at + 1 === pool.length ? 0 : at + 1) v[i] = pool[at]! * scale;
-      p.copy_(v);
-    }
-  });
+  // random values tensor by tensor in each parameter's dtype (as the SD-1.5 folder writer makes them)
+  fillRandom(unet, 0);
+  const g = new Generator(2);
   const debug = process.env.BENCH_DEBUG
     ? (what: string) => {
         const m = process.memoryUsage();
