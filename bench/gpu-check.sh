@@ -4,7 +4,8 @@
 # bench/gpujs.ts. Uses only what `npm ci` left in node_modules (carried with the tree) and the
 # driver's own files; it downloads nothing.
 #
-#   bash bench/gpu-check.sh            # parity, contract, refusal and golden suites, then the benchmark
+#   bash bench/gpu-check.sh            # parity, contract, refusal and golden suites, the benchmark, and
+#                                      # the world step's time per kernel (CDIFF_GPUJS_PROFILE=1)
 #   bash bench/gpu-check.sh --quick    # parity suite and the quick benchmark only
 #   bash bench/gpu-check.sh --require-gpu   # also exit 4 when only the software renderer comes up
 #   GPU_CHECK_PLATFORM=vulkan bash bench/gpu-check.sh   # try only this ANGLE platform
@@ -177,6 +178,13 @@ node --import tsx bench/gpujs.ts "${bargs[@]}"
 rc=$?
 say "benchmark: exit $rc in $(($(date +%s) - t0)) s"
 ((rc != 0 && status == 0)) && status=2
+if ((!quick)); then
+  # where the GPU's time goes: the world step again, each kernel waited for and timed by name
+  say "running CDIFF_GPUJS_PROFILE=1 bench/gpujs.ts --only world (time per kernel)"
+  CDIFF_GPUJS_PROFILE=1 node --import tsx bench/gpujs.ts --only "world training step"
+  rc=$?
+  ((rc != 0 && status == 0)) && status=2
+fi
 
 if ((software)); then
   banner "REMINDER: these results are from the SOFTWARE renderer ($chosen), not a GPU"

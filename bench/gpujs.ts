@@ -1,9 +1,11 @@
-// gpu.js next to cpu: matmul, conv2d and attention forward, conv2d and attention backward, and the
-// tiny UNet forward, with the upload and readback time and the renderer named. On a software renderer
+// gpu.js next to cpu: matmul, conv2d and attention forward, conv2d and attention backward, the tiny
+// UNet forward and the world training step, with the upload and readback time and the renderer named. On a software renderer
 // (SwiftShader in CI and on the dev machines) the gpujs numbers measure correctness plumbing, not a
 // GPU: expect them far slower than the cpu kernels. bash bench/gpu-check.sh runs this on a GPU machine.
 //
-//   npx tsx bench/gpujs.ts [--quick]     (run bash scripts/gpu-setup.sh first)
+//   npx tsx bench/gpujs.ts [--quick] [--only WORD]     (run bash scripts/gpu-setup.sh first)
+//   CDIFF_GPUJS_PROFILE=1 npx tsx bench/gpujs.ts   adds the world step's time per kernel (each kernel
+//                                                  waited for: slower, but the split is the GPU's)
 // Own timing loop, not tinybench: the first gpujs call (kernel compilation) is timed on its own and
 // every later run is split into upload, kernel and readback from the backend's counters, which one
 // tinybench figure per task would merge.
@@ -12,8 +14,13 @@ import type { Backend, Storage } from "../engine/index.ts";
 import { gpujsReport, probeGpujs } from "../engine/backend/gpujs/index.ts";
 import { withInitGenerator } from "../models/nn/index.ts";
 import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
+import { worldTrainingStep } from "./world_setup.ts";
 
 const quick = process.argv.includes("--quick");
+const oi = process.argv.indexOf("--only");
+/** --only WORD: just the rows whose name contains WORD (e.g. "world", "attention") */
+const only = oi >= 0 ? (process.argv[oi + 1] ?? "") : "";
+const wanted = (name: string): boolean => name.includes(only);
 const probe = probeGpujs();
 if (!probe.ok) {
   console.error(`bench/gpujs: no GPU path: ${probe.reason}`);
@@ -135,7 +142,7 @@ const cases: Case[] = [
 
 const reps = quick ? 2 : 3;
 const rows: string[] = [];
-for (const c of cases) {
+for (const c of cases.filter((c) => wanted(c.name))) {
   const host = c.inputs.map((x) => (typeof x === "number" ? rand(x) : x));
   const read = (b: Backend, r: Storage | Storage[]): void =>
     void (Array.isArray(r) ? r : [r]).forEach((o) => b.toHost(o));
@@ -177,7 +184,7 @@ for (const c of cases) {
 }
 // the tiny UNet forward (the parity suite's model, a little wider): weights uploaded on the first
 // gpujs call; every later call uploads nothing but its inputs and reads back the output
-{
+if (wanted("tiny UNet forward")) {
   const cfg = {
     sample_size: 16,
     block_out_channels: [32, 64],
@@ -220,6 +227,44 @@ for (const c of cases) {
     gp = time("gpujs");
   rows.push(
     `| tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
+  );
+}
+
+// the world training step (bench/world_step.ts's step at a small batch): UNet + text encoder forward,
+// backward and AdamW over every parameter, all on the backend; the first step compiles the kernels
+if (wanted("world training step")) {
+  const batch = quick ? 2 : 8;
+  const time = (name: string): { first: number; ms: number; up: number; down: number } => {
+    setDefaultBackend(name);
+    try {
+      const { step } = worldTrainingStep(batch);
+      let t = performance.now();
+      step();
+      const first = performance.now() - t;
+      const st = name === "gpujs" ? gpujsReport().stats! : null;
+      const u0 = st?.uploadMs ?? 0,
+        d0 = st?.downloadMs ?? 0;
+      const k0 = { ...(st?.kernelMs ?? {}) };
+      t = performance.now();
+      for (let r = 0; r < reps; r++) step();
+      const ms = (performance.now() - t) / reps;
+      if (st?.kernelMs) {
+        const per = Object.entries(st.kernelMs)
+          .map(([k, v]): [string, number] => [k, (v - (k0[k] ?? 0)) / reps])
+          .filter(([, v]) => v > 0)
+          .sort((a, b) => b[1] - a[1]);
+        const shown = per.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
+        console.log(`world step ${batch} on gpujs, ms per step by kernel (CDIFF_GPUJS_PROFILE=1): ${shown}`);
+      }
+      return { first, ms, up: ((st?.uploadMs ?? 0) - u0) / reps, down: ((st?.downloadMs ?? 0) - d0) / reps };
+    } finally {
+      setDefaultBackend("cpu");
+    }
+  };
+  const c = time("cpu"),
+    gp = time("gpujs");
+  rows.push(
+    `| world training step, batch ${batch} (UNet + text encoder, AdamW) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
   );
 }
 

@@ -33,8 +33,9 @@ import {
   sum,
   tanh,
 } from "../../engine/index.ts";
-import type { Backend, Storage, Tensor, TypedArray } from "../../engine/index.ts";
+import type { AttentionParams, Backend, Storage, Tensor, TypedArray } from "../../engine/index.ts";
 import { gpujsReport } from "../../engine/backend/gpujs/index.ts";
+import { setAttentionScoreLimit } from "../../engine/backend/gpujs/attention.ts";
 import { withInitGenerator } from "../../models/nn/index.ts";
 import { UNet2DConditionModel } from "../../models/unets/unet_2d_condition.ts";
 import { CustomDiffusionAttnProcessor } from "../../models/custom_diffusion.ts";
@@ -469,6 +470,74 @@ if (probe) {
         const r = b.attentionBackward(a!, c!, e!, m ?? null, oo!, l!, g!, p, null);
         return [r.dq, r.dk, r.dv];
       });
+    }
+  });
+
+  test("attention over the score limit: query rows in blocks on the GPU, joined and summed there", () => {
+    // the limit lowered to 2 rows of scores per block: every case runs blocked, the 19-row one in 10
+    // blocks (two rounds of joining, 8 blocks per kernel); causal and per-row masks move with the block
+    const cases: [string, AttentionParams, boolean][] = [
+      [
+        "plain",
+        { batch: 2, lq: 5, lk: 7, d: 4, dv: 3, scale: 0.5, causal: false, maskStrideB: 0, maskStrideQ: 0 },
+        false,
+      ],
+      [
+        "causal lq>lk",
+        { batch: 2, lq: 7, lk: 5, d: 3, dv: 3, scale: 0.5, causal: true, maskStrideB: 0, maskStrideQ: 0 },
+        false,
+      ],
+      [
+        "mask per item and row, 19 rows",
+        { batch: 2, lq: 19, lk: 5, d: 2, dv: 3, scale: 0.7, causal: false, maskStrideB: 95, maskStrideQ: 5 },
+        true,
+      ],
+      [
+        "mask per row broadcast over items",
+        { batch: 2, lq: 4, lk: 5, d: 2, dv: 3, scale: 0.7, causal: false, maskStrideB: 0, maskStrideQ: 5 },
+        true,
+      ],
+      [
+        "2 heads causal, mask broadcast rows",
+        { batch: 4, lq: 5, lk: 5, d: 2, dv: 4, scale: 0.5, causal: true, maskStrideB: 5, maskStrideQ: 0, heads: 2 },
+        true,
+      ],
+    ];
+    try {
+      for (const [label, p, masked] of cases) {
+        setAttentionScoreLimit(2 * p.batch * p.lk);
+        const blocks = Math.ceil(p.lq / 2);
+        const q = rand(p.batch * p.lq * p.d),
+          k = rand(p.batch * p.lk * p.d),
+          v = rand(p.batch * p.lk * p.dv);
+        const maskLen = Math.max((p.batch - 1) * p.maskStrideB + (p.lq - 1) * p.maskStrideQ + p.lk, 1);
+        const mask = masked ? rand(maskLen).map((x) => (x > 2 ? -1e9 : x)) : null;
+        const tol = sumTol(p.lk * Math.max(p.d, p.dv));
+        const calls = (): number => gpujsReport().stats?.gpu.attention ?? 0;
+        const c0 = calls();
+        parity("attention", `blocked ${label}`, tol, [q, k, v, mask], (b, [a, c, e, m]) => {
+          const r = b.attention(a!, c!, e!, m ?? null, p);
+          return [r.o, r.lse];
+        });
+        // whole rows: 4 kernel calls (scores, lse, probabilities, output); blocked: those per block + copies + joins
+        assert.ok(calls() - c0 >= 4 * blocks, `${label}: ${calls() - c0} attention kernels for ${blocks} blocks`);
+        const fw = cpuBackend.attention(q.slice(), k.slice(), v.slice(), mask ? mask.slice() : null, p);
+        const o = cpuBackend.toHost(fw.o),
+          lse = cpuBackend.toHost(fw.lse),
+          gO = rand(o.length);
+        parity(
+          "attentionBackward",
+          `blocked ${label}`,
+          tol,
+          [q, k, v, mask, o, lse, gO],
+          (b, [a, c, e, m, oo, l, g]) => {
+            const r = b.attentionBackward(a!, c!, e!, m ?? null, oo!, l!, g!, p, null);
+            return [r.dq, r.dk, r.dv];
+          },
+        );
+      }
+    } finally {
+      setAttentionScoreLimit(null);
     }
   });
 

@@ -5,6 +5,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { probeGpujs } from "../../engine/backend/gpujs/index.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const node = (code: string, env: Record<string, string>) =>
@@ -39,6 +40,21 @@ test("importing the engine loads neither gpu.js nor gl", () => {
     console.log("LOADED " + JSON.stringify(loaded));`;
   const r = node(code, {});
   assert.match(r.stdout, /LOADED \[\]/, r.stdout + r.stderr);
+});
+
+test("CDIFF_GPUJS_PROFILE=1 times each kernel call (stats.kernelMs); unset, nothing is timed", () => {
+  if (!probeGpujs().ok) return; // gpu.ts's suites report the missing GPU path (a failure in CI)
+  const code = `const E = await import("./engine/index.ts");
+    const { gpujsReport } = await import("./engine/backend/gpujs/index.ts");
+    E.setDefaultBackend("gpujs");
+    const a = E.randn([32, 16]), b = E.randn([16, 8]);
+    void E.matmul(a, b).exp().data;
+    console.log("MS " + JSON.stringify(gpujsReport().stats.kernelMs ?? null));`;
+  const on = node(code, { CDIFF_GPUJS_PROFILE: "1", CDIFF_BACKEND: "cpu" });
+  const ms = JSON.parse(/MS (.*)/.exec(on.stdout)?.[1] ?? "null") as Record<string, number> | null;
+  assert.ok(ms && ms.matmul! > 0 && ms.unary! > 0, on.stdout + on.stderr);
+  const off = node(code, { CDIFF_GPUJS_PROFILE: "", CDIFF_BACKEND: "cpu" });
+  assert.match(off.stdout, /MS null/, off.stdout + off.stderr);
 });
 
 test.run();

@@ -174,6 +174,11 @@ export interface DeviceStats {
   liveTextures: number;
   /** textures deleted early by scratch scopes (the backward pass's consumed gradients) */
   releasedTextures: number;
+  /**
+   * With CDIFF_GPUJS_PROFILE=1 only: milliseconds per kernel name, each call timed between two
+   * gl.finish() calls (so the figures are the GPU's, at the cost of the overlap a pipeline gives)
+   */
+  kernelMs?: Record<string, number>;
 }
 
 /** GLSL ES 1.0 helpers added to every kernel (gpu.js includes those a kernel calls). */
@@ -241,6 +246,9 @@ export class Device {
     releasedTextures: 0,
   };
   readonly scratch = new Scratch();
+  /** CDIFF_GPUJS_PROFILE=1: wait for each kernel and add its time to stats.kernelMs */
+  private readonly profile =
+    (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.CDIFF_GPUJS_PROFILE === "1";
 
   /** Kernel calls, transfers and textures since start. */
   get stats(): DeviceStats {
@@ -310,7 +318,20 @@ export class Device {
       this.stats.compiled++;
     }
     this.count("gpu", name);
-    return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
+    if (!this.profile) return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
+    const tex = this.timed(name, () => k!(...kargs));
+    return this.scratch.adopt(new GpuStorage("float32", n, tex, null));
+  }
+
+  private timed<T>(name: string, f: () => T): T {
+    const gl = (this.gpu as { context?: { finish(): void } }).context;
+    gl?.finish();
+    const t0 = performance.now();
+    const r = f();
+    gl?.finish();
+    const ms = (this.st.kernelMs ??= {});
+    ms[name] = (ms[name] ?? 0) + performance.now() - t0;
+    return r;
   }
 
   /**

@@ -64,11 +64,11 @@ export const HOST_FALLBACK: readonly string[] = [];
 /**
  * When a GPU kernel hands over to the host kernel anyway: float64 storage (no double in WebGL), more
  * than {@link MAX_GPU_ELEMENTS} elements in one tensor (except the elementwise kernels, which run over
- * chunks of that many elements), zero-size tensors, concat of more than 8 inputs,
- * indexAdd with more than 4096 indices. Each such call is counted under `host` in {@link gpujsReport}.
+ * chunks of that many elements, and attention, which takes its query rows in blocks whose scores fit),
+ * zero-size tensors, concat of more than 8 inputs, indexAdd with more than 4096 indices. Each such call is counted under `host` in {@link gpujsReport}.
  */
 export const HOST_WHEN =
-  "float64 storage; a tensor over 2^24 elements (except fill, cast, unary, and binary/where whose operands all have the output's size or one element: those run chunk by chunk); zero-size tensors; concat of more than 8 inputs; indexAdd of more than 4096 indices";
+  "float64 storage; a tensor over 2^24 elements (except fill, cast, unary, and binary/where whose operands all have the output's size or one element: those run chunk by chunk); attention whose scores for one query row over all items exceed 2^24 (more scores than that run in blocks of query rows); zero-size tensors; concat of more than 8 inputs; indexAdd of more than 4096 indices";
 
 const ctorOf = (dtype: FloatDType): Float32ArrayConstructor | Float64ArrayConstructor =>
   dtype === "float64" ? Float64Array : Float32Array;

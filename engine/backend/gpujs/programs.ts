@@ -278,14 +278,24 @@ export function programs(run: Run) {
       ? flatView(p.lk * p.dv, p.dv, 1)
       : { seq: p.lk * Hh * p.dv, head: p.dv, h: Hh, row: Hh * p.dv, col: 1 };
   }
-  /** scores scale q k^T + mask (and -inf where causal hides a key) per item, and their row log-sum-exp */
-  function attnScores(q: S, k: S, mask: S | null, p: AttentionParams, withLse = true): { S: S; lse: S } {
+  /**
+   * scores scale q k^T + mask (and -inf where causal hides key cc from query row r: cc > r + causalShift,
+   * which is lk - lq for whole rows and moves with a block's first row) per item, and their row log-sum-exp
+   */
+  function attnScores(
+    q: S,
+    k: S,
+    mask: S | null,
+    p: AttentionParams,
+    withLse = true,
+    causalShift = p.lk - p.lq,
+  ): { S: S; lse: S } {
     const { batch, lq, lk, d } = p;
     const kv = qkView(p, lk, d);
     const epi = (acc: string): string[] => {
       const lines = [`let s = ${acc} * sc;`];
       if (mask) lines.push(`s += mk[item * ${f(p.maskStrideB)} + r * ${f(p.maskStrideQ)} + cc];`);
-      if (p.causal) lines.push(`if (cc > r + ${f(lk - lq)}) { s = -1.0 / 0.0; }`);
+      if (p.causal) lines.push(`if (cc > r + (${f(causalShift)})) { s = -1.0 / 0.0; }`);
       lines.push("return s;");
       return lines;
     };
