@@ -12,6 +12,8 @@ export { adamUpdate_ } from "./ops/inplace.ts";
 export * from "./functional.ts";
 export { noGrad, withGrad, isGradEnabled } from "./autograd.ts";
 export { checkpoint } from "./checkpoint.ts";
+export { tidy } from "./tidy.ts";
+export type { Keep } from "./tidy.ts";
 export { Generator, defaultGenerator, manualSeed } from "./random.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export type { Shape } from "./shape.ts";
@@ -24,6 +26,7 @@ export type {
   BinaryOp,
   ReduceOp,
   ScratchScope,
+  TidyScope,
   MatmulParams,
   Conv2dParams,
   AttentionParams,

@@ -77,6 +77,17 @@ export class Adam {
     return this.groups.flatMap((g) => g.params);
   }
 
+  /** The tensors this optimizer keeps across steps: the parameters and their moments (what a `tidy` around a step keeps). */
+  tensors(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const p of this.params()) {
+      out.push(p);
+      const st = this.moments.get(p);
+      if (st) out.push(st.m, st.v);
+    }
+    return out;
+  }
+
   zeroGrad(): void {
     for (const p of this.params()) p.grad = null;
   }

@@ -2,17 +2,17 @@
 // rows, masked loss with prior preservation, AdamW, checkpoints that resume exactly, progress and ETA
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, NumericalError, StateDictError } from "../engine/errors.ts";
-import { Generator, Tensor, mseLoss, noGrad, randn, tensor, chunk } from "../engine/index.ts";
+import { ConfigError, StateDictError } from "../engine/errors.ts";
+import { Generator, Tensor, tidy } from "../engine/index.ts";
 import { makeGrid, writePng } from "../data/images.ts";
-import { AdamW, clipGradNorm, gradNorm, lrLambda } from "../optim/index.ts";
+import { AdamW } from "../optim/index.ts";
 import type { StableDiffusionPipeline } from "../models/pipelines/pipeline_stable_diffusion.ts";
 import { DDPMScheduler } from "../models/schedulers/scheduling_ddpm.ts";
 import { CustomDiffusionAttnProcessor } from "../models/custom_diffusion.ts";
 import { AttnProcessor } from "../models/attention_processor.ts";
 import { prepareOutputDir } from "../data/atomic.ts";
-import type { ConceptSpec, TrainExample } from "./dataset.ts";
-import { augmentInstance, listImages, loadImages, prepareClassImage } from "./dataset.ts";
+import type { ConceptSpec } from "./dataset.ts";
+import { listImages, loadImages } from "./dataset.ts";
 import { selectParameters } from "./params.ts";
 import type { Delta } from "./delta.ts";
 import { baseFingerprint, extractDelta, firstNonFinite, loadDelta, saveDelta } from "./delta.ts";
@@ -21,17 +21,8 @@ import { TrainingLoop, due, formatDuration, resumeFrom } from "./loop.ts";
 import { readTrainState, saveCheckpoint } from "./train_state.ts";
 import { addModifierTokens, defaultModifierTokens, resolveInitializers, tokenRows } from "./tokens.ts";
 import { DEFAULTS } from "./train_options.ts";
-import type {
-  CustomiseOptions,
-  CustomiseResult,
-  Data,
-  Log,
-  LoopState,
-  Options,
-  Run,
-  Sample,
-  Tokens,
-} from "./train_options.ts";
+import { diverged, trainStep } from "./train_step.ts";
+import type { CustomiseOptions, CustomiseResult, Data, Log, Options, Run, Sample, Tokens } from "./train_options.ts";
 
 export type { CustomiseOptions, CustomiseResult } from "./train_options.ts";
 
@@ -255,30 +246,6 @@ function resume(run: Run): void {
   if (step === null) log("resume: no checkpoint yet, starting from step 0");
 }
 
-/** The next training index: a fresh shuffle of all of them each epoch. */
-function nextIndex(run: Run): number {
-  const { state, g } = run;
-  if (state.cursor >= state.order.length) {
-    const order = Array.from({ length: Math.max(run.data.instances.length, run.data.classes.length) }, (_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = g.randint(0, i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    state.order = order;
-    state.cursor = 0;
-  }
-  return state.order[state.cursor++];
-}
-
-/** A diverged run stops with the step and what to try; nothing non-finite is ever written. */
-function diverged(run: Run, what: string, at: number): never {
-  const { o, lr } = run;
-  const ck = latestCheckpoint(o.outputDir);
-  throw new NumericalError(
-    `customise: training diverged at step ${at} of ${o.maxTrainSteps}: ${what} (learning rate ${lr.toExponential(2)}${o.scaleLr ? ", scaled" : ""}); nothing was saved for it${ck ? ` (the newest checkpoint, step ${ck.step}, is intact)` : ""}. Try a learning rate (--lr) 10 or more times lower (the default is 1e-5)${o.scaleLr ? ", or drop --scale-lr" : ""}${o.maxGradNorm > 0 ? "" : ", or clip gradients (maxGradNorm 1)"}`,
-  );
-}
-
 /** The run's delta now, refused when any value is non-finite. */
 function checkedDelta(run: Run): Delta {
   const { unet, textEncoder } = run.pipe;
@@ -313,57 +280,16 @@ function checkpoint(run: Run, delta: Delta): void {
 
 /** Stage 6, the training loop; returns true when it stopped early (stopAfter). */
 function trainLoop(run: Run): boolean {
-  const { pipe, o, log, resolution, maskSize, opt, noiseScheduler, g, state, lr } = run;
-  const { unet, textEncoder, tokenizer, vae } = pipe;
-  const { instances, classes, prior } = run.data;
-  const T = noiseScheduler.config.num_train_timesteps;
-  const pred = noiseScheduler.config.prediction_type;
+  const { pipe, o, log, resolution, maskSize, opt, state } = run;
   const aug = { resolution, maskSize, aug: !o.noaug, hflip: o.hflip };
   const loop = new TrainingLoop({ start: state.step, steps: o.maxTrainSteps, stopAfter: o.stopAfter });
   while (loop.next(state.step)) {
-    // batch: B target examples, then B regularisation examples
-    const ex: TrainExample[] = [];
-    const idx = Array.from({ length: o.trainBatchSize }, () => nextIndex(run));
-    for (const i of idx) {
-      const s = instances[i % instances.length];
-      ex.push(augmentInstance(s.image, s.prompt, aug, g));
-    }
-    if (prior)
-      for (const i of idx) {
-        const s = classes[i % classes.length];
-        ex.push(prepareClassImage(s.image, s.prompt, aug, g));
-      }
-    const b = ex.length;
-    const pixels = tensor(concatF32(ex.map((e) => e.pixels)), [b, 3, resolution, resolution]);
-    const mask = tensor(concatF32(ex.map((e) => e.mask)), [b, 1, maskSize, maskSize]);
-    const latents = noGrad(() => (vae ? vae.encode(pixels).sample(g).mul(vae.config.scaling_factor) : pixels));
-    const noise = randn(latents.shape, { generator: g });
-    const ts = Array.from({ length: b }, () => g.randint(0, T));
-    const noisy = noiseScheduler.addNoise(latents, noise, ts);
-    const target =
-      pred === "v_prediction" ? noiseScheduler.getVelocity(latents, noise, ts) : pred === "epsilon" ? noise : latents;
-    const ids = ex.map((e) =>
-      tokenizer.encode(e.prompt, {
-        maxLength: Math.min(tokenizer.modelMaxLength, textEncoder.config.max_position_embeddings),
-      }),
+    // one step; its temporaries go at its end (gpujs textures, see engine/tidy.ts), the optimizer's
+    // parameters, gradients and moments stay
+    const l = tidy(
+      () => trainStep(run, aug),
+      () => opt.tensors(),
     );
-    const ehs = textEncoder.forward(ids).last_hidden_state; // (b, L, D)
-    const out = unet.forward(noisy, ts, ehs);
-    let loss: Tensor;
-    if (prior) {
-      const [pi, pc] = chunk(out, 2, 0),
-        [ti, tc] = chunk(target, 2, 0),
-        [mi] = chunk(mask, 2, 0);
-      loss = mseLoss(pi, ti, mi).add(mseLoss(pc, tc).mul(o.priorLossWeight));
-    } else loss = mseLoss(out, target, mask);
-    const l = loss.item();
-    if (!Number.isFinite(l)) diverged(run, `the loss is ${l}`, state.step + 1);
-    opt.zeroGrad();
-    loss.backward();
-    const norm = o.maxGradNorm > 0 ? clipGradNorm(opt.params(), o.maxGradNorm) : gradNorm(opt.params());
-    if (!Number.isFinite(norm)) diverged(run, `the gradient norm is ${norm} (loss ${l})`, state.step + 1);
-    opt.setLr(lr * lrLambda(o.lrScheduler, state.step, o.lrWarmupSteps, o.maxTrainSteps));
-    opt.step();
     const step = ++state.step;
     state.losses.push(l);
     if (step === 1 || step % 10 === 0 || step === o.maxTrainSteps) {
@@ -413,16 +339,6 @@ function save(run: Run, delta: Delta, stopped: boolean, seconds: number): void {
   } else if (o.checkpointingSteps > 0) {
     checkpoint(run, delta);
   }
-}
-
-function concatF32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 function validate(pipe: StableDiffusionPipeline, o: typeof DEFAULTS & CustomiseOptions, step: number): void {

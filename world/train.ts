@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { Generator, Tensor, mseLoss, noGrad, randn, tensor } from "../engine/index.ts";
+import { Generator, Tensor, mseLoss, noGrad, randn, tensor, tidy } from "../engine/index.ts";
 import { readSafetensors, writeSafetensors } from "../data/safetensors.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
 import type { AdamState } from "../optim/index.ts";
@@ -149,24 +149,32 @@ export function trainWorld(opts: WorldTrainOptions): {
       const cap = tpl.replace("{}", ds.captions[k]).replace(/^a ([aeiou])/, "an $1");
       prompts.push(g.random() < opts.captionDropout ? "" : cap);
     }
-    const x0 = tensor(px, [B, 3, size, size]);
-    const noise = randn(x0.shape, { generator: g });
-    const ts = Array.from({ length: B }, () => g.randint(0, sched.config.num_train_timesteps));
-    const noisy = sched.addNoise(x0, noise, ts);
-    const target = sched.getVelocity(x0, noise, ts);
-    const ehs = textEncoder.forward(
-      prompts.map((p) => tokenizer.encode(p, { maxLength: WORLD_MAX_TOKENS })),
-    ).last_hidden_state;
-    const loss = mseLoss(unet.forward(noisy, ts, ehs), target);
-    if (!Number.isFinite(loss.item()))
-      throw new NumericalError(
-        `world: the loss is ${loss.item()} at step ${state.step + 1}; training diverged (the newest checkpoint is intact) - lower the learning rate`,
-      );
-    opt.zeroGrad();
-    loss.backward();
-    clipGradNorm(params, 1);
-    opt.setLr(opts.lr * lrLambda("constant_with_warmup", state.step, opts.warmup));
-    opt.step();
+    // one step in a tidy scope: its temporaries go at its end (gpujs textures; engine/tidy.ts)
+    const l = tidy(
+      () => {
+        const x0 = tensor(px, [B, 3, size, size]);
+        const noise = randn(x0.shape, { generator: g });
+        const ts = Array.from({ length: B }, () => g.randint(0, sched.config.num_train_timesteps));
+        const noisy = sched.addNoise(x0, noise, ts);
+        const target = sched.getVelocity(x0, noise, ts);
+        const ehs = textEncoder.forward(
+          prompts.map((p) => tokenizer.encode(p, { maxLength: WORLD_MAX_TOKENS })),
+        ).last_hidden_state;
+        const loss = mseLoss(unet.forward(noisy, ts, ehs), target);
+        if (!Number.isFinite(loss.item()))
+          throw new NumericalError(
+            `world: the loss is ${loss.item()} at step ${state.step + 1}; training diverged (the newest checkpoint is intact) - lower the learning rate`,
+          );
+        opt.zeroGrad();
+        loss.backward();
+        clipGradNorm(params, 1);
+        opt.setLr(opts.lr * lrLambda("constant_with_warmup", state.step, opts.warmup));
+        opt.step();
+        opt.zeroGrad();
+        return loss.item();
+      },
+      () => opt.tensors(),
+    );
     state.step++;
     const d = emaDecay(state.step);
     noGrad(() =>
@@ -176,7 +184,6 @@ export function trainWorld(opts: WorldTrainOptions): {
         for (let j = 0; j < e.length; j++) e[j] = d * e[j] + (1 - d) * w[j];
       }),
     );
-    const l = loss.item();
     state.losses.push(+l.toFixed(5));
     const p = loop.progress(state.step);
     if (state.step % 10 === 0 || p.done === 1) {

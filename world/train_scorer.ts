@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { Generator, crossEntropy, noGrad, tensor } from "../engine/index.ts";
+import { Generator, crossEntropy, noGrad, tensor, tidy } from "../engine/index.ts";
 import type { Tensor } from "../engine/index.ts";
 import type { CLIPTokenizer } from "../data/clip_tokenizer.ts";
 import { AdamW, clipGradNorm, lrLambda } from "../optim/index.ts";
@@ -129,18 +129,27 @@ export function trainWorldScorer(
       applyTemplate(ds.captionTemplates[g.randint(0, ds.captionTemplates.length)]!, ds.classes[k]!.caption),
     );
     const ids = texts.map((t) => encodeWorldText(tokenizer, t, maxLen));
-    const out = model.forward(ids, tensor(worldPixelValues(imgs, size), [B, 3, size, size]));
-    const loss = crossEntropy(out.logits_per_image, targets).add(crossEntropy(out.logits_per_text, targets)).mul(0.5);
-    opt.zeroGrad();
-    loss.backward();
-    clipGradNorm(opt.params(), 1);
-    const lr = o.lr * lrLambda("cosine", step, o.warmup, o.steps);
-    opt.setLr(lr, 0);
-    opt.setLr(lr, 1);
-    opt.setLr(lr * LOGIT_SCALE_LR_FACTOR, 2);
-    opt.step();
-    clampLogitScale(model.logit_scale);
-    const l = loss.item();
+    // one step in a tidy scope: its temporaries go at its end (gpujs textures; engine/tidy.ts)
+    const l = tidy(
+      () => {
+        const out = model.forward(ids, tensor(worldPixelValues(imgs, size), [B, 3, size, size]));
+        const loss = crossEntropy(out.logits_per_image, targets)
+          .add(crossEntropy(out.logits_per_text, targets))
+          .mul(0.5);
+        opt.zeroGrad();
+        loss.backward();
+        clipGradNorm(opt.params(), 1);
+        const lr = o.lr * lrLambda("cosine", step, o.warmup, o.steps);
+        opt.setLr(lr, 0);
+        opt.setLr(lr, 1);
+        opt.setLr(lr * LOGIT_SCALE_LR_FACTOR, 2);
+        opt.step();
+        clampLogitScale(model.logit_scale);
+        opt.zeroGrad();
+        return loss.item();
+      },
+      () => opt.tensors(),
+    );
     losses.push(+l.toFixed(5));
     const done = step + 1;
     if (done === 1 || done % 20 === 0 || done === o.steps) {

@@ -81,6 +81,14 @@ export interface Backend<S extends Storage = Storage> {
    * (see `runBackward`); a backend without pooling returns a scope that ignores `release`.
    */
   beginScratch: () => ScratchScope<S>;
+  /**
+   * Opens a tidy scope (see `tidy` in engine/tidy.ts): its `end(keep)` frees at once every storage
+   * made on this backend while it was open, except `keep`. For memory the JS collector does not see
+   * in time: gpujs textures are otherwise deleted only by finalizers, which never run while a
+   * synchronous loop keeps the thread busy. A backend whose storage the collector reclaims (cpu
+   * arrays) returns a scope that frees nothing.
+   */
+  beginTidy: () => TidyScope<S>;
 
   // ---- elementwise
   unary: (op: UnaryOp, x: S) => S;
@@ -160,6 +168,17 @@ export interface Backend<S extends Storage = Storage> {
   // ---- in-place updates
   /** One Adam/AdamW step over a parameter `p` with gradient `g` and moments `m`, `v` (all `size` long). */
   adamUpdate: (p: S, g: S, m: S, v: S, size: number, h: AdamHyper) => AdamStorages<S>;
+}
+
+/** A tidy scope (see {@link Backend.beginTidy}); scopes nest, and each is ended or cancelled once. */
+export interface TidyScope<S extends Storage = Storage> {
+  /**
+   * Frees the storage made while this scope was open (in it or in scopes nested in it) except `keep`;
+   * a later use of freed storage throws. What `keep` holds passes to the enclosing tidy scope, if any.
+   */
+  end(keep: readonly S[]): void;
+  /** Closes the scope freeing nothing (after an error): its storage passes to the enclosing scope. */
+  cancel(): void;
 }
 
 /** A scope of scratch allocations (see {@link Backend.beginScratch}). */

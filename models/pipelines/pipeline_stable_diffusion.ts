@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, ShapeError } from "../../engine/errors.ts";
-import { Generator, Tensor, chunk, concat, noGrad, randn } from "../../engine/index.ts";
+import { Generator, Tensor, chunk, concat, noGrad, randn, tidy } from "../../engine/index.ts";
 import { CLIPTokenizer } from "../../data/clip_tokenizer.ts";
 import type { Image } from "../../data/images.ts";
 import { chwToImage } from "../../data/images.ts";
@@ -53,6 +53,8 @@ export interface GenerateOptions {
    * Called after every denoising step (diffusers' callback_on_step_end): `step` counts from 1,
    * `state` holds the step's latents, guided noise prediction and predicted x0. Returning a Tensor of
    * the latents' shape replaces the latents the next step starts from; any other return value is ignored.
+   * On backends that free memory early (gpujs) the tensors in `state` are freed when generate returns:
+   * read what you need (`.data`) before then.
    */
   onStep?: (step: number, total: number, timestep: number, state: StepState) => unknown;
   /** return latents instead of decoded images */
@@ -163,7 +165,8 @@ export class StableDiffusionPipeline {
    * against the negative prompt (default empty).
    */
   generate(opts: GenerateOptions): GenerateResult {
-    return noGrad(() => this.generateInner(opts));
+    // everything the run made goes when it returns, except the result (and tensors the caller passed in)
+    return tidy(() => noGrad(() => this.generateInner(opts)));
   }
 
   /** The conditional context (B * per, L, D) and the batch size before repetition. */
@@ -260,30 +263,33 @@ export class StableDiffusionPipeline {
     this.scheduler.setTimesteps(steps);
     const ts = Array.from(this.scheduler.timesteps);
     ts.forEach((t, i) => {
-      const inp = cfg ? concat([latents, latents], 0) : latents;
-      const out = this.unet.forward(this.scheduler.scaleModelInput(inp, t), t, ctx);
-      let eps = out;
-      if (cfg) {
-        const [u, c] = chunk(out, 2, 0);
-        eps = u.add(c.sub(u).mul(scale));
-      }
-      const res =
-        this.scheduler instanceof DDIMScheduler
-          ? this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, generator: g })
-          : this.scheduler.step(eps, t, latents, { generator: g });
-      latents = res.prevSample;
-      const replaced = o.onStep?.(i + 1, ts.length, t, {
-        latents,
-        noisePred: eps,
-        predOriginalSample: res.predOriginalSample,
-      });
-      if (replaced instanceof Tensor) {
-        if (replaced.shape.join() !== latents.shape.join())
-          throw new ShapeError(
-            `pipeline: onStep returned latents of shape [${replaced.shape}], expected [${latents.shape}]`,
-          );
-        latents = replaced;
-      }
+      // each step's temporaries go at its end (gpujs textures; see engine/tidy.ts); what onStep saw
+      // lives until generate returns
+      let state: StepState | null = null;
+      latents = tidy(
+        () => {
+          const inp = cfg ? concat([latents, latents], 0) : latents;
+          const out = this.unet.forward(this.scheduler.scaleModelInput(inp, t), t, ctx);
+          let eps = out;
+          if (cfg) {
+            const [u, c] = chunk(out, 2, 0);
+            eps = u.add(c.sub(u).mul(scale));
+          }
+          const res =
+            this.scheduler instanceof DDIMScheduler
+              ? this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, generator: g })
+              : this.scheduler.step(eps, t, latents, { generator: g });
+          state = { latents: res.prevSample, noisePred: eps, predOriginalSample: res.predOriginalSample };
+          const replaced = o.onStep?.(i + 1, ts.length, t, state);
+          if (!(replaced instanceof Tensor)) return res.prevSample;
+          if (replaced.shape.join() !== res.prevSample.shape.join())
+            throw new ShapeError(
+              `pipeline: onStep returned latents of shape [${replaced.shape}], expected [${res.prevSample.shape}]`,
+            );
+          return replaced;
+        },
+        () => (o.onStep ? state : null),
+      );
     });
     if (o.outputLatents) return { images: [], latents };
     const pixels = this.vae ? this.vae.decode(latents.div(this.vae.config.scaling_factor)) : latents; // (B, 3, H, W) in [-1, 1]

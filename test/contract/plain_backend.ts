@@ -44,6 +44,7 @@ export const plainBackend: Backend<TypedArray> = {
     return out;
   },
   beginScratch: noScratch,
+  beginTidy: () => ({ end: () => {}, cancel: () => {} }),
   unary,
   binary,
   where,

@@ -117,4 +117,31 @@ test("ndarray interop copies shape and strided data both ways", async () => {
   assert.is(back.get(2, 1), 6);
 });
 
+test("tidy: the result and keep() come out intact on any backend, nested scopes and errors included", () => {
+  const w = T.tensor([1, 2, 3]).requiresGrad_();
+  const opt = { moments: [] as T.Tensor[] };
+  // a training-step shape: forward, backward, state made inside and kept
+  const loss = T.tidy(
+    () => {
+      const l = w.mul(w).sum();
+      l.backward();
+      opt.moments.push(w.grad!.mul(0.5));
+      return T.tidy(() => l.detach().add(1));
+    },
+    () => opt.moments,
+  );
+  assert.equal(loss.toArray(), [15]);
+  assert.equal(opt.moments[0]!.toArray(), [1, 2, 3]);
+  assert.equal(T.tidy(() => ({ a: [T.ones([2])], n: 3 })).a[0]!.toArray(), [1, 1]);
+  assert.throws(
+    () =>
+      T.tidy(() => {
+        throw new Error("inside");
+      }),
+    /inside/,
+  );
+  // after an error the scopes are closed: a new one works
+  assert.equal(T.tidy(() => w.detach().add(0)).toArray(), [1, 2, 3]);
+});
+
 test.run();

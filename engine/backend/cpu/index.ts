@@ -126,6 +126,8 @@ export const plainKernels: CpuKernels = {
   fill: (dtype, size, value) => take(ctorOf(dtype), size, true).fill(value),
   cast: castStorage,
   beginScratch,
+  // cpu arrays are the collector's: nothing to free early
+  beginTidy: () => ({ end: () => {}, cancel: () => {} }),
   unary,
   binary,
   where,

@@ -1,6 +1,6 @@
 // The gpujs backend's storage and kernel runner: float32 storage lives in gpu.js pipeline textures
-// (one flat texture per tensor, read back only when host data is asked for and then cached, since
-// storage never changes after a kernel made it); float64 storage stays on the host (WebGL has no
+// (one flat texture per tensor, read back only when host data is asked for and then cached: storage
+// changes only through the optimizer step, which drops the cache); float64 storage stays on the host (WebGL has no
 // double). Kernels are gpu.js source strings with every shape baked in as a literal, compiled once
 // per (source, output size, input sizes) and cached.
 import type { FloatDType, TypedArray } from "../../dtype.ts";
@@ -96,6 +96,25 @@ export class GpuStorage {
     this.hostData = a;
   }
 
+  /**
+   * Takes `next`'s textures in place of this storage's own, which are deleted now: an in-place update
+   * (the optimizer step), seen by every tensor that shares this storage. `next` is spent.
+   */
+  takeFrom(next: GpuStorage): void {
+    if (next.size !== this.size || next.dtype !== this.dtype || this.released || next.released)
+      throw new Error(`gpujs: cannot move ${next.size} elements into storage of ${this.size}`);
+    const ts = next.h.texs;
+    next.h.texs = [];
+    registry.unregister(next.h);
+    next.released = true;
+    next.hostData = null;
+    registry.unregister(this.h);
+    textures.released += deleteAll(this.h);
+    this.hostData = null;
+    this.h.texs = ts;
+    if (ts.length) registry.register(this, this.h, this.h);
+  }
+
   /** Frees the texture now (scratch scopes); a later use is an error. */
   release(): void {
     if (this.released) return;
@@ -127,11 +146,56 @@ export class Scratch {
   private readonly scopes: ScopeToken[] = [];
   private readonly ownerOf = new WeakMap<GpuStorage, ScopeToken>();
 
+  /** storage made while each open tidy scope is innermost (outermost first) */
+  private readonly tidies: GpuStorage[][] = [];
+
   /** Marks `s` as made inside the innermost open scope (if any). */
   adopt(s: GpuStorage): GpuStorage {
     const top = this.scopes[this.scopes.length - 1];
     if (top) this.ownerOf.set(s, top);
+    return this.track(s);
+  }
+
+  /** Records `s` (a kernel's result or an upload) in the innermost open tidy scope, if any. */
+  track(s: GpuStorage): GpuStorage {
+    const t = this.tidies[this.tidies.length - 1];
+    if (t) t.push(s);
     return s;
+  }
+
+  /**
+   * A tidy scope: `end(keep)` deletes the textures of everything made while it was open except
+   * `keep` (which passes to the enclosing tidy scope); `cancel()` passes everything on. Scopes close
+   * innermost first.
+   */
+  beginTidy(): { end(keep: readonly GpuStorage[]): void; cancel(): void } {
+    const mine: GpuStorage[] = [];
+    this.tidies.push(mine);
+    let open = true;
+    const close = (): GpuStorage[] | null => {
+      if (!open) throw new Error("gpujs: a tidy scope was closed twice");
+      if (this.tidies[this.tidies.length - 1] !== mine)
+        throw new Error("gpujs: tidy scopes must close innermost first");
+      open = false;
+      this.tidies.pop();
+      return this.tidies[this.tidies.length - 1] ?? null;
+    };
+    return {
+      end: (keep) => {
+        const parent = close();
+        const kept = new Set(keep);
+        for (const s of mine) {
+          if (kept.has(s)) parent?.push(s);
+          else s.release();
+        }
+        mine.length = 0;
+      },
+      cancel: () => {
+        const parent = close();
+        if (parent) for (const s of mine) parent.push(s);
+        mine.length = 0;
+      },
+    };
   }
 
   private ownerNow(s: GpuStorage): ScopeToken | null {
@@ -363,7 +427,7 @@ export class Device {
 
   /** The chunk textures of chunked storage `s`, uploading its host data first if needed. */
   chunksOf(s: GpuStorage): readonly GpuTexture[] {
-    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    if (s.released) throw new Error("gpujs: storage used after a scratch or tidy scope released it");
     const have = s.chunks;
     if (have) return have;
     const host = s.host;
@@ -382,7 +446,7 @@ export class Device {
 
   /** The texture of `s`, uploading its host data first if needed. */
   texOf(s: GpuStorage): GpuTexture {
-    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    if (s.released) throw new Error("gpujs: storage used after a scratch or tidy scope released it");
     const t = s.tex;
     if (t) return t;
     const host = s.host;
@@ -399,7 +463,7 @@ export class Device {
 
   /** Host data of `s`, downloading (once) from its texture. */
   hostOf(s: GpuStorage): TypedArray {
-    if (s.released) throw new Error("gpujs: storage used after a scratch scope released it");
+    if (s.released) throw new Error("gpujs: storage used after a scratch or tidy scope released it");
     const h = s.host;
     if (h) return h;
     const ts = s.chunks ?? (s.tex ? [s.tex] : null);

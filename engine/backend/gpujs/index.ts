@@ -6,7 +6,7 @@
 import type { FloatDType } from "../../dtype.ts";
 import { isHalf } from "../../dtype.ts";
 import { roundToHalf } from "../../half.ts";
-import type { Backend, MatmulParams, ScratchScope } from "../backend.ts";
+import type { Backend, MatmulParams, ScratchScope, TidyScope } from "../backend.ts";
 import { binary, geglu, gegluBackward, unary, where } from "../cpu/elementwise.ts";
 import { reduce, softmax } from "../cpu/reduce.ts";
 import { gemm, matmul, transpose2d } from "../cpu/matmul.ts";
@@ -110,7 +110,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
   const B: Backend<GpuStorage> = {
     name: "gpujs",
     zeros: (dtype, size) => B.fill(dtype, size, 0),
-    fromHost: (data) => hostStorage(data),
+    fromHost: (data) => dev.scratch.track(hostStorage(data)),
     toHost: (s) => H(s),
     fill: (dtype, size, value) => {
       if (dtype === "float32" && size > 0 && size <= MAX_GPU_ELEMENTS)
@@ -133,6 +133,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
     },
     // the backward pass deletes the textures of consumed intermediate gradients as it goes (see Scratch)
     beginScratch: (): ScratchScope<S> => dev.scratch.begin(),
+    beginTidy: (): TidyScope<S> => dev.scratch.beginTidy(),
 
     unary: (op, x) => {
       const body = ["const v = x[this.thread.x];", `return ${UN[op]("v")};`];

@@ -14,7 +14,7 @@ export function adamKernels(c: KernelContext): Pick<Backend<GpuStorage>, "adamUp
     adamUpdate: (pp, g, m, v, size, h: AdamHyper) => {
       if (!gpuOk(pp, g, m, v) || size === 0) {
         host("adamUpdate");
-        // the host kernel writes in place: give it copies, since storage never changes once made
+        // the host kernel writes in place: give it copies (a texture may hold the same values)
         const cp = (s: S): TypedArray => H(s).slice() as TypedArray;
         const r = adamUpdate(cp(pp), cp(g), cp(m), cp(v), size, h);
         return { p: wrap(r.p), m: wrap(r.m), v: wrap(r.v) };
@@ -57,7 +57,13 @@ export function adamKernels(c: KernelContext): Pick<Backend<GpuStorage>, "adamUp
           ["eps", eps],
         ],
       );
-      return { p: p2, m: m2, v: v2 };
+      // in place, as on cpu: the parameter and moments keep their storage objects and the old
+      // textures go at once (a training loop would otherwise hold three per parameter per step
+      // until the collector ran)
+      pp.takeFrom(p2);
+      m.takeFrom(m2);
+      v.takeFrom(v2);
+      return { p: pp, m, v };
     },
   };
 }
