@@ -781,7 +781,7 @@ if (probe) {
     const r = gpujsReport();
     const s = r.stats!;
     process.stdout.write(
-      `\n[gpujs parity] renderer: ${r.probe.renderer}\n[gpujs parity] ${results.length} comparisons; worst error / tolerance per kernel:\n`,
+      `\n[gpujs parity] renderer: ${r.probe.renderer}; textures ${r.packed ? "packed (four values per texel)" : "one value per texel"}\n[gpujs parity] ${results.length} comparisons; worst error / tolerance per kernel:\n`,
     );
     const byKernel = new Map<string, number>();
     for (const { kernel, worst } of results) {

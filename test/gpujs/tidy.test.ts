@@ -7,6 +7,8 @@ import * as assert from "uvu/assert";
 import { Generator, noGrad, randn, setDefaultBackend, tidy } from "../../engine/index.ts";
 import type { Tensor } from "../../engine/index.ts";
 import { gpujsReport } from "../../engine/backend/gpujs/index.ts";
+import { Device } from "../../engine/backend/gpujs/device.ts";
+import type { GpuJs } from "../../engine/backend/gpujs/env.ts";
 import { withInitGenerator } from "../../models/nn/index.ts";
 import { UNet2DConditionModel } from "../../models/unets/unet_2d_condition.ts";
 import { Adam } from "../../optim/index.ts";
@@ -37,6 +39,33 @@ const cfg = {
   attention_head_dim: 4,
   norm_num_groups: 4,
 };
+
+test("out of GPU memory or a lost context is never silent: the next check names it; other GL flags pass", () => {
+  const codes: number[] = [];
+  const fake = {
+    mode: "fake",
+    Kernel: { name: "Fake" },
+    createKernel: () => {
+      throw new Error("no kernels here");
+    },
+    addNativeFunction: () => {},
+    injectNative: () => {},
+    context: { getError: () => codes.shift() ?? 0 },
+  };
+  const dev = new Device(fake as unknown as GpuJs);
+  codes.push(0x0502, 0x0505, 0x0502);
+  assert.throws(
+    () => dev.checkGL("reading back 4 elements"),
+    (e: Error) =>
+      e.name === "BackendError" && /GPU ran out of memory reading back 4 elements \(GL_OUT_OF_MEMORY; /.test(e.message),
+  );
+  assert.is(codes.length, 0, "every flag drained");
+  codes.push(0x0502);
+  dev.checkGL("by the end of a tidy scope"); // INVALID_OPERATION alone: cleared, no error
+  assert.is(codes.length, 0);
+  codes.push(0x9242);
+  assert.throws(() => dev.checkGL("by the end of a tidy scope"), /GL context was lost by the end of a tidy scope/);
+});
 
 if (probe) {
   test("a synchronous loop holds every texture it made; tidy frees each step's at its end", () => {
@@ -127,6 +156,21 @@ if (probe) {
       assert.ok(p.rawStorage === store, "the parameter's storage object is kept");
       assert.ok(live() - before <= 0, `${live() - before} more textures after 3 steps`);
       assert.ok(gpujsReport().stats!.releasedTextures - released >= 9, "three old textures per step deleted");
+    });
+  });
+
+  test("GPU memory is counted: liveBytes, peakBytes", () => {
+    onGpujs(() => {
+      const st = () => gpujsReport().stats!;
+      const b0 = st().liveBytes;
+      const x = randn([64, 64], { generator: new Generator(6) }).exp(); // one upload, one kernel output
+      void x.data;
+      const grew = st().liveBytes - b0;
+      // the upload and the kernel output are each a kernel's output texture: one value in four float32
+      // channels per texel (CDIFF_GPUJS_PACK=1: four values per texel)
+      const want = 2 * 4096 * (process.env.CDIFF_GPUJS_PACK === "1" ? 4 : 16);
+      assert.ok(grew >= want && grew <= want * 1.1, `4096 elements took ${grew} bytes, expected about ${want}`);
+      assert.ok(st().peakBytes >= st().liveBytes);
     });
   });
 

@@ -5,6 +5,7 @@
 // per (source, output size, input sizes) and cached.
 import type { FloatDType, TypedArray } from "../../dtype.ts";
 import type { GpuJs, GpuKernel, GpuTexture, KernelArg } from "./env.ts";
+import { BackendError } from "../../errors.ts";
 
 export { coordLines, f, offsetExpr, stridesOf } from "./codegen.ts";
 
@@ -16,14 +17,26 @@ interface Holder {
   texs: GpuTexture[];
 }
 
-/** Textures alive now (made by kernels and uploads, not yet deleted): see {@link DeviceStats.liveTextures}. */
-const textures = { live: 0, released: 0 };
+/** Textures alive now (made by kernels and uploads, not yet deleted) and their bytes: see {@link DeviceStats}. */
+const textures = { live: 0, released: 0, bytes: 0, peakBytes: 0 };
+
+/** GPU bytes of a texture: four float32 channels per texel. */
+const bytesOf = (t: GpuTexture): number => (t.size ? t.size[0]! * t.size[1]! * 16 : 0);
+
+function addAll(ts: readonly GpuTexture[]): void {
+  textures.live += ts.length;
+  for (const t of ts) textures.bytes += bytesOf(t);
+  if (textures.bytes > textures.peakBytes) textures.peakBytes = textures.bytes;
+}
 
 function deleteAll(h: Holder): number {
   const ts = h.texs;
   h.texs = [];
   textures.live -= ts.length;
-  for (const t of ts) t.delete();
+  for (const t of ts) {
+    textures.bytes -= bytesOf(t);
+    t.delete();
+  }
   return ts.length;
 }
 
@@ -88,7 +101,7 @@ export class GpuStorage {
 
   setChunks(ts: GpuTexture[]): void {
     this.h.texs = ts;
-    textures.live += ts.length;
+    addAll(ts);
     registry.register(this, this.h, this.h);
   }
 
@@ -238,6 +251,9 @@ export interface DeviceStats {
   liveTextures: number;
   /** textures deleted early by scratch scopes (the backward pass's consumed gradients) */
   releasedTextures: number;
+  /** GPU memory of the live textures (four float32 channels per texel), and its peak since start */
+  liveBytes: number;
+  peakBytes: number;
   /**
    * With CDIFF_GPUJS_PROFILE=1 only: milliseconds per kernel name, each call timed between two
    * gl.finish() calls (so the figures are the GPU's, at the cost of the overlap a pipeline gives)
@@ -295,6 +311,14 @@ export const NATIVE: Record<string, string> = {
   float r = exp32(y * log32(-x)); return mod(y, 2.0) == 1.0 ? -r : r; }`,
 };
 
+const GL_OUT_OF_MEMORY = 0x0505,
+  GL_CONTEXT_LOST = 0x9242;
+
+/** Whether environment variable `name` is "1" (false where there is no process, as in a browser). */
+function envFlag(name: string): boolean {
+  return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name] === "1";
+}
+
 export class Device {
   readonly gpu: GpuJs;
   private readonly kernels = new Map<string, GpuKernel>();
@@ -308,16 +332,24 @@ export class Device {
     downloadMs: 0,
     liveTextures: 0,
     releasedTextures: 0,
+    liveBytes: 0,
+    peakBytes: 0,
   };
   readonly scratch = new Scratch();
   /** CDIFF_GPUJS_PROFILE=1: wait for each kernel and add its time to stats.kernelMs */
-  private readonly profile =
-    (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.CDIFF_GPUJS_PROFILE === "1";
+  private readonly profile = envFlag("CDIFF_GPUJS_PROFILE");
+  /**
+   * CDIFF_GPUJS_PACK=1: kernel outputs packed four values per texel (gpu.js's optimizeFloatMemory):
+   * a quarter of the GPU memory (4 bytes per element instead of 16), each read picking its channel
+   */
+  readonly packed = envFlag("CDIFF_GPUJS_PACK");
 
   /** Kernel calls, transfers and textures since start. */
   get stats(): DeviceStats {
     this.st.liveTextures = textures.live;
     this.st.releasedTextures = textures.released;
+    this.st.liveBytes = textures.bytes;
+    this.st.peakBytes = textures.peakBytes;
     return this.st;
   }
 
@@ -348,6 +380,30 @@ export class Device {
     }
   }
 
+  /**
+   * Throws a BackendError where the GL context has flagged OUT_OF_MEMORY or lost the context since the
+   * last check: GL errors are sticky and silent, and a texture the driver could not allocate leaves a
+   * kernel's output unwritten. The message names the live texture memory and what to do. Other flags
+   * are cleared and let pass: gpu.js's argument uploads on headless-gl raise INVALID_OPERATION on
+   * every re-upload (traced to headless-gl's texImage2D wrapper; the uploaded data checks out, and
+   * the parity suites compare every kernel's results). Run at every readback and at the end of every
+   * tidy scope.
+   */
+  checkGL(where: string): void {
+    const gl = (this.gpu as { context?: { getError(): number } | null }).context;
+    if (!gl) return;
+    let fatal = 0;
+    for (let k = 0, e = gl.getError(); e && k < 16; k++, e = gl.getError())
+      if (e === GL_OUT_OF_MEMORY || e === GL_CONTEXT_LOST) fatal ||= e;
+    if (!fatal) return;
+    const mem = `${textures.live} live textures, ${(textures.bytes / 2 ** 20).toFixed(0)} MiB`;
+    throw new BackendError(
+      fatal === GL_OUT_OF_MEMORY
+        ? `gpujs: the GPU ran out of memory ${where} (GL_OUT_OF_MEMORY; ${mem}): results since the last check are not to be trusted - wrap loop steps in tidy(), lower the batch or resolution, or set CDIFF_GPUJS_PACK=1 (a quarter of the memory)`
+        : `gpujs: the GL context was lost ${where} (${mem}): every texture is gone; start again (a driver reset or another process took the GPU)`,
+    );
+  }
+
   count(where: "gpu" | "host", name: string): void {
     const m = this.stats[where];
     m[name] = (m[name] ?? 0) + 1;
@@ -375,6 +431,7 @@ export class Device {
         immutable: true,
         precision: "single",
         tactic: "precision",
+        optimizeFloatMemory: this.packed,
         dynamicOutput: false,
         dynamicArguments: false,
       });
@@ -485,6 +542,7 @@ export class Device {
         out.set(read(t, Math.min(MAX_GPU_ELEMENTS, s.size - k * MAX_GPU_ELEMENTS)), k * MAX_GPU_ELEMENTS),
       );
     }
+    this.checkGL(`reading back ${s.size} elements`);
     s.setHost(out);
     this.stats.downloads += ts.length;
     this.stats.downloadMs += performance.now() - t0;
@@ -501,6 +559,7 @@ export class Device {
         immutable: true,
         precision: "single",
         tactic: "precision",
+        optimizeFloatMemory: this.packed,
         dynamicOutput: false,
         dynamicArguments: false,
       });

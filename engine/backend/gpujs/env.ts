@@ -6,6 +6,8 @@ import { ConfigError } from "../../errors.ts";
 /** The subset of gpu.js this backend uses (typed here so the engine compiles without gpu.js installed). */
 export interface GpuTexture {
   readonly output: number[];
+  /** texels (width, height); each holds four float32 channels */
+  readonly size?: number[];
   toArray(): Float32Array | Float32Array[] | Float32Array[][];
   delete(): void;
 }

@@ -79,6 +79,8 @@ export interface GpujsReport {
   gpuNative: readonly string[];
   hostFallback: readonly string[];
   hostWhen: string;
+  /** kernel outputs four values per texel (CDIFF_GPUJS_PACK=1), once the backend has started */
+  packed: boolean | null;
   stats: DeviceStats | null;
 }
 
@@ -91,6 +93,7 @@ export function gpujsReport(): GpujsReport {
     gpuNative: GPU_NATIVE,
     hostFallback: HOST_FALLBACK,
     hostWhen: HOST_WHEN,
+    packed: device ? device.packed : null,
     stats: device ? device.stats : null,
   };
 }
@@ -133,7 +136,16 @@ export function createGpujsBackend(): Backend<GpuStorage> {
     },
     // the backward pass deletes the textures of consumed intermediate gradients as it goes (see Scratch)
     beginScratch: (): ScratchScope<S> => dev.scratch.begin(),
-    beginTidy: (): TidyScope<S> => dev.scratch.beginTidy(),
+    beginTidy: (): TidyScope<S> => {
+      const t = dev.scratch.beginTidy();
+      return {
+        end: (keep) => {
+          t.end(keep);
+          dev.checkGL("by the end of a tidy scope");
+        },
+        cancel: () => t.cancel(),
+      };
+    },
 
     unary: (op, x) => {
       const body = ["const v = x[this.thread.x];", `return ${UN[op]("v")};`];
