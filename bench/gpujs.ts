@@ -256,6 +256,10 @@ if (wanted("world training step")) {
         const shown = per.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
         console.log(`world step ${batch} on gpujs, ms per step by kernel (CDIFF_GPUJS_PROFILE=1): ${shown}`);
       }
+      if (st)
+        console.log(
+          `world step ${batch} on gpujs: texture memory ${(st.liveBytes / 2 ** 20).toFixed(0)} MiB live after ${reps + 1} tidied steps, peak ${(st.peakBytes / 2 ** 20).toFixed(0)} MiB (${gpujsReport().packed ? "packed, four values per texel" : "one value per texel"})`,
+        );
       return { first, ms, up: ((st?.uploadMs ?? 0) - u0) / reps, down: ((st?.downloadMs ?? 0) - d0) / reps };
     } finally {
       setDefaultBackend("cpu");

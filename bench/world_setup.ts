@@ -3,7 +3,7 @@
 // Times nothing itself (the steps are timed by bench/world_step.ts and bench/world_profile.ts).
 import * as os from "node:os";
 import * as path from "node:path";
-import { Generator, mseLoss, randn } from "../engine/index.ts";
+import { Generator, mseLoss, randn, tidy } from "../engine/index.ts";
 import { AdamW, clipGradNorm } from "../optim/index.ts";
 import { buildWorldPipeline, worldTokenIds, writeRestrictedTokenizer, WORLD_MAX_TOKENS } from "../world/model.ts";
 import { loadWorldDataset } from "../world/dataset.ts";
@@ -23,14 +23,21 @@ export function worldTrainingStep(batch: number): { step: () => void; vocabSize:
   const ids = Array.from({ length: batch }, (_, i) =>
     tokenizer.encode(ds.captions[i % ds.captions.length]!, { maxLength: WORLD_MAX_TOKENS }),
   );
-  const step = (): void => {
-    const noise = randn(x0.shape, { generator: g });
-    const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
-    const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, pipe.textEncoder.forward(ids).last_hidden_state), noise);
-    opt.zeroGrad();
-    loss.backward();
-    clipGradNorm(params, 1);
-    opt.step();
-  };
+  // tidied as the trainers do (frees each step's textures on gpujs; nothing on cpu)
+  const step = (): void =>
+    tidy(
+      () => {
+        const noise = randn(x0.shape, { generator: g });
+        const ts = Array.from({ length: batch }, () => g.randint(0, 1000));
+        const ehs = pipe.textEncoder.forward(ids).last_hidden_state;
+        const loss = mseLoss(pipe.unet.forward(x0.add(noise), ts, ehs), noise);
+        opt.zeroGrad();
+        loss.backward();
+        clipGradNorm(params, 1);
+        opt.step();
+        opt.zeroGrad();
+      },
+      () => opt.tensors(),
+    );
   return { step, vocabSize: tokenizer.vocabSize };
 }
