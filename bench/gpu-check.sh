@@ -4,8 +4,9 @@
 # bench/gpujs.ts. Uses only what `npm ci` left in node_modules (carried with the tree) and the
 # driver's own files; it downloads nothing.
 #
-#   bash bench/gpu-check.sh            # parity, contract, refusal and golden suites, the benchmark, and
-#                                      # the world step's time per kernel (CDIFF_GPUJS_PROFILE=1)
+#   bash bench/gpu-check.sh            # parity, contract, refusal and golden suites, the benchmark, the
+#                                      # world step's time per kernel (CDIFF_GPUJS_PROFILE=1), and the
+#                                      # quick benchmark with packed textures (CDIFF_GPUJS_PACK=1)
 #   bash bench/gpu-check.sh --quick    # parity suite and the quick benchmark only
 #   bash bench/gpu-check.sh --require-gpu   # also exit 4 when only the software renderer comes up
 #   GPU_CHECK_PLATFORM=vulkan bash bench/gpu-check.sh   # try only this ANGLE platform
@@ -182,6 +183,11 @@ if ((!quick)); then
   # where the GPU's time goes: the world step again, each kernel waited for and timed by name
   say "running CDIFF_GPUJS_PROFILE=1 bench/gpujs.ts --only world (time per kernel)"
   CDIFF_GPUJS_PROFILE=1 node --import tsx bench/gpujs.ts --only "world training step"
+  rc=$?
+  ((rc != 0 && status == 0)) && status=2
+  # packed textures (four values per texel, a quarter of the memory): their speed on this GPU
+  say "running CDIFF_GPUJS_PACK=1 bench/gpujs.ts --quick (packed textures)"
+  CDIFF_GPUJS_PACK=1 node --import tsx bench/gpujs.ts --quick
   rc=$?
   ((rc != 0 && status == 0)) && status=2
 fi

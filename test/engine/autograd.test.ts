@@ -2,6 +2,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as T from "../../engine/index.ts";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 test("gradients accumulate across backward calls and zeroGrad clears them", () => {
   const x = T.tensor([1, 2, 3], undefined, { requiresGrad: true });
@@ -65,6 +70,30 @@ test("the graph is released after backward (unless retained)", () => {
     x.grad!.toArray().map((v) => Math.round(v * 1e6) / 1e6),
     [3 * Math.E, 3 * Math.exp(2)].map((v) => Math.round(v * 1e6) / 1e6),
   );
+});
+
+test("after backward nothing keeps the forward's activations: every one is collected", () => {
+  // a child with --expose-gc: the walk, the scratch scopes and the buffer pool must not reach the
+  // forward's tensors once backward returned (the pool may keep their arrays; it never keeps tensors)
+  const code = `const T = await import("./engine/index.ts");
+    let collected = 0;
+    const reg = new FinalizationRegistry(() => collected++);
+    const w = T.randn([64, 64]).requiresGrad_();
+    const n = 20;
+    (() => {
+      let h = T.randn([32, 64]);
+      for (let i = 0; i < n; i++) { h = T.tanh(T.matmul(h, w)); reg.register(h, i); }
+      T.sum(h).backward();
+    })();
+    for (let k = 0; k < 3; k++) { await new Promise((r) => setTimeout(r, 20)); globalThis.gc(); }
+    await new Promise((r) => setTimeout(r, 50));
+    console.log("COLLECTED " + collected + " OF " + n + " GRAD " + (w.grad ? w.grad.shape.join("x") : "none"));`;
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "-e", code], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.match(r.stdout, /COLLECTED 20 OF 20 GRAD 64x64/, r.stdout + r.stderr);
 });
 
 test("seeded generators reproduce bit for bit; different seeds differ", () => {
