@@ -46,12 +46,20 @@ const t0 = performance.now();
 let first = NaN,
   avg = 0;
 for (let step = 1; step <= steps; step++) {
-  const { x, y } = makeBatch(batch);
-  const loss = T.mseLoss(net.forward(x), y);
-  opt.zeroGrad();
-  loss.backward();
-  opt.step();
-  const l = loss.item();
+  // one step in a tidy scope: on the gpujs backend its temporaries (textures) are freed at its end,
+  // keeping the optimizer's parameters and moments; on cpu it frees nothing
+  const l = T.tidy(
+    () => {
+      const { x, y } = makeBatch(batch);
+      const loss = T.mseLoss(net.forward(x), y);
+      opt.zeroGrad();
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      return loss.item();
+    },
+    () => opt.tensors(),
+  );
   if (step === 1) first = l;
   avg = step === 1 ? l : 0.9 * avg + 0.1 * l;
   if (step % 25 === 0 || step === 1) {
