@@ -12,6 +12,7 @@
 import { cpuBackend, Generator, getBackend, noGrad, randn, setDefaultBackend } from "../engine/index.ts";
 import type { Backend, Storage } from "../engine/index.ts";
 import { gpujsReport, probeGpujs } from "../engine/backend/gpujs/index.ts";
+import type { DeviceStats } from "../engine/backend/gpujs/device.ts";
 import { withInitGenerator } from "../models/nn/index.ts";
 import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
 import { worldTrainingStep } from "./world_setup.ts";
@@ -182,6 +183,42 @@ for (const c of cases.filter((c) => wanted(c.name))) {
     `| ${c.name} | ${cpuMs.toFixed(1)} (${gf(cpuMs)}) | ${(upMs + runMs + downMs).toFixed(1)} (${gf(upMs + runMs + downMs)}) | ${upMs.toFixed(1)} | ${runMs.toFixed(1)} | ${downMs.toFixed(1)} | ${firstMs.toFixed(0)} |`,
   );
 }
+/**
+ * A whole-model row: `make()` builds the model on the default backend and returns one run of it; the
+ * first run (kernel compilation on gpujs) is timed alone, then `reps` runs, on cpu and on gpujs.
+ * `report(before)` prints extra gpujs figures against the stats taken before the timed runs.
+ */
+function modelRow(name: string, make: () => () => void, report?: (before: DeviceStats) => void): void {
+  const time = (backend: string): { first: number; ms: number; up: number; down: number } => {
+    setDefaultBackend(backend);
+    try {
+      const once = make();
+      let t = performance.now();
+      once();
+      const first = performance.now() - t;
+      const st = backend === "gpujs" ? gpujsReport().stats! : null;
+      const before = st ? (structuredClone(st) as DeviceStats) : null;
+      t = performance.now();
+      for (let r = 0; r < reps; r++) once();
+      const ms = (performance.now() - t) / reps;
+      if (st && before) report?.(before);
+      return {
+        first,
+        ms,
+        up: st && before ? (st.uploadMs - before.uploadMs) / reps : 0,
+        down: st && before ? (st.downloadMs - before.downloadMs) / reps : 0,
+      };
+    } finally {
+      setDefaultBackend("cpu");
+    }
+  };
+  const c = time("cpu"),
+    gp = time("gpujs");
+  rows.push(
+    `| ${name} | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
+  );
+}
+
 // the tiny UNet forward (the parity suite's model, a little wider): weights uploaded on the first
 // gpujs call; every later call uploads nothing but its inputs and reads back the output
 if (wanted("tiny UNet forward")) {
@@ -196,79 +233,37 @@ if (wanted("tiny UNet forward")) {
     norm_num_groups: 8,
   };
   const S = quick ? 8 : 16;
-  const time = (name: string): { first: number; ms: number; up: number; down: number } => {
-    setDefaultBackend(name);
-    try {
-      const unet = withInitGenerator(new Generator(7), () => UNet2DConditionModel.fromConfig(cfg));
-      const once = (): void => {
-        const x = randn([2, 4, S, S], { generator: new Generator(8) }),
-          ctx = randn([2, 8, 32], { generator: new Generator(9) });
-        void noGrad(() => unet.forward(x, 321, ctx)).data;
-      };
-      let t = performance.now();
-      once();
-      const first = performance.now() - t;
-      const st = name === "gpujs" ? gpujsReport().stats! : null;
-      const u0 = st?.uploadMs ?? 0,
-        d0 = st?.downloadMs ?? 0;
-      t = performance.now();
-      for (let r = 0; r < reps; r++) once();
-      return {
-        first,
-        ms: (performance.now() - t) / reps,
-        up: ((st?.uploadMs ?? 0) - u0) / reps,
-        down: ((st?.downloadMs ?? 0) - d0) / reps,
-      };
-    } finally {
-      setDefaultBackend("cpu");
-    }
-  };
-  const c = time("cpu"),
-    gp = time("gpujs");
-  rows.push(
-    `| tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
-  );
+  modelRow(`tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention)`, () => {
+    const unet = withInitGenerator(new Generator(7), () => UNet2DConditionModel.fromConfig(cfg));
+    return () => {
+      const x = randn([2, 4, S, S], { generator: new Generator(8) }),
+        ctx = randn([2, 8, 32], { generator: new Generator(9) });
+      void noGrad(() => unet.forward(x, 321, ctx)).data;
+    };
+  });
 }
 
 // the world training step (bench/world_step.ts's step at a small batch): UNet + text encoder forward,
 // backward and AdamW over every parameter, all on the backend; the first step compiles the kernels
 if (wanted("world training step")) {
   const batch = quick ? 2 : 8;
-  const time = (name: string): { first: number; ms: number; up: number; down: number } => {
-    setDefaultBackend(name);
-    try {
-      const { step } = worldTrainingStep(batch);
-      let t = performance.now();
-      step();
-      const first = performance.now() - t;
-      const st = name === "gpujs" ? gpujsReport().stats! : null;
-      const u0 = st?.uploadMs ?? 0,
-        d0 = st?.downloadMs ?? 0;
-      const k0 = { ...(st?.kernelMs ?? {}) };
-      t = performance.now();
-      for (let r = 0; r < reps; r++) step();
-      const ms = (performance.now() - t) / reps;
-      if (st?.kernelMs) {
+  modelRow(
+    `world training step, batch ${batch} (UNet + text encoder, AdamW)`,
+    () => worldTrainingStep(batch).step,
+    (before) => {
+      const st = gpujsReport().stats!;
+      if (st.kernelMs) {
         const per = Object.entries(st.kernelMs)
-          .map(([k, v]): [string, number] => [k, (v - (k0[k] ?? 0)) / reps])
+          .map(([k, v]): [string, number] => [k, (v - (before.kernelMs?.[k] ?? 0)) / reps])
           .filter(([, v]) => v > 0)
           .sort((a, b) => b[1] - a[1]);
         const shown = per.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
         console.log(`world step ${batch} on gpujs, ms per step by kernel (CDIFF_GPUJS_PROFILE=1): ${shown}`);
       }
-      if (st)
-        console.log(
-          `world step ${batch} on gpujs: texture memory ${(st.liveBytes / 2 ** 20).toFixed(0)} MiB live after ${reps + 1} tidied steps, peak ${(st.peakBytes / 2 ** 20).toFixed(0)} MiB (${gpujsReport().packed ? "packed, four values per texel" : "one value per texel"})`,
-        );
-      return { first, ms, up: ((st?.uploadMs ?? 0) - u0) / reps, down: ((st?.downloadMs ?? 0) - d0) / reps };
-    } finally {
-      setDefaultBackend("cpu");
-    }
-  };
-  const c = time("cpu"),
-    gp = time("gpujs");
-  rows.push(
-    `| world training step, batch ${batch} (UNet + text encoder, AdamW) | ${c.ms.toFixed(1)} | ${gp.ms.toFixed(1)} | ${gp.up.toFixed(1)} | ${(gp.ms - gp.up - gp.down).toFixed(1)} | ${gp.down.toFixed(1)} | ${gp.first.toFixed(0)} |`,
+      console.log(
+        `world step ${batch} on gpujs: texture memory ${(st.liveBytes / 2 ** 20).toFixed(0)} MiB live after ${reps + 1} tidied steps, peak ${(st.peakBytes / 2 ** 20).toFixed(0)} MiB (${gpujsReport().packed ? "packed, four values per texel" : "one value per texel"})`,
+      );
+    },
   );
 }
 

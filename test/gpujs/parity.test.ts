@@ -402,23 +402,34 @@ if (probe) {
     parity("poolSum", "k2 avg", sumTol(4), [rand(2 * 3 * 4 * 6)], (b, [s]) => [b.poolSum(s!, [2, 3, 4, 6], 2, 0.25)]);
   });
 
+  /**
+   * Attention forward (output, log-sum-exp) and backward (dq, dk, dv) on both backends with the same
+   * random q, k, v (and mask, where `masked`: values over 2 become -1e9); `afterForward` runs between.
+   */
+  function attentionParity(label: string, p: AttentionParams, masked: boolean, afterForward?: () => void): void {
+    const q = rand(p.batch * p.lq * p.d),
+      k = rand(p.batch * p.lk * p.d),
+      v = rand(p.batch * p.lk * p.dv);
+    const maskLen = Math.max((p.batch - 1) * p.maskStrideB + (p.lq - 1) * p.maskStrideQ + p.lk, 1);
+    const mask = masked ? rand(maskLen).map((x) => (x > 2 ? -1e9 : x)) : null;
+    const tol = sumTol(p.lk * Math.max(p.d, p.dv));
+    parity("attention", label, tol, [q, k, v, mask], (b, [a, c, e, m]) => {
+      const r = b.attention(a!, c!, e!, m ?? null, p);
+      return [r.o, r.lse];
+    });
+    afterForward?.();
+    const fw = cpuBackend.attention(q.slice(), k.slice(), v.slice(), mask ? mask.slice() : null, p);
+    const o = cpuBackend.toHost(fw.o),
+      lse = cpuBackend.toHost(fw.lse),
+      gO = rand(o.length);
+    parity("attentionBackward", label, tol, [q, k, v, mask, o, lse, gO], (b, [a, c, e, m, oo, l, g]) => {
+      const r = b.attentionBackward(a!, c!, e!, m ?? null, oo!, l!, g!, p, null);
+      return [r.dq, r.dk, r.dv];
+    });
+  }
+
   test("attention forward and backward: heads, causal, masks, lq != lk", () => {
-    const cases: [
-      string,
-      {
-        batch: number;
-        lq: number;
-        lk: number;
-        d: number;
-        dv: number;
-        scale: number;
-        causal: boolean;
-        maskStrideB: number;
-        maskStrideQ: number;
-        heads?: number;
-      },
-      boolean,
-    ][] = [
+    const cases: [string, AttentionParams, boolean][] = [
       [
         "plain",
         { batch: 2, lq: 5, lk: 7, d: 4, dv: 3, scale: 0.5, causal: false, maskStrideB: 0, maskStrideQ: 0 },
@@ -450,27 +461,7 @@ if (probe) {
         false,
       ],
     ];
-    for (const [label, p, masked] of cases) {
-      const q = rand(p.batch * p.lq * p.d),
-        k = rand(p.batch * p.lk * p.d),
-        v = rand(p.batch * p.lk * p.dv);
-      const mask = masked
-        ? rand(p.maskStrideB ? p.batch * p.maskStrideB : p.lk * p.lq).map((x) => (x > 2 ? -1e9 : x))
-        : null;
-      const tol = sumTol(p.lk * Math.max(p.d, p.dv));
-      parity("attention", label, tol, [q, k, v, mask], (b, [a, c, e, m]) => {
-        const r = b.attention(a!, c!, e!, m ?? null, p);
-        return [r.o, r.lse];
-      });
-      const fw = cpuBackend.attention(q.slice(), k.slice(), v.slice(), mask ? mask.slice() : null, p);
-      const o = cpuBackend.toHost(fw.o),
-        lse = cpuBackend.toHost(fw.lse),
-        gO = rand(o.length);
-      parity("attentionBackward", label, tol, [q, k, v, mask, o, lse, gO], (b, [a, c, e, m, oo, l, g]) => {
-        const r = b.attentionBackward(a!, c!, e!, m ?? null, oo!, l!, g!, p, null);
-        return [r.dq, r.dk, r.dv];
-      });
-    }
+    for (const [label, p, masked] of cases) attentionParity(label, p, masked);
   });
 
   test("attention over the score limit: query rows in blocks on the GPU, joined and summed there", () => {
@@ -507,33 +498,11 @@ if (probe) {
       for (const [label, p, masked] of cases) {
         setAttentionScoreLimit(2 * p.batch * p.lk);
         const blocks = Math.ceil(p.lq / 2);
-        const q = rand(p.batch * p.lq * p.d),
-          k = rand(p.batch * p.lk * p.d),
-          v = rand(p.batch * p.lk * p.dv);
-        const maskLen = Math.max((p.batch - 1) * p.maskStrideB + (p.lq - 1) * p.maskStrideQ + p.lk, 1);
-        const mask = masked ? rand(maskLen).map((x) => (x > 2 ? -1e9 : x)) : null;
-        const tol = sumTol(p.lk * Math.max(p.d, p.dv));
         const calls = (): number => gpujsReport().stats?.gpu.attention ?? 0;
         const c0 = calls();
-        parity("attention", `blocked ${label}`, tol, [q, k, v, mask], (b, [a, c, e, m]) => {
-          const r = b.attention(a!, c!, e!, m ?? null, p);
-          return [r.o, r.lse];
-        });
         // whole rows: 4 kernel calls (scores, lse, probabilities, output); blocked: those per block + copies + joins
-        assert.ok(calls() - c0 >= 4 * blocks, `${label}: ${calls() - c0} attention kernels for ${blocks} blocks`);
-        const fw = cpuBackend.attention(q.slice(), k.slice(), v.slice(), mask ? mask.slice() : null, p);
-        const o = cpuBackend.toHost(fw.o),
-          lse = cpuBackend.toHost(fw.lse),
-          gO = rand(o.length);
-        parity(
-          "attentionBackward",
-          `blocked ${label}`,
-          tol,
-          [q, k, v, mask, o, lse, gO],
-          (b, [a, c, e, m, oo, l, g]) => {
-            const r = b.attentionBackward(a!, c!, e!, m ?? null, oo!, l!, g!, p, null);
-            return [r.dq, r.dk, r.dv];
-          },
+        attentionParity(`blocked ${label}`, p, masked, () =>
+          assert.ok(calls() - c0 >= 4 * blocks, `${label}: ${calls() - c0} attention kernels for ${blocks} blocks`),
         );
       }
     } finally {

@@ -13,7 +13,7 @@ import { withInitGenerator } from "../../models/nn/index.ts";
 import { UNet2DConditionModel } from "../../models/unets/unet_2d_condition.ts";
 import { Adam } from "../../optim/index.ts";
 import { customise } from "../../tune/train.ts";
-import { conceptFolder, tinyPipeline, tmpDir } from "../tune/tiny.ts";
+import { TINY_PIXEL_UNET, conceptFolder, tinyPipeline, tmpDir } from "../tune/tiny.ts";
 import { gpuOrSkip } from "./gpu.ts";
 
 const probe = gpuOrSkip("gpujs tidy");
@@ -28,17 +28,6 @@ function onGpujs<T>(fn: () => T): T {
     setDefaultBackend("cpu");
   }
 }
-
-const cfg = {
-  sample_size: 8,
-  block_out_channels: [8, 16],
-  layers_per_block: 1,
-  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
-  up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
-  cross_attention_dim: 8,
-  attention_head_dim: 4,
-  norm_num_groups: 4,
-};
 
 test("out of GPU memory or a lost context is never silent: the next check names it; other GL flags pass", () => {
   const codes: number[] = [];
@@ -70,9 +59,9 @@ test("out of GPU memory or a lost context is never silent: the next check names 
 if (probe) {
   test("a synchronous loop holds every texture it made; tidy frees each step's at its end", () => {
     onGpujs(() => {
-      const unet = withInitGenerator(new Generator(1), () => UNet2DConditionModel.fromConfig(cfg));
-      const ctx = randn([1, 4, 8], { generator: new Generator(2) });
-      const x0 = randn([1, 4, 8, 8], { generator: new Generator(3) });
+      const unet = withInitGenerator(new Generator(1), () => UNet2DConditionModel.fromConfig(TINY_PIXEL_UNET));
+      const ctx = randn([1, 4, 16], { generator: new Generator(2) });
+      const x0 = randn([1, 3, 8, 8], { generator: new Generator(3) });
       const steps = (n: number, tidied: boolean): { grew: number; out: Tensor } => {
         let x = x0;
         const before = live();

@@ -422,25 +422,10 @@ export class Device {
         sizes.push(String(a.size));
       }
     }
-    const key = `${n}|${sizes.join(",")}|${src}`;
-    let k = this.kernels.get(key);
-    if (!k) {
-      k = this.gpu.createKernel(src, {
-        output: [n],
-        pipeline: true,
-        immutable: true,
-        precision: "single",
-        tactic: "precision",
-        optimizeFloatMemory: this.packed,
-        dynamicOutput: false,
-        dynamicArguments: false,
-      });
-      this.kernels.set(key, k);
-      this.stats.compiled++;
-    }
+    const k = this.kernelFor("run", src, n, sizes.join(","));
     this.count("gpu", name);
     if (!this.profile) return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
-    const tex = this.timed(name, () => k!(...kargs));
+    const tex = this.timed(name, () => k(...kargs));
     return this.scratch.adopt(new GpuStorage("float32", n, tex, null));
   }
 

@@ -12,6 +12,34 @@ export function normKernels(
   c: KernelContext,
 ): Pick<Backend<GpuStorage>, "groupNorm" | "groupNormBackward" | "layerNorm" | "layerNormBackward"> {
   const { wrap, H, Hn, host, gpuOk, run, normStats } = c;
+  /**
+   * y[i] = (x[i] - mean[row]) * rstd[row] (* w[c1] + b[c1]; then silu), where `rowOf` sets `row` and
+   * `c1` (the channel) from the element index `i`.
+   */
+  function normalize(
+    name: string,
+    x: S,
+    mean: S,
+    rstd: S,
+    w: S | null,
+    b: S | null,
+    rowOf: string[],
+    silu: boolean,
+  ): S {
+    const body = ["const i = this.thread.x;", ...rowOf, "let z = (x[i] - mu[row]) * rs[row];"];
+    if (w) body.push("z = z * ww[c1];");
+    if (b) body.push("z = z + bb[c1];");
+    body.push(silu ? "return z / (1.0 + exp32(-z));" : "return z;");
+    const args: [string, S][] = [
+      ["x", x],
+      ["mu", mean],
+      ["rs", rstd],
+    ];
+    if (w) args.push(["ww", w]);
+    if (b) args.push(["bb", b]);
+    return run(name, body, x.size, args);
+  }
+
   return {
     groupNorm: (x, w, b, p) => {
       const { n, c, s, groups } = p;
@@ -23,23 +51,8 @@ export function normKernels(
         return { y: wrap(r.y), mean: wrap(r.mean), rstd: wrap(r.rstd) };
       }
       const { mean, rstd } = normStats("groupNorm", x, n * groups, len, p.eps);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [n, c, s], "c"),
-        `const ng = c0 * ${f(groups)} + idiv(c1, ${f(cg)});`,
-        "let z = (x[i] - mu[ng]) * rs[ng];",
-      ];
-      if (w) body.push("z = z * ww[c1];");
-      if (b) body.push("z = z + bb[c1];");
-      body.push(p.silu ? "return z / (1.0 + exp32(-z));" : "return z;");
-      const args: [string, S][] = [
-        ["x", x],
-        ["mu", mean],
-        ["rs", rstd],
-      ];
-      if (w) args.push(["ww", w]);
-      if (b) args.push(["bb", b]);
-      return { y: run("groupNorm", body, x.size, args), mean, rstd };
+      const rowOf = [...coordLines("i", [n, c, s], "c"), `const row = c0 * ${f(groups)} + idiv(c1, ${f(cg)});`];
+      return { y: normalize("groupNorm", x, mean, rstd, w, b, rowOf, p.silu ?? false), mean, rstd };
     },
     groupNormBackward: (x, w, gy, mean, rstd, p, affine) => {
       const { n, c, s, groups } = p;
@@ -119,22 +132,8 @@ export function normKernels(
         return { y: wrap(r.y), mean: wrap(r.mean), rstd: wrap(r.rstd) };
       }
       const { mean, rstd } = normStats("layerNorm", x, rows, d, p.eps);
-      const body = [
-        "const i = this.thread.x;",
-        ...coordLines("i", [rows, d], "c"),
-        "let z = (x[i] - mu[c0]) * rs[c0];",
-      ];
-      if (w) body.push("z = z * ww[c1];");
-      if (b) body.push("z = z + bb[c1];");
-      body.push("return z;");
-      const args: [string, S][] = [
-        ["x", x],
-        ["mu", mean],
-        ["rs", rstd],
-      ];
-      if (w) args.push(["ww", w]);
-      if (b) args.push(["bb", b]);
-      return { y: run("layerNorm", body, x.size, args), mean, rstd };
+      const rowOf = [...coordLines("i", [rows, d], "c"), "const row = c0;"];
+      return { y: normalize("layerNorm", x, mean, rstd, w, b, rowOf, false), mean, rstd };
     },
     layerNormBackward: (x, w, gy, mean, rstd, p, affine) => {
       const { rows, d } = p;
