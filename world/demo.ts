@@ -17,6 +17,7 @@ import type { HeldoutConcept, WorldDataset } from "./dataset.ts";
 import { WORLD_MODEL_DIR, loadWorld } from "./model.ts";
 import { loadWorldScorer } from "./scorer.ts";
 import { imageAlignment } from "../tune/evaluate.ts";
+import { formatDuration } from "../tune/loop.ts";
 
 export interface DemoOptions {
   concept: string;
@@ -69,8 +70,31 @@ export function pairedDistance(a: Float32Array[], b: Float32Array[]): number {
   return total / a.length;
 }
 
-function sample(pipe: StableDiffusionPipeline, prompt: string, n: number, seed: number): Float32Array[] {
-  const { latents } = pipe.generate({ prompt, numImagesPerPrompt: n, numInferenceSteps: 25, guidanceScale: 1, seed });
+/** Samples `n` images of `prompt`; a call past 15 s (a slow backend) logs its progress every 15 s. */
+function sample(
+  pipe: StableDiffusionPipeline,
+  prompt: string,
+  n: number,
+  seed: number,
+  log: (s: string) => void,
+): Float32Array[] {
+  const t0 = performance.now();
+  let last = t0;
+  const onStep = (step: number, total: number): void => {
+    const now = performance.now();
+    if (now - last < 15000 || step === total) return;
+    last = now;
+    const eta = (((now - t0) / step) * (total - step)) / 1000;
+    log(`sampling "${prompt}" x${n}: step ${step}/${total}  ETA ${formatDuration(eta)}`);
+  };
+  const { latents } = pipe.generate({
+    prompt,
+    numImagesPerPrompt: n,
+    numInferenceSteps: 25,
+    guidanceScale: 1,
+    seed,
+    onStep,
+  });
   const d = latents.data,
     per = d.length / n;
   return Array.from({ length: n }, (_, i) =>
@@ -122,7 +146,7 @@ export function runDemo(o: DemoOptions): DemoResult {
   const prompt = concept.prompts.find((p) => p.startsWith("photo of a")) ?? concept.prompts[0];
   const classPrompt = concept.class;
   const n = o.samples;
-  const beforeClass = sample(pipe, classPrompt, n, o.seed);
+  const beforeClass = sample(pipe, classPrompt, n, o.seed, log);
   const beforeDist = distanceToTargets(beforeClass, concept.images);
   customise(pipe, {
     concepts: [
@@ -137,12 +161,12 @@ export function runDemo(o: DemoOptions): DemoResult {
     hflip: true,
     log,
   });
-  const afterConcept = sample(pipe, concept.prompts[0], n, o.seed);
-  const afterClass = sample(pipe, classPrompt, n, o.seed);
+  const afterConcept = sample(pipe, concept.prompts[0], n, o.seed, log);
+  const afterClass = sample(pipe, classPrompt, n, o.seed, log);
   const extra = concept.prompts
     .filter((p) => /^a \w+ <new1>/.test(p))
     .slice(0, 2)
-    .map((p) => ({ p, s: sample(pipe, p, n, o.seed) }));
+    .map((p) => ({ p, s: sample(pipe, p, n, o.seed, log) }));
   const afterDist = distanceToTargets(afterConcept, concept.images);
   const drift = pairedDistance(beforeClass, afterClass);
   // image-alignment with the world's own image-text scorer (mean cosine of image features)

@@ -73,6 +73,14 @@ const sumTol = (terms: number): Tol => ({ atol: 1e-5 * Math.max(1, Math.sqrt(ter
 
 const results: { kernel: string; worst: number }[] = [];
 
+/** Runs `f` and checks it took the four-outputs-per-thread programs of vec4.ts (a pack4 pass) exactly when `want`. */
+function fourWide(label: string, want: boolean, f: () => void): void {
+  const packs = (): number => gpujsReport().stats?.gpu.pack4 ?? 0;
+  const before = packs();
+  f();
+  assert.is(packs() > before, want, `${label}: four outputs per thread ${want ? "not taken" : "taken"}`);
+}
+
 /**
  * Runs `call` on both backends with the same host inputs (fresh copies on each) and compares every
  * returned storage; checks that `kernel` ran on the GPU for each call.
@@ -358,11 +366,19 @@ if (probe) {
       ["broadcast B", { batch: 3, m: 4, k: 9, n: 6, transA: false, transB: false, strideA: 36, strideB: 0 }],
       ["33x65x17", { batch: 1, m: 33, k: 65, n: 17, transA: false, transB: false, strideA: 0, strideB: 0 }],
       ["k=1", { batch: 1, m: 8, k: 1, n: 8, transA: false, transB: false, strideA: 0, strideB: 0 }],
+      // n a multiple of 4: four columns per thread (vec4.ts), every layout
+      ["plain n=8", { batch: 2, m: 5, k: 7, n: 8, transA: false, transB: false, strideA: 35, strideB: 56 }],
+      ["transA n=4", { batch: 2, m: 3, k: 6, n: 4, transA: true, transB: false, strideA: 18, strideB: 24 }],
+      ["transB n=12", { batch: 2, m: 5, k: 7, n: 12, transA: false, transB: true, strideA: 35, strideB: 84 }],
+      ["both n=8", { batch: 3, m: 4, k: 9, n: 8, transA: true, transB: true, strideA: 36, strideB: 72 }],
+      ["broadcast B n=8", { batch: 3, m: 4, k: 9, n: 8, transA: false, transB: true, strideA: 36, strideB: 0 }],
     ];
     for (const [label, p] of cases) {
       const a = rand(p.strideA ? p.batch * p.strideA : p.m * p.k),
         bb = rand(p.strideB ? p.batch * p.strideB : p.k * p.n);
-      parity("matmul", label, sumTol(p.k), [a, bb], (b, [x, y]) => [b.matmul(x!, y!, p)]);
+      fourWide(`matmul ${label}`, p.n % 4 === 0, () =>
+        parity("matmul", label, sumTol(p.k), [a, bb], (b, [x, y]) => [b.matmul(x!, y!, p)]),
+      );
     }
   });
 
@@ -377,6 +393,10 @@ if (probe) {
       ["3x3 s2 p1 g2", [2, 4, 7, 6], [6, 2, 3, 3], { stride: [2, 2], padding: [1, 1], groups: 2 }],
       ["1x1", [1, 5, 4, 4], [3, 5, 1, 1], { stride: [1, 1], padding: [0, 0], groups: 1 }],
       ["2x3 s(2,1) p(0,2)", [1, 2, 5, 5], [2, 2, 2, 3], { stride: [2, 1], padding: [0, 2], groups: 1 }],
+      // channels per group a multiple of 4: four channels per thread (vec4.ts) forward and input gradient
+      ["3x3 s2 p1 g2, 4 per group", [2, 8, 7, 6], [8, 4, 3, 3], { stride: [2, 2], padding: [1, 1], groups: 2 }],
+      ["1x1 8 -> 12", [1, 8, 4, 5], [12, 8, 1, 1], { stride: [1, 1], padding: [0, 0], groups: 1 }],
+      ["3x3 s1 p1 4 -> 4", [2, 4, 5, 5], [4, 4, 3, 3], { stride: [1, 1], padding: [1, 1], groups: 1 }],
     ];
     for (const [label, xs, ws, p] of cases) {
       const [n, , h, w] = xs as [number, number, number, number];
@@ -387,10 +407,14 @@ if (probe) {
       const x = rand(size(xs)),
         wt = rand(size(ws)),
         gy = rand(size(gys));
-      parity("conv2d", label, sumTol(cg * kh * kw), [x, wt], (b, [a, c]) => [b.conv2d(a!, xs, c!, ws, p)]);
-      parity("conv2dBackwardInput", label, sumTol(o * kh * kw), [gy, wt], (b, [a, c]) => [
-        b.conv2dBackwardInput(a!, gys, c!, ws, xs, p),
-      ]);
+      fourWide(`conv2d ${label}`, (o / p.groups) % 4 === 0, () =>
+        parity("conv2d", label, sumTol(cg * kh * kw), [x, wt], (b, [a, c]) => [b.conv2d(a!, xs, c!, ws, p)]),
+      );
+      fourWide(`conv2dBackwardInput ${label}`, cg % 4 === 0, () =>
+        parity("conv2dBackwardInput", label, sumTol(o * kh * kw), [gy, wt], (b, [a, c]) => [
+          b.conv2dBackwardInput(a!, gys, c!, ws, xs, p),
+        ]),
+      );
       parity("conv2dBackwardWeight", label, sumTol(n * ho * wo), [x, gy], (b, [a, c]) => [
         b.conv2dBackwardWeight(a!, xs, c!, gys, ws, p),
       ]);

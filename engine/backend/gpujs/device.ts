@@ -429,6 +429,25 @@ export class Device {
     return this.scratch.adopt(new GpuStorage("float32", n, tex, null));
   }
 
+  /**
+   * Runs kernel `src`, which returns four values (`return [a, b, c, d];`), over `texels` outputs: a
+   * texture of four floats per texel (gpu.js's ArrayTexture(4)) that other kernels read as a vec4
+   * (`v = q[i]; v[0]`). Such storage is an intermediate of one backend kernel: it is not adopted by
+   * scratch or tidy scopes, never read back, and the caller releases it when done.
+   */
+  run4(name: string, src: string, texels: number, args: (GpuStorage | number)[]): GpuStorage {
+    const kargs = args.map((a): KernelArg => (typeof a === "number" ? a : this.texOf(a)));
+    const k = this.kernelFor(
+      "run4",
+      src,
+      texels,
+      args.map((a) => (typeof a === "number" ? "s" : String(a.size))).join(","),
+    );
+    this.count("gpu", name);
+    const tex = this.profile ? this.timed(name, () => k(...kargs)) : k(...kargs);
+    return new GpuStorage("float32", texels, tex, null);
+  }
+
   private timed<T>(name: string, f: () => T): T {
     const gl = (this.gpu as { context?: { finish(): void } }).context;
     gl?.finish();

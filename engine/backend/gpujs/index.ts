@@ -108,7 +108,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
 
   const c = kernelContext(dev);
   const { hostStorage, wrap, H, host, gpuOk, run, runChunked, chunkable, sizeOf } = c;
-  const { mm, softmaxGpu, rowSum } = c;
+  const { mm, softmaxGpu, rowSum, conv2d4, conv2dBackwardInput4, mm4 } = c;
 
   const B: Backend<GpuStorage> = {
     name: "gpujs",
@@ -271,13 +271,15 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       if (k === 0) return B.fill("float32", batch * m * n, 0);
       const av = flatView(p.strideA, p.transA ? 1 : k, p.transA ? m : 1);
       const bv = flatView(p.strideB, p.transB ? 1 : n, p.transB ? k : 1);
-      return mm("matmul", a, av, b, bv, batch, m, k, n);
+      return mm4(a, av, b, bv, batch, m, k, n) ?? mm("matmul", a, av, b, bv, batch, m, k, n);
     },
     conv2d: (x, xs, w, ws, p) => {
       const q = geometry(xs, ws, p);
       const n = q.n * q.o * q.ho * q.wo;
       if (!gpuOk(x, w) || n === 0 || n > MAX_GPU_ELEMENTS)
         return (host("conv2d"), wrap(conv2d(H(x), xs, H(w), ws, p, gemm)));
+      const four = conv2d4(x, w, q);
+      if (four) return four;
       const body = [
         "const i = this.thread.x;",
         ...coordLines("i", [q.n, q.o, q.ho, q.wo], "c"),
@@ -306,6 +308,8 @@ export function createGpujsBackend(): Backend<GpuStorage> {
       const n = sizeOf(xs);
       if (!gpuOk(gy, w) || n === 0 || n > MAX_GPU_ELEMENTS)
         return (host("conv2dBackwardInput"), wrap(conv2dBackwardInput(H(gy), gys, H(w), ws, xs, p, gemm, transpose2d)));
+      const four = conv2dBackwardInput4(gy, w, q);
+      if (four) return four;
       const body = [
         "const i = this.thread.x;",
         ...coordLines("i", [q.n, q.c, q.h, q.w], "c"),

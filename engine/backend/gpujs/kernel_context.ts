@@ -5,6 +5,7 @@ import type { Shape } from "../../shape.ts";
 import { GpuStorage, MAX_GPU_ELEMENTS } from "./device.ts";
 import type { Device } from "./device.ts";
 import { programs } from "./programs.ts";
+import { vec4Programs } from "./vec4.ts";
 
 type S = GpuStorage;
 
@@ -29,6 +30,14 @@ export function kernelContext(dev: Device) {
       name,
       `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`,
       n,
+      args.map((a) => a[1]),
+    );
+
+  const run4 = (name: string, body: string[], texels: number, args: [string, S | number][]): S =>
+    dev.run4(
+      name,
+      `function(${args.map((a) => a[0]).join(", ")}) {\n${body.join("\n")}\n}`,
+      texels,
       args.map((a) => a[1]),
     );
 
@@ -59,5 +68,6 @@ export function kernelContext(dev: Device) {
     chunkable,
     sizeOf,
     ...programs(run),
+    ...vec4Programs(run, run4),
   };
 }

@@ -1,0 +1,190 @@
+// Four outputs per thread: conv2d, its input gradient and matmul computed four channels (or columns) at
+// a time. Each thread keeps four sums and reads the weight (or right operand) as one vec4 texel from a
+// repacked copy, so a multiply-add costs half a texture read instead of two; texture reads are what a
+// fragment shader pays for most (on SwiftShader, and in bandwidth on a GPU). The result comes out as
+// four floats per texel and one more pass unpacks it into the backend's one-value-per-texel layout.
+// The sums run in the same order as the one-output kernels', so the results are the same numbers.
+import { coordLines, f } from "./codegen.ts";
+import { MAX_GPU_ELEMENTS } from "./device.ts";
+import type { GpuStorage } from "./device.ts";
+import type { Run, View } from "./programs.ts";
+import { itemOff } from "./programs.ts";
+
+type S = GpuStorage;
+/** Runs a program returning four values over `texels` threads: an ArrayTexture(4), released by the caller. */
+export type Run4 = (name: string, body: string[], texels: number, args: [string, S | number][]) => S;
+
+/** Conv2d geometry as `geometry()` of cpu/conv.ts gives it. */
+export interface ConvGeometry {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  cg: number;
+  og: number;
+  kh: number;
+  kw: number;
+  ho: number;
+  wo: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+}
+
+const fits = (...sizes: number[]): boolean => sizes.every((s) => s > 0 && s <= MAX_GPU_ELEMENTS);
+
+/** The vec4 programs on `run` (one value per thread) and `run4` (four). */
+export function vec4Programs(run: Run, run4: Run4) {
+  /** texel p of `shape` (coordinates c0..) holds x[offset(u)] for u = 0..3 */
+  function pack(x: S, shape: number[], offset: (u: number) => string): S {
+    const texels = shape.reduce((a, b) => a * b, 1);
+    const body = ["const i = this.thread.x;", ...coordLines("i", shape, "c")];
+    for (let u = 0; u < 4; u++) body.push(`const v${u} = x[${offset(u)}];`);
+    body.push("return [v0, v1, v2, v3];");
+    return run4("pack4", body, texels, [["x", x]]);
+  }
+
+  /** `n` outputs over `shape`, element (c0..) read from channel `chan` of texel `texel` of `q` */
+  function unpack(name: string, q: S, n: number, shape: number[], texel: string, chan: string): S {
+    const body = [
+      "const i = this.thread.x;",
+      ...coordLines("i", shape, "c"),
+      `const v = q[${texel}];`,
+      `const ch = ${chan};`,
+      "return ch == 0.0 ? v[0] : (ch == 1.0 ? v[1] : (ch == 2.0 ? v[2] : v[3]));",
+    ];
+    const out = run(name, body, n, [["q", q]]);
+    q.release();
+    return out;
+  }
+
+  /** conv2d four output channels per thread; null where the channels per group are not a multiple of 4 */
+  function conv2d4(x: S, w: S, q: ConvGeometry): S | null {
+    const o4 = q.og / 4;
+    const n = q.n * q.o * q.ho * q.wo;
+    if (q.og % 4 !== 0 || !fits(n, w.size)) return null;
+    // wq[g, ci, ky, kx, o4] = w[g * og + 4 o4 + u, ci, ky, kx]
+    const wq = pack(w, [q.o / q.og, q.cg, q.kh, q.kw, o4], (u) =>
+      [`((c0 * ${f(q.og)} + c4 * 4.0 + ${f(u)}) * ${f(q.cg)} + c1) * ${f(q.kh * q.kw)}`, `c2 * ${f(q.kw)} + c3`].join(
+        " + ",
+      ),
+    );
+    const body = [
+      "const i = this.thread.x;",
+      ...coordLines("i", [q.n, q.o / 4, q.ho, q.wo], "c"),
+      `const g = idiv(c1, ${f(o4)});`,
+      `const xb = (c0 * ${f(q.c)} + g * ${f(q.cg)}) * ${f(q.h * q.w)};`,
+      `const wb = g * ${f(q.cg * q.kh * q.kw * o4)} + c1 - g * ${f(o4)};`,
+      `const y0 = c2 * ${f(q.sh)} - ${f(q.ph)};`,
+      `const x0 = c3 * ${f(q.sw)} - ${f(q.pw)};`,
+      "let s0 = 0.0;",
+      "let s1 = 0.0;",
+      "let s2 = 0.0;",
+      "let s3 = 0.0;",
+      `for (let ci = 0; ci < ${q.cg}; ci++) { for (let ky = 0; ky < ${q.kh}; ky++) { const iy = y0 + ky; if (iy >= 0.0 && iy < ${f(q.h)}) {`,
+      `for (let kx = 0; kx < ${q.kw}; kx++) { const ix = x0 + kx; if (ix >= 0.0 && ix < ${f(q.w)}) {`,
+      `const xv = xx[xb + ci * ${f(q.h * q.w)} + iy * ${f(q.w)} + ix];`,
+      `const wv = wq[wb + ((ci * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(o4)}];`,
+      "s0 += xv * wv[0]; s1 += xv * wv[1]; s2 += xv * wv[2]; s3 += xv * wv[3]; } } } } }",
+      "return [s0, s1, s2, s3];",
+    ];
+    const out4 = run4("conv2d", body, n / 4, [
+      ["xx", x],
+      ["wq", wq],
+    ]);
+    wq.release();
+    return unpack(
+      "conv2d",
+      out4,
+      n,
+      [q.n, q.o, q.ho, q.wo],
+      `((c0 * ${f(q.o / 4)} + idiv(c1, 4.0)) * ${f(q.ho)} + c2) * ${f(q.wo)} + c3`,
+      "c1 - idiv(c1, 4.0) * 4.0",
+    );
+  }
+
+  /** conv2d's input gradient four input channels per thread; null where cg is not a multiple of 4 */
+  function conv2dBackwardInput4(gy: S, w: S, q: ConvGeometry): S | null {
+    const c4 = q.cg / 4;
+    const n = q.n * q.c * q.h * q.w;
+    if (q.cg % 4 !== 0 || !fits(n, w.size)) return null;
+    // wq[co, ky, kx, c4] = w[co, 4 c4 + u, ky, kx]
+    const wq = pack(
+      w,
+      [q.o, q.kh, q.kw, c4],
+      (u) => `((c0 * ${f(q.cg)} + c3 * 4.0 + ${f(u)}) * ${f(q.kh)} + c1) * ${f(q.kw)} + c2`,
+    );
+    const body = [
+      "const i = this.thread.x;",
+      ...coordLines("i", [q.n, q.c / 4, q.h, q.w], "c"),
+      `const g = idiv(c1, ${f(c4)});`,
+      `const ci4 = c1 - g * ${f(c4)};`,
+      "let s0 = 0.0;",
+      "let s1 = 0.0;",
+      "let s2 = 0.0;",
+      "let s3 = 0.0;",
+      `for (let oc = 0; oc < ${q.og}; oc++) { const co = g * ${f(q.og)} + oc; for (let ky = 0; ky < ${q.kh}; ky++) {`,
+      `const ty = c2 + ${f(q.ph)} - ky; const oy = idiv(ty + ${f(q.sh * (q.kh + q.h))}, ${f(q.sh)}) - ${f(q.kh + q.h)};`,
+      `if (ty >= 0.0 && oy * ${f(q.sh)} == ty && oy < ${f(q.ho)}) { for (let kx = 0; kx < ${q.kw}; kx++) {`,
+      `const tx = c3 + ${f(q.pw)} - kx; const ox = idiv(tx + ${f(q.sw * (q.kw + q.w))}, ${f(q.sw)}) - ${f(q.kw + q.w)};`,
+      `if (tx >= 0.0 && ox * ${f(q.sw)} == tx && ox < ${f(q.wo)}) {`,
+      `const gv = gg[((c0 * ${f(q.o)} + co) * ${f(q.ho)} + oy) * ${f(q.wo)} + ox];`,
+      `const wv = wq[((co * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(c4)} + ci4];`,
+      "s0 += gv * wv[0]; s1 += gv * wv[1]; s2 += gv * wv[2]; s3 += gv * wv[3]; } } } } }",
+      "return [s0, s1, s2, s3];",
+    ];
+    const out4 = run4("conv2dBackwardInput", body, n / 4, [
+      ["gg", gy],
+      ["wq", wq],
+    ]);
+    wq.release();
+    return unpack(
+      "conv2dBackwardInput",
+      out4,
+      n,
+      [q.n, q.c, q.h, q.w],
+      `((c0 * ${f(q.c / 4)} + idiv(c1, 4.0)) * ${f(q.h)} + c2) * ${f(q.w)} + c3`,
+      "c1 - idiv(c1, 4.0) * 4.0",
+    );
+  }
+
+  /**
+   * out[item, i, j] = sum_t A[item, i, t] B[item, t, j] four columns per thread (flat views, heads 1);
+   * null where n is not a multiple of 4
+   */
+  function mm4(a: S, av: View, b: S, bv: View, items: number, m: number, k: number, n: number): S | null {
+    const n4 = n / 4;
+    const itemsB = bv.seq === 0 ? 1 : items;
+    if (n % 4 !== 0 || av.h !== 1 || bv.h !== 1 || !fits(items * m * n, itemsB * k * n)) return null;
+    // bq[item, t, c4] = B[item, t, 4 c4 + u]
+    const bq = pack(
+      b,
+      [itemsB, k, n4],
+      (u) => `c0 * ${f(bv.seq)} + c1 * ${f(bv.row)} + (c2 * 4.0 + ${f(u)}) * ${f(bv.col)}`,
+    );
+    const body = [
+      "const i0 = this.thread.x;",
+      ...coordLines("i0", [items, m, n4], "o"),
+      ...itemOff(av, "o0", "ao"),
+      `const ab = ao + o1 * ${f(av.row)};`,
+      `const bb = ${itemsB === 1 ? "0.0" : `o0 * ${f(k * n4)}`} + o2;`,
+      "let s0 = 0.0;",
+      "let s1 = 0.0;",
+      "let s2 = 0.0;",
+      "let s3 = 0.0;",
+      `for (let t = 0; t < ${k}; t++) { const av = a[ab + t * ${f(av.col)}]; const bv = bq[bb + t * ${f(n4)}];`,
+      "s0 += av * bv[0]; s1 += av * bv[1]; s2 += av * bv[2]; s3 += av * bv[3]; }",
+      "return [s0, s1, s2, s3];",
+    ];
+    const out4 = run4("matmul", body, (items * m * n) / 4, [
+      ["a", a],
+      ["bq", bq],
+    ]);
+    bq.release();
+    return unpack("matmul", out4, items * m * n, [items * m * n], "idiv(c0, 4.0)", "c0 - idiv(c0, 4.0) * 4.0");
+  }
+
+  return { conv2d4, conv2dBackwardInput4, mm4 };
+}
