@@ -369,6 +369,11 @@ if (probe) {
       // n a multiple of 4: four columns per thread (vec4.ts), every layout
       ["plain n=8", { batch: 2, m: 5, k: 7, n: 8, transA: false, transB: false, strideA: 35, strideB: 56 }],
       ["transA n=4", { batch: 2, m: 3, k: 6, n: 4, transA: true, transB: false, strideA: 18, strideB: 24 }],
+      // k a multiple of 4 too: A read four terms per texel
+      ["plain n=4 k=8", { batch: 2, m: 3, k: 8, n: 4, transA: false, transB: false, strideA: 24, strideB: 32 }],
+      ["transA n=8 k=4", { batch: 2, m: 5, k: 4, n: 8, transA: true, transB: false, strideA: 20, strideB: 32 }],
+      ["both n=4 k=12", { batch: 2, m: 3, k: 12, n: 4, transA: true, transB: true, strideA: 36, strideB: 48 }],
+      ["broadcast A n=4 k=8", { batch: 3, m: 3, k: 8, n: 4, transA: false, transB: true, strideA: 0, strideB: 32 }],
       ["transB n=12", { batch: 2, m: 5, k: 7, n: 12, transA: false, transB: true, strideA: 35, strideB: 84 }],
       ["both n=8", { batch: 3, m: 4, k: 9, n: 8, transA: true, transB: true, strideA: 36, strideB: 72 }],
       ["broadcast B n=8", { batch: 3, m: 4, k: 9, n: 8, transA: false, transB: true, strideA: 36, strideB: 0 }],
@@ -397,6 +402,7 @@ if (probe) {
       ["3x3 s2 p1 g2, 4 per group", [2, 8, 7, 6], [8, 4, 3, 3], { stride: [2, 2], padding: [1, 1], groups: 2 }],
       ["1x1 8 -> 12", [1, 8, 4, 5], [12, 8, 1, 1], { stride: [1, 1], padding: [0, 0], groups: 1 }],
       ["3x3 s1 p1 4 -> 4", [2, 4, 5, 5], [4, 4, 3, 3], { stride: [1, 1], padding: [1, 1], groups: 1 }],
+      ["3x3 s1 p1 8 -> 6", [1, 8, 5, 4], [6, 8, 3, 3], { stride: [1, 1], padding: [1, 1], groups: 1 }],
     ];
     for (const [label, xs, ws, p] of cases) {
       const [n, , h, w] = xs as [number, number, number, number];
@@ -415,9 +421,11 @@ if (probe) {
           b.conv2dBackwardInput(a!, gys, c!, ws, xs, p),
         ]),
       );
-      parity("conv2dBackwardWeight", label, sumTol(n * ho * wo), [x, gy], (b, [a, c]) => [
-        b.conv2dBackwardWeight(a!, xs, c!, gys, ws, p),
-      ]);
+      fourWide(`conv2dBackwardWeight ${label}`, (o / p.groups) % 4 === 0, () =>
+        parity("conv2dBackwardWeight", label, sumTol(n * ho * wo), [x, gy], (b, [a, c]) => [
+          b.conv2dBackwardWeight(a!, xs, c!, gys, ws, p),
+        ]),
+      );
     }
   });
 

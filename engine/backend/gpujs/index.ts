@@ -108,7 +108,7 @@ export function createGpujsBackend(): Backend<GpuStorage> {
 
   const c = kernelContext(dev);
   const { hostStorage, wrap, H, host, gpuOk, run, runChunked, chunkable, sizeOf } = c;
-  const { mm, softmaxGpu, rowSum, conv2d4, conv2dBackwardInput4, mm4 } = c;
+  const { mm, softmaxGpu, rowSum, conv2d4, conv2dBackwardInput4, conv2dBackwardWeight4, mm4 } = c;
 
   const B: Backend<GpuStorage> = {
     name: "gpujs",
@@ -345,6 +345,8 @@ export function createGpujsBackend(): Backend<GpuStorage> {
           host("conv2dBackwardWeight"),
           wrap(conv2dBackwardWeight(H(x), xs, H(gy), gys, ws, p, gemm, transpose2d))
         );
+      const four = conv2dBackwardWeight4(x, gy, q);
+      if (four) return four;
       const body = [
         "const i = this.thread.x;",
         ...coordLines("i", [q.o, q.cg, q.kh, q.kw], "c"),

@@ -1,4 +1,4 @@
-// Four outputs per thread: conv2d, its input gradient and matmul computed four channels (or columns) at
+// Four outputs per thread: conv2d, its two gradients and matmul computed four channels (or columns) at
 // a time. Each thread keeps four sums and reads the weight (or right operand) as one vec4 texel from a
 // repacked copy, so a multiply-add costs half a texture read instead of two; texture reads are what a
 // fragment shader pays for most (on SwiftShader, and in bandwidth on a GPU). The result comes out as
@@ -35,6 +35,21 @@ export interface ConvGeometry {
 
 const fits = (...sizes: number[]): boolean => sizes.every((s) => s > 0 && s <= MAX_GPU_ELEMENTS);
 
+/** s_u += a * b[u] for the four sums */
+const fma4 = (a: string, b: string): string =>
+  `s0 += ${a} * ${b}[0]; s1 += ${a} * ${b}[1]; s2 += ${a} * ${b}[2]; s3 += ${a} * ${b}[3];`;
+const SUMS = ["let s0 = 0.0;", "let s1 = 0.0;", "let s2 = 0.0;", "let s3 = 0.0;"];
+
+/**
+ * The inner step of a sum read four terms at a time: `av` (vec4 of terms v = 0..3 of one operand) times
+ * the vec4 `b(v)` of the other operand's four outputs per term.
+ */
+function block4(av: string, b: (v: number) => string): string[] {
+  const out: string[] = [];
+  for (let v = 0; v < 4; v++) out.push(`const b${v} = ${b(v)};`, fma4(`${av}[${v}]`, `b${v}`));
+  return out;
+}
+
 /** The vec4 programs on `run` (one value per thread) and `run4` (four). */
 export function vec4Programs(run: Run, run4: Run4) {
   /** texel p of `shape` (coordinates c0..) holds x[offset(u)] for u = 0..3 */
@@ -60,7 +75,10 @@ export function vec4Programs(run: Run, run4: Run4) {
     return out;
   }
 
-  /** conv2d four output channels per thread; null where the channels per group are not a multiple of 4 */
+  /**
+   * conv2d four output channels per thread; null where the output channels per group are not a
+   * multiple of 4. Where the input channels per group are too, x is read four channels per texel.
+   */
   function conv2d4(x: S, w: S, q: ConvGeometry): S | null {
     const o4 = q.og / 4;
     const n = q.n * q.o * q.ho * q.wo;
@@ -71,30 +89,41 @@ export function vec4Programs(run: Run, run4: Run4) {
         " + ",
       ),
     );
+    const hw = q.h * q.w;
+    const wAt = (ci: string): string => `wq[wb + ((${ci} * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(o4)}]`;
+    // xq[b, c4, y, x] = x[b, 4 c4 + v, y, x]
+    const xq =
+      q.cg % 4 === 0
+        ? pack(
+            x,
+            [q.n, q.c / 4, q.h, q.w],
+            (v) => `((c0 * ${f(q.c)} + c1 * 4.0 + ${f(v)}) * ${f(hw)}) + c2 * ${f(q.w)} + c3`,
+          )
+        : null;
     const body = [
       "const i = this.thread.x;",
       ...coordLines("i", [q.n, q.o / 4, q.ho, q.wo], "c"),
       `const g = idiv(c1, ${f(o4)});`,
-      `const xb = (c0 * ${f(q.c)} + g * ${f(q.cg)}) * ${f(q.h * q.w)};`,
+      xq
+        ? `const xb = (c0 * ${f(q.c / 4)} + g * ${f(q.cg / 4)}) * ${f(hw)};`
+        : `const xb = (c0 * ${f(q.c)} + g * ${f(q.cg)}) * ${f(hw)};`,
       `const wb = g * ${f(q.cg * q.kh * q.kw * o4)} + c1 - g * ${f(o4)};`,
       `const y0 = c2 * ${f(q.sh)} - ${f(q.ph)};`,
       `const x0 = c3 * ${f(q.sw)} - ${f(q.pw)};`,
-      "let s0 = 0.0;",
-      "let s1 = 0.0;",
-      "let s2 = 0.0;",
-      "let s3 = 0.0;",
-      `for (let ci = 0; ci < ${q.cg}; ci++) { for (let ky = 0; ky < ${q.kh}; ky++) { const iy = y0 + ky; if (iy >= 0.0 && iy < ${f(q.h)}) {`,
+      ...SUMS,
+      `for (let ci = 0; ci < ${xq ? q.cg / 4 : q.cg}; ci++) { for (let ky = 0; ky < ${q.kh}; ky++) { const iy = y0 + ky; if (iy >= 0.0 && iy < ${f(q.h)}) {`,
       `for (let kx = 0; kx < ${q.kw}; kx++) { const ix = x0 + kx; if (ix >= 0.0 && ix < ${f(q.w)}) {`,
-      `const xv = xx[xb + ci * ${f(q.h * q.w)} + iy * ${f(q.w)} + ix];`,
-      `const wv = wq[wb + ((ci * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(o4)}];`,
-      "s0 += xv * wv[0]; s1 += xv * wv[1]; s2 += xv * wv[2]; s3 += xv * wv[3]; } } } } }",
+      `const xv = xx[xb + ci * ${f(hw)} + iy * ${f(q.w)} + ix];`,
+      ...(xq ? block4("xv", (v) => wAt(`(ci * 4.0 + ${f(v)})`)) : [`const wv = ${wAt("ci")};`, fma4("xv", "wv")]),
+      "} } } } }",
       "return [s0, s1, s2, s3];",
     ];
     const out4 = run4("conv2d", body, n / 4, [
-      ["xx", x],
+      ["xx", xq ?? x],
       ["wq", wq],
     ]);
     wq.release();
+    xq?.release();
     return unpack(
       "conv2d",
       out4,
@@ -105,7 +134,10 @@ export function vec4Programs(run: Run, run4: Run4) {
     );
   }
 
-  /** conv2d's input gradient four input channels per thread; null where cg is not a multiple of 4 */
+  /**
+   * conv2d's input gradient four input channels per thread; null where the input channels per group
+   * are not a multiple of 4. Where the output channels per group are too, gy is read four channels per texel.
+   */
   function conv2dBackwardInput4(gy: S, w: S, q: ConvGeometry): S | null {
     const c4 = q.cg / 4;
     const n = q.n * q.c * q.h * q.w;
@@ -116,30 +148,40 @@ export function vec4Programs(run: Run, run4: Run4) {
       [q.o, q.kh, q.kw, c4],
       (u) => `((c0 * ${f(q.cg)} + c3 * 4.0 + ${f(u)}) * ${f(q.kh)} + c1) * ${f(q.kw)} + c2`,
     );
+    const hwo = q.ho * q.wo;
+    const wAt = (co: string): string => `wq[((${co} * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(c4)} + ci4]`;
+    // gq[b, o4, y, x] = gy[b, 4 o4 + v, y, x]
+    const gq =
+      q.og % 4 === 0
+        ? pack(
+            gy,
+            [q.n, q.o / 4, q.ho, q.wo],
+            (v) => `((c0 * ${f(q.o)} + c1 * 4.0 + ${f(v)}) * ${f(hwo)}) + c2 * ${f(q.wo)} + c3`,
+          )
+        : null;
+    const og = gq ? q.og / 4 : q.og;
     const body = [
       "const i = this.thread.x;",
       ...coordLines("i", [q.n, q.c / 4, q.h, q.w], "c"),
       `const g = idiv(c1, ${f(c4)});`,
       `const ci4 = c1 - g * ${f(c4)};`,
-      "let s0 = 0.0;",
-      "let s1 = 0.0;",
-      "let s2 = 0.0;",
-      "let s3 = 0.0;",
-      `for (let oc = 0; oc < ${q.og}; oc++) { const co = g * ${f(q.og)} + oc; for (let ky = 0; ky < ${q.kh}; ky++) {`,
+      ...SUMS,
+      `for (let oc = 0; oc < ${og}; oc++) { const co = g * ${f(og)} + oc; for (let ky = 0; ky < ${q.kh}; ky++) {`,
       `const ty = c2 + ${f(q.ph)} - ky; const oy = idiv(ty + ${f(q.sh * (q.kh + q.h))}, ${f(q.sh)}) - ${f(q.kh + q.h)};`,
       `if (ty >= 0.0 && oy * ${f(q.sh)} == ty && oy < ${f(q.ho)}) { for (let kx = 0; kx < ${q.kw}; kx++) {`,
       `const tx = c3 + ${f(q.pw)} - kx; const ox = idiv(tx + ${f(q.sw * (q.kw + q.w))}, ${f(q.sw)}) - ${f(q.kw + q.w)};`,
       `if (tx >= 0.0 && ox * ${f(q.sw)} == tx && ox < ${f(q.wo)}) {`,
-      `const gv = gg[((c0 * ${f(q.o)} + co) * ${f(q.ho)} + oy) * ${f(q.wo)} + ox];`,
-      `const wv = wq[((co * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(c4)} + ci4];`,
-      "s0 += gv * wv[0]; s1 += gv * wv[1]; s2 += gv * wv[2]; s3 += gv * wv[3]; } } } } }",
+      `const gv = gg[((c0 * ${f(gq ? q.o / 4 : q.o)} + co) * ${f(q.ho)} + oy) * ${f(q.wo)} + ox];`,
+      ...(gq ? block4("gv", (v) => wAt(`(co * 4.0 + ${f(v)})`)) : [`const wv = ${wAt("co")};`, fma4("gv", "wv")]),
+      "} } } } }",
       "return [s0, s1, s2, s3];",
     ];
     const out4 = run4("conv2dBackwardInput", body, n / 4, [
-      ["gg", gy],
+      ["gg", gq ?? gy],
       ["wq", wq],
     ]);
     wq.release();
+    gq?.release();
     return unpack(
       "conv2dBackwardInput",
       out4,
@@ -151,12 +193,56 @@ export function vec4Programs(run: Run, run4: Run4) {
   }
 
   /**
+   * conv2d's weight gradient four output channels per thread (gy read four channels per texel); null
+   * where the output channels per group are not a multiple of 4
+   */
+  function conv2dBackwardWeight4(x: S, gy: S, q: ConvGeometry): S | null {
+    const o4 = q.og / 4;
+    const n = q.o * q.cg * q.kh * q.kw;
+    if (q.og % 4 !== 0 || !fits(n)) return null;
+    const hwo = q.ho * q.wo;
+    // gq[b, o4, y, x] = gy[b, 4 o4 + v, y, x]
+    const gq = pack(
+      gy,
+      [q.n, q.o / 4, q.ho, q.wo],
+      (v) => `((c0 * ${f(q.o)} + c1 * 4.0 + ${f(v)}) * ${f(hwo)}) + c2 * ${f(q.wo)} + c3`,
+    );
+    const body = [
+      "const i = this.thread.x;",
+      ...coordLines("i", [q.o / 4, q.cg, q.kh, q.kw], "c"),
+      `const g = idiv(c0, ${f(o4)});`,
+      ...SUMS,
+      `for (let b = 0; b < ${q.n}; b++) { const xb = (b * ${f(q.c)} + g * ${f(q.cg)} + c1) * ${f(q.h * q.w)}; const gb = (b * ${f(q.o / 4)} + c0) * ${f(hwo)};`,
+      `for (let oy = 0; oy < ${q.ho}; oy++) { const iy = oy * ${f(q.sh)} - ${f(q.ph)} + c2; if (iy >= 0.0 && iy < ${f(q.h)}) {`,
+      `for (let ox = 0; ox < ${q.wo}; ox++) { const ix = ox * ${f(q.sw)} - ${f(q.pw)} + c3; if (ix >= 0.0 && ix < ${f(q.w)}) {`,
+      `const xv = xx[xb + iy * ${f(q.w)} + ix]; const gv = gq[gb + oy * ${f(q.wo)} + ox];`,
+      fma4("xv", "gv"),
+      "} } } } }",
+      "return [s0, s1, s2, s3];",
+    ];
+    const out4 = run4("conv2dBackwardWeight", body, n / 4, [
+      ["xx", x],
+      ["gq", gq],
+    ]);
+    gq.release();
+    return unpack(
+      "conv2dBackwardWeight",
+      out4,
+      n,
+      [q.o, q.cg, q.kh, q.kw],
+      `((idiv(c0, 4.0) * ${f(q.cg)} + c1) * ${f(q.kh)} + c2) * ${f(q.kw)} + c3`,
+      "c0 - idiv(c0, 4.0) * 4.0",
+    );
+  }
+
+  /**
    * out[item, i, j] = sum_t A[item, i, t] B[item, t, j] four columns per thread (flat views, heads 1);
-   * null where n is not a multiple of 4
+   * null where n is not a multiple of 4. Where k is too, A is read four terms per texel.
    */
   function mm4(a: S, av: View, b: S, bv: View, items: number, m: number, k: number, n: number): S | null {
     const n4 = n / 4;
     const itemsB = bv.seq === 0 ? 1 : items;
+    const itemsA = av.seq === 0 ? 1 : items;
     if (n % 4 !== 0 || av.h !== 1 || bv.h !== 1 || !fits(items * m * n, itemsB * k * n)) return null;
     // bq[item, t, c4] = B[item, t, 4 c4 + u]
     const bq = pack(
@@ -164,27 +250,46 @@ export function vec4Programs(run: Run, run4: Run4) {
       [itemsB, k, n4],
       (u) => `c0 * ${f(bv.seq)} + c1 * ${f(bv.row)} + (c2 * 4.0 + ${f(u)}) * ${f(bv.col)}`,
     );
+    // aq[item, i, t4] = A[item, i, 4 t4 + v]
+    const aq =
+      k % 4 === 0 && fits(itemsA * m * k)
+        ? pack(
+            a,
+            [itemsA, m, k / 4],
+            (v) => `c0 * ${f(av.seq)} + c1 * ${f(av.row)} + (c2 * 4.0 + ${f(v)}) * ${f(av.col)}`,
+          )
+        : null;
+    const bItem = itemsB === 1 ? "0.0" : `o0 * ${f(k * n4)}`;
     const body = [
       "const i0 = this.thread.x;",
       ...coordLines("i0", [items, m, n4], "o"),
-      ...itemOff(av, "o0", "ao"),
-      `const ab = ao + o1 * ${f(av.row)};`,
-      `const bb = ${itemsB === 1 ? "0.0" : `o0 * ${f(k * n4)}`} + o2;`,
-      "let s0 = 0.0;",
-      "let s1 = 0.0;",
-      "let s2 = 0.0;",
-      "let s3 = 0.0;",
-      `for (let t = 0; t < ${k}; t++) { const av = a[ab + t * ${f(av.col)}]; const bv = bq[bb + t * ${f(n4)}];`,
-      "s0 += av * bv[0]; s1 += av * bv[1]; s2 += av * bv[2]; s3 += av * bv[3]; }",
-      "return [s0, s1, s2, s3];",
+      `const bb = ${bItem} + o2;`,
+      ...SUMS,
     ];
+    if (aq)
+      body.push(
+        `const ab = (${itemsA === 1 ? "0.0" : `o0 * ${f(m)}`} + o1) * ${f(k / 4)};`,
+        `for (let t = 0; t < ${k / 4}; t++) { const av = a[ab + t];`,
+        ...block4("av", (v) => `bq[bb + (t * 4.0 + ${f(v)}) * ${f(n4)}]`),
+        "}",
+      );
+    else
+      body.push(
+        ...itemOff(av, "o0", "ao"),
+        `const ab = ao + o1 * ${f(av.row)};`,
+        `for (let t = 0; t < ${k}; t++) { const av = a[ab + t * ${f(av.col)}]; const bv = bq[bb + t * ${f(n4)}];`,
+        fma4("av", "bv"),
+        "}",
+      );
+    body.push("return [s0, s1, s2, s3];");
     const out4 = run4("matmul", body, (items * m * n) / 4, [
-      ["a", a],
+      ["a", aq ?? a],
       ["bq", bq],
     ]);
     bq.release();
+    aq?.release();
     return unpack("matmul", out4, items * m * n, [items * m * n], "idiv(c0, 4.0)", "c0 - idiv(c0, 4.0) * 4.0");
   }
 
-  return { conv2d4, conv2dBackwardInput4, mm4 };
+  return { conv2d4, conv2dBackwardInput4, conv2dBackwardWeight4, mm4 };
 }
