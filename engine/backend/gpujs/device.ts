@@ -437,12 +437,9 @@ export class Device {
    */
   run4(name: string, src: string, texels: number, args: (GpuStorage | number)[]): GpuStorage {
     const kargs = args.map((a): KernelArg => (typeof a === "number" ? a : this.texOf(a)));
-    const k = this.kernelFor(
-      "run4",
-      src,
-      texels,
-      args.map((a) => (typeof a === "number" ? "s" : String(a.size))).join(","),
-    );
+    // four values per texel already: gpu.js's optimizeFloatMemory takes only one-value kernels
+    const sizes = args.map((a) => (typeof a === "number" ? "s" : String(a.size))).join(",");
+    const k = this.kernelFor("run4", src, texels, sizes, false);
     this.count("gpu", name);
     const tex = this.profile ? this.timed(name, () => k(...kargs)) : k(...kargs);
     return new GpuStorage("float32", texels, tex, null);
@@ -553,7 +550,7 @@ export class Device {
     return out;
   }
 
-  private kernelFor(tag: string, src: string, n: number, sizes = ""): GpuKernel {
+  private kernelFor(tag: string, src: string, n: number, sizes = "", packed = this.packed): GpuKernel {
     const key = `${tag}|${n}|${sizes}|${src}`;
     let k = this.kernels.get(key);
     if (!k) {
@@ -563,7 +560,7 @@ export class Device {
         immutable: true,
         precision: "single",
         tactic: "precision",
-        optimizeFloatMemory: this.packed,
+        optimizeFloatMemory: packed,
         dynamicOutput: false,
         dynamicArguments: false,
       });

@@ -1,9 +1,11 @@
 // Four outputs per thread: conv2d, its two gradients and matmul computed four channels (or columns) at
-// a time. Each thread keeps four sums and reads the weight (or right operand) as one vec4 texel from a
-// repacked copy, so a multiply-add costs half a texture read instead of two; texture reads are what a
-// fragment shader pays for most (on SwiftShader, and in bandwidth on a GPU). The result comes out as
-// four floats per texel and one more pass unpacks it into the backend's one-value-per-texel layout.
-// The sums run in the same order as the one-output kernels', so the results are the same numbers.
+// a time. Each thread keeps four sums and reads the operand they share (the weight, gy, B) as one vec4
+// texel of a repacked copy, so a multiply-add costs half a texture read instead of two; where the summed
+// axis is a multiple of 4 the other operand is repacked too and one of its reads feeds sixteen
+// multiply-adds. Texture reads are what a fragment shader pays for most (on SwiftShader, and in memory
+// traffic on a GPU). The result comes out as four floats per texel and one more pass unpacks it into
+// the backend's one-value-per-texel layout. Each sum is float32 in the one-output kernels' term order,
+// or in blocks of four terms where the other operand is packed: within the same parity tolerances.
 import { coordLines, f } from "./codegen.ts";
 import { MAX_GPU_ELEMENTS } from "./device.ts";
 import type { GpuStorage } from "./device.ts";
