@@ -15,6 +15,7 @@ import { gpujsReport, probeGpujs } from "../engine/backend/gpujs/index.ts";
 import type { DeviceStats } from "../engine/backend/gpujs/device.ts";
 import { withInitGenerator } from "../models/nn/index.ts";
 import { UNet2DConditionModel } from "../models/unets/unet_2d_condition.ts";
+import { TINY_UNET_CONFIG } from "../models/unets/unet_2d_condition_config.ts";
 import { worldTrainingStep } from "./world_setup.ts";
 
 const quick = process.argv.includes("--quick");
@@ -219,19 +220,10 @@ function modelRow(name: string, make: () => () => void, report?: (before: Device
   );
 }
 
-// the tiny UNet forward (the parity suite's model, a little wider): weights uploaded on the first
+// the tiny UNet forward (diffusers' test config, one layer per block, 8 norm groups): weights uploaded on the first
 // gpujs call; every later call uploads nothing but its inputs and reads back the output
 if (wanted("tiny UNet forward")) {
-  const cfg = {
-    sample_size: 16,
-    block_out_channels: [32, 64],
-    layers_per_block: 1,
-    down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
-    up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
-    cross_attention_dim: 32,
-    attention_head_dim: 8,
-    norm_num_groups: 8,
-  };
+  const cfg = { ...TINY_UNET_CONFIG, sample_size: 16, layers_per_block: 1, norm_num_groups: 8 };
   const S = quick ? 8 : 16;
   modelRow(`tiny UNet forward 2x4x${S}x${S} (channels 32/64, cross-attention)`, () => {
     const unet = withInitGenerator(new Generator(7), () => UNet2DConditionModel.fromConfig(cfg));

@@ -6,7 +6,7 @@
 // traffic on a GPU). The result comes out as four floats per texel and one more pass unpacks it into
 // the backend's one-value-per-texel layout. Each sum is float32 in the one-output kernels' term order,
 // or in blocks of four terms where the other operand is packed: within the same parity tolerances.
-import { coordLines, f } from "./codegen.ts";
+import { coordLines, f, stridesOf } from "./codegen.ts";
 import { MAX_GPU_ELEMENTS } from "./device.ts";
 import type { GpuStorage } from "./device.ts";
 import type { Run, View } from "./programs.ts";
@@ -63,17 +63,37 @@ export function vec4Programs(run: Run, run4: Run4) {
     return run4("pack4", body, texels, [["x", x]]);
   }
 
-  /** `n` outputs over `shape`, element (c0..) read from channel `chan` of texel `texel` of `q` */
-  function unpack(name: string, q: S, n: number, shape: number[], texel: string, chan: string): S {
-    const body = [
+  /** x of shape (n, c, h, w) four channels per texel: texel (b, c4, y, x) holds x[b, 4 c4 + v, y, x] */
+  const channels4 = (x: S, n: number, c: number, h: number, w: number): S =>
+    pack(x, [n, c / 4, h, w], (v) => `((c0 * ${f(c)} + c1 * 4.0 + ${f(v)}) * ${f(h * w)}) + c2 * ${f(w)} + c3`);
+
+  /**
+   * Runs `body` (four sums per thread) and unpacks its result: the output of `shape` whose axis `axis`
+   * the threads cover four at a time (texel coordinates: that axis divided by 4). `temps`, the packed
+   * operands, are released once the program has run.
+   */
+  function four(
+    name: string,
+    body: string[],
+    shape: number[],
+    axis: number,
+    args: [string, S][],
+    temps: (S | null)[],
+  ): S {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const out4 = run4(name, body, n / 4, args);
+    for (const t of temps) t?.release();
+    const st = stridesOf(shape.map((d, k) => (k === axis ? d / 4 : d)));
+    const texel = shape.map((_, k) => `${k === axis ? `idiv(c${k}, 4.0)` : `c${k}`} * ${f(st[k]!)}`).join(" + ");
+    const unpackBody = [
       "const i = this.thread.x;",
       ...coordLines("i", shape, "c"),
       `const v = q[${texel}];`,
-      `const ch = ${chan};`,
+      `const ch = c${axis} - idiv(c${axis}, 4.0) * 4.0;`,
       "return ch == 0.0 ? v[0] : (ch == 1.0 ? v[1] : (ch == 2.0 ? v[2] : v[3]));",
     ];
-    const out = run(name, body, n, [["q", q]]);
-    q.release();
+    const out = run(name, unpackBody, n, [["q", out4]]);
+    out4.release();
     return out;
   }
 
@@ -93,15 +113,7 @@ export function vec4Programs(run: Run, run4: Run4) {
     );
     const hw = q.h * q.w;
     const wAt = (ci: string): string => `wq[wb + ((${ci} * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(o4)}]`;
-    // xq[b, c4, y, x] = x[b, 4 c4 + v, y, x]
-    const xq =
-      q.cg % 4 === 0
-        ? pack(
-            x,
-            [q.n, q.c / 4, q.h, q.w],
-            (v) => `((c0 * ${f(q.c)} + c1 * 4.0 + ${f(v)}) * ${f(hw)}) + c2 * ${f(q.w)} + c3`,
-          )
-        : null;
+    const xq = q.cg % 4 === 0 ? channels4(x, q.n, q.c, q.h, q.w) : null;
     const body = [
       "const i = this.thread.x;",
       ...coordLines("i", [q.n, q.o / 4, q.ho, q.wo], "c"),
@@ -120,19 +132,16 @@ export function vec4Programs(run: Run, run4: Run4) {
       "} } } } }",
       "return [s0, s1, s2, s3];",
     ];
-    const out4 = run4("conv2d", body, n / 4, [
-      ["xx", xq ?? x],
-      ["wq", wq],
-    ]);
-    wq.release();
-    xq?.release();
-    return unpack(
+    return four(
       "conv2d",
-      out4,
-      n,
+      body,
       [q.n, q.o, q.ho, q.wo],
-      `((c0 * ${f(q.o / 4)} + idiv(c1, 4.0)) * ${f(q.ho)} + c2) * ${f(q.wo)} + c3`,
-      "c1 - idiv(c1, 4.0) * 4.0",
+      1,
+      [
+        ["xx", xq ?? x],
+        ["wq", wq],
+      ],
+      [wq, xq],
     );
   }
 
@@ -150,17 +159,8 @@ export function vec4Programs(run: Run, run4: Run4) {
       [q.o, q.kh, q.kw, c4],
       (u) => `((c0 * ${f(q.cg)} + c3 * 4.0 + ${f(u)}) * ${f(q.kh)} + c1) * ${f(q.kw)} + c2`,
     );
-    const hwo = q.ho * q.wo;
     const wAt = (co: string): string => `wq[((${co} * ${f(q.kh)} + ky) * ${f(q.kw)} + kx) * ${f(c4)} + ci4]`;
-    // gq[b, o4, y, x] = gy[b, 4 o4 + v, y, x]
-    const gq =
-      q.og % 4 === 0
-        ? pack(
-            gy,
-            [q.n, q.o / 4, q.ho, q.wo],
-            (v) => `((c0 * ${f(q.o)} + c1 * 4.0 + ${f(v)}) * ${f(hwo)}) + c2 * ${f(q.wo)} + c3`,
-          )
-        : null;
+    const gq = q.og % 4 === 0 ? channels4(gy, q.n, q.o, q.ho, q.wo) : null;
     const og = gq ? q.og / 4 : q.og;
     const body = [
       "const i = this.thread.x;",
@@ -178,19 +178,16 @@ export function vec4Programs(run: Run, run4: Run4) {
       "} } } } }",
       "return [s0, s1, s2, s3];",
     ];
-    const out4 = run4("conv2dBackwardInput", body, n / 4, [
-      ["gg", gq ?? gy],
-      ["wq", wq],
-    ]);
-    wq.release();
-    gq?.release();
-    return unpack(
+    return four(
       "conv2dBackwardInput",
-      out4,
-      n,
+      body,
       [q.n, q.c, q.h, q.w],
-      `((c0 * ${f(q.c / 4)} + idiv(c1, 4.0)) * ${f(q.h)} + c2) * ${f(q.w)} + c3`,
-      "c1 - idiv(c1, 4.0) * 4.0",
+      1,
+      [
+        ["gg", gq ?? gy],
+        ["wq", wq],
+      ],
+      [wq, gq],
     );
   }
 
@@ -203,12 +200,7 @@ export function vec4Programs(run: Run, run4: Run4) {
     const n = q.o * q.cg * q.kh * q.kw;
     if (q.og % 4 !== 0 || !fits(n)) return null;
     const hwo = q.ho * q.wo;
-    // gq[b, o4, y, x] = gy[b, 4 o4 + v, y, x]
-    const gq = pack(
-      gy,
-      [q.n, q.o / 4, q.ho, q.wo],
-      (v) => `((c0 * ${f(q.o)} + c1 * 4.0 + ${f(v)}) * ${f(hwo)}) + c2 * ${f(q.wo)} + c3`,
-    );
+    const gq = channels4(gy, q.n, q.o, q.ho, q.wo);
     const body = [
       "const i = this.thread.x;",
       ...coordLines("i", [q.o / 4, q.cg, q.kh, q.kw], "c"),
@@ -222,18 +214,16 @@ export function vec4Programs(run: Run, run4: Run4) {
       "} } } } }",
       "return [s0, s1, s2, s3];",
     ];
-    const out4 = run4("conv2dBackwardWeight", body, n / 4, [
-      ["xx", x],
-      ["gq", gq],
-    ]);
-    gq.release();
-    return unpack(
+    return four(
       "conv2dBackwardWeight",
-      out4,
-      n,
+      body,
       [q.o, q.cg, q.kh, q.kw],
-      `((idiv(c0, 4.0) * ${f(q.cg)} + c1) * ${f(q.kh)} + c2) * ${f(q.kw)} + c3`,
-      "c0 - idiv(c0, 4.0) * 4.0",
+      0,
+      [
+        ["xx", x],
+        ["gq", gq],
+      ],
+      [gq],
     );
   }
 
@@ -284,13 +274,18 @@ export function vec4Programs(run: Run, run4: Run4) {
         "}",
       );
     body.push("return [s0, s1, s2, s3];");
-    const out4 = run4("matmul", body, (items * m * n) / 4, [
-      ["a", aq ?? a],
-      ["bq", bq],
-    ]);
-    bq.release();
-    aq?.release();
-    return unpack("matmul", out4, items * m * n, [items * m * n], "idiv(c0, 4.0)", "c0 - idiv(c0, 4.0) * 4.0");
+    // a thread's four columns are four consecutive elements: the flat output, four per texel
+    return four(
+      "matmul",
+      body,
+      [items * m * n],
+      0,
+      [
+        ["a", aq ?? a],
+        ["bq", bq],
+      ],
+      [aq, bq],
+    );
   }
 
   return { conv2d4, conv2dBackwardInput4, conv2dBackwardWeight4, mm4 };
