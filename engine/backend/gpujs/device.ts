@@ -411,38 +411,34 @@ export class Device {
 
   /** Runs kernel `src` over `n` outputs; GpuStorage arguments are uploaded first if they live on the host. */
   run(name: string, src: string, n: number, args: (GpuStorage | number)[]): GpuStorage {
-    const kargs: KernelArg[] = [];
-    const sizes: string[] = [];
-    for (const a of args) {
-      if (typeof a === "number") {
-        kargs.push(a);
-        sizes.push("s");
-      } else {
-        kargs.push(this.texOf(a));
-        sizes.push(String(a.size));
-      }
-    }
-    const k = this.kernelFor("run", src, n, sizes.join(","));
-    this.count("gpu", name);
-    if (!this.profile) return this.scratch.adopt(new GpuStorage("float32", n, k(...kargs), null));
-    const tex = this.timed(name, () => k(...kargs));
-    return this.scratch.adopt(new GpuStorage("float32", n, tex, null));
+    return this.scratch.adopt(new GpuStorage("float32", n, this.launch("run", name, src, n, args, this.packed), null));
   }
 
   /**
    * Runs kernel `src`, which returns four values (`return [a, b, c, d];`), over `texels` outputs: a
    * texture of four floats per texel (gpu.js's ArrayTexture(4)) that other kernels read as a vec4
    * (`v = q[i]; v[0]`). Such storage is an intermediate of one backend kernel: it is not adopted by
-   * scratch or tidy scopes, never read back, and the caller releases it when done.
+   * scratch or tidy scopes, never read back, and the caller releases it when done. Compiled without
+   * optimizeFloatMemory, which gpu.js takes for one-value kernels only.
    */
   run4(name: string, src: string, texels: number, args: (GpuStorage | number)[]): GpuStorage {
+    return new GpuStorage("float32", texels, this.launch("run4", name, src, texels, args, false), null);
+  }
+
+  /** The kernel of `src` for these outputs and argument sizes, called (and timed when profiling). */
+  private launch(
+    tag: string,
+    name: string,
+    src: string,
+    n: number,
+    args: (GpuStorage | number)[],
+    packed: boolean,
+  ): GpuTexture {
     const kargs = args.map((a): KernelArg => (typeof a === "number" ? a : this.texOf(a)));
-    // four values per texel already: gpu.js's optimizeFloatMemory takes only one-value kernels
     const sizes = args.map((a) => (typeof a === "number" ? "s" : String(a.size))).join(",");
-    const k = this.kernelFor("run4", src, texels, sizes, false);
+    const k = this.kernelFor(tag, src, n, sizes, packed);
     this.count("gpu", name);
-    const tex = this.profile ? this.timed(name, () => k(...kargs)) : k(...kargs);
-    return new GpuStorage("float32", texels, tex, null);
+    return this.profile ? this.timed(name, () => k(...kargs)) : k(...kargs);
   }
 
   private timed<T>(name: string, f: () => T): T {
